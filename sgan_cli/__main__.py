@@ -1,0 +1,5 @@
+"""``python -m sgan_cli`` runs the CLI."""
+
+from .cli import main
+
+main()

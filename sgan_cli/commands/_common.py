@@ -1,0 +1,84 @@
+"""Shared CLI plumbing: consoles, error reporting, progress, config resolution, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import SganError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USER_ERROR = 2
+
+out = Console()  # results (stdout)
+err = Console(stderr=True)  # progress and messages (stderr)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn an SganError into one message on stderr and exit code 2; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SganError as exc:
+            err.print(f"[bold red]Error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]Interrupted.[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    """One JSON object on stdout, nothing else."""
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int, dict[str, float]], None]]:
+    """A Rich progress bar on stderr; yields a ``(done, total, info)`` callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    if not enabled:
+        yield lambda done, total, info: None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=err,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task(description, total=None, info="")
+
+        def update(done: int, total: int, info: dict[str, float]) -> None:
+            text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+            progress.update(task, completed=done, total=total, info=text)
+
+        yield update
+
+
+def resolve_config(recipe: str | None, sets: list[str] | None, flags: dict[str, Any]) -> Any:
+    """Defaults → recipe → --set → explicit flags (only those the user gave, i.e. not None)."""
+    from ..config import load_config, set_value
+
+    cfg = load_config(recipe, sets)
+    for key, value in flags.items():
+        if value is not None:
+            set_value(cfg, key, value, f"--{key.split('.', 1)[1].replace('_', '-')}")
+    return cfg

@@ -1,0 +1,182 @@
+"""One configuration path: dataclass defaults → recipe YAML → ``--set key=value`` → flags.
+
+The whole pipeline shares one tree of sections (``data``, ``dict``, …) so one recipe can
+describe a whole experiment; each command reads the sections it needs and records the
+resolved tree in every file it writes. Unknown sections or keys are errors that name the
+key and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SganError
+
+
+@dataclass
+class DataConfig:
+    """Which images to load (see :mod:`sgan_cli.data`)."""
+
+    name: str = "digits"  # dataset name, folder of images, or a samples.safetensors file
+    root: str | None = None  # torchvision data folder; None: $SGAN_DATA or ~/.cache/sgan/data
+    split: str = "train"  # "train" or "test"
+    limit: int | None = None  # keep only the first N images (after loading)
+    image_size: int | None = None  # resize images to this square size (folders: required if mixed)
+    download: bool = True  # try to download torchvision datasets that are missing
+
+
+@dataclass
+class DictConfig:
+    """Dictionary learning (``sgan learn-dict``, DESIGN §2.1)."""
+
+    atoms: int | None = None  # K atoms; None: square (K = signal dimension)
+    patch: int | None = None  # None: whole-image atoms (seed 000); P ≥ 2: P×P×C patches (seed 002)
+    stride: int = 1  # patch extraction stride
+    sparsity: float = 0.1  # target fraction of non-zero code coefficients, in (0, 1)
+    alpha: float | None = None  # fix the lasso penalty α instead of targeting `sparsity`
+    solver: str = "auto"  # "auto", "passes" (small data, many passes) or "online" (large data)
+    passes: float | None = None  # passes over the training signals; None: the solver's default
+    batch_size: int | None = None  # minibatch size; None: the solver's default
+    max_samples: int = 100_000  # at most this many signals (random subset of images / patches)
+    heldout: float = 0.1  # share of signals held out to measure sparsity, objective and PSNR
+    seed: int = 0  # random seed (subset, split, initialisation, minibatches)
+    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+
+
+@dataclass
+class SganConfig:
+    """The root of the configuration tree; one field per section."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    dict: DictConfig = field(default_factory=DictConfig)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config tree as plain JSON/YAML-ready data."""
+    return dataclasses.asdict(cfg)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check (and gently convert) a value against a field's type hint."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for opt in options:
+            if opt is type(None):
+                continue
+            try:
+                return _coerce(value, opt, key, source)
+            except SganError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-2" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        return value
+    raise SganError(
+        f"{key} must be {getattr(hint, '__name__', hint)}, got {value!r}",
+        where=source,
+        fix=f"give {key} a value of type {getattr(hint, '__name__', hint)}",
+    )
+
+
+def apply_mapping(cfg: SganConfig, data: dict[str, Any], source: str) -> None:
+    """Merge a nested mapping (a parsed recipe) into the config, validating every key."""
+    if not isinstance(data, dict):
+        raise SganError(f"the recipe must be a mapping of sections, got {type(data).__name__}", where=source, fix="see recipes/ for examples")
+    sections = _hints(SganConfig)
+    for section, values in data.items():
+        if section not in sections:
+            raise SganError(
+                f"unknown section {section!r}",
+                where=source,
+                fix=f"use one of: {', '.join(sections)}",
+            )
+        if not isinstance(values, dict):
+            raise SganError(f"section {section!r} must be a mapping of keys to values", where=source, fix="indent its keys under it")
+        for key, value in values.items():
+            set_value(cfg, f"{section}.{key}", value, source)
+
+
+def set_value(cfg: SganConfig, dotted: str, value: Any, source: str) -> None:
+    """Set ``section.key`` to ``value`` after checking the key exists and the type fits."""
+    section, _, key = dotted.partition(".")
+    sections = _hints(SganConfig)
+    if section not in sections or not key:
+        raise SganError(
+            f"unknown configuration key {dotted!r}",
+            where=source,
+            fix=f"keys look like section.key with section one of: {', '.join(sections)}",
+        )
+    obj = getattr(cfg, section)
+    fields = _hints(type(obj))
+    if key not in fields:
+        raise SganError(
+            f"unknown configuration key {dotted!r}",
+            where=source,
+            fix=f"keys of section {section!r} are: {', '.join(fields)}",
+        )
+    setattr(obj, key, _coerce(value, fields[key], dotted, source))
+
+
+def parse_set(expr: str) -> tuple[str, Any]:
+    """``'dict.atoms=100'`` → ('dict.atoms', 100); the value is parsed as YAML (null, 1e-3, …)."""
+    import yaml
+
+    if "=" not in expr:
+        raise SganError(f"--set {expr!r} is not of the form section.key=value", where="--set", fix="write e.g. --set dict.atoms=100")
+    key, _, raw = expr.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(recipe: str | Path | None = None, sets: list[str] | None = None) -> SganConfig:
+    """Defaults, then the recipe file, then each ``--set`` in order."""
+    import yaml
+
+    cfg = SganConfig()
+    if recipe is not None:
+        path = Path(recipe)
+        if not path.is_file():
+            raise SganError(f"the recipe {path} does not exist", where=str(path), fix="give the path of a YAML recipe, e.g. recipes/quickstart.yaml")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SganError(f"the recipe {path} is not valid YAML ({exc})", where=str(path), fix="fix the YAML syntax") from None
+        apply_mapping(cfg, data, f"recipe {path}")
+    for expr in sets or []:
+        key, value = parse_set(expr)
+        set_value(cfg, key, value, f"--set {expr}")
+    return cfg

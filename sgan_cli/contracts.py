@@ -1,0 +1,327 @@
+"""File contracts (DESIGN §3): every file sgan writes is safetensors with typed metadata.
+
+Metadata (str → str) always holds ``kind``, ``schema``, ``sgan_version``, ``config`` (the
+resolved configuration as JSON) and ``lineage`` (JSON: content hashes of the files this one
+derives from, e.g. ``{"dictionary": "sha256:…"}``), plus kind-specific fields. Readers check
+kind, schema and tensor shapes before use; writes are atomic (temp file + rename) and never
+overwrite an existing file unless asked to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import SganError
+
+# kind → current schema version; bump a schema when a kind's tensors or fields change
+SCHEMAS: dict[str, int] = {
+    "sgan.dictionary": 1,
+    "sgan.generator": 1,
+    "sgan.checkpoint": 1,
+    "sgan.samples": 1,
+    "sgan.latents": 1,
+    "sgan.stats": 1,
+    "sgan.classifier": 1,
+}
+
+_RESERVED = ("kind", "schema", "sgan_version", "config", "lineage")
+
+
+@dataclass
+class SganFile:
+    """A validated sgan file: its tensors and its metadata, decoded."""
+
+    path: Path
+    kind: str
+    schema: int
+    tensors: dict[str, Any]  # name → torch.Tensor
+    config: dict[str, Any]
+    lineage: dict[str, str]
+    meta: dict[str, str] = field(default_factory=dict)  # the kind-specific fields
+    sgan_version: str = ""
+
+
+def content_hash(tensors: Mapping[str, Any]) -> str:
+    """sha256 over tensor names, dtypes, shapes and bytes, in name order: a file's identity.
+
+    Independent of metadata, so the same atoms written twice hash the same, and lineage
+    survives re-saving with a different config.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t: torch.Tensor = tensors[name].detach().contiguous().cpu()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return "sha256:" + h.hexdigest()
+
+
+def check_writable(path: Path, force: bool) -> None:
+    """Refuse to replace an existing output unless ``force``; called before long work starts."""
+    if path.exists() and not force:
+        raise SganError(
+            f"the output file {path} already exists",
+            where=str(path),
+            fix="pass --force to overwrite it, or choose another path with --out",
+        )
+    if path.exists() and path.is_dir():
+        raise SganError(f"the output path {path} is a folder", where=str(path), fix="give a file name with --out")
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place.
+
+    A crash or Ctrl-C leaves either the old file or none, never a truncated one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_file(
+    path: str | Path,
+    kind: str,
+    tensors: Mapping[str, Any],
+    *,
+    config: Mapping[str, Any] | None = None,
+    lineage: Mapping[str, str] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> str:
+    """Write an sgan file atomically; returns its content hash.
+
+    ``meta`` values are stored as strings (JSON for non-strings) under their own keys.
+    """
+    from safetensors.torch import save_file
+
+    if kind not in SCHEMAS:
+        raise ValueError(f"unknown sgan file kind {kind!r}")
+    path = Path(path)
+    check_writable(path, force)
+    metadata = {
+        "kind": kind,
+        "schema": str(SCHEMAS[kind]),
+        "sgan_version": __version__,
+        "config": json.dumps(config or {}, sort_keys=True, default=str),
+        "lineage": json.dumps(dict(lineage or {}), sort_keys=True),
+    }
+    for key, value in (meta or {}).items():
+        if key in _RESERVED:
+            raise ValueError(f"metadata key {key!r} is reserved")
+        metadata[key] = value if isinstance(value, str) else json.dumps(value)
+    prepared = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    atomic_write_bytes(path, lambda tmp: save_file(prepared, str(tmp), metadata=metadata))
+    return content_hash(prepared)
+
+
+# kind → function(tensors, meta, path) raising SganError when shapes do not fit
+_VALIDATORS: dict[str, Callable[[dict[str, Any], dict[str, str], Path], None]] = {}
+
+
+def register_validator(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: the shape checks run by :func:`read_file` for one kind."""
+
+    def deco(fn: Callable[..., None]) -> Callable[..., None]:
+        _VALIDATORS[kind] = fn
+        return fn
+
+    return deco
+
+
+def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "input") -> SganFile:
+    """Open and validate an sgan file of the expected kind(s).
+
+    Every way a file can be wrong — missing, a folder, not safetensors, truncated, another
+    program's safetensors, another sgan kind, a newer schema, tensors of the wrong shape —
+    gives one SganError that names the file and says how to fix it.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    kinds = (kind,) if isinstance(kind, str) else kind
+    wanted = " or ".join(kinds)
+    if not path.exists():
+        raise SganError(f"the {what} file {path} does not exist", where=str(path), fix=f"give the path of a {wanted} file")
+    if path.is_dir():
+        raise SganError(f"the {what} path {path} is a folder, not a file", where=str(path), fix=f"give the path of a {wanted} file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise SganError(
+            f"{path} is not a readable safetensors file (it may be truncated or of another format: {exc})",
+            where=str(path),
+            fix=f"give a {wanted} file written by sgan, or write it again",
+        ) from None
+    found = metadata.get("kind")
+    if found is None or not found.startswith("sgan."):
+        raise SganError(
+            f"{path} is a safetensors file but not an sgan file (no sgan 'kind' in its metadata)",
+            where=str(path),
+            fix=f"give a {wanted} file written by sgan",
+        )
+    if found not in kinds:
+        raise SganError(
+            f"{path} is an {found} file, but a {wanted} file is needed here",
+            where=str(path),
+            fix=f"give a {wanted} file",
+        )
+    try:
+        schema = int(metadata.get("schema", ""))
+    except ValueError:
+        schema = -1
+    if schema != SCHEMAS[found]:
+        raise SganError(
+            f"{path} has schema {metadata.get('schema')!r} for {found}, this sgan ({__version__}) reads schema {SCHEMAS[found]}",
+            where=str(path),
+            fix="write the file again with this version of sgan, or use the sgan version that wrote it",
+        )
+    try:
+        config = json.loads(metadata.get("config", "{}"))
+        lineage = json.loads(metadata.get("lineage", "{}"))
+    except json.JSONDecodeError:
+        raise SganError(f"{path} has corrupt metadata (config or lineage is not JSON)", where=str(path), fix="write the file again") from None
+    meta = {k: v for k, v in metadata.items() if k not in _RESERVED}
+    validator = _VALIDATORS.get(found)
+    if validator is not None:
+        validator(tensors, meta, path)
+    return SganFile(
+        path=path,
+        kind=found,
+        schema=schema,
+        tensors=tensors,
+        config=config,
+        lineage=lineage,
+        meta=meta,
+        sgan_version=metadata.get("sgan_version", ""),
+    )
+
+
+def meta_json(file: SganFile, key: str) -> Any:
+    """A kind-specific metadata field decoded from JSON (strings stay strings)."""
+    raw = file.meta.get(key)
+    if raw is None:
+        raise SganError(f"{file.path} lacks the metadata field {key!r}", where=str(file.path), fix="write the file again with sgan")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def require_tensor(tensors: dict[str, Any], name: str, ndim: int, path: Path) -> Any:
+    """The tensor ``name`` with ``ndim`` dimensions, or an SganError naming the file."""
+    t = tensors.get(name)
+    if t is None:
+        raise SganError(f"{path} has no tensor {name!r}", where=str(path), fix="write the file again with sgan")
+    if t.ndim != ndim:
+        raise SganError(
+            f"{path}: tensor {name!r} has shape {tuple(t.shape)}, expected {ndim} dimensions",
+            where=str(path),
+            fix="write the file again with sgan",
+        )
+    return t
+
+
+# --- sgan.dictionary ---------------------------------------------------------------------
+
+
+@dataclass
+class DictionaryFile:
+    """A loaded dictionary: atoms [K, dim] and the geometry they were learned for."""
+
+    atoms: Any  # torch.Tensor [K, dim], unit-norm rows
+    channels: int
+    image_size: int
+    patch: int | None  # None: whole-image atoms (dim = C·H·W); P: P×P×C patch atoms
+    stride: int
+    alpha: float
+    achieved_sparsity: float
+    hash: str
+    file: SganFile
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.atoms.shape[0])
+
+
+@register_validator("sgan.dictionary")
+def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
+    atoms = require_tensor(tensors, "atoms", 2, path)
+    try:
+        channels, size = int(meta["channels"]), int(meta["image_size"])
+        patch = json.loads(meta["patch"])
+    except (KeyError, ValueError):
+        raise SganError(f"{path} lacks the dictionary geometry (channels, image_size, patch)", where=str(path), fix="learn the dictionary again with sgan learn-dict") from None
+    side = size if patch is None else int(patch)
+    expected = channels * side * side
+    if atoms.shape[1] != expected:
+        raise SganError(
+            f"{path}: atoms have {atoms.shape[1]} values each, but {channels}×{side}×{side} = {expected} were recorded",
+            where=str(path),
+            fix="learn the dictionary again with sgan learn-dict",
+        )
+    norms = atoms.float().norm(dim=1)
+    if atoms.shape[0] == 0 or not bool(((norms - 1).abs() < 1e-3).all()):
+        raise SganError(f"{path}: atoms are not unit-norm rows", where=str(path), fix="learn the dictionary again with sgan learn-dict")
+
+
+def load_dictionary(path: str | Path) -> DictionaryFile:
+    """Read and validate a ``sgan.dictionary`` file."""
+    f = read_file(path, "sgan.dictionary", what="dictionary")
+    atoms = f.tensors["atoms"].float()
+    patch = meta_json(f, "patch")
+    return DictionaryFile(
+        atoms=atoms,
+        channels=int(f.meta["channels"]),
+        image_size=int(f.meta["image_size"]),
+        patch=None if patch is None else int(patch),
+        stride=int(f.meta.get("stride", "1")),
+        alpha=float(f.meta.get("alpha", "nan")),
+        achieved_sparsity=float(f.meta.get("achieved_sparsity", "nan")),
+        hash=content_hash(f.tensors),
+        file=f,
+    )
+
+
+def save_dictionary(path: str | Path, job: Any, config: Mapping[str, Any], force: bool = False) -> str:
+    """Write a learned dictionary (a :class:`sgan_cli.dictionary.DictionaryJob`); returns its hash."""
+    r = job.learned
+    meta = {
+        "dataset": job.dataset,
+        "channels": str(job.channels),
+        "image_size": str(job.image_size),
+        "patch": json.dumps(job.patch),
+        "stride": str(job.stride),
+        "n_atoms": str(r.atoms.shape[0]),
+        "dim": str(r.atoms.shape[1]),
+        "target_sparsity": json.dumps(r.target_sparsity),
+        "achieved_sparsity": repr(r.achieved_sparsity),
+        "alpha": repr(r.alpha),
+        "objective": repr(r.objective),
+        "train_objective": repr(r.train_objective),
+        "psnr_db": repr(r.psnr),
+        "n_signals": str(job.n_signals),
+        "n_heldout": str(r.n_heldout),
+        "solver": r.solver,
+        "steps": str(r.steps),
+    }
+    return write_file(path, "sgan.dictionary", {"atoms": r.atoms}, config=config, meta=meta, force=force)

@@ -1,0 +1,276 @@
+"""Image data sets by name (DESIGN §4): all yield uint8 images [N, C, H, W] and optional labels.
+
+``digits`` (scikit-learn's bundled 8×8 digits) works offline and is the default.
+``mnist``, ``fashion-mnist``, ``cifar10`` and ``celeba`` come through torchvision from
+``--data-root`` (default ``$SGAN_DATA`` or ``~/.cache/sgan/data``) and are downloaded when
+missing and online; offline, the error names the files expected and the folder looked in.
+A folder of images and an ``sgan.samples`` file are data sets too, so samples can be fed
+back. Pixels become floats in [−1, 1] only when used (:meth:`ImageData.floats`), so large
+sets stay compact in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import DataConfig
+from .errors import SganError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+# name → (torchvision class name, folder under root, files expected there)
+_TORCHVISION: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "mnist": (
+        "MNIST",
+        "MNIST/raw",
+        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    ),
+    "fashion-mnist": (
+        "FashionMNIST",
+        "FashionMNIST/raw",
+        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    ),
+    "cifar10": (
+        "CIFAR10",
+        "cifar-10-batches-py",
+        ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"),
+    ),
+    "celeba": (
+        "CelebA",
+        "celeba",
+        ("img_align_celeba/", "list_eval_partition.txt", "identity_CelebA.txt", "list_attr_celeba.txt", "list_bbox_celeba.txt", "list_landmarks_align_celeba.txt"),
+    ),
+}
+DATASET_NAMES = ("digits", *_TORCHVISION)
+
+
+@dataclass
+class ImageData:
+    """A loaded image set. ``images`` is uint8 [N, C, H, W]; ``labels`` int64 [N] or None."""
+
+    images: "torch.Tensor"  # noqa: F821 (torch is imported lazily)
+    labels: "torch.Tensor | None"  # noqa: F821
+    name: str
+    source: str  # where it came from, for messages and metadata
+    n_classes: int | None = None
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def floats(self, idx: "torch.Tensor | slice | None" = None) -> "torch.Tensor":  # noqa: F821
+        """Images (all, or ``idx``) as float32 in [−1, 1]: x/127.5 − 1."""
+        x = self.images if idx is None else self.images[idx]
+        return x.float().div_(127.5).sub_(1.0)
+
+
+def default_root() -> Path:
+    """``$SGAN_DATA``, else ``$XDG_CACHE_HOME/sgan/data``, else ``~/.cache/sgan/data``."""
+    if os.environ.get("SGAN_DATA"):
+        return Path(os.environ["SGAN_DATA"])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "sgan" / "data"
+
+
+def load_data(cfg: DataConfig) -> ImageData:
+    """Load the data set ``cfg.name`` (see module doc), then apply resize and limit."""
+    if cfg.split not in ("train", "test"):
+        raise SganError(f"unknown split {cfg.split!r}", where="data.split / --split", fix="use train or test")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise SganError(f"--limit must be at least 1, got {cfg.limit}", where="data.limit / --limit", fix="give a positive number of images")
+    name = cfg.name
+    path = Path(name)
+    if name == "digits":
+        data = _load_digits(cfg.split)
+    elif name in _TORCHVISION:
+        data = _load_torchvision(name, Path(cfg.root) if cfg.root else default_root(), cfg.split, cfg.download)
+    elif path.suffix == ".safetensors":
+        data = _load_samples(path)
+    elif path.is_dir():
+        data = _load_folder(path, cfg.image_size)
+    elif path.exists():
+        raise SganError(
+            f"{name} is a file sgan cannot read as a data set",
+            where=name,
+            fix="give a data set name, a folder of images, or a samples.safetensors file",
+        )
+    else:
+        raise SganError(
+            f"unknown data set {name!r} (not a known name, folder or .safetensors file)",
+            where=name,
+            fix=f"use one of {', '.join(DATASET_NAMES)}, a folder of images, or a samples.safetensors file",
+        )
+    if cfg.image_size is not None:
+        data = resize(data, cfg.image_size)
+    if cfg.limit is not None and cfg.limit < len(data):
+        data.images = data.images[: cfg.limit]
+        data.labels = None if data.labels is None else data.labels[: cfg.limit]
+    return data
+
+
+def resize(data: ImageData, size: int) -> ImageData:
+    """Square-resize every image (antialiased bilinear), in float, back to uint8."""
+    import torch
+    import torch.nn.functional as F
+
+    if size < 1:
+        raise SganError(f"--image-size must be positive, got {size}", where="data.image_size", fix="give a size such as 28 or 64")
+    if data.images.shape[-2:] == (size, size):
+        return data
+    out = []
+    for chunk in data.images.split(4096):  # bounded memory for large sets
+        x = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(x.round_().clamp_(0, 255).to(torch.uint8))
+    data.images = torch.cat(out)
+    return data
+
+
+def _load_digits(split: str) -> ImageData:
+    """scikit-learn's 1,797 8×8 digits (values 0..16 → uint8 0..255); a seeded 80/20 split."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # [1797, 1, 8, 8]
+    y = bunch.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    cut = int(round(0.8 * len(x)))
+    keep = order[:cut] if split == "train" else order[cut:]
+    keep.sort()
+    return ImageData(torch.from_numpy(x[keep]), torch.from_numpy(y[keep]), "digits", "sklearn.datasets.load_digits", 10)
+
+
+def _missing_data_error(name: str, folder: Path, files: tuple[str, ...], detail: str) -> SganError:
+    return SganError(
+        f"the {name} data set is not in {folder} and could not be downloaded ({detail})",
+        where=str(folder),
+        fix=(
+            f"put these files in {folder}: {', '.join(files)} — or run once with network access, "
+            f"or point --data-root (or $SGAN_DATA) at a folder that holds them"
+        ),
+    )
+
+
+def _load_torchvision(name: str, root: Path, split: str, download: bool) -> ImageData:
+    import numpy as np
+    import torch
+    import torchvision.datasets as tvd
+
+    cls_name, sub, files = _TORCHVISION[name]
+    folder = root / sub
+    cls = getattr(tvd, cls_name)
+    train = split == "train"
+
+    def build(dl: bool):  # noqa: ANN202
+        if name == "celeba":
+            return cls(str(root), split="train" if train else "test", target_type=[], download=dl)
+        return cls(str(root), train=train, download=dl)
+
+    try:
+        ds = build(False)
+    except (RuntimeError, OSError) as first:
+        if not download:
+            raise _missing_data_error(name, folder, files, f"download disabled; {first}") from None
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(30)  # offline machines must fail fast, not hang
+        try:
+            ds = build(True)
+        except Exception as exc:  # noqa: BLE001 - any download failure is the same user problem
+            raise _missing_data_error(name, folder, files, f"{type(exc).__name__}: {exc}") from None
+        finally:
+            socket.setdefaulttimeout(old)
+    if name in ("mnist", "fashion-mnist"):
+        images = ds.data[:, None].clone()  # uint8 [N, 1, 28, 28]
+        labels = ds.targets.clone().long()
+        n_classes = 10
+    elif name == "cifar10":
+        images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))  # [N, 3, 32, 32]
+        labels = torch.tensor(ds.targets, dtype=torch.long)
+        n_classes = 10
+    else:  # celeba: aligned 178×218 faces, centre-cropped square; resize later (default 64)
+        images = _celeba_images(ds)
+        labels, n_classes = None, None
+    return ImageData(images, labels, name, str(folder), n_classes)
+
+
+def _celeba_images(ds: object, size: int = 64) -> "torch.Tensor":  # noqa: F821
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    out = np.empty((len(ds), 3, size, size), dtype=np.uint8)  # type: ignore[arg-type]
+    for i, fname in enumerate(ds.filename):  # type: ignore[attr-defined]
+        with Image.open(Path(ds.root) / ds.base_folder / "img_align_celeba" / fname) as im:  # type: ignore[attr-defined]
+            im = im.convert("RGB").crop((0, 20, 178, 198)).resize((size, size), Image.BILINEAR)
+            out[i] = np.asarray(im).transpose(2, 0, 1)
+    return torch.from_numpy(out)
+
+
+def _load_folder(folder: Path, size: int | None) -> ImageData:
+    """Every image file in the folder (sorted by name); grayscale if all are, else RGB."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as exc:
+        raise SganError(f"cannot read the folder {folder} ({exc.strerror})", where=str(folder), fix="check the path and its permissions") from None
+    if not files:
+        raise SganError(
+            f"the folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})",
+            where=str(folder),
+            fix="give a folder of image files, e.g. the one `sgan sample` wrote",
+        )
+    pics = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                pics.append(im.copy())
+        except (UnidentifiedImageError, OSError) as exc:
+            raise SganError(f"cannot read the image {f} ({exc})", where=str(f), fix="remove or replace the broken file") from None
+    gray = all(p.mode in ("L", "1", "I;16", "I") for p in pics)
+    mode = "L" if gray else "RGB"
+    sizes = {p.size for p in pics}
+    if size is None and len(sizes) > 1:
+        raise SganError(
+            f"the images in {folder} have different sizes ({', '.join(f'{w}×{h}' for w, h in sorted(sizes)[:4])}…)",
+            where=str(folder),
+            fix="pass --image-size N to resize them all to N×N",
+        )
+    target = (size, size) if size is not None else pics[0].size
+    arrs = []
+    for p in pics:
+        p = p.convert(mode)
+        if p.size != target:
+            p = p.resize(target, Image.BILINEAR)
+        a = np.asarray(p, dtype=np.uint8)
+        arrs.append(a[None] if gray else a.transpose(2, 0, 1))
+    images = torch.from_numpy(np.stack(arrs))
+    return ImageData(images, None, folder.name, str(folder))
+
+
+def _load_samples(path: Path) -> ImageData:
+    """An ``sgan.samples`` file: tensor ``images`` uint8 [N, C, H, W], optional ``labels``."""
+    import torch
+
+    from .contracts import read_file, require_tensor
+
+    f = read_file(path, "sgan.samples", what="samples")
+    images = require_tensor(f.tensors, "images", 4, path)
+    if images.dtype != torch.uint8:
+        raise SganError(f"{path}: images must be uint8, found {images.dtype}", where=str(path), fix="write the samples again with sgan sample")
+    labels = f.tensors.get("labels")
+    return ImageData(images, None if labels is None else labels.long(), path.stem, str(path))

@@ -1,0 +1,486 @@
+"""Dictionary learning (DESIGN §2.1): online Mairal-style learning in PyTorch, sparsity targeting.
+
+Objective (seed 000 eq. 1, seed 002 eq. 5), per signal and averaged over n signals:
+
+    min_{D, A}  ½‖Y − A D‖²/n + α‖A‖₁/n      s.t. ‖d_k‖₂ = 1 for every atom (row) d_k.
+
+The solver follows Mairal et al. 2009 (online dictionary learning, scikit-learn's
+``MiniBatchDictionaryLearning``): minibatches are sparse-coded, the sufficient statistics
+Σ aaᵀ [K, K] and Σ a yᵀ [K, dim] are accumulated, and the atoms take block-coordinate steps on
+the surrogate they define. Two changes make it fast on small data sets that fit in memory:
+
+* every signal keeps its latest code, which warm-starts its next FISTA solve and lets the
+  statistics *replace* a signal's old contribution instead of decaying it (the incremental
+  variant of Mairal et al. 2010, §3.4): after one pass they are exact full-data sums;
+* sparse coding is batched FISTA on the whole minibatch (one matmul an iteration), so the
+  same code runs on a GPU.
+
+α is a poor knob for sparsity (DESIGN: the α giving 10 % support ranged from 0.016 to 0.36),
+so :func:`find_alpha` bisects α against accurate lasso codes of held-out signals, before
+and during learning and once more on the final dictionary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .sparse_coding import lasso_fista, lasso_lars, lasso_objective, lipschitz, psnr, support_fraction
+
+
+@dataclass
+class LearnedDictionary:
+    """What :func:`learn_dictionary` returns; everything ``learn-dict`` writes and prints."""
+
+    atoms: Tensor  # [K, dim], unit-norm rows, float32 on CPU
+    alpha: float  # α of eq. (1) for which the held-out codes have the reported support
+    target_sparsity: float | None  # requested support fraction (None when α was given)
+    achieved_sparsity: float  # support fraction of exact lasso codes of held-out signals
+    objective: float  # ½‖Y − AD‖²/n + α‖A‖₁/n on the held-out signals, exact codes
+    train_objective: float  # running (exponentially weighted) minibatch cost at the end
+    psnr: float  # mean PSNR (dB) of the held-out reconstructions AD, pixels in [−1, 1]
+    n_train: int
+    n_heldout: int
+    steps: int  # minibatch steps taken
+    solver: str  # "online" or "passes"
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per pass
+
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]  # (done, total, info)
+
+
+def extract_signals(images: Tensor, patch: int | None, stride: int) -> Tensor:
+    """Images [N, C, H, W] in [−1, 1] → signals [n, dim].
+
+    Whole images (patch None): dim = C·H·W. Patches: every P×P window at the given stride,
+    flattened in (C, P, P) order — the order ``conv_transpose2d`` uses when the atoms are
+    viewed as a [K, C, P, P] kernel, so patch synthesis needs no reshuffling. ``F.unfold``
+    does the extraction without loops: [N, C·P·P, L] → [N·L, C·P·P].
+    """
+    if patch is None:
+        return images.reshape(images.shape[0], -1)
+    cols = F.unfold(images, kernel_size=patch, stride=stride)  # [N, C·P·P, L]
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+def init_atoms(Y: Tensor, n_atoms: int, generator: torch.Generator, max_rows: int = 20000) -> Tensor:
+    """Initial dictionary [K, dim]: leading principal directions, then random signals.
+
+    The top min(K, dim) right singular vectors of (a random subset of) Y come first — the
+    same start scikit-learn's ``MiniBatchDictionaryLearning`` takes, and on patch data far
+    better than random patches alone (DC and gradient atoms are found at once). Atoms beyond
+    the rank are distinct random signals of non-negligible norm (Mairal 2009 §3.1), then
+    Gaussian directions if signals run out. Singular vectors have an arbitrary sign; it is
+    fixed so each has a non-negative sum, for reproducible pictures.
+    """
+    n, dim = Y.shape
+    rows = torch.randperm(n, generator=generator)[:max_rows].to(Y.device)
+    sample = Y[rows]
+    n_svd = min(n_atoms, dim, sample.shape[0])
+    _, _, vh = torch.linalg.svd(sample, full_matrices=False)  # vh [min(m, dim), dim]
+    atoms = vh[:n_svd]
+    atoms = atoms * torch.where(atoms.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+    if n_atoms > n_svd:
+        norms = sample.norm(dim=1)
+        usable = torch.nonzero(norms > 1e-3 * norms.max().clamp_min(1e-12)).flatten()
+        pick = usable[torch.randperm(usable.numel(), generator=generator).to(usable.device)]
+        extra = sample[pick[: n_atoms - n_svd]]
+        if extra.shape[0] < n_atoms - n_svd:
+            gauss = torch.randn(n_atoms - n_svd - extra.shape[0], dim, generator=generator).to(Y)
+            extra = torch.cat([extra, gauss])
+        atoms = torch.cat([atoms, extra])
+    return F.normalize(atoms, dim=1)
+
+
+def update_atoms(atoms: Tensor, stat_aa: Tensor, stat_ay: Tensor, sweeps: int = 1) -> Tensor:
+    """Block-coordinate descent on the surrogate ½Tr(DᵀD·AA) − Tr(D·AY) (Mairal 2009, Alg. 2).
+
+    atoms [K, dim]; stat_aa = Σ aaᵀ [K, K]; stat_ay = Σ a yᵀ [K, dim]. Atom k moves to
+    d_k + (AY_k − AA_k D)/AA_kk and is projected back onto the unit sphere. Atoms no code
+    uses (AA_kk ≈ 0) are left for :func:`revive_atoms`.
+    """
+    D = atoms.clone()
+    diag = stat_aa.diagonal()
+    floor = 1e-10 * float(diag.max().clamp_min(1e-30))
+    K = D.shape[0]
+    for _ in range(sweeps):
+        for k in range(K):
+            akk = diag[k]
+            if float(akk) <= floor:
+                continue
+            u = D[k] + (stat_ay[k] - stat_aa[k] @ D) / akk
+            D[k] = u / u.norm().clamp_min(1e-12)
+    return D
+
+
+def revive_atoms(atoms: Tensor, stat_aa: Tensor, batch: Tensor, generator: torch.Generator) -> Tensor:
+    """Replace atoms that no code uses by random signals of the current minibatch.
+
+    An unused atom gets no gradient from the surrogate and would stay wasted for good.
+    """
+    diag = stat_aa.diagonal()
+    dead = torch.nonzero(diag <= 1e-10 * diag.max().clamp_min(1e-30)).flatten()
+    if dead.numel() == 0 or batch.shape[0] == 0:
+        return atoms
+    pick = torch.randint(0, batch.shape[0], (dead.numel(),), generator=generator).to(batch.device)
+    fresh = batch[pick] + 1e-3 * torch.randn(dead.numel(), batch.shape[1], generator=generator).to(batch)
+    atoms = atoms.clone()
+    atoms[dead] = F.normalize(fresh, dim=1)
+    return atoms
+
+
+def find_alpha(
+    Y: Tensor,
+    atoms: Tensor,
+    target: float,
+    rel_tol: float = 0.02,
+    max_steps: int = 30,
+) -> tuple[float, Tensor]:
+    """α such that the exact lasso codes of Y [n, dim] have support fraction ≈ target.
+
+    Support falls monotonically (up to ties) as α grows, and roughly linearly in log α near
+    the target, so the search brackets log α and interpolates (regula falsi, Illinois
+    variant), falling back to bisection. α_max = max|Dᵀy| gives all-zero codes. Returns
+    (α, codes at α).
+    """
+    alpha_max = float((Y @ atoms.T).abs().max())
+    if alpha_max <= 0:
+        return 0.0, torch.zeros(Y.shape[0], atoms.shape[0], dtype=Y.dtype, device=Y.device)
+    lo, hi = math.log(alpha_max * 1e-6), math.log(alpha_max)
+    f_lo, f_hi = 1.0 - target, -target  # support(α) − target at the bracket ends (assumed)
+    best: tuple[float, float, Tensor] | None = None
+    side = 0
+    for step in range(max_steps):
+        if step < 2:
+            # start from the middle of log space; then interpolate on the measured values
+            mid = 0.5 * (lo + hi) if step == 0 else lo + (hi - lo) * f_lo / (f_lo - f_hi)
+        else:
+            mid = lo + (hi - lo) * f_lo / (f_lo - f_hi)
+            if not (lo < mid < hi) or step % 4 == 3:
+                mid = 0.5 * (lo + hi)
+        alpha = math.exp(mid)
+        codes = lasso_lars(Y, atoms, alpha)
+        s = support_fraction(codes)
+        err = s - target
+        if best is None or abs(err) < abs(best[1] - target):
+            best = (alpha, s, codes)
+        if abs(err) <= rel_tol * target:
+            return alpha, codes
+        if err > 0:  # too dense: α must grow
+            lo, f_lo = mid, err
+            if side == 1:
+                f_hi *= 0.5  # Illinois: keep the stale end from stalling the interpolation
+            side = 1
+        else:
+            hi, f_hi = mid, err
+            if side == -1:
+                f_lo *= 0.5
+            side = -1
+    assert best is not None
+    return best[0], best[2]
+
+
+def forgetting_factor(step: int, batch_size: int) -> float:
+    """Weight β_t ∈ [0, 1) that the accumulated statistics keep before minibatch t is added.
+
+    Mairal 2009 §3.4 down-weights statistics gathered with early, poor dictionaries; this
+    is the schedule scikit-learn uses (θ grows linearly, then slowly), so results are
+    comparable step for step: β = (θ + 1 − m)/(θ + 1).
+    """
+    theta = (step + 1) * batch_size if step < batch_size - 1 else batch_size**2 + step + 1 - batch_size
+    return (theta + 1 - batch_size) / (theta + 1)
+
+
+def learn_dictionary(
+    Y: Tensor,
+    n_atoms: int,
+    *,
+    target_sparsity: float | None = 0.1,
+    alpha: float | None = None,
+    solver: str = "auto",
+    passes: float | None = None,
+    batch_size: int | None = None,
+    heldout_fraction: float = 0.1,
+    max_heldout: int = 2000,
+    retarget: int = 3,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: ProgressFn | None = None,
+) -> LearnedDictionary:
+    """Learn K = ``n_atoms`` unit-norm atoms for the signals Y [n, dim] (float32, [−1, 1]).
+
+    Two schedules of Mairal's algorithm share everything but the sparse coder:
+
+    * ``"passes"`` — for data revisited many times (whole images): every training signal
+      keeps its latest code, which warm-starts a batched FISTA solve, and the statistics
+      replace a signal's old contribution (exact full-data sums after one pass);
+    * ``"online"`` — for large redundant data seen about once (patches): exact LARS codes,
+      statistics with forgetting (scikit-learn's schedule).
+
+    ``"auto"`` takes ``online`` above 20,000 training signals. Either ``alpha`` is fixed, or
+    it is re-tuned ``retarget`` times during learning and once at the end so that the exact
+    codes of held-out signals have support fraction ``target_sparsity``.
+    """
+    if (alpha is None) == (target_sparsity is None):
+        raise ValueError("give exactly one of alpha and target_sparsity")
+    gen = torch.Generator().manual_seed(seed)
+    dev = torch.device(device)
+    n = Y.shape[0]
+    perm = torch.randperm(n, generator=gen)
+    n_held = min(max_heldout, int(round(heldout_fraction * n))) if n > 1 else 0
+    held_idx, train_idx = perm[:n_held], perm[n_held:]
+    Y_train = Y[train_idx].to(dev, torch.float32)
+    # with no held-out share, sparsity and objective are measured on the training signals
+    Y_held = Y[held_idx].to(dev, torch.float32) if n_held > 0 else Y_train
+    if solver == "auto":
+        solver = "online" if Y_train.shape[0] > 20000 else "passes"
+    if solver not in ("online", "passes"):
+        raise ValueError(f"unknown solver {solver!r}")
+    atoms = init_atoms(Y_train, n_atoms, gen).to(dev)
+    if alpha is None:
+        assert target_sparsity is not None
+        alpha, _ = find_alpha(Y_held, atoms, target_sparsity)
+    retune: Callable[[Tensor], float] | None = None
+    if target_sparsity is not None:
+        target = target_sparsity
+
+        def retune(current: Tensor) -> float:
+            return find_alpha(Y_held, current, target)[0]
+
+    run = _run_online if solver == "online" else _run_passes
+    atoms, alpha, steps, cost, history = run(
+        Y_train, atoms, alpha, passes=passes, batch_size=batch_size, retarget=retarget,
+        retune=retune, gen=gen, progress=progress,
+    )
+    if target_sparsity is not None:
+        alpha, held_codes = find_alpha(Y_held, atoms, target_sparsity)
+    else:
+        held_codes = lasso_lars(Y_held, atoms, alpha)
+    recon = held_codes @ atoms
+    return LearnedDictionary(
+        atoms=atoms.float().cpu().contiguous(),
+        alpha=float(alpha),
+        target_sparsity=target_sparsity,
+        achieved_sparsity=support_fraction(held_codes),
+        objective=lasso_objective(Y_held, atoms, held_codes, alpha),
+        train_objective=cost,
+        psnr=float(psnr(recon, Y_held).mean()),
+        n_train=int(Y_train.shape[0]),
+        n_heldout=int(Y_held.shape[0]),
+        steps=steps,
+        solver=solver,
+        history=history,
+    )
+
+
+_RunResult = tuple[Tensor, float, int, float, list[dict[str, float]]]
+
+
+def _run_online(
+    Y: Tensor,
+    atoms: Tensor,
+    alpha: float,
+    *,
+    passes: float | None,
+    batch_size: int | None,
+    retarget: int,
+    retune: Callable[[Tensor], float] | None,
+    gen: torch.Generator,
+    progress: ProgressFn | None,
+) -> _RunResult:
+    """Mairal 2009 Alg. 1: exact LARS codes per minibatch, forgetting statistics, one BCD sweep."""
+    n, dim = Y.shape
+    K = atoms.shape[0]
+    m = min(batch_size or 256, n)
+    n_steps = max(1, int(math.ceil((passes if passes is not None else 0.5) * n / m)))
+    stat_aa = torch.zeros(K, K, device=Y.device)  # Σ β-weighted a aᵀ / m   [K, K]
+    stat_ay = torch.zeros(K, dim, device=Y.device)  # Σ β-weighted a yᵀ / m  [K, dim]
+    retarget_at = {int(n_steps * (i + 1) / (retarget + 1)) for i in range(retarget)} if retune else set()
+    history: list[dict[str, float]] = []
+    order = torch.randperm(n, generator=gen).to(Y.device)
+    cursor, ewa = 0, math.nan
+    for step in range(n_steps):
+        if cursor + m > n:  # next pass: reshuffle
+            order, cursor = torch.randperm(n, generator=gen).to(Y.device), 0
+        Yb = Y[order[cursor : cursor + m]]  # [m, dim]
+        cursor += m
+        codes = lasso_lars(Yb, atoms, alpha)  # [m, K], exact
+        cost = lasso_objective(Yb, atoms, codes, alpha)
+        ewa = cost if step == 0 else ewa + (cost - ewa) * min(1.0, m / n)
+        beta = forgetting_factor(step, m)
+        stat_aa.mul_(beta).add_(codes.T @ codes, alpha=1.0 / m)
+        stat_ay.mul_(beta).add_(codes.T @ Yb, alpha=1.0 / m)
+        atoms = revive_atoms(update_atoms(atoms, stat_aa, stat_ay), stat_aa, Yb, gen)
+        if retune is not None and step + 1 in retarget_at:
+            alpha = retune(atoms)
+        if progress is not None:
+            progress(step + 1, n_steps, {"cost": ewa, "alpha": alpha})
+        if (step + 1) % max(1, n_steps // 20) == 0 or step + 1 == n_steps:
+            history.append({"step": float(step + 1), "samples": float((step + 1) * m), "cost": ewa, "alpha": alpha})
+    return atoms, alpha, n_steps, ewa, history
+
+
+def _run_passes(
+    Y: Tensor,
+    atoms: Tensor,
+    alpha: float,
+    *,
+    passes: float | None,
+    batch_size: int | None,
+    retarget: int,
+    retune: Callable[[Tensor], float] | None,
+    gen: torch.Generator,
+    progress: ProgressFn | None,
+) -> _RunResult:
+    """Whole passes over Y with warm-started FISTA codes and replaced (exact) statistics."""
+    n, dim = Y.shape
+    K = atoms.shape[0]
+    m = min(batch_size or 256, n)
+    n_passes = max(1, int(math.ceil(passes if passes is not None else 20)))
+    n_batches = int(math.ceil(n / m))
+    codes = torch.zeros(n, K, device=Y.device)  # latest code of every signal     [n, K]
+    stat_aa = torch.zeros(K, K, device=Y.device)  # Σ_i a_i a_iᵀ over latest codes [K, K]
+    stat_ay = torch.zeros(K, dim, device=Y.device)  # Σ_i a_i y_iᵀ               [K, dim]
+    retarget_at = {int(n_passes * (i + 1) / (retarget + 1)) for i in range(retarget)} if retune else set()
+    history: list[dict[str, float]] = []
+    lip_vec: Tensor | None = None
+    total = n_passes * n_batches
+    cost = math.nan
+    for p in range(n_passes):
+        order = torch.randperm(n, generator=gen).to(Y.device)
+        cost_sum = 0.0
+        for b in range(n_batches):
+            idx = order[b * m : (b + 1) * m]
+            Yb = Y[idx]  # [m, dim]
+            gram = atoms @ atoms.T
+            lip, lip_vec = lipschitz(gram, lip_vec, iters=10 if lip_vec is not None else 50)
+            old = codes[idx]
+            if p == 0:  # no warm start yet: exact codes, so early statistics are not biased
+                new = lasso_lars(Yb, atoms, alpha, gram=gram)
+            else:
+                new = lasso_fista(Yb, atoms, alpha, codes0=old, max_iter=100, tol=1e-4, gram=gram, lip=lip)
+            codes[idx] = new
+            if p == 0:
+                # first pass: Mairal's forgetting, early codes came from poor dictionaries
+                beta = forgetting_factor(b, m)
+                stat_aa.mul_(beta).add_(new.T @ new, alpha=1.0 / m)
+                stat_ay.mul_(beta).add_(new.T @ Yb, alpha=1.0 / m)
+            else:
+                # later passes: replace this minibatch's contribution (exact full-data sums)
+                stat_aa += new.T @ new - old.T @ old
+                stat_ay += (new - old).T @ Yb
+            cost_sum += lasso_objective(Yb, atoms, new, alpha) * Yb.shape[0]
+            atoms = revive_atoms(update_atoms(atoms, stat_aa, stat_ay), stat_aa, Yb, gen)
+            if progress is not None:
+                progress(p * n_batches + b + 1, total, {"cost": cost, "alpha": alpha})
+        cost = cost_sum / n
+        if p == 0:  # switch to exact sums over every signal's latest code
+            stat_aa = codes.T @ codes
+            stat_ay = codes.T @ Y
+        if retune is not None and p + 1 in retarget_at:
+            alpha = retune(atoms)
+        history.append({"step": float((p + 1) * n_batches), "samples": float((p + 1) * n), "cost": cost, "alpha": alpha})
+    return atoms, alpha, total, cost, history
+
+
+@dataclass
+class DictionaryJob:
+    """A dictionary learned from a configuration, with the geometry it was learned for."""
+
+    learned: LearnedDictionary
+    dataset: str
+    channels: int
+    image_size: int
+    patch: int | None
+    stride: int
+    n_signals: int  # signals used (training + held-out)
+    device: str
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" → CUDA when present, else CPU; an explicit "cuda" without a GPU is an error."""
+    from .errors import SganError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SganError("CUDA was requested but no GPU is available", where="--device", fix="use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SganError(f"unknown device {name!r}", where="--device", fix="use auto, cpu or cuda") from None
+
+
+def check_dict_config(cfg: "DictConfig", channels: int, image_size: int) -> None:  # noqa: F821
+    """Reject impossible settings with one clear message each, before any work starts."""
+    from .errors import SganError
+
+    if not 0.0 < cfg.sparsity < 1.0:
+        raise SganError(f"--sparsity must be strictly between 0 and 1, got {cfg.sparsity}", where="dict.sparsity / --sparsity", fix="give a fraction such as 0.1")
+    if cfg.alpha is not None and cfg.alpha <= 0:
+        raise SganError(f"--alpha must be positive, got {cfg.alpha}", where="dict.alpha / --alpha", fix="give a positive penalty, or leave it out to target --sparsity")
+    if cfg.atoms is not None and cfg.atoms < 1:
+        raise SganError(f"--atoms must be at least 1, got {cfg.atoms}", where="dict.atoms / --atoms", fix="give a positive number of atoms, or leave it out for a square dictionary")
+    if cfg.patch is not None:
+        if cfg.patch < 2:
+            raise SganError(f"--patch must be at least 2, got {cfg.patch}", where="dict.patch / --patch", fix="give a patch size such as 3, or leave it out for whole-image atoms")
+        if cfg.patch > image_size:
+            raise SganError(
+                f"--patch {cfg.patch} is larger than the {image_size}×{image_size} images",
+                where="dict.patch / --patch",
+                fix=f"give a patch size of at most {image_size}",
+            )
+    if cfg.stride < 1:
+        raise SganError(f"--stride must be at least 1, got {cfg.stride}", where="dict.stride / --stride", fix="give a positive stride")
+    if cfg.max_samples < 2:
+        raise SganError(f"--max-samples must be at least 2, got {cfg.max_samples}", where="dict.max_samples", fix="give a larger number")
+    if not 0.0 <= cfg.heldout < 1.0:
+        raise SganError(f"dict.heldout must be in [0, 1), got {cfg.heldout}", where="dict.heldout", fix="give a fraction such as 0.1")
+    if cfg.solver not in ("auto", "passes", "online"):
+        raise SganError(f"unknown solver {cfg.solver!r}", where="dict.solver", fix="use auto, passes or online")
+
+
+def signals_from_images(data: "ImageData", cfg: "DictConfig", gen: torch.Generator) -> Tensor:  # noqa: F821
+    """At most ``cfg.max_samples`` random signals [n, dim] (whole images or patches) in [−1, 1].
+
+    For patches, only as many images as needed are unfolded, so a 60,000-image set never
+    materialises its 40 million patches.
+    """
+    n_img = len(data)
+    if cfg.patch is None:
+        pick = torch.randperm(n_img, generator=gen)[: cfg.max_samples]
+        return extract_signals(data.floats(pick.sort().values), None, 1)
+    per_image = ((data.image_size - cfg.patch) // cfg.stride + 1) ** 2
+    need = min(n_img, math.ceil(2 * cfg.max_samples / per_image))
+    pick = torch.randperm(n_img, generator=gen)[:need].sort().values
+    patches = extract_signals(data.floats(pick), cfg.patch, cfg.stride)
+    keep = torch.randperm(patches.shape[0], generator=gen)[: cfg.max_samples]
+    return patches[keep]
+
+
+def learn_from_config(data: "ImageData", cfg: "DictConfig", progress: ProgressFn | None = None) -> DictionaryJob:  # noqa: F821
+    """Validate the settings, cut the signals and learn the dictionary they describe."""
+    check_dict_config(cfg, data.channels, data.image_size)
+    device = resolve_device(cfg.device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    Y = signals_from_images(data, cfg, gen)
+    n_atoms = cfg.atoms if cfg.atoms is not None else Y.shape[1]
+    learned = learn_dictionary(
+        Y,
+        n_atoms,
+        target_sparsity=None if cfg.alpha is not None else cfg.sparsity,
+        alpha=cfg.alpha,
+        solver=cfg.solver,
+        passes=cfg.passes,
+        batch_size=cfg.batch_size,
+        heldout_fraction=cfg.heldout,
+        seed=cfg.seed,
+        device=device,
+        progress=progress,
+    )
+    return DictionaryJob(learned, data.name, data.channels, data.image_size, cfg.patch, cfg.stride, int(Y.shape[0]), str(device))

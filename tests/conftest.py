@@ -1,0 +1,33 @@
+"""Shared fixtures. Tests use the bundled digits or data they make; never the network."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# two cores shared by pytest and torch: passive OpenMP waits avoid 16 ms stalls (DESIGN §5)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture()
+def runner():
+    from typer.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture()
+def offline_root(tmp_path, monkeypatch):
+    """An empty data root, with downloads made to fail at once as they would offline."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    root = tmp_path / "data"
+    root.mkdir()
+    return root

@@ -1,0 +1,89 @@
+"""``sgan learn-dict`` end to end through Typer's CliRunner, and its error messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sgan_cli.cli import app
+from sgan_cli.contracts import load_dictionary
+
+
+def _run(runner, args):
+    return runner.invoke(app, args, catch_exceptions=False)
+
+
+def test_help_and_version_do_not_import_torch():
+    code = "import sys; from sgan_cli.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    out = subprocess.run([sys.executable, "-m", "sgan_cli", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("sgan ")
+
+
+def test_learn_dict_digits_json(runner, tmp_path):
+    out = tmp_path / "dictionary.safetensors"
+    res = _run(runner, ["learn-dict", "digits", "--sparsity", "0.1", "--atoms", "32", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["n_atoms"] == 32 and summary["dim"] == 64
+    assert 0.08 <= summary["achieved_sparsity"] <= 0.12
+    assert (tmp_path / "atoms.png").exists()
+    d = load_dictionary(out)
+    assert d.atoms.shape == (32, 64) and d.patch is None
+    assert d.file.config["dict"]["atoms"] == 32 and d.file.meta["dataset"] == "digits"
+    assert float(d.file.meta["achieved_sparsity"]) == pytest.approx(summary["achieved_sparsity"])
+
+
+def test_learn_dict_patches_table(runner, tmp_path):
+    out = tmp_path / "patches.safetensors"
+    res = _run(runner, ["learn-dict", "digits", "--patch", "3", "--atoms", "20", "--max-samples", "5000", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "achieved" in res.stdout
+    assert (tmp_path / "patches_atoms.png").exists()
+    d = load_dictionary(out)
+    assert d.atoms.shape == (20, 9) and d.patch == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["imagenet"], "unknown data set 'imagenet'"),
+        (["digits", "--sparsity", "1.5"], "--sparsity must be strictly between 0 and 1"),
+        (["digits", "--sparsity", "0"], "--sparsity must be strictly between 0 and 1"),
+        (["digits", "--atoms", "0"], "--atoms must be at least 1"),
+        (["digits", "--patch", "12"], "--patch 12 is larger than the 8×8 images"),
+        (["digits", "--set", "dict.bogus=1"], "unknown configuration key 'dict.bogus'"),
+    ],
+)
+def test_user_errors(runner, tmp_path, args, message):
+    out = tmp_path / "d.safetensors"
+    res = _run(runner, ["learn-dict", *args, "--out", str(out)])
+    assert res.exit_code == 2
+    assert message in " ".join(res.stderr.split())
+    assert "Traceback" not in res.output
+    assert not out.exists() and not (tmp_path / "d_atoms.png").exists()
+
+
+def test_existing_output_needs_force(runner, tmp_path):
+    out = tmp_path / "d.safetensors"
+    out.write_bytes(b"keep me")
+    res = _run(runner, ["learn-dict", "digits", "--out", str(out), "--limit", "100"])
+    assert res.exit_code == 2 and "already exists" in res.stderr
+    assert out.read_bytes() == b"keep me"
+
+
+def test_missing_mnist_offline(runner, offline_root, tmp_path):
+    res = _run(runner, ["learn-dict", "mnist", "--data-root", str(offline_root), "--out", str(tmp_path / "d.safetensors")])
+    assert res.exit_code == 2
+    assert "train-images-idx3-ubyte" in res.stderr and "Traceback" not in res.output
+
+
+def test_unreadable_folder(runner, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "broken.png").write_bytes(b"not a png")
+    res = _run(runner, ["learn-dict", str(folder), "--out", str(tmp_path / "d.safetensors")])
+    assert res.exit_code == 2 and "cannot read the image" in " ".join(res.stderr.split())

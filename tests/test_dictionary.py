@@ -1,0 +1,96 @@
+"""Dictionary learning: objective against scikit-learn, sparsity targeting, patch layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.decomposition import MiniBatchDictionaryLearning
+
+from sgan_cli.config import DictConfig
+from sgan_cli.data import load_data
+from sgan_cli.config import DataConfig
+from sgan_cli.dictionary import extract_signals, find_alpha, learn_dictionary, learn_from_config
+from sgan_cli.errors import SganError
+from sgan_cli.sparse_coding import lasso_lars, lasso_objective, support_fraction
+
+
+@pytest.fixture(scope="module")
+def digits() -> torch.Tensor:
+    return torch.tensor(load_digits().data, dtype=torch.float32) / 8.0 - 1.0  # [1797, 64] in [−1, 1]
+
+
+def _objective(Y, atoms, alpha):
+    return lasso_objective(Y, atoms, lasso_lars(Y, atoms, alpha), alpha)
+
+
+def test_objective_no_worse_than_sklearn_minibatch(digits):
+    # scikit-learn's defaults stop early on digits after 8 passes; give both 8 passes
+    alpha = 0.36
+    sk = MiniBatchDictionaryLearning(n_components=64, alpha=alpha, batch_size=256, max_iter=8, random_state=0).fit(digits.numpy())
+    ref = _objective(digits, torch.tensor(sk.components_), alpha)
+    ours = learn_dictionary(digits, 64, alpha=alpha, target_sparsity=None, passes=8, heldout_fraction=0.0)
+    assert ours.solver == "passes"
+    assert torch.allclose(ours.atoms.norm(dim=1), torch.ones(64), atol=1e-5)
+    assert ours.objective == pytest.approx(_objective(digits, ours.atoms, alpha))
+    assert ours.objective <= ref, f"ours {ours.objective:.4f} vs scikit-learn {ref:.4f}"
+
+
+def test_online_solver_objective_no_worse_than_sklearn_on_patches():
+    # 3×3 patches of the digits through the online (LARS + forgetting) path, with as many
+    # passes as scikit-learn's early stopping takes; single runs differ by ±0.7 % with the
+    # seed, so both sides are averaged over three seeds
+    x = torch.tensor(load_digits().images, dtype=torch.float32)[:, None] / 8.0 - 1.0
+    Y = extract_signals(x, 3, 1)[::6].contiguous()  # [~10,800, 9]
+    alpha = 0.2
+    ref, ours = [], []
+    for seed in range(3):
+        sk = MiniBatchDictionaryLearning(n_components=18, alpha=alpha, batch_size=256, random_state=seed).fit(Y.numpy())
+        ref.append(_objective(Y, torch.tensor(sk.components_), alpha))
+        r = learn_dictionary(Y, 18, alpha=alpha, target_sparsity=None, solver="online", passes=float(sk.n_iter_), heldout_fraction=0.0, seed=seed)
+        assert r.solver == "online"
+        ours.append(_objective(Y, r.atoms, alpha))
+    assert sum(ours) <= sum(ref), f"ours {ours} vs scikit-learn {ref}"
+
+
+@pytest.mark.parametrize("target", [0.1, 0.25])
+def test_sparsity_target_is_hit(digits, target):
+    r = learn_dictionary(digits, 64, target_sparsity=target, passes=6, seed=1)
+    assert abs(r.achieved_sparsity - target) <= 0.2 * target
+    # the reported value is the support of exact codes at the reported α, re-measured here
+    held = digits[torch.randperm(1797, generator=torch.Generator().manual_seed(1))[: r.n_heldout]]
+    assert support_fraction(lasso_lars(held, r.atoms, r.alpha)) == pytest.approx(r.achieved_sparsity)
+
+
+def test_find_alpha_is_monotone_target(digits):
+    atoms = F.normalize(digits[:64].clone(), dim=1)
+    a_dense, _ = find_alpha(digits[:300], atoms, 0.3)
+    a_sparse, codes = find_alpha(digits[:300], atoms, 0.05)
+    assert a_sparse > a_dense
+    assert abs(support_fraction(codes) - 0.05) <= 0.02 * 0.05 + 1e-9 or abs(support_fraction(codes) - 0.05) < 0.01
+
+
+def test_patch_layout_matches_conv_transpose():
+    # signals are (C, P, P)-ordered, so atoms.view(K, C, P, P) is the conv_transpose2d kernel:
+    # synthesising each patch's own code must give back the overlap-averaged image
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 3, 6, 6, generator=g) * 2 - 1
+    P = 3
+    patches = extract_signals(img, P, 1)  # [2·16, 27]
+    K = patches.shape[1]
+    identity = torch.eye(K)  # atoms = standard basis, so codes = the patches themselves
+    codes = patches.reshape(2, 16, K).transpose(1, 2).reshape(2, K, 4, 4)
+    summed = F.conv_transpose2d(codes, identity.view(K, 3, P, P))
+    counts = F.conv_transpose2d(torch.ones(1, 1, 4, 4), torch.ones(1, 1, P, P))
+    assert torch.allclose(summed / counts, img, atol=1e-6)
+
+
+def test_config_errors():
+    data = load_data(DataConfig(name="digits", limit=50))
+    with pytest.raises(SganError, match="--sparsity must be strictly between 0 and 1"):
+        learn_from_config(data, DictConfig(sparsity=1.5))
+    with pytest.raises(SganError, match="--atoms must be at least 1"):
+        learn_from_config(data, DictConfig(atoms=0))
+    with pytest.raises(SganError, match="--patch 9 is larger than the 8×8 images"):
+        learn_from_config(data, DictConfig(patch=9))

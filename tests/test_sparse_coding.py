@@ -1,0 +1,82 @@
+"""Sparse coders against closed forms and scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import sparse_encode
+from sklearn.linear_model import orthogonal_mp_gram
+
+from sgan_cli.sparse_coding import lasso_cd, lasso_fista, lasso_lars, lasso_objective, omp, psnr, soft_threshold, support_fraction
+
+
+def _problem(n=64, dim=12, k=30, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    atoms = torch.nn.functional.normalize(torch.randn(k, dim, generator=g, dtype=dtype), dim=1)
+    Y = torch.randn(n, dim, generator=g, dtype=dtype)
+    return Y, atoms
+
+
+def test_soft_threshold_closed_form():
+    u = torch.tensor([-3.0, -0.5, 0.0, 0.2, 2.0])
+    assert torch.equal(soft_threshold(u, 1.0), torch.tensor([-2.0, 0.0, 0.0, 0.0, 1.0]))
+    assert torch.equal(soft_threshold(u, 1.0), torch.nn.functional.softshrink(u, 1.0))
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.3, 1.0])
+def test_lars_matches_sklearn_lasso_lars(alpha):
+    Y, atoms = _problem()
+    ours = lasso_lars(Y, atoms, alpha)
+    ref = torch.from_numpy(sparse_encode(Y.numpy(), atoms.numpy(), algorithm="lasso_lars", alpha=alpha))
+    assert torch.allclose(ours, ref, atol=1e-6)
+    assert support_fraction(ours) == support_fraction(ref)
+
+
+def test_lars_float32_on_coherent_overcomplete_dictionary():
+    # 3×3 RGB-like: 27-dim signals, 100 highly coherent atoms (the hard case for FISTA)
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(8, 27, generator=g)
+    atoms = torch.nn.functional.normalize(torch.randn(100, 8, generator=g) @ base + 0.1 * torch.randn(100, 27, generator=g), dim=1)
+    Y = torch.randn(256, 8, generator=g) @ base
+    alpha = 0.3
+    ours = lasso_lars(Y, atoms, alpha)
+    ref = torch.from_numpy(sparse_encode(Y.double().numpy(), atoms.double().numpy(), algorithm="lasso_cd", alpha=alpha, max_iter=100000))
+    f_ours = lasso_objective(Y, atoms, ours, alpha)
+    f_ref = lasso_objective(Y.double(), atoms.double(), ref, alpha)
+    assert f_ours <= f_ref + 1e-4 * abs(f_ref)
+
+
+def test_fista_and_cd_reach_the_lars_objective():
+    Y, atoms = _problem()
+    alpha = 0.2
+    exact = lasso_objective(Y, atoms, lasso_lars(Y, atoms, alpha), alpha)
+    fista = lasso_objective(Y, atoms, lasso_fista(Y, atoms, alpha, max_iter=3000, tol=1e-12), alpha)
+    cd = lasso_objective(Y, atoms, lasso_cd(Y, atoms, alpha, max_sweeps=500, tol=1e-12), alpha)
+    assert fista == pytest.approx(exact, rel=1e-6)
+    assert cd == pytest.approx(exact, rel=1e-6)
+
+
+def test_lars_kkt_conditions():
+    Y, atoms = _problem(seed=3)
+    alpha = 0.25
+    a = lasso_lars(Y, atoms, alpha)
+    corr = (Y - a @ atoms) @ atoms.T  # Dᵀ(y − aD)
+    on = a != 0
+    assert torch.allclose(corr[on], alpha * torch.sign(a[on]), atol=1e-8)
+    assert bool((corr[~on].abs() <= alpha + 1e-8).all())
+
+
+def test_omp_matches_sklearn():
+    Y, atoms = _problem(n=20, dim=16, k=24)
+    ours = omp(Y, atoms, 5)
+    gram = (atoms @ atoms.T).numpy()
+    ref = orthogonal_mp_gram(gram, (Y @ atoms.T).numpy().T, n_nonzero_coefs=5).T
+    assert ((ours != 0).sum(dim=1) == 5).all()
+    assert np.allclose(ours.numpy(), ref, atol=1e-8)
+
+
+def test_psnr_closed_form():
+    x = torch.zeros(2, 4)
+    y = torch.full((2, 4), 0.2)  # mse 0.04 → 10·log10(4 / 0.04) = 20 dB
+    assert torch.allclose(psnr(x, y), torch.tensor([20.0, 20.0], dtype=torch.float64))
