@@ -14,6 +14,7 @@ which is exactly scikit-learn's ``sparse_encode(..., alpha=α)`` convention.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -66,7 +67,7 @@ def lasso_fista(
     passes over the same signals repeatedly, so warm starts cut iterations several-fold).
     FISTA's momentum leaves tiny spurious non-zeros; the final step is a plain proximal
     (ISTA) step from the last iterate, which zeroes coordinates whose correlation is below
-    α — see :func:`lasso` for support counting that must be exact.
+    α; where the support must be exact, use :func:`lasso_lars`.
     """
     if gram is None:
         gram = atoms @ atoms.T  # [K, K]
@@ -112,42 +113,6 @@ def _soft_threshold_into(u: Tensor, thr: float, clip: Tensor, out: Tensor) -> No
     torch.sub(u, clip, out=out)
 
 
-def lasso_cd(
-    Y: Tensor,
-    atoms: Tensor,
-    alpha: float,
-    codes0: Tensor | None = None,
-    max_sweeps: int = 50,
-    tol: float = 1e-7,
-) -> Tensor:
-    """Exact lasso (1) by cyclic coordinate descent, vectorised over the n signals.
-
-    Coordinate descent sets a coefficient to exactly zero whenever its correlation with the
-    residual is within α, so the support it returns is the lasso support, not FISTA's
-    approximate one. Cost per sweep: K rank-1 updates of the [n, K] correlation matrix, so it
-    is used to *polish* a warm start, not from scratch on large problems.
-    """
-    gram = atoms @ atoms.T  # [K, K]
-    diag = gram.diagonal().clamp_min(1e-12)
-    A = torch.zeros(Y.shape[0], atoms.shape[0], dtype=Y.dtype, device=Y.device) if codes0 is None else codes0.clone()
-    # R = DᵀY − G A: the correlation of each atom with the current residual, [n, K]
-    R = Y @ atoms.T - A @ gram
-    K = atoms.shape[0]
-    for _ in range(max_sweeps):
-        max_delta = torch.zeros((), dtype=Y.dtype, device=Y.device)
-        for k in range(K):
-            a_old = A[:, k]
-            a_new = soft_threshold(a_old + R[:, k] / diag[k], alpha / diag[k])
-            delta = a_new - a_old
-            R.addr_(delta, gram[k], alpha=-1.0)  # in-place rank-1 update, no [n, K] temporary
-            A[:, k] = a_new
-            max_delta = torch.maximum(max_delta, delta.abs().max())
-        scale = A.abs().max().clamp_min(1e-12)
-        if float(max_delta / scale) < tol:
-            break
-    return A
-
-
 def lasso_lars(
     Y: Tensor,
     atoms: Tensor,
@@ -155,6 +120,42 @@ def lasso_lars(
     gram: Tensor | None = None,
     max_steps: int | None = None,
 ) -> Tensor:
+    """Exact lasso codes [n, K] of (1) by the batched LARS-lasso homotopy (see :func:`lars_path`)."""
+    return lars_path(Y, atoms, alpha, gram=gram, max_steps=max_steps)[0]
+
+
+@dataclass
+class LarsPath:
+    """Where each signal's path went: per step, λ at the step's start and the active count.
+
+    ``lam`` [steps, n]: λ when the step began (λ after the last step is ``lam_end`` [n]);
+    ``n_active`` [steps, n]: atoms active during the step. For α strictly inside step t's
+    segment (λ_after, λ_before), the lasso solution has exactly n_active[t] non-zeros.
+    """
+
+    lam: Tensor
+    n_active: Tensor
+    lam_end: Tensor
+    lam_max: Tensor  # [n] = max|Dᵀy|: codes are zero for α ≥ λ_max
+
+    def support_counts(self, alpha: float) -> Tensor:
+        """Non-zeros [n] of the lasso codes at α (a lower bound where a path stopped early)."""
+        lam_after = torch.cat([self.lam[1:], self.lam_end[None]], dim=0)  # [steps, n]
+        inside = (self.lam >= alpha) & (lam_after < alpha)
+        counts = (self.n_active * inside).sum(dim=0)
+        ended = self.lam_end >= alpha  # α below where the path stopped: keep the last count
+        last = self.n_active[-1] if self.n_active.shape[0] else torch.zeros_like(counts)
+        return torch.where(ended & (self.lam_max > alpha), last, counts)
+
+
+def lars_path(
+    Y: Tensor,
+    atoms: Tensor,
+    alpha: float,
+    gram: Tensor | None = None,
+    max_steps: int | None = None,
+    stop_active: int | None = None,
+) -> tuple[Tensor, LarsPath]:
     """Exact lasso (1) by the LARS-lasso homotopy (Efron et al. 2004), batched over signals.
 
     Y [n, dim], atoms [K, dim] → codes [n, K] with the exact lasso support. Every signal
@@ -166,17 +167,18 @@ def lasso_lars(
     where first-order methods are slow: coherent, overcomplete dictionaries with small
     supports (3×3 patch dictionaries, where FISTA needs thousands of iterations).
     """
-    n, _ = Y.shape
+    n, dim = Y.shape
     K = atoms.shape[0]
     dev, dt = Y.device, Y.dtype
     G = atoms @ atoms.T if gram is None else gram  # [K, K]
     corr = Y @ atoms.T  # [n, K] = Dᵀy
     codes = torch.zeros(n, K, dtype=dt, device=dev)
-    if n == 0:
-        return codes
     rows = torch.arange(n, device=dev)
+    lam_hist: list[Tensor] = []
+    act_hist: list[Tensor] = []
     c = corr.clone()  # correlations with the residual, Dᵀ(y − aD)
-    lam = c.abs().max(dim=1).values  # [n] current point on the path
+    lam = c.abs().max(dim=1).values if n else torch.zeros(0, dtype=dt, device=dev)  # [n] current point on the path
+    lam_max = lam.clone()
     done = lam <= alpha
     active = torch.zeros(n, K, dtype=torch.bool, device=dev)
     first = c.abs().argmax(dim=1)
@@ -185,10 +187,12 @@ def lasso_lars(
     just_left = torch.zeros(n, K, dtype=torch.bool, device=dev)
     inf = torch.tensor(float("inf"), dtype=dt, device=dev)
     steps = max_steps if max_steps is not None else 4 * K + 10
-    for _ in range(steps):
+    for step in range(steps):
         if bool(done.all()):
             break
         n_act = active.sum(dim=1)  # [n]
+        lam_hist.append(lam.clone())
+        act_hist.append(n_act)
         s = int(n_act.max())
         # active atoms first (stable order), padded to s columns
         order = torch.argsort((~active).to(torch.int8), dim=1, stable=True)[:, :s]  # [n, s]
@@ -196,7 +200,11 @@ def lasso_lars(
         pair = valid[:, :, None] & valid[:, None, :]
         g_ss = torch.where(pair, G[order[:, :, None], order[:, None, :]], torch.eye(s, dtype=dt, device=dev))
         sign = torch.sign(torch.gather(c, 1, order)) * valid  # sign(c_j) = sign(a_j) on the active set
-        w_s = torch.linalg.solve(g_ss, sign[..., None])[..., 0] * valid  # G_AA w = sign
+        w_s, info = torch.linalg.solve_ex(g_ss, sign[..., None])  # G_AA w = sign
+        if bool((info != 0).any()):  # singular active set (duplicate atoms): least squares
+            bad = info != 0
+            w_s[bad] = torch.linalg.pinv(g_ss[bad]) @ sign[bad][..., None]
+        w_s = w_s[..., 0] * valid
         w = torch.zeros(n, K, dtype=dt, device=dev).scatter_(1, order, w_s)  # [n, K]
         u = w @ G  # rate of decrease of every correlation per unit step
         lam_ = lam[:, None]
@@ -204,7 +212,8 @@ def lasso_lars(
         # entering atoms: |c_j − γu_j| = λ − γ for an inactive j
         g1 = (lam_ - c) / (1.0 - u)
         g2 = (lam_ + c) / (1.0 + u)
-        can_enter = ~active & ~just_left
+        # at most dim atoms can be active: beyond that the active Gram matrix is singular
+        can_enter = ~active & ~just_left & (n_act < dim)[:, None]
         g1 = torch.where((g1 > eps) & can_enter, g1, inf)
         g2 = torch.where((g2 > eps) & can_enter, g2, inf)
         g_in, j_in = torch.minimum(g1, g2).min(dim=1)
@@ -217,7 +226,10 @@ def lasso_lars(
         gamma = torch.where(done, torch.zeros_like(gamma), gamma)
         codes += gamma[:, None] * w
         lam = lam - gamma
-        c = corr - codes @ G
+        if step % 16 == 15:
+            c = corr - codes @ G  # exact now and then, against rounding drift
+        else:
+            c -= gamma[:, None] * u  # c(γ) = c − γ·u, exact in exact arithmetic
         live = ~done
         stop = live & (g_stop <= torch.minimum(g_in, g_out))
         leave = live & ~stop & (g_out < g_in)
@@ -228,27 +240,15 @@ def lasso_lars(
         just_left.zero_()
         just_left[rows[leave], j_out[leave]] = True
         done = done | stop
-    return codes
-
-
-def lasso(
-    Y: Tensor,
-    atoms: Tensor,
-    alpha: float,
-    codes0: Tensor | None = None,
-    max_iter: int = 500,
-    tol: float = 1e-6,
-    polish_sweeps: int = 3,
-) -> Tensor:
-    """Accurate lasso codes (1): FISTA to near-optimality, then coordinate-descent sweeps.
-
-    This is the solver to use when the *support* matters (sparsity targeting, reporting the
-    achieved support fraction): the CD polish gives exact zeros.
-    """
-    codes = lasso_fista(Y, atoms, alpha, codes0=codes0, max_iter=max_iter, tol=tol)
-    if polish_sweeps > 0:
-        codes = lasso_cd(Y, atoms, alpha, codes0=codes, max_sweeps=polish_sweeps)
-    return codes
+        if stop_active is not None:
+            done = done | (active.sum(dim=1) >= stop_active)
+    path = LarsPath(
+        lam=torch.stack(lam_hist) if lam_hist else torch.zeros(0, n, dtype=dt, device=dev),
+        n_active=torch.stack(act_hist) if act_hist else torch.zeros(0, n, dtype=torch.long, device=dev),
+        lam_end=lam,
+        lam_max=lam_max,
+    )
+    return codes, path
 
 
 def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:

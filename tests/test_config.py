@@ -55,3 +55,12 @@ def test_bad_yaml_and_missing_recipe(tmp_path):
         load_config(bad)
     with pytest.raises(SganError, match="does not exist"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_every_recipe_loads():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
+    assert recipes, "no recipes found"
+    for recipe in recipes:
+        load_config(recipe)

@@ -8,7 +8,7 @@ import torch
 from sklearn.decomposition import sparse_encode
 from sklearn.linear_model import orthogonal_mp_gram
 
-from sgan_cli.sparse_coding import lasso_cd, lasso_fista, lasso_lars, lasso_objective, omp, psnr, soft_threshold, support_fraction
+from sgan_cli.sparse_coding import lasso_fista, lasso_lars, lasso_objective, omp, psnr, soft_threshold, support_fraction
 
 
 def _problem(n=64, dim=12, k=30, seed=0, dtype=torch.float64):
@@ -47,14 +47,25 @@ def test_lars_float32_on_coherent_overcomplete_dictionary():
     assert f_ours <= f_ref + 1e-4 * abs(f_ref)
 
 
-def test_fista_and_cd_reach_the_lars_objective():
+def test_fista_reaches_the_lars_objective_and_support():
     Y, atoms = _problem()
     alpha = 0.2
-    exact = lasso_objective(Y, atoms, lasso_lars(Y, atoms, alpha), alpha)
-    fista = lasso_objective(Y, atoms, lasso_fista(Y, atoms, alpha, max_iter=3000, tol=1e-12), alpha)
-    cd = lasso_objective(Y, atoms, lasso_cd(Y, atoms, alpha, max_sweeps=500, tol=1e-12), alpha)
-    assert fista == pytest.approx(exact, rel=1e-6)
-    assert cd == pytest.approx(exact, rel=1e-6)
+    exact_codes = lasso_lars(Y, atoms, alpha)
+    exact = lasso_objective(Y, atoms, exact_codes, alpha)
+    fista_codes = lasso_fista(Y, atoms, alpha, max_iter=3000, tol=1e-12)
+    assert lasso_objective(Y, atoms, fista_codes, alpha) == pytest.approx(exact, rel=1e-6)
+    # the closing ISTA step leaves FISTA with the exact support once converged
+    assert torch.equal(fista_codes != 0, exact_codes != 0)
+
+
+def test_lars_path_predicts_support_at_any_alpha():
+    from sgan_cli.sparse_coding import lars_path
+
+    Y, atoms = _problem(seed=5)
+    _, path = lars_path(Y, atoms, 0.0)
+    for alpha in (0.05, 0.2, 0.7, 2.0, 100.0):
+        counts = (lasso_lars(Y, atoms, alpha) != 0).sum(dim=1)
+        assert torch.equal(path.support_counts(alpha), counts), alpha
 
 
 def test_lars_kkt_conditions():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,7 +68,8 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
         task = progress.add_task(description, total=None, info="")
 
         def update(done: int, total: int, info: dict[str, float]) -> None:
-            text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+            shown = {k: v for k, v in info.items() if not (isinstance(v, float) and math.isnan(v))}
+            text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
             progress.update(task, completed=done, total=total, info=text)
 
         yield update
