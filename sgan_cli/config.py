@@ -37,10 +37,10 @@ class DictConfig:
     atoms: int | None = None  # K atoms; None: square (K = signal dimension)
     patch: int | None = None  # None: whole-image atoms (seed 000); P ≥ 2: P×P×C patches (seed 002)
     stride: int = 1  # patch extraction stride
-    sparsity: float = 0.1  # target fraction of non-zero code coefficients, in (0, 1)
+    sparsity: float | None = None  # target fraction of non-zeros in (0, 1); None: 0.1, or dim/(3K) if 0.1 is out of reach
     alpha: float | None = None  # fix the lasso penalty α instead of targeting `sparsity`
     solver: str = "auto"  # "auto", "passes" (small data, many passes) or "online" (large data)
-    passes: float | None = None  # passes over the training signals; None: the solver's default
+    passes: float | None = None  # passes over the signals; None: ~150 steps in 4–20 passes ("passes"), 0.5 ("online")
     batch_size: int | None = None  # minibatch size; None: the solver's default
     max_samples: int = 100_000  # at most this many signals (random subset of images / patches)
     heldout: float = 0.1  # share of signals held out to measure sparsity, objective and PSNR

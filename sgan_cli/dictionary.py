@@ -362,8 +362,11 @@ def _run_passes(
     n, dim = Y.shape
     K = atoms.shape[0]
     m = min(batch_size or 256, n)
-    n_passes = max(1, int(math.ceil(passes if passes is not None else 20)))
     n_batches = int(math.ceil(n / m))
+    # default: about 150 minibatch steps, within 4–20 passes (small sets need many passes,
+    # large ones few; scikit-learn's early stopping lands at 1.6–8 passes on ours)
+    default = min(20, max(4, math.ceil(150 / n_batches)))
+    n_passes = max(1, int(math.ceil(passes if passes is not None else default)))
     codes = torch.zeros(n, K, device=Y.device)  # latest code of every signal     [n, K]
     stat_aa = torch.zeros(K, K, device=Y.device)  # Σ_i a_i a_iᵀ over latest codes [K, K]
     stat_ay = torch.zeros(K, dim, device=Y.device)  # Σ_i a_i y_iᵀ               [K, dim]
@@ -438,7 +441,7 @@ def check_dict_config(cfg: "DictConfig", channels: int, image_size: int) -> None
     """Reject impossible settings with one clear message each, before any work starts."""
     from .errors import SganError
 
-    if not 0.0 < cfg.sparsity < 1.0:
+    if cfg.sparsity is not None and not 0.0 < cfg.sparsity < 1.0:
         raise SganError(f"--sparsity must be strictly between 0 and 1, got {cfg.sparsity}", where="dict.sparsity / --sparsity", fix="give a fraction such as 0.1")
     if cfg.alpha is not None and cfg.alpha <= 0:
         raise SganError(f"--alpha must be positive, got {cfg.alpha}", where="dict.alpha / --alpha", fix="give a positive penalty, or leave it out to target --sparsity")
@@ -461,6 +464,32 @@ def check_dict_config(cfg: "DictConfig", channels: int, image_size: int) -> None
         raise SganError(f"dict.heldout must be in [0, 1), got {cfg.heldout}", where="dict.heldout", fix="give a fraction such as 0.1")
     if cfg.solver not in ("auto", "passes", "online"):
         raise SganError(f"unknown solver {cfg.solver!r}", where="dict.solver", fix="use auto, passes or online")
+
+
+DEFAULT_SPARSITY = 0.1
+
+
+def target_sparsity_for(cfg: "DictConfig", dim: int, n_atoms: int) -> float:  # noqa: F821
+    """The support fraction to aim for, checked against what lasso codes can reach.
+
+    Exact lasso codes have at most ``dim`` non-zeros (the active atoms stay linearly
+    independent), so a target of s·K ≥ dim is out of reach: 3×3 grayscale patches (dim 9)
+    with 100 atoms cannot have 10 % support. Without an explicit ``--sparsity`` the
+    default 0.1 then becomes dim/(3K) (about three atoms per 9-pixel patch); an explicit
+    unreachable value is an error that says what is reachable.
+    """
+    from .errors import SganError
+
+    if cfg.sparsity is None:
+        return DEFAULT_SPARSITY if DEFAULT_SPARSITY * n_atoms <= dim / 2 else dim / (3 * n_atoms)
+    if cfg.sparsity * n_atoms >= dim:
+        raise SganError(
+            f"--sparsity {cfg.sparsity:g} asks for {cfg.sparsity * n_atoms:.3g} non-zero coefficients per signal, "
+            f"but lasso codes of {dim}-dimensional signals have at most {dim} (of {n_atoms} atoms)",
+            where="dict.sparsity / --sparsity",
+            fix=f"give --sparsity below {dim / n_atoms:.3g} (e.g. {dim / (3 * n_atoms):.2g}), fewer --atoms, or a larger --patch",
+        )
+    return cfg.sparsity
 
 
 def signals_from_images(data: "ImageData", cfg: "DictConfig", gen: torch.Generator) -> Tensor:  # noqa: F821
@@ -488,10 +517,11 @@ def learn_from_config(data: "ImageData", cfg: "DictConfig", progress: ProgressFn
     gen = torch.Generator().manual_seed(cfg.seed)
     Y = signals_from_images(data, cfg, gen)
     n_atoms = cfg.atoms if cfg.atoms is not None else Y.shape[1]
+    target = None if cfg.alpha is not None else target_sparsity_for(cfg, int(Y.shape[1]), n_atoms)
     learned = learn_dictionary(
         Y,
         n_atoms,
-        target_sparsity=None if cfg.alpha is not None else cfg.sparsity,
+        target_sparsity=target,
         alpha=cfg.alpha,
         solver=cfg.solver,
         passes=cfg.passes,

@@ -16,7 +16,7 @@ def to_uint8(x: Tensor) -> Tensor:
     return ((x.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> Tensor:
+def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1, pad_value: int = 0) -> Tensor:
     """uint8 [N, C, H, W] → one uint8 [C, H', W'] mosaic, row-major, ``pad`` pixels apart.
 
     ``scale`` enlarges every cell by pixel repetition (3×3 patch atoms are unreadable at 1×).
@@ -27,9 +27,9 @@ def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int 
         h, w = h * scale, w * scale
     ncol = nrow or max(1, math.ceil(math.sqrt(n)))
     nrows = max(1, math.ceil(n / ncol))
-    grid = torch.zeros(c, nrows * (h + pad) + pad, ncol * (w + pad) + pad, dtype=torch.uint8)
+    grid = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value, dtype=torch.uint8)
     # fill cells with one reshape instead of a Python loop over images
-    cells = torch.zeros(nrows * ncol, c, h, w, dtype=torch.uint8)
+    cells = torch.full((nrows * ncol, c, h, w), pad_value, dtype=torch.uint8)
     cells[:n] = images
     cells = cells.view(nrows, ncol, c, h, w).permute(2, 0, 3, 1, 4)  # [C, rows, H, cols, W]
     body = grid[:, pad:, pad:].unfold(1, h + pad, h + pad).unfold(2, w + pad, w + pad)  # view [C, rows, cols, h+pad, w+pad]
@@ -59,7 +59,7 @@ def atoms_to_images(atoms: Tensor, channels: int, side: int) -> Tensor:
 
 
 def save_atoms_png(atoms: Tensor, channels: int, side: int, path: str | Path) -> None:
-    """The dictionary as a grid of atoms; small patches are enlarged to ≥ 24 pixels."""
+    """The dictionary as a grid of atoms on grey; small patches are enlarged to ≥ 24 pixels."""
     pics = atoms_to_images(atoms, channels, side)
     scale = max(1, math.ceil(24 / side))
-    save_png(make_grid(pics, scale=scale, pad=1), path)
+    save_png(make_grid(pics, scale=scale, pad=2, pad_value=128), path)

@@ -10,7 +10,7 @@ from sgan_cli.errors import SganError
 
 def test_defaults():
     cfg = load_config()
-    assert cfg.data.name == "digits" and cfg.dict.sparsity == 0.1 and cfg.dict.atoms is None
+    assert cfg.data.name == "digits" and cfg.dict.sparsity is None and cfg.dict.atoms is None
 
 
 def test_recipe_then_set(tmp_path):

@@ -94,3 +94,15 @@ def test_config_errors():
         learn_from_config(data, DictConfig(atoms=0))
     with pytest.raises(SganError, match="--patch 9 is larger than the 8×8 images"):
         learn_from_config(data, DictConfig(patch=9))
+    # 3×3 grayscale patches are 9-dimensional: lasso codes have at most 9 non-zeros
+    with pytest.raises(SganError, match="at most 9 .of 100 atoms.*below 0.09"):
+        learn_from_config(data, DictConfig(patch=3, atoms=100, sparsity=0.1))
+
+
+def test_default_sparsity_adapts_to_reachable_support():
+    from sgan_cli.dictionary import target_sparsity_for
+
+    assert target_sparsity_for(DictConfig(), dim=64, n_atoms=64) == 0.1
+    assert target_sparsity_for(DictConfig(), dim=27, n_atoms=100) == 0.1  # 3×3 RGB, as in seed 002
+    assert target_sparsity_for(DictConfig(), dim=9, n_atoms=100) == pytest.approx(0.03)
+    assert target_sparsity_for(DictConfig(sparsity=0.05), dim=9, n_atoms=100) == 0.05

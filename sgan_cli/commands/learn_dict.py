@@ -22,7 +22,7 @@ def learn_dict(
     atoms: Annotated[Optional[int], typer.Option("--atoms", "-k", help="Number of atoms K. Default: square (K = signal dimension).", show_default=False)] = None,
     patch: Annotated[Optional[int], typer.Option("--patch", help="Learn P×P×C patch atoms (seed 002); omit for whole-image atoms (seed 000).", show_default=False)] = None,
     stride: Annotated[Optional[int], typer.Option("--stride", help="Patch extraction stride. [default: 1]", show_default=False)] = None,
-    sparsity: Annotated[Optional[float], typer.Option("--sparsity", "-s", help="Target fraction of non-zero coefficients, in (0, 1). [default: 0.1]", show_default=False)] = None,
+    sparsity: Annotated[Optional[float], typer.Option("--sparsity", "-s", help="Target fraction of non-zero coefficients, in (0, 1). [default: 0.1, or dim/(3K) where lasso codes cannot reach 0.1]", show_default=False)] = None,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="Fix the lasso penalty α instead of targeting --sparsity.", show_default=False)] = None,
     max_samples: Annotated[Optional[int], typer.Option("--max-samples", help="Use at most this many signals (images or patches). [default: 100000]", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed. [default: 0]", show_default=False)] = None,
