@@ -150,7 +150,9 @@ def find_alpha(Y: Tensor, atoms: Tensor, target: float, rel_tol: float = 0.02) -
     n, dim = Y.shape
     K = atoms.shape[0]
     gram = atoms @ atoms.T
-    cap = min(K, dim, int(math.ceil(3 * target * K)) + 1)
+    # paths run to twice the target support: enough for the crossing, and LARS steps get
+    # dearer as active sets grow (an [n, s, s] solve each)
+    cap = min(K, dim, int(math.ceil(2 * target * K)) + 1)
     _, path = lars_path(Y, atoms, 0.0, gram=gram, stop_active=cap)
     alpha_max = float(path.lam_max.max()) if n else 0.0
     if alpha_max <= 0:
@@ -163,11 +165,13 @@ def find_alpha(Y: Tensor, atoms: Tensor, target: float, rel_tol: float = 0.02) -
         codes = lasso_lars(Y, atoms, alpha, gram=gram)
         return support_fraction(codes), codes
 
-    alpha = _bisect_log(predicted, target, alpha_max, rel_tol=rel_tol / 4, steps=60)
+    alpha = _bisect_log(predicted, target, alpha_max * 1e-6, alpha_max, rel_tol=rel_tol / 4, steps=60)
     s, codes = exact(alpha)
     if abs(s - target) <= rel_tol * target:
         return alpha, codes
     best = (abs(s - target), alpha, codes)
+    # the prediction is close (paths cut at the cap only under-count): search near it
+    lo, hi = (alpha, min(alpha * 4, alpha_max)) if s > target else (alpha / 4, alpha)
 
     def measured(a: float) -> float:
         nonlocal best
@@ -176,16 +180,16 @@ def find_alpha(Y: Tensor, atoms: Tensor, target: float, rel_tol: float = 0.02) -
             best = (abs(frac - target), a, c)
         return frac
 
-    _bisect_log(measured, target, alpha_max, rel_tol=rel_tol, steps=30)
+    _bisect_log(measured, target, lo, hi, rel_tol=rel_tol, steps=20)
     return best[1], best[2]
 
 
-def _bisect_log(support: Callable[[float], float], target: float, alpha_max: float, rel_tol: float, steps: int) -> float:
-    """Bisection on log α ∈ [log(α_max·1e-6), log α_max] for support(α) = target.
+def _bisect_log(support: Callable[[float], float], target: float, a_lo: float, a_hi: float, rel_tol: float, steps: int) -> float:
+    """Bisection on log α ∈ [log a_lo, log a_hi] for support(α) = target.
 
     support(α) falls (up to ties) as α grows; stops once within rel_tol of the target.
     """
-    lo, hi = math.log(alpha_max * 1e-6), math.log(alpha_max)
+    lo, hi = math.log(a_lo), math.log(a_hi)
     mid = 0.5 * (lo + hi)
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
@@ -208,6 +212,13 @@ def forgetting_factor(step: int, batch_size: int) -> float:
     """
     theta = (step + 1) * batch_size if step < batch_size - 1 else batch_size**2 + step + 1 - batch_size
     return (theta + 1 - batch_size) / (theta + 1)
+
+
+def accumulate_forgetting(stat_aa: Tensor, stat_ay: Tensor, codes: Tensor, Yb: Tensor, beta: float) -> None:
+    """In place: AA ← β·AA + AᵀA/m and AY ← β·AY + AᵀY/m for a minibatch A [m, K], Y [m, dim]."""
+    m = Yb.shape[0]
+    stat_aa.mul_(beta).add_(codes.T @ codes, alpha=1.0 / m)
+    stat_ay.mul_(beta).add_(codes.T @ Yb, alpha=1.0 / m)
 
 
 def learn_dictionary(
@@ -333,9 +344,7 @@ def _run_online(
         codes = lasso_lars(Yb, atoms, alpha)  # [m, K], exact
         cost = lasso_objective(Yb, atoms, codes, alpha)
         ewa = cost if step == 0 else ewa + (cost - ewa) * min(1.0, m / n)
-        beta = forgetting_factor(step, m)
-        stat_aa.mul_(beta).add_(codes.T @ codes, alpha=1.0 / m)
-        stat_ay.mul_(beta).add_(codes.T @ Yb, alpha=1.0 / m)
+        accumulate_forgetting(stat_aa, stat_ay, codes, Yb, forgetting_factor(step, m))
         atoms = revive_atoms(update_atoms(atoms, stat_aa, stat_ay), stat_aa, Yb, gen)
         if retune is not None and step + 1 in retarget_at:
             alpha = retune(atoms)
@@ -388,9 +397,7 @@ def _run_passes(
             codes[idx] = new
             if p == 0:
                 # first pass: Mairal's forgetting, early codes came from poor dictionaries
-                beta = forgetting_factor(b, m)
-                stat_aa.mul_(beta).add_(new.T @ new, alpha=1.0 / m)
-                stat_ay.mul_(beta).add_(new.T @ Yb, alpha=1.0 / m)
+                accumulate_forgetting(stat_aa, stat_ay, new, Yb, forgetting_factor(b, m))
             else:
                 # later passes: replace this minibatch's contribution (exact full-data sums)
                 stat_aa += new.T @ new - old.T @ old

@@ -200,7 +200,9 @@ def lars_path(
         pair = valid[:, :, None] & valid[:, None, :]
         g_ss = torch.where(pair, G[order[:, :, None], order[:, None, :]], torch.eye(s, dtype=dt, device=dev))
         sign = torch.sign(torch.gather(c, 1, order)) * valid  # sign(c_j) = sign(a_j) on the active set
-        w_s, info = torch.linalg.solve_ex(g_ss, sign[..., None])  # G_AA w = sign
+        # G_AA w = sign: G_AA is symmetric positive definite, so Cholesky (half LU's cost)
+        chol, info = torch.linalg.cholesky_ex(g_ss)
+        w_s = torch.cholesky_solve(sign[..., None], chol)
         if bool((info != 0).any()):  # singular active set (duplicate atoms): least squares
             bad = info != 0
             w_s[bad] = torch.linalg.pinv(g_ss[bad]) @ sign[bad][..., None]
