@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-
-# two cores shared by pytest and torch: passive OpenMP waits avoid 16 ms stalls (DESIGN §5)
+# set before torch loads OpenMP: with two cores shared by pytest, subprocesses and torch,
+# passive waiting avoids the ~16 ms stalls per small op measured in DESIGN §5
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
