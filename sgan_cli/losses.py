@@ -1,0 +1,73 @@
+"""GAN objectives (DESIGN §2.3) and the sparse-code penalty.
+
+Critic losses are minimised by the critic, generator losses by the generator; scores are the
+critic's raw outputs [B] (logits for ``gan``).
+
+| objective | critic loss                                   | generator loss        |
+|-----------|-----------------------------------------------|-----------------------|
+| gan       | BCE(D(x), 1) + BCE(D(G(z)), 0)                | −log σ(D(G(z))) (non-saturating) |
+| wgan      | D(G(z)) − D(x), weights clipped after a step  | −D(G(z))              |
+| wgan-gp   | D(G(z)) − D(x) + λ(‖∇D(x̂)‖₂ − 1)²             | −D(G(z))              |
+| hinge     | relu(1 − D(x)) + relu(1 + D(G(z)))            | −D(G(z))              |
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+OBJECTIVES = ("gan", "wgan", "wgan-gp", "hinge")
+
+
+def critic_loss(objective: str, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """The critic's loss without the gradient penalty (see :func:`gradient_penalty`)."""
+    if objective == "gan":
+        return F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores)) + F.binary_cross_entropy_with_logits(
+            fake_scores, torch.zeros_like(fake_scores)
+        )
+    if objective in ("wgan", "wgan-gp"):
+        return fake_scores.mean() - real_scores.mean()
+    if objective == "hinge":
+        return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+    raise ValueError(f"unknown objective {objective!r}")
+
+
+def generator_loss(objective: str, fake_scores: Tensor) -> Tensor:
+    """The generator's adversarial loss."""
+    if objective == "gan":
+        # non-saturating: −log σ(D(G(z))) = BCE(D(G(z)), 1)
+        return F.binary_cross_entropy_with_logits(fake_scores, torch.ones_like(fake_scores))
+    if objective in ("wgan", "wgan-gp", "hinge"):
+        return -fake_scores.mean()
+    raise ValueError(f"unknown objective {objective!r}")
+
+
+def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """WGAN-GP penalty mean_i (‖∇ₓD(x̂_i)‖₂ − 1)² with x̂ = εx + (1 − ε)G(z), ε ~ U[0, 1] per sample.
+
+    The norm is over each sample's *whole flattened* gradient [C·H·W] — taking it per pixel
+    (over channels only) is a well-known bug in public code and penalises something else.
+    Returns the unweighted penalty; the caller multiplies by λ (10 by default).
+    """
+    b = real.shape[0]
+    eps = torch.rand(b, *([1] * (real.dim() - 1)), generator=generator, device=real.device, dtype=real.dtype)
+    x_hat = (eps * real + (1.0 - eps) * fake.detach()).requires_grad_(True)
+    scores = critic(x_hat)
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    norms = grad.reshape(b, -1).norm(2, dim=1)  # [B]
+    return (norms - 1.0).pow(2).mean()
+
+
+def clip_weights(critic: nn.Module, clip: float) -> None:
+    """WGAN's Lipschitz constraint: every critic parameter clamped to [−c, c] after a step."""
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.clamp_(-clip, clip)
+
+
+def l1_code_penalty(codes: Tensor | None) -> Tensor:
+    """mean|a| over all code entries (seed 000's β-weighted penalty, unweighted here)."""
+    if codes is None:
+        return torch.zeros(())
+    return codes.abs().mean()

@@ -1,0 +1,212 @@
+"""Networks (DESIGN §2.2): sparse output heads, generators and critics.
+
+A *sparse* generator ends in the soft threshold T_λ and a fixed dictionary: its body emits
+codes, never pixels. Whole-image dictionaries (seed 000) turn a code vector a ∈ R^K into an
+image a·D; patch dictionaries (seed 002) turn a code map [B, K, h, w] into overlapping
+P×P×C patches assembled by a fixed-weight ``conv_transpose2d`` (no loops over patches). A
+*dense* generator (the baseline) ends in tanh on pixels instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class SoftThreshold(nn.Module):
+    """T_λ(u) = sign(u)·max(|u| − λ, 0) with λ ≥ 0 fixed or learnable (seed 000, eq. 2).
+
+    A learnable λ is stored as log λ so it stays positive under gradient steps.
+    """
+
+    def __init__(self, lam: float = 0.1, learnable: bool = False) -> None:
+        super().__init__()
+        if lam < 0:
+            raise ValueError("λ must be ≥ 0")
+        self.learnable = learnable
+        if learnable:
+            self.log_lam = nn.Parameter(torch.tensor(math.log(max(lam, 1e-8))))
+        else:
+            self.register_buffer("lam", torch.tensor(float(lam)))
+
+    def threshold(self) -> Tensor:
+        return self.log_lam.exp() if self.learnable else self.lam
+
+    def forward(self, u: Tensor) -> Tensor:
+        lam = self.threshold()
+        # written with relu so the gradient w.r.t. a learnable λ flows (−sign(u) where active)
+        return torch.sign(u) * F.relu(u.abs() - lam)
+
+
+class WholeImageSynthesis(nn.Module):
+    """Codes [B, K] → images [B, C, H, W] = (a·D) reshaped; D = atoms [K, C·H·W] fixed."""
+
+    def __init__(self, atoms: Tensor, channels: int, size: int) -> None:
+        super().__init__()
+        if atoms.shape[1] != channels * size * size:
+            raise ValueError(f"atoms of dim {atoms.shape[1]} do not make {channels}×{size}×{size} images")
+        self.register_buffer("atoms", atoms.float().clone())
+        self.channels, self.size = channels, size
+
+    def forward(self, codes: Tensor) -> Tensor:
+        return (codes @ self.atoms).view(-1, self.channels, self.size, self.size)
+
+
+class PatchSynthesis(nn.Module):
+    """Code map [B, K, h, w] → image [B, C, H, W] through P×P×C patch atoms (seed 002).
+
+    stride 1: one code per pixel position; patch (i, j) covers rows i − o … i − o + P − 1 with
+    o = ⌊(P − 1)/2⌋ (clipped at the border), so h = H. Overlapping patches are summed by
+    ``conv_transpose2d(codes, atoms.view(K, C, P, P), padding=o)`` and divided by the
+    number of patches covering each pixel (precomputed). stride P: non-overlapping tiles,
+    h = H / P, nothing to average.
+    """
+
+    def __init__(self, atoms: Tensor, channels: int, patch: int, size: int, stride: int = 1) -> None:
+        super().__init__()
+        if atoms.shape[1] != channels * patch * patch:
+            raise ValueError(f"atoms of dim {atoms.shape[1]} are not {channels}×{patch}×{patch} patches")
+        if stride not in (1, patch):
+            raise ValueError("patch synthesis supports stride 1 (overlapping, averaged) or stride P (tiled)")
+        if stride == patch and size % patch:
+            raise ValueError(f"tiled {patch}×{patch} patches cannot cover {size}×{size} images")
+        self.register_buffer("kernel", atoms.float().reshape(-1, channels, patch, patch).clone())  # [K, C, P, P]
+        self.patch, self.stride, self.size, self.channels = patch, stride, size, channels
+        self.padding = (patch - 1) // 2 if stride == 1 else 0
+        self.code_size = size if stride == 1 else size // patch
+        ones = torch.ones(1, 1, self.code_size, self.code_size)
+        count = F.conv_transpose2d(ones, torch.ones(1, 1, patch, patch), stride=stride, padding=self.padding)
+        self.register_buffer("inv_count", 1.0 / count[:, :, :size, :size])  # [1, 1, H, W]
+
+    def forward(self, codes: Tensor) -> Tensor:
+        out = F.conv_transpose2d(codes, self.kernel, stride=self.stride, padding=self.padding)
+        return out[:, :, : self.size, : self.size] * self.inv_count
+
+
+def up_sampling_plan(size: int) -> tuple[int, int]:
+    """(base, n_up): size = base·2^n_up with base ≥ 4 where possible (28 → 7·2², 32 → 4·2³)."""
+    if size < 1:
+        raise ValueError("size must be positive")
+    base, n_up = size, 0
+    while base % 2 == 0 and base // 2 >= 4:
+        base //= 2
+        n_up += 1
+    return base, n_up
+
+
+class MLPBody(nn.Module):
+    """z [B, z_dim] → [B, out_dim]: four FC layers, BatchNorm + ReLU between (seed 000)."""
+
+    def __init__(self, z_dim: int, out_dim: int, hidden: int = 512) -> None:
+        super().__init__()
+        widths = [z_dim, hidden // 2, hidden, hidden * 2]
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+        layers.append(nn.Linear(widths[-1], out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+class DCGANBody(nn.Module):
+    """z → FC → [base·base·C₀] → fractionally strided convs doubling the size (DCGAN).
+
+    Output [B, out_channels, out_size, out_size]; channels halve at every doubling from C₀
+    (CIFAR in seed 002: 4×4×1024 → … → K = 100 code channels at 32×32).
+    """
+
+    def __init__(self, z_dim: int, out_channels: int, out_size: int, width: int = 512) -> None:
+        super().__init__()
+        base, n_up = up_sampling_plan(out_size)
+        self.base, self.c0 = base, width
+        self.fc = nn.Sequential(nn.Linear(z_dim, width * base * base), nn.BatchNorm1d(width * base * base), nn.ReLU(inplace=True))
+        layers: list[nn.Module] = []
+        c = width
+        for _ in range(n_up):
+            c_next = max(c // 2, 16)
+            layers += [nn.ConvTranspose2d(c, c_next, 4, 2, 1, bias=False), nn.BatchNorm2d(c_next), nn.ReLU(inplace=True)]
+            c = c_next
+        layers.append(nn.Conv2d(c, out_channels, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(self.fc(z).view(-1, self.c0, self.base, self.base))
+
+
+class Generator(nn.Module):
+    """A body followed by a sparse head (T_λ → dictionary synthesis) or a dense tanh head.
+
+    ``forward(z)`` returns images [B, C, H, W] in [−1, 1] (dense) or in the dictionary's span
+    (sparse); ``forward_codes(z)`` also returns the codes (None for dense), which the L1
+    penalty β·mean|a| and the support fraction are computed from.
+    """
+
+    def __init__(self, body: nn.Module, threshold: SoftThreshold | None = None, synthesis: nn.Module | None = None) -> None:
+        super().__init__()
+        if (threshold is None) != (synthesis is None):
+            raise ValueError("a sparse head needs both a threshold and a synthesis")
+        self.body, self.threshold, self.synthesis = body, threshold, synthesis
+
+    @property
+    def sparse(self) -> bool:
+        return self.synthesis is not None
+
+    def forward_codes(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
+        u = self.body(z)
+        if self.threshold is None or self.synthesis is None:
+            return torch.tanh(u), None
+        codes = self.threshold(u)
+        return self.synthesis(codes), codes
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.forward_codes(z)[0]
+
+
+class MLPCritic(nn.Module):
+    """x [B, C, H, W] → score [B]: FC layers with LeakyReLU; LayerNorm or none, never BatchNorm
+    for WGAN-GP (the gradient penalty is per sample; BatchNorm couples samples)."""
+
+    def __init__(self, in_dim: int, hidden: int = 512, norm: str = "none") -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        widths = [in_dim, hidden * 2, hidden, hidden // 2]
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers.append(nn.Linear(a, b))
+            if norm == "batch":
+                layers.append(nn.BatchNorm1d(b))
+            elif norm == "layer":
+                layers.append(nn.LayerNorm(b))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        layers.append(nn.Linear(widths[-1], 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).view(-1)
+
+
+class DCGANCritic(nn.Module):
+    """x [B, C, H, W] → score [B]: strided convs halving the size down to the base, then FC."""
+
+    def __init__(self, channels: int, size: int, width: int = 64, norm: str = "none") -> None:
+        super().__init__()
+        base, n_down = up_sampling_plan(size)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
+        c = width
+        for _ in range(n_down):
+            layers.append(nn.Conv2d(c, c * 2, 4, 2, 1))
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(c * 2))
+            elif norm == "layer":
+                layers.append(nn.GroupNorm(1, c * 2))  # LayerNorm over (C, H, W), per sample
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c *= 2
+        layers += [nn.Flatten(), nn.Linear(c * base * base, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).view(-1)

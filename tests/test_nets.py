@@ -1,0 +1,117 @@
+"""Sparse heads, generators and critics: closed forms, explicit loops, shapes, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sgan_cli.nets import (
+    DCGANBody,
+    DCGANCritic,
+    Generator,
+    MLPBody,
+    MLPCritic,
+    PatchSynthesis,
+    SoftThreshold,
+    WholeImageSynthesis,
+    up_sampling_plan,
+)
+
+
+def test_soft_threshold_values_and_gradients():
+    t = SoftThreshold(0.5)
+    u = torch.tensor([-2.0, -0.3, 0.0, 0.4, 1.5], requires_grad=True)
+    out = t(u)
+    assert torch.allclose(out, torch.tensor([-1.5, 0.0, 0.0, 0.0, 1.0]))
+    out.sum().backward()
+    assert torch.equal(u.grad, torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0]))  # identity where active, 0 inside
+
+
+def test_learnable_threshold_gets_gradient_and_stays_positive():
+    t = SoftThreshold(0.5, learnable=True)
+    u = torch.tensor([-2.0, 1.5])
+    t(u).sum().backward()
+    # d/dλ Σ T_λ(u) = −Σ sign(u) over active entries = −(−1 + 1) = 0; use a one-sided case
+    t.zero_grad()
+    t(torch.tensor([2.0, 3.0])).sum().backward()
+    assert t.log_lam.grad is not None and float(t.log_lam.grad) == pytest.approx(-2 * 0.5)
+    assert float(t.threshold().detach()) > 0
+
+
+def _explicit_patch_synthesis(codes, atoms, C, P, H):
+    """A plain loop: every code position (i, j) writes its patch centred there, then average."""
+    B, K, h, w = codes.shape
+    out = torch.zeros(B, C, H, H)
+    count = torch.zeros(1, 1, H, H)
+    off = (P - 1) // 2
+    patches = torch.einsum("bkij,kd->bijd", codes, atoms).reshape(B, h, w, C, P, P)
+    for i in range(h):
+        for j in range(w):
+            for di in range(P):
+                for dj in range(P):
+                    y, x = i - off + di, j - off + dj
+                    if 0 <= y < H and 0 <= x < H:
+                        out[:, :, y, x] += patches[:, i, j, :, di, dj]
+                        count[:, :, y, x] += 1
+    return out / count
+
+
+@pytest.mark.parametrize("C, P", [(1, 3), (3, 3), (1, 2)])
+def test_patch_synthesis_equals_explicit_loop(C, P):
+    g = torch.Generator().manual_seed(0)
+    K, H = 5, 6
+    atoms = F.normalize(torch.randn(K, C * P * P, generator=g), dim=1)
+    codes = torch.randn(2, K, H, H, generator=g)
+    synth = PatchSynthesis(atoms, C, P, H, stride=1)
+    assert torch.allclose(synth(codes), _explicit_patch_synthesis(codes, atoms, C, P, H), atol=1e-5)
+
+
+def test_tiled_patch_synthesis_places_each_patch():
+    C, P, H, K = 3, 2, 4, 12
+    atoms = torch.eye(K)  # code k lights pixel k of the patch
+    codes = torch.zeros(1, K, 2, 2)
+    codes[0, 5, 1, 0] = 1.0  # patch at tile (1, 0); entry 5 = channel 1, row 0, col 1
+    img = PatchSynthesis(atoms, C, P, H, stride=P)(codes)
+    expected = torch.zeros(1, C, H, H)
+    expected[0, 1, 2, 1] = 1.0
+    assert torch.equal(img, expected)
+
+
+def test_whole_image_synthesis_is_matmul():
+    atoms = F.normalize(torch.randn(10, 64), dim=1)
+    codes = torch.randn(3, 10)
+    img = WholeImageSynthesis(atoms, 1, 8)(codes)
+    assert img.shape == (3, 1, 8, 8) and torch.allclose(img.flatten(1), codes @ atoms)
+
+
+@pytest.mark.parametrize("size, plan", [(8, (4, 1)), (28, (7, 2)), (32, (4, 3)), (64, (4, 4))])
+def test_up_sampling_plan(size, plan):
+    assert up_sampling_plan(size) == plan
+
+
+@pytest.mark.parametrize("size, channels", [(8, 1), (28, 1), (32, 3), (64, 3)])
+def test_dcgan_shapes_dense_and_sparse(size, channels):
+    z = torch.randn(4, 16)
+    dense = Generator(DCGANBody(16, channels, size, width=32))
+    x = dense(z)
+    assert x.shape == (4, channels, size, size) and float(x.detach().abs().max()) <= 1.0
+    K, P = 7, 3
+    atoms = F.normalize(torch.randn(K, channels * P * P), dim=1)
+    sparse = Generator(DCGANBody(16, K, size, width=32), SoftThreshold(0.5), PatchSynthesis(atoms, channels, P, size))
+    img, codes = sparse.forward_codes(z)
+    assert img.shape == (4, channels, size, size) and codes.shape == (4, K, size, size)
+    assert bool((codes == 0).any())  # the threshold makes exact zeros
+    critic = DCGANCritic(channels, size, width=8)
+    assert critic(img).shape == (4,)
+
+
+def test_mlp_generator_and_critic_shapes_and_backward():
+    atoms = F.normalize(torch.randn(20, 64), dim=1)
+    g = Generator(MLPBody(8, 20, hidden=32), SoftThreshold(0.1), WholeImageSynthesis(atoms, 1, 8))
+    img, codes = g.forward_codes(torch.randn(5, 8))
+    critic = MLPCritic(64, hidden=32)
+    critic(img).sum().backward()
+    assert img.shape == (5, 1, 8, 8) and codes.shape == (5, 20)
+    assert all(p.grad is not None for p in g.body.parameters())
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in critic.modules())
