@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .commands import learn_dict
+from .commands import learn_dict, train
 
 app = typer.Typer(
     name="sgan",
@@ -33,6 +33,7 @@ def root(
 
 
 app.command("learn-dict")(learn_dict.learn_dict)
+app.command("train")(train.train)
 
 
 def main() -> None:

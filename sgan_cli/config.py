@@ -49,11 +49,56 @@ class DictConfig:
 
 
 @dataclass
+class ModelConfig:
+    """Generator and critic architecture (``sgan train``, DESIGN §2.2)."""
+
+    arch: str = "dcgan"  # "mlp" (seed 000) or "dcgan" (seed 002)
+    z_dim: int = 64  # latent size
+    g_width: int = 256  # generator width: MLP hidden size, or DCGAN channels at the base
+    d_width: int = 64  # critic width: MLP hidden size, or DCGAN first-layer channels
+    critic_norm: str = "auto"  # "auto" (none for wgan-gp and wgan, batch otherwise), "none", "batch", "layer"
+    threshold: float = 0.3  # λ of the soft threshold T_λ on the codes (sparse generators)
+    learn_threshold: bool = False  # learn λ (kept positive through log λ)
+    beta: float = 0.5  # weight of the L1 penalty β·mean|a| on the codes (seed 000)
+
+
+@dataclass
+class GanConfig:
+    """The adversarial objective (DESIGN §2.3); None means the objective's default."""
+
+    objective: str = "wgan-gp"  # "gan", "wgan", "wgan-gp" or "hinge"
+    critic_steps: int | None = None  # critic updates per generator update (gan 1, wgan 5, wgan-gp 5, hinge 1)
+    lr_g: float | None = None  # generator learning rate (gan 2e-4, wgan 5e-5, wgan-gp 1e-4, hinge 2e-4)
+    lr_d: float | None = None  # critic learning rate (same defaults)
+    beta1: float | None = None  # Adam β₁ (gan 0.5, wgan-gp 0.5, hinge 0.0)
+    beta2: float | None = None  # Adam β₂ (gan 0.999, wgan-gp 0.9, hinge 0.9)
+    clip: float = 0.01  # wgan: critic weights clipped to ±clip
+    gp_lambda: float = 10.0  # wgan-gp: weight λ of the gradient penalty
+
+
+@dataclass
+class TrainConfig:
+    """The training run (``sgan train``)."""
+
+    dict: str | None = None  # dictionary file: sparse generator; None: dense baseline (tanh on pixels)
+    steps: int = 2000  # generator steps
+    batch_size: int = 64  # images per critic and generator step
+    seed: int = 0  # seeds initialisation, data order, z and the gradient penalty's ε
+    log_every: int = 50  # steps between metrics.jsonl lines
+    grid_every: int = 500  # steps between grids/step-NNNNNN.png (fixed z)
+    save_every: int = 500  # steps between checkpoints
+    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+
+
+@dataclass
 class SganConfig:
     """The root of the configuration tree; one field per section."""
 
     data: DataConfig = field(default_factory=DataConfig)
     dict: DictConfig = field(default_factory=DictConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -146,11 +146,18 @@ class Generator(nn.Module):
     penalty β·mean|a| and the support fraction are computed from.
     """
 
-    def __init__(self, body: nn.Module, threshold: SoftThreshold | None = None, synthesis: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        threshold: SoftThreshold | None = None,
+        synthesis: nn.Module | None = None,
+        image_shape: tuple[int, int, int] | None = None,
+    ) -> None:
         super().__init__()
         if (threshold is None) != (synthesis is None):
             raise ValueError("a sparse head needs both a threshold and a synthesis")
         self.body, self.threshold, self.synthesis = body, threshold, synthesis
+        self.image_shape = image_shape  # dense MLP bodies emit flat pixels: reshaped to [C, H, W]
 
     @property
     def sparse(self) -> bool:
@@ -159,7 +166,8 @@ class Generator(nn.Module):
     def forward_codes(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
         u = self.body(z)
         if self.threshold is None or self.synthesis is None:
-            return torch.tanh(u), None
+            x = torch.tanh(u)
+            return (x.view(-1, *self.image_shape) if self.image_shape is not None else x), None
         codes = self.threshold(u)
         return self.synthesis(codes), codes
 
