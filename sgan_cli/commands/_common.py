@@ -84,3 +84,16 @@ def resolve_config(recipe: str | None, sets: list[str] | None, flags: dict[str, 
         if value is not None:
             set_value(cfg, key, value, f"--{key.split('.', 1)[1].replace('_', '-')}")
     return cfg
+
+
+# options shared by several subcommands, spelled once
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Optional  # noqa: E402
+
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed. (default: 0)", show_default=False)]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda. (default: auto)", show_default=False)]
+DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", help="Folder of torchvision data sets. Default: $SGAN_DATA or ~/.cache/sgan/data.", show_default=False)]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.", show_default=False)]
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", help="YAML recipe: sections data, dict, model, gan, train (see recipes/).", show_default=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set dict.atoms=100 or --set gan.lr_g=2e-4 (repeatable).", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import handle_errors, out, print_json, progress_bar, resolve_config
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, handle_errors, out, print_json, progress_bar, resolve_config
 
 
 def atoms_png_path(out_path: Path) -> Path:
@@ -21,21 +21,21 @@ def learn_dict(
     data: Annotated[Optional[str], typer.Argument(help="Data set: digits, mnist, fashion-mnist, cifar10, celeba, a folder of images, or a samples.safetensors. Default: digits (or the recipe's).", show_default=False)] = None,
     atoms: Annotated[Optional[int], typer.Option("--atoms", "-k", help="Number of atoms K. Default: square (K = signal dimension).", show_default=False)] = None,
     patch: Annotated[Optional[int], typer.Option("--patch", help="Learn P×P×C patch atoms (seed 002); omit for whole-image atoms (seed 000).", show_default=False)] = None,
-    stride: Annotated[Optional[int], typer.Option("--stride", help="Patch extraction stride. [default: 1]", show_default=False)] = None,
-    sparsity: Annotated[Optional[float], typer.Option("--sparsity", "-s", help="Target fraction of non-zero coefficients, in (0, 1). [default: 0.1, or dim/(3K) where lasso codes cannot reach 0.1]", show_default=False)] = None,
+    stride: Annotated[Optional[int], typer.Option("--stride", help="Patch extraction stride. (default: 1)", show_default=False)] = None,
+    sparsity: Annotated[Optional[float], typer.Option("--sparsity", "-s", help="Target fraction of non-zero coefficients, in (0, 1). (default: 0.1, or dim/(3K) where lasso codes cannot reach 0.1)", show_default=False)] = None,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="Fix the lasso penalty α instead of targeting --sparsity.", show_default=False)] = None,
-    max_samples: Annotated[Optional[int], typer.Option("--max-samples", help="Use at most this many signals (images or patches). [default: 100000]", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed. [default: 0]", show_default=False)] = None,
-    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder of torchvision data sets. Default: $SGAN_DATA or ~/.cache/sgan/data.", show_default=False)] = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="train or test. [default: train]", show_default=False)] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.", show_default=False)] = None,
+    max_samples: Annotated[Optional[int], typer.Option("--max-samples", help="Use at most this many signals (images or patches). (default: 100000)", show_default=False)] = None,
+    seed: SeedOpt = None,
+    data_root: DataRootOpt = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="train or test. (default: train)", show_default=False)] = None,
+    limit: LimitOpt = None,
     image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize images to N×N.", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda. [default: auto]", show_default=False)] = None,
-    recipe: Annotated[Optional[str], typer.Option("--recipe", help="YAML recipe (sections data:, dict:).", show_default=False)] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set dict.atoms=100 (repeatable).", show_default=False)] = None,
+    device: DeviceOpt = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="Output dictionary file.")] = Path("dictionary.safetensors"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Learn a dictionary: min ½‖Y − AD‖² + α‖A‖₁ with unit-norm atoms, α tuned to hit --sparsity.
 

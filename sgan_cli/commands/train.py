@@ -7,28 +7,28 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import err, handle_errors, out, print_json, progress_bar, resolve_config
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, err, handle_errors, out, print_json, progress_bar, resolve_config
 
 
 @handle_errors
 def train(
-    gan: Annotated[Optional[str], typer.Option("--gan", help="Objective: gan, wgan, wgan-gp or hinge. [default: wgan-gp]", show_default=False)] = None,
+    gan: Annotated[Optional[str], typer.Option("--gan", help="Objective: gan, wgan, wgan-gp or hinge. (default: wgan-gp)", show_default=False)] = None,
     dict_path: Annotated[Optional[str], typer.Option("--dict", help="Dictionary file: a sparse generator. Omit for the dense baseline.", show_default=False)] = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="Data set (as for learn-dict). [default: digits]", show_default=False)] = None,
-    data_root: Annotated[Optional[str], typer.Option("--data-root", help="Folder of torchvision data sets.", show_default=False)] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.", show_default=False)] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="mlp or dcgan. [default: dcgan]", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Generator steps. [default: 2000]", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size. [default: 64]", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed. [default: 0]", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda. [default: auto]", show_default=False)] = None,
-    recipe: Annotated[Optional[str], typer.Option("--recipe", help="YAML recipe (sections data, model, gan, train).", show_default=False)] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set gan.lr_g=2e-4 (repeatable).", show_default=False)] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="Data set (as for learn-dict). (default: digits)", show_default=False)] = None,
+    data_root: DataRootOpt = None,
+    limit: LimitOpt = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="mlp or dcgan. (default: dcgan)", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Generator steps. (default: 2000)", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size. (default: 64)", show_default=False)] = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/default"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint (up to --steps).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Start over in a run folder that holds a run.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved configuration and exit.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Train a GAN whose generator emits sparse codes over --dict (or pixels, without it).
 
