@@ -304,7 +304,7 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
     conf = config_json(cfg)
     lineage = {"dictionary": dictionary.hash} if dictionary is not None else {}
     geo = {"channels": str(geometry.channels), "image_size": str(geometry.size), "step": str(state.step), "sparse": json.dumps(dictionary is not None)}
-    g_tensors = {k: v for k, v in state.generator.state_dict().items()}
+    g_tensors = dict(state.generator.state_dict())  # includes the dictionary (synthesis buffers)
     if dictionary is not None:
         geo["dictionary_patch"] = json.dumps(dictionary.patch)
         geo["dictionary_stride"] = str(dictionary.stride)
