@@ -343,7 +343,7 @@ def run_training(
     """
     import yaml
 
-    from .contracts import load_dictionary, read_file
+    from .contracts import atomic_write_bytes, load_dictionary, read_file
     from .data import load_data
     from .dictionary import resolve_device
 
@@ -376,7 +376,8 @@ def run_training(
         start = state.step
     out.mkdir(parents=True, exist_ok=True)
     paths["grids"].mkdir(exist_ok=True)
-    paths["config"].write_text(yaml.safe_dump(config_json(cfg), sort_keys=False))
+    text = yaml.safe_dump(config_json(cfg), sort_keys=False)
+    atomic_write_bytes(paths["config"], lambda tmp: tmp.write_text(text))
     last: dict[str, float] = {}
     t0 = time.perf_counter()
 
