@@ -271,7 +271,11 @@ def load_state_tensors(state: TrainState, tensors: dict[str, Tensor], meta: dict
 
 
 def config_json(cfg: SganConfig) -> dict[str, Any]:
-    return {k: to_dict(getattr(cfg, k)) for k in ("data", "model", "gan", "train")}
+    """The sections a run uses, with the objective's defaults filled in (what really ran)."""
+    out = {k: to_dict(getattr(cfg, k)) for k in ("data", "model", "gan", "train")}
+    gan = resolve_gan(cfg.gan)
+    out["gan"].update(critic_steps=gan.critic_steps, lr_g=gan.lr_g, lr_d=gan.lr_d, beta1=gan.betas[0], beta2=gan.betas[1])
+    return out
 
 
 def run_dir_paths(out: Path) -> dict[str, Path]:
