@@ -111,10 +111,10 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
     if dictionary.patch is None:
         # whole-image codes are one vector per image: an MLP body whatever model.arch (seed 000)
         return Generator(MLPBody(model.z_dim, K, model.g_width), threshold, WholeImageSynthesis(dictionary.atoms, C, S))
+    if model.arch == "mlp":
+        raise SganError("a patch dictionary needs a convolutional generator", where="model.arch / --arch", fix="use --arch dcgan with patch dictionaries")
     stride = dictionary.stride if dictionary.stride == dictionary.patch else 1
     synth = PatchSynthesis(dictionary.atoms, C, dictionary.patch, S, stride=stride)
-    if model.arch == "mlp":
-        raise SganError("a patch dictionary needs a convolutional generator", where="model.arch", fix="use --arch dcgan with patch dictionaries")
     return Generator(DCGANBody(model.z_dim, K, synth.code_size, model.g_width), threshold, synth)
 
 

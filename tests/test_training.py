@@ -138,3 +138,22 @@ def test_ctrl_c_writes_checkpoint(tmp_path, monkeypatch):
         run_training(_cfg(steps=8), tmp_path / "run")
     ckpt = read_file(tmp_path / "run" / "checkpoint.safetensors", "sgan.checkpoint")
     assert ckpt.meta["step"] == "3"
+
+
+def test_model_errors(tmp_path):
+    with pytest.raises(SganError, match="unknown architecture 'resnet50'"):
+        run_training(_cfg("model.arch=resnet50"), tmp_path / "a")
+    with pytest.raises(SganError, match="BatchNorm in a WGAN-GP critic"):
+        run_training(_cfg("gan.objective=wgan-gp", "model.critic_norm=batch"), tmp_path / "b")
+    atoms = torch.nn.functional.normalize(torch.randn(6, 9), dim=1)
+    patches = tmp_path / "patch_dict.safetensors"
+    write_file(patches, "sgan.dictionary", {"atoms": atoms}, meta={"channels": "1", "image_size": "8", "patch": "3", "stride": "1"})
+    with pytest.raises(SganError, match="patch dictionary needs a convolutional generator"):
+        run_training(_cfg(f"train.dict={patches}", "model.arch=mlp"), tmp_path / "c")
+    res = run_training(_cfg(f"train.dict={patches}", "model.arch=dcgan", steps=2), tmp_path / "d")
+    assert res.sparse
+
+
+def test_resume_without_a_run(tmp_path):
+    with pytest.raises(SganError, match="checkpoint file .* does not exist"):
+        run_training(_cfg(steps=2), tmp_path / "nothing", resume=True)

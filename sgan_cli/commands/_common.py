@@ -8,7 +8,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -87,8 +87,6 @@ def resolve_config(recipe: str | None, sets: list[str] | None, flags: dict[str, 
 
 
 # options shared by several subcommands, spelled once
-from pathlib import Path  # noqa: E402
-from typing import Annotated, Optional  # noqa: E402
 
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed. (default: 0)", show_default=False)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda. (default: auto)", show_default=False)]
