@@ -33,7 +33,7 @@ def root(
 
 
 app.command("learn-dict")(learn_dict.learn_dict)
-app.command("train")(train.train)
+app.command("train", cls=train.TrainCommand)(train.train)
 
 
 def main() -> None:

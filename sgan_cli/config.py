@@ -52,7 +52,7 @@ class DictConfig:
 class ModelConfig:
     """Generator and critic architecture (``sgan train``, DESIGN §2.2)."""
 
-    arch: str = "dcgan"  # "mlp" (seed 000) or "dcgan" (seed 002)
+    arch: str = "dcgan"  # "mlp" (seed 000), "dcgan" (seed 002) or "resnet" (residual blocks, seed 002's Table 2)
     z_dim: int = 64  # latent size
     g_width: int = 256  # generator width: MLP hidden size, or DCGAN channels at the base
     d_width: int = 64  # critic width: MLP hidden size, or DCGAN first-layer channels
@@ -60,6 +60,9 @@ class ModelConfig:
     threshold: float = 0.3  # λ of the soft threshold T_λ on the codes (sparse generators)
     learn_threshold: bool = False  # learn λ (kept positive through log λ)
     beta: float = 0.5  # weight of the L1 penalty β·mean|a| on the codes (seed 000)
+    e_width: int = 64  # encoder (reconstructor / VAE) width: MLP hidden size, or conv first-layer channels
+    minibatch_disc: int = 0  # minibatch-discrimination kernels B in the critic (seed 003); 0: off
+    mbd_dim: int = 8  # minibatch discrimination: dimension C of each kernel's rows
 
 
 @dataclass
@@ -74,6 +77,19 @@ class GanConfig:
     beta2: float | None = None  # Adam β₂ (gan 0.999, wgan-gp 0.9, hinge 0.9)
     clip: float = 0.01  # wgan: critic weights clipped to ±clip
     gp_lambda: float = 10.0  # wgan-gp: weight λ of the gradient penalty
+    feature_matching: float = 0.0  # weight of ‖E f(x) − E f(G(z))‖² (critic features) added to the generator loss (seed 003); 0: off
+
+
+@dataclass
+class ReconConfig:
+    """The third player against mode collapse (DESIGN §2.4)."""
+
+    mode: str = "none"  # "none", "latent" (seed 002's reconstructor, E(G(z)) ≈ z) or "vae" (seed 000's VAE encoder)
+    steps: int = 1  # encoder updates per iteration (n_reconst. of Algorithm 1; n_e for the VAE)
+    weight: float = 1.0  # latent: weight of the generator step on ‖G(E(x)) − x‖²; vae: weight of the VAE loss
+    kl_weight: float = 1.0  # vae: weight of KL(q(z|x) ‖ N(0, I)) against the reconstruction error
+    every: int = 1  # run the reconstructor phase every N generator steps
+    lr: float = 1e-4  # encoder learning rate (Adam, β = (0.5, 0.9))
 
 
 @dataclass
@@ -88,6 +104,7 @@ class TrainConfig:
     grid_every: int = 500  # steps between grids/step-NNNNNN.png (fixed z)
     save_every: int = 500  # steps between checkpoints
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+    ema: float = 0.0  # decay of an exponential moving average of the generator weights (e.g. 0.999); 0: off
 
 
 @dataclass
@@ -98,6 +115,7 @@ class SganConfig:
     dict: DictConfig = field(default_factory=DictConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     gan: GanConfig = field(default_factory=GanConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

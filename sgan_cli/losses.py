@@ -71,3 +71,31 @@ def l1_code_penalty(codes: Tensor | None) -> Tensor:
     if codes is None:
         return torch.zeros(())
     return codes.abs().mean()
+
+
+def latent_recon_loss(z_hat: Tensor, z: Tensor) -> Tensor:
+    """Reconstructor loss of seed 002, eq. 6: mean_i ‖E(G(z_i)) − z_i‖² / z_dim (per coordinate)."""
+    return (z_hat - z).pow(2).mean()
+
+
+def image_recon_loss(x_hat: Tensor, x: Tensor) -> Tensor:
+    """Seed 002, Algorithm 1 line 18: mean_i ‖G(E(x_i)) − x_i‖² / (C·H·W) (per pixel)."""
+    return (x_hat - x).pow(2).mean()
+
+
+def vae_loss(x_hat: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kl_weight: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Seed 000's VAE loss ‖x − G(z)‖² + KL(q(z|x) ‖ N(0, I)), both per image, divided by C·H·W.
+
+    KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ_k (μ_k² + σ_k² − log σ_k² − 1). Dividing both terms by the same
+    pixel count keeps the ELBO's balance while the loss scale matches :func:`image_recon_loss`.
+    Returns (total, KL per pixel).
+    """
+    n_pix = x[0].numel()
+    rec = (x_hat - x).pow(2).flatten(1).sum(1)  # [B]
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(1)  # [B]
+    return ((rec + kl_weight * kl) / n_pix).mean(), (kl / n_pix).mean()
+
+
+def feature_matching_loss(real_features: Tensor, fake_features: Tensor) -> Tensor:
+    """Seed 003: ‖E_x f(x) − E_z f(G(z))‖² over the critic's penultimate features f [B, A]."""
+    return (real_features.mean(0) - fake_features.mean(0)).pow(2).sum()

@@ -175,9 +175,57 @@ class Generator(nn.Module):
         return self.forward_codes(z)[0]
 
 
-class MLPCritic(nn.Module):
-    """x [B, C, H, W] → score [B]: FC layers with LeakyReLU; LayerNorm or none, never BatchNorm
-    for WGAN-GP (the gradient penalty is per sample; BatchNorm couples samples)."""
+class ResBlockUp(nn.Module):
+    """BN → ReLU → ×2 nearest → conv3 → BN → ReLU → conv3, plus a ×2 → conv1 shortcut."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.BatchNorm2d(c_in), nn.ReLU(), nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c_out), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, 1, 1),
+        )  # fmt: skip
+        self.skip = nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c_in, c_out, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.main(x) + self.skip(x)
+
+
+class ResNetBody(nn.Module):
+    """z → FC → [C₀, base, base] → residual up-blocks doubling the size → BN → ReLU → conv3.
+
+    The residual counterpart of :class:`DCGANBody` (same plan of sizes and channels), as in
+    the residual generators of seed 002's Table 2. Output [B, out_channels, out_size, out_size].
+    """
+
+    def __init__(self, z_dim: int, out_channels: int, out_size: int, width: int = 256) -> None:
+        super().__init__()
+        base, n_up = up_sampling_plan(out_size)
+        self.base, self.c0 = base, width
+        self.fc = nn.Linear(z_dim, width * base * base)
+        blocks: list[nn.Module] = []
+        c = width
+        for _ in range(n_up):
+            c_next = max(c // 2, 16)
+            blocks.append(ResBlockUp(c, c_next))
+            c = c_next
+        self.net = nn.Sequential(*blocks, nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, out_channels, 3, 1, 1))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(self.fc(z).view(-1, self.c0, self.base, self.base))
+
+
+def _norm2d(norm: str, c: int) -> nn.Module:
+    """Critic normalisation: BatchNorm, per-sample LayerNorm over (C, H, W), or none."""
+    if norm == "batch":
+        return nn.BatchNorm2d(c)
+    if norm == "layer":
+        return nn.GroupNorm(1, c)
+    return nn.Identity()
+
+
+class MLPFeatures(nn.Module):
+    """x [B, C, H, W] → features [B, hidden/2]: FC layers with LeakyReLU; LayerNorm or none,
+    never BatchNorm for WGAN-GP (the gradient penalty is per sample; BatchNorm couples samples)."""
 
     def __init__(self, in_dim: int, hidden: int = 512, norm: str = "none") -> None:
         super().__init__()
@@ -189,32 +237,133 @@ class MLPCritic(nn.Module):
                 layers.append(nn.BatchNorm1d(b))
             elif norm == "layer":
                 layers.append(nn.LayerNorm(b))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
-        layers.append(nn.Linear(widths[-1], 1))
+            layers.append(nn.LeakyReLU(0.2))
         self.net = nn.Sequential(*layers)
+        self.out_dim = widths[-1]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).view(-1)
+        return self.net(x)
 
 
-class DCGANCritic(nn.Module):
-    """x [B, C, H, W] → score [B]: strided convs halving the size down to the base, then FC."""
+class DCGANFeatures(nn.Module):
+    """x [B, C, H, W] → features [B, C_last·base²]: strided convs halving the size to the base."""
 
     def __init__(self, channels: int, size: int, width: int = 64, norm: str = "none") -> None:
         super().__init__()
         base, n_down = up_sampling_plan(size)
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2)]
         c = width
         for _ in range(n_down):
-            layers.append(nn.Conv2d(c, c * 2, 4, 2, 1))
-            if norm == "batch":
-                layers.append(nn.BatchNorm2d(c * 2))
-            elif norm == "layer":
-                layers.append(nn.GroupNorm(1, c * 2))  # LayerNorm over (C, H, W), per sample
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            layers += [nn.Conv2d(c, c * 2, 4, 2, 1), _norm2d(norm, c * 2), nn.LeakyReLU(0.2)]
             c *= 2
-        layers += [nn.Flatten(), nn.Linear(c * base * base, 1)]
+        layers.append(nn.Flatten())
         self.net = nn.Sequential(*layers)
+        self.out_dim = c * base * base
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).view(-1)
+        return self.net(x)
+
+
+class ResBlockDown(nn.Module):
+    """ReLU → conv3 → norm → ReLU → conv3 → norm → avg-pool ×½, plus a conv1 → avg-pool shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, norm: str) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(c_in, c_out, 3, 1, 1), _norm2d(norm, c_out),
+            nn.ReLU(), nn.Conv2d(c_out, c_out, 3, 1, 1), _norm2d(norm, c_out), nn.AvgPool2d(2),
+        )  # fmt: skip
+        self.skip = nn.Sequential(nn.Conv2d(c_in, c_out, 1), nn.AvgPool2d(2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.main(x) + self.skip(x)
+
+
+class ResNetFeatures(nn.Module):
+    """x [B, C, H, W] → features [B, C_last]: residual down-blocks, ReLU, global sum pooling."""
+
+    def __init__(self, channels: int, size: int, width: int = 64, norm: str = "none") -> None:
+        super().__init__()
+        _, n_down = up_sampling_plan(size)
+        blocks: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1)]
+        c = width
+        for _ in range(n_down):
+            blocks.append(ResBlockDown(c, c * 2, norm))
+            c *= 2
+        self.net = nn.Sequential(*blocks, nn.ReLU())
+        self.out_dim = c
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).sum(dim=(2, 3))
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Salimans et al. (seed 003): side information about the rest of the batch.
+
+    f [n, A] → M = f·T reshaped [n, B, C]; c_b(i, j) = exp(−‖M_{i,b} − M_{j,b}‖₁);
+    o(x_i)_b = Σ_{j≠i} c_b(i, j) → [n, B]. Computed in one broadcast ([n, n, B, C]), which
+    stays twice differentiable for the gradient penalty.
+    """
+
+    def __init__(self, in_dim: int, kernels: int, dim: int) -> None:
+        super().__init__()
+        self.kernels, self.dim = kernels, dim
+        self.T = nn.Parameter(torch.randn(in_dim, kernels * dim) * 0.1)
+
+    def forward(self, f: Tensor) -> Tensor:
+        m = (f @ self.T).view(-1, self.kernels, self.dim)  # [n, B, C]
+        l1 = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(-1)  # [n, n, B]
+        return torch.exp(-l1).sum(1) - 1.0  # exclude c_b(i, i) = 1
+
+
+class Critic(nn.Module):
+    """Features f(x) → [f, o(f)] (minibatch discrimination, optional) → linear score [B].
+
+    ``features(x)`` is f, the critic's penultimate layer, which feature matching compares.
+    """
+
+    def __init__(self, features: nn.Module, minibatch_kernels: int = 0, mbd_dim: int = 8) -> None:
+        super().__init__()
+        self.features = features
+        a = int(features.out_dim)  # type: ignore[arg-type]
+        self.mbd = MinibatchDiscrimination(a, minibatch_kernels, mbd_dim) if minibatch_kernels > 0 else None
+        self.head = nn.Linear(a + minibatch_kernels, 1)
+
+    def score(self, f: Tensor) -> Tensor:
+        """Scores [B] from features f [B, A] (so a caller needing both runs the features once)."""
+        if self.mbd is not None:
+            f = torch.cat([f, self.mbd(f)], dim=1)
+        return self.head(f).view(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.score(self.features(x))
+
+
+class Encoder(nn.Module):
+    """The third player: images [B, C, H, W] → latents [B, z_dim] through critic-like features.
+
+    mode "latent" (seed 002's reconstructor E, trained on ‖E(G(z)) − z‖²): ``forward`` is z.
+    mode "vae" (seed 000's VAE encoder): ``stats`` gives (μ, log σ²); ``forward`` is μ.
+    """
+
+    def __init__(self, features: nn.Module, z_dim: int, mode: str = "latent") -> None:
+        super().__init__()
+        if mode not in ("latent", "vae"):
+            raise ValueError(f"unknown encoder mode {mode!r}")
+        self.features, self.z_dim, self.mode = features, z_dim, mode
+        self.head = nn.Linear(int(features.out_dim), z_dim * (2 if mode == "vae" else 1))  # type: ignore[arg-type]
+
+    def stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(μ, log σ²), each [B, z_dim]; the latent mode has no variance (log σ² = 0 is not used)."""
+        h = self.head(self.features(x))
+        if self.mode == "latent":
+            return h, torch.zeros_like(h)
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.stats(x)[0]
+
+
+# the feature extractors by architecture, shared by critics and encoders
+FEATURES: dict[str, type[nn.Module]] = {"mlp": MLPFeatures, "dcgan": DCGANFeatures, "resnet": ResNetFeatures}

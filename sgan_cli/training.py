@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,22 @@ from torch import Tensor, nn
 from .config import GanConfig, ModelConfig, SganConfig, to_dict
 from .contracts import DictionaryFile
 from .errors import SganError
-from .losses import OBJECTIVES, clip_weights, critic_loss, generator_loss, gradient_penalty, l1_code_penalty
-from .nets import DCGANBody, DCGANCritic, Generator, MLPBody, MLPCritic, PatchSynthesis, SoftThreshold, WholeImageSynthesis
+from .losses import (
+    OBJECTIVES,
+    clip_weights,
+    critic_loss,
+    feature_matching_loss,
+    generator_loss,
+    gradient_penalty,
+    image_recon_loss,
+    l1_code_penalty,
+    latent_recon_loss,
+    vae_loss,
+)
+from .nets import FEATURES, Critic, DCGANBody, Encoder, Generator, MLPBody, PatchSynthesis, ResNetBody, SoftThreshold, WholeImageSynthesis
+
+ARCHS = ("mlp", "dcgan", "resnet")
+RECON_MODES = ("none", "latent", "vae")
 
 # objective → (critic steps, optimiser, lr, β₁, β₂), DESIGN §2.3 (seed 004's table)
 OBJECTIVE_DEFAULTS: dict[str, tuple[int, str, float, float, float]] = {
@@ -98,13 +112,23 @@ def check_dictionary_fits(d: DictionaryFile, geometry: Geometry, source: str) ->
         raise SganError(f"the dictionary's {d.patch}×{d.patch} patches exceed the {geometry.size}×{geometry.size} images", where=source, fix="use a smaller patch dictionary")
 
 
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHS:
+        raise SganError(f"unknown architecture {arch!r}", where="model.arch / --arch", fix=f"use one of {', '.join(ARCHS)}")
+
+
+def _conv_body(model: ModelConfig, out_channels: int, size: int) -> nn.Module:
+    """The convolutional generator body: DCGAN's fractionally strided convs or residual blocks."""
+    cls = ResNetBody if model.arch == "resnet" else DCGANBody
+    return cls(model.z_dim, out_channels, size, model.g_width)
+
+
 def build_generator(model: ModelConfig, geometry: Geometry, dictionary: DictionaryFile | None) -> Generator:
     """Body by ``model.arch``; a sparse head when a dictionary is given, else dense tanh."""
-    if model.arch not in ("mlp", "dcgan"):
-        raise SganError(f"unknown architecture {model.arch!r}", where="model.arch / --arch", fix="use mlp or dcgan")
+    _check_arch(model.arch)
     C, S = geometry.channels, geometry.size
     if dictionary is None:
-        body: nn.Module = MLPBody(model.z_dim, C * S * S, model.g_width) if model.arch == "mlp" else DCGANBody(model.z_dim, C, S, model.g_width)
+        body: nn.Module = MLPBody(model.z_dim, C * S * S, model.g_width) if model.arch == "mlp" else _conv_body(model, C, S)
         return Generator(body, image_shape=(C, S, S))
     K = dictionary.n_atoms
     threshold = SoftThreshold(model.threshold, learnable=model.learn_threshold)
@@ -115,10 +139,30 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
         raise SganError("a patch dictionary needs a convolutional generator", where="model.arch / --arch", fix="use --arch dcgan with patch dictionaries")
     stride = dictionary.stride if dictionary.stride == dictionary.patch else 1
     synth = PatchSynthesis(dictionary.atoms, C, dictionary.patch, S, stride=stride)
-    return Generator(DCGANBody(model.z_dim, K, synth.code_size, model.g_width), threshold, synth)
+    return Generator(_conv_body(model, K, synth.code_size), threshold, synth)
 
 
-def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> nn.Module:
+def _features(arch: str, geometry: Geometry, width: int, norm: str) -> nn.Module:
+    """Critic / encoder feature extractor for ``arch`` on C×S×S images."""
+    _check_arch(arch)
+    C, S = geometry.channels, geometry.size
+    if arch == "mlp":
+        return FEATURES["mlp"](C * S * S, width, norm)
+    return FEATURES[arch](C, S, width, norm)
+
+
+def build_encoder(model: ModelConfig, geometry: Geometry, mode: str) -> Encoder:
+    """The reconstructor E (mode "latent") or VAE encoder (mode "vae"): critic-like features
+    of ``model.arch`` (no normalisation) with a linear head to z (or to μ, log σ²).
+
+    Seed 002 used a ResNet-50 for E; ours is the critic's architecture at ``model.e_width``.
+    """
+    if mode not in ("latent", "vae"):
+        raise SganError(f"unknown reconstructor mode {mode!r}", where="recon.mode / --recon", fix="use latent or vae")
+    return Encoder(_features(model.arch, geometry, model.e_width, "none"), model.z_dim, mode)
+
+
+def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Critic:
     """Critic by ``model.arch``; no BatchNorm for the Wasserstein objectives unless asked."""
     norm = model.critic_norm
     if norm == "auto":
@@ -127,10 +171,9 @@ def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> nn.M
         raise SganError(f"unknown critic norm {norm!r}", where="model.critic_norm", fix="use auto, none, batch or layer")
     if objective == "wgan-gp" and norm == "batch":
         raise SganError("BatchNorm in a WGAN-GP critic couples the samples the gradient penalty treats one by one", where="model.critic_norm", fix="use none or layer")
-    C, S = geometry.channels, geometry.size
-    if model.arch == "mlp":
-        return MLPCritic(C * S * S, model.d_width, norm)
-    return DCGANCritic(C, S, model.d_width, norm)
+    if model.minibatch_disc < 0 or model.mbd_dim < 1:
+        raise SganError("model.minibatch_disc must be ≥ 0 and model.mbd_dim ≥ 1", where="model.minibatch_disc / model.mbd_dim", fix="e.g. --set model.minibatch_disc=32")
+    return Critic(_features(model.arch, geometry, model.d_width, norm), model.minibatch_disc, model.mbd_dim)
 
 
 def make_optimizer(params: Any, gan: ResolvedGan, lr: float) -> torch.optim.Optimizer:
@@ -144,23 +187,129 @@ class TrainState:
     """Everything a checkpoint holds (DESIGN §3): nets, optimisers, step, RNG."""
 
     generator: Generator
-    critic: nn.Module
+    critic: Critic
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     rng: torch.Generator
     fixed_z: Tensor
     step: int = 0
+    encoder: Encoder | None = None  # the reconstructor / VAE encoder (recon.mode ≠ none)
+    opt_e: torch.optim.Optimizer | None = None
+    ema: Generator | None = None  # exponential moving average of the generator (train.ema > 0)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The nets by checkpoint prefix."""
+        mods: dict[str, nn.Module] = {"generator": self.generator, "critic": self.critic}
+        if self.encoder is not None:
+            mods["encoder"] = self.encoder
+        if self.ema is not None:
+            mods["ema"] = self.ema
+        return mods
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = {"opt_g": self.opt_g, "opt_d": self.opt_d}
+        if self.opt_e is not None:
+            opts["opt_e"] = self.opt_e
+        return opts
+
+
+def check_train_config(cfg: SganConfig) -> None:
+    """Errors a user can make in the model / recon / train sections, before any work."""
+    _check_arch(cfg.model.arch)
+    if cfg.recon.mode not in RECON_MODES:
+        raise SganError(f"unknown reconstructor mode {cfg.recon.mode!r}", where="recon.mode / --recon", fix="use none, latent or vae")
+    if cfg.recon.steps < 0 or cfg.recon.every < 1:
+        raise SganError("recon.steps must be ≥ 0 and recon.every ≥ 1", where="recon.steps / recon.every", fix="e.g. --set recon.steps=1")
+    if not 0.0 <= cfg.train.ema < 1.0:
+        raise SganError(f"train.ema must be in [0, 1), got {cfg.train.ema}", where="train.ema / --ema", fix="use e.g. 0.999, or 0 to turn it off")
+    if cfg.gan.feature_matching < 0:
+        raise SganError("gan.feature_matching must be ≥ 0", where="gan.feature_matching", fix="use e.g. 1.0, or 0 to turn it off")
 
 
 def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, device: torch.device) -> TrainState:
     """Fresh nets and optimisers, seeded by ``train.seed``."""
+    import copy
+
     gan = resolve_gan(cfg.gan)
-    torch.manual_seed(cfg.train.seed)  # parameter initialisation
+    check_train_config(cfg)
+    torch.manual_seed(cfg.train.seed)  # parameter initialisation: G, then D, then E
     G = build_generator(cfg.model, geometry, dictionary).to(device)
     D = build_critic(cfg.model, gan.objective, geometry).to(device)
     rng = torch.Generator(device="cpu").manual_seed(cfg.train.seed + 1)
     fixed_z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.train.seed + 2))
-    return TrainState(G, D, make_optimizer(G.parameters(), gan, gan.lr_g), make_optimizer(D.parameters(), gan, gan.lr_d), rng, fixed_z.to(device))
+    state = TrainState(G, D, make_optimizer(G.parameters(), gan, gan.lr_g), make_optimizer(D.parameters(), gan, gan.lr_d), rng, fixed_z.to(device))
+    if cfg.recon.mode != "none":
+        state.encoder = build_encoder(cfg.model, geometry, cfg.recon.mode).to(device)
+        state.opt_e = torch.optim.Adam(state.encoder.parameters(), lr=cfg.recon.lr, betas=(0.5, 0.9))
+    if cfg.train.ema > 0:
+        state.ema = copy.deepcopy(G).requires_grad_(False)
+    return state
+
+
+def _critic_scores(D: Critic, x: Tensor, fake: Tensor, joint: bool) -> tuple[Tensor, Tensor]:
+    """D(x) and D(G(z)). ``joint``: one forward over the concatenated batch [2B, C, H, W] —
+    the same numbers when the critic treats samples independently (no BatchNorm, no
+    minibatch discrimination), with half the kernel launches."""
+    if joint:
+        scores = D(torch.cat([x, fake]))
+        return scores[: x.shape[0]], scores[x.shape[0] :]
+    return D(x), D(fake)
+
+
+def _update_ema(ema: Generator, G: Generator, decay: float) -> None:
+    """θ_ema ← decay·θ_ema + (1 − decay)·θ; buffers (BatchNorm statistics, dictionary) copied."""
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), G.parameters()):
+            pe.lerp_(p, 1.0 - decay)
+        for be, b in zip(ema.buffers(), G.buffers()):
+            be.copy_(b)
+
+
+def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor) -> dict[str, float]:
+    """The third player, after the generator's adversarial step.
+
+    latent (seed 002, Algorithm 1 lines 14–19): ``recon.steps`` encoder updates on
+    ‖E(G(z)) − z‖² over fresh z (G frozen), then one generator update on
+    recon.weight·‖G(E(x)) − x‖² over real x with E frozen.
+    vae (seed 000): ``recon.steps`` joint updates of E and G on the VAE loss of real x,
+    z = μ + σ·ε.
+    """
+    G, E, rc = state.generator, state.encoder, cfg.recon
+    assert E is not None and state.opt_e is not None
+    device, n, B, z_dim = real.device, real.shape[0], cfg.train.batch_size, cfg.model.z_dim
+    out: dict[str, float] = {}
+    if rc.mode == "latent":
+        for _ in range(rc.steps):
+            z = torch.randn(B, z_dim, generator=state.rng).to(device)
+            with torch.no_grad():  # E learns to invert the current G; G is not updated here
+                xg = G(z)
+            loss_e = latent_recon_loss(E(xg), z)
+            state.opt_e.zero_grad(set_to_none=True)
+            loss_e.backward()
+            state.opt_e.step()
+            out["recon_e"] = loss_e.item()
+        x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+        with torch.no_grad():  # E frozen: z_x = E*(x) is data for the generator step
+            zx = E(x)
+        loss_r = image_recon_loss(G(zx), x)
+        state.opt_g.zero_grad(set_to_none=True)
+        (rc.weight * loss_r).backward()
+        state.opt_g.step()
+        out["recon_g"] = loss_r.item()
+        return out
+    for _ in range(rc.steps):  # vae
+        x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+        mu, logvar = E.stats(x)
+        eps = torch.randn(mu.shape, generator=state.rng).to(device)
+        x_hat = G(mu + torch.exp(0.5 * logvar) * eps)
+        loss, kl = vae_loss(x_hat, x, mu, logvar, rc.kl_weight)
+        state.opt_e.zero_grad(set_to_none=True)
+        state.opt_g.zero_grad(set_to_none=True)
+        (rc.weight * loss).backward()
+        state.opt_e.step()
+        state.opt_g.step()
+        out["vae"], out["kl"] = loss.item(), kl.item()
+    return out
 
 
 def train_steps(
@@ -179,20 +328,23 @@ def train_steps(
     G, D = state.generator, state.critic
     device = real.device
     n, B, z_dim = real.shape[0], cfg.train.batch_size, cfg.model.z_dim
-    beta = cfg.model.beta
-    G.train()
-    D.train()
+    beta, fm = cfg.model.beta, cfg.gan.feature_matching
+    joint = D.mbd is None and not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in D.modules())
+    for m in state.modules().values():
+        m.train()
     t_log, imgs_log = time.perf_counter(), 0
     sums: dict[str, float] = {}
-    count = 0
+    counts: dict[str, int] = {}
     while state.step < until:
+        D.requires_grad_(True)
         for _ in range(gan.critic_steps):
             idx = torch.randint(0, n, (B,), generator=state.rng).to(device)
             z = torch.randn(B, z_dim, generator=state.rng).to(device)
             x = real[idx]
             with torch.no_grad():  # the critic step needs G(z) as data, not G's graph
                 fake = G(z)
-            loss_d = critic_loss(gan.objective, D(x), D(fake))
+            real_scores, fake_scores = _critic_scores(D, x, fake, joint)
+            loss_d = critic_loss(gan.objective, real_scores, fake_scores)
             gp = torch.zeros((), device=device)
             if gan.objective == "wgan-gp":
                 gp = gradient_penalty(D, x, fake, generator=state.rng)
@@ -202,16 +354,31 @@ def train_steps(
             state.opt_d.step()
             if gan.objective == "wgan":
                 clip_weights(D, gan.clip)
+        # the generator step needs gradients through D to the images, not to D's weights
+        D.requires_grad_(False)
         z = torch.randn(B, z_dim, generator=state.rng).to(device)
         fake, codes = G.forward_codes(z)
-        loss_adv = generator_loss(gan.objective, D(fake))
+        f_fake = D.features(fake)
+        loss_adv = generator_loss(gan.objective, D.score(f_fake))
         l1 = l1_code_penalty(codes).to(device)
         loss_g = loss_adv + beta * l1
+        values = {"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "gp": gp.item(), "l1": l1.item()}
+        if fm > 0:
+            x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+            with torch.no_grad():
+                f_real = D.features(x)
+            loss_fm = feature_matching_loss(f_real, f_fake)
+            loss_g = loss_g + fm * loss_fm
+            values["fm"] = loss_fm.item()
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         state.opt_g.step()
+        D.requires_grad_(True)
         state.step += 1
-        values = {"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "gp": gp.item(), "l1": l1.item()}
+        if state.encoder is not None and cfg.recon.steps > 0 and state.step % cfg.recon.every == 0:
+            values.update(_recon_phase(state, cfg, real))
+        if state.ema is not None:
+            _update_ema(state.ema, G, cfg.train.ema)
         if not all(math.isfinite(v) for v in values.values()):
             raise SganError(
                 f"training diverged at step {state.step}: a loss became NaN or inf ({values})",
@@ -222,25 +389,25 @@ def train_steps(
             values["support"] = float((codes != 0).float().mean())
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
-        count += 1
+            counts[k] = counts.get(k, 0) + 1
         imgs_log += B * (gan.critic_steps + 1)
         if on_step is not None:
             on_step(state.step)
         if on_log is not None and (state.step % cfg.train.log_every == 0 or state.step == until):
             now = time.perf_counter()
-            entry = {"step": state.step, **{k: v / count for k, v in sums.items()}, "images_per_s": imgs_log / max(now - t_log, 1e-9)}
+            entry = {"step": state.step, **{k: v / counts[k] for k, v in sums.items()}, "images_per_s": imgs_log / max(now - t_log, 1e-9)}
             on_log(entry)
-            sums, count, t_log, imgs_log = {}, 0, now, 0
+            sums, counts, t_log, imgs_log = {}, {}, now, 0
 
 
 def state_tensors(state: TrainState) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Flatten a TrainState into safetensors tensors and JSON metadata (no pickle)."""
     tensors: dict[str, Tensor] = {}
     meta: dict[str, str] = {"step": str(state.step)}
-    for prefix, module in (("generator", state.generator), ("critic", state.critic)):
+    for prefix, module in state.modules().items():
         for k, v in module.state_dict().items():
             tensors[f"{prefix}.{k}"] = v
-    for prefix, opt in (("opt_g", state.opt_g), ("opt_d", state.opt_d)):
+    for prefix, opt in state.optimizers().items():
         sd = opt.state_dict()
         for pid, st in sd["state"].items():
             for k, v in st.items():
@@ -253,10 +420,10 @@ def state_tensors(state: TrainState) -> tuple[dict[str, Tensor], dict[str, str]]
 
 def load_state_tensors(state: TrainState, tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
     """Inverse of :func:`state_tensors`, into a freshly built state of the same config."""
-    for prefix, module in (("generator", state.generator), ("critic", state.critic)):
+    for prefix, module in state.modules().items():
         sd = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         module.load_state_dict(sd)
-    for prefix, opt in (("opt_g", state.opt_g), ("opt_d", state.opt_d)):
+    for prefix, opt in state.optimizers().items():
         groups = json.loads(meta[f"{prefix}.param_groups"])
         st: dict[int, dict[str, Tensor]] = {}
         head = prefix + ".state."
@@ -270,9 +437,13 @@ def load_state_tensors(state: TrainState, tensors: dict[str, Tensor], meta: dict
     state.step = int(meta["step"])
 
 
+RUN_SECTIONS = ("data", "model", "gan", "recon", "train")  # the config sections a training run uses
+
+
 def config_json(cfg: SganConfig) -> dict[str, Any]:
     """The sections a run uses, with the objective's defaults filled in (what really ran)."""
-    out = {k: to_dict(getattr(cfg, k)) for k in ("data", "model", "gan", "train")}
+    check_train_config(cfg)
+    out = {k: to_dict(getattr(cfg, k)) for k in RUN_SECTIONS}
     gan = resolve_gan(cfg.gan)
     out["gan"].update(critic_steps=gan.critic_steps, lr_g=gan.lr_g, lr_d=gan.lr_d, beta1=gan.betas[0], beta2=gan.betas[1])
     return out
@@ -282,6 +453,7 @@ def run_dir_paths(out: Path) -> dict[str, Path]:
     return {
         "generator": out / "generator.safetensors",
         "critic": out / "critic.safetensors",
+        "reconstructor": out / "reconstructor.safetensors",
         "checkpoint": out / "checkpoint.safetensors",
         "config": out / "config.yaml",
         "metrics": out / "metrics.jsonl",
@@ -312,24 +484,43 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
     if dictionary is not None:
         geo["dictionary_patch"] = json.dumps(dictionary.patch)
         geo["dictionary_stride"] = str(dictionary.stride)
-    write_file(paths["generator"], "sgan.generator", g_tensors, config=conf, lineage=lineage, meta=geo, force=True)
+    g_meta = {**geo, "ema": json.dumps(state.ema is not None)}
+    if state.ema is not None:  # the averaged weights beside the raw ones: `sgan sample --ema`
+        g_tensors.update({f"ema.{k}": v for k, v in state.ema.state_dict().items()})
+    write_file(paths["generator"], "sgan.generator", g_tensors, config=conf, lineage=lineage, meta=g_meta, force=True)
     c_tensors = {f"critic.{k}": v for k, v in state.critic.state_dict().items()}
     write_file(paths["critic"], "sgan.checkpoint", c_tensors, config=conf, lineage=lineage, meta={**geo, "role": "critic"}, force=True)
+    if state.encoder is not None:
+        e_tensors = {f"encoder.{k}": v for k, v in state.encoder.state_dict().items()}
+        e_meta = {**geo, "role": "reconstructor", "recon_mode": state.encoder.mode}
+        write_file(paths["reconstructor"], "sgan.checkpoint", e_tensors, config=conf, lineage=lineage, meta=e_meta, force=True)
     tensors, meta = state_tensors(state)
     write_file(paths["checkpoint"], "sgan.checkpoint", tensors, config=conf, lineage=lineage, meta={**geo, **meta, "role": "checkpoint"}, force=True)
 
 
 def _write_grid(state: TrainState, path: Path) -> None:
-    """Samples from the fixed z (the same 64 latents all run long), as one PNG."""
+    """Samples from the fixed z (the same 64 latents all run long), as one PNG; from the
+    EMA generator when there is one (what `sgan sample --ema` draws from)."""
     from .images import make_grid, save_png, to_uint8
 
-    G = state.generator
+    G = state.ema if state.ema is not None else state.generator
     was_training = G.training
     G.eval()
     with torch.no_grad():
         imgs = to_uint8(G(state.fixed_z).cpu())
     G.train(was_training)
     save_png(make_grid(imgs, nrow=8, scale=max(1, 32 // imgs.shape[-1])), path)
+
+
+def refuse_ignored_on_resume(out: Path, options: Sequence[str]) -> None:
+    """A resumed run keeps its saved configuration: options that would silently lose to it
+    (anything but the number of steps and the device) are an error instead."""
+    if options:
+        raise SganError(
+            f"--resume continues the run in {out} with its own configuration, so {', '.join(options)} would be ignored",
+            where=str(out),
+            fix="resume with only --steps (and --device), or start a new run with --force or another --out",
+        )
 
 
 def run_training(
@@ -357,7 +548,7 @@ def run_training(
         saved = ckpt.config
         # the run's own configuration wins, except how long to train
         steps = cfg.train.steps
-        for section in ("data", "model", "gan", "train"):
+        for section in RUN_SECTIONS:
             for key, value in saved.get(section, {}).items():
                 setattr(getattr(cfg, section), key, value)
         cfg.train.steps = steps
@@ -394,7 +585,7 @@ def run_training(
 
     def on_step(step: int) -> None:
         if progress is not None:
-            progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "support", "images_per_s")})
+            progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")})
         if step % cfg.train.grid_every == 0 or step == cfg.train.steps:
             _write_grid(state, paths["grids"] / f"step-{step:06d}.png")
         if step % cfg.train.save_every == 0 and step != cfg.train.steps:

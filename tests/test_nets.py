@@ -7,12 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from sgan_cli.nets import (
+    Critic,
     DCGANBody,
-    DCGANCritic,
+    DCGANFeatures,
+    Encoder,
     Generator,
+    MinibatchDiscrimination,
     MLPBody,
-    MLPCritic,
+    MLPFeatures,
     PatchSynthesis,
+    ResNetBody,
+    ResNetFeatures,
     SoftThreshold,
     WholeImageSynthesis,
     up_sampling_plan,
@@ -102,7 +107,7 @@ def test_dcgan_shapes_dense_and_sparse(size, channels):
     img, codes = sparse.forward_codes(z)
     assert img.shape == (4, channels, size, size) and codes.shape == (4, K, size, size)
     assert bool((codes == 0).any())  # the threshold makes exact zeros
-    critic = DCGANCritic(channels, size, width=8)
+    critic = Critic(DCGANFeatures(channels, size, width=8))
     assert critic(img).shape == (4,)
 
 
@@ -110,8 +115,54 @@ def test_mlp_generator_and_critic_shapes_and_backward():
     atoms = F.normalize(torch.randn(20, 64), dim=1)
     g = Generator(MLPBody(8, 20, hidden=32), SoftThreshold(0.1), WholeImageSynthesis(atoms, 1, 8))
     img, codes = g.forward_codes(torch.randn(5, 8))
-    critic = MLPCritic(64, hidden=32)
+    critic = Critic(MLPFeatures(64, hidden=32))
     critic(img).sum().backward()
     assert img.shape == (5, 1, 8, 8) and codes.shape == (5, 20)
     assert all(p.grad is not None for p in g.body.parameters())
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in critic.modules())
+
+
+@pytest.mark.parametrize("size, channels", [(8, 1), (28, 1), (32, 3)])
+def test_resnet_generator_and_critic_shapes(size, channels):
+    z = torch.randn(3, 16)
+    x = Generator(ResNetBody(16, channels, size, width=32))(z)
+    assert x.shape == (3, channels, size, size)
+    feats = ResNetFeatures(channels, size, width=8)
+    assert Critic(feats)(x).shape == (3,)
+    assert feats(x).shape == (3, feats.out_dim)
+
+
+def test_minibatch_discrimination_matches_its_definition():
+    """o(x_i)_b = Σ_{j≠i} exp(−‖M_{i,b} − M_{j,b}‖₁), written out with loops on a tiny case."""
+    torch.manual_seed(0)
+    mbd = MinibatchDiscrimination(6, kernels=4, dim=3)
+    f = torch.randn(5, 6)
+    m = (f @ mbd.T).view(5, 4, 3)
+    expected = torch.zeros(5, 4)
+    for i in range(5):
+        for j in range(5):
+            if i != j:
+                expected[i] += torch.exp(-(m[i] - m[j]).abs().sum(-1))
+    assert torch.allclose(mbd(f), expected, atol=1e-6)
+    # identical samples see each other fully: o = n − 1 for every kernel
+    assert torch.allclose(mbd(f[:1].repeat(4, 1)), torch.full((4, 4), 3.0))
+
+
+def test_critic_with_minibatch_discrimination_is_twice_differentiable():
+    critic = Critic(DCGANFeatures(1, 8, width=4), minibatch_kernels=5, mbd_dim=3)
+    x = torch.randn(4, 1, 8, 8, requires_grad=True)
+    (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    g.pow(2).sum().backward()  # the gradient penalty's double backward
+    assert critic.mbd is not None and critic.mbd.T.grad is not None
+
+
+def test_encoder_modes():
+    feats = MLPFeatures(64, hidden=16)
+    x = torch.randn(3, 1, 8, 8)
+    z = Encoder(feats, z_dim=5, mode="latent")(x)
+    assert z.shape == (3, 5)
+    vae = Encoder(MLPFeatures(64, hidden=16), z_dim=5, mode="vae")
+    mu, logvar = vae.stats(x)
+    assert mu.shape == logvar.shape == (3, 5) and torch.equal(vae(x), mu)
+    with pytest.raises(ValueError):
+        Encoder(feats, 5, mode="other")

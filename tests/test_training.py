@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -57,8 +58,18 @@ def _weights(path):
     return read_file(path, "sgan.checkpoint").tensors
 
 
-def test_resume_is_bit_exact(tmp_path, digits_dict):
-    extra = (f"train.dict={digits_dict}", "model.arch=mlp", "gan.objective=wgan-gp", "gan.critic_steps=2")
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("model.arch=mlp",),
+        # the third player, an EMA and feature matching: their nets, optimisers and draws resume too
+        ("model.arch=mlp", "recon.mode=latent", "recon.steps=2", "train.ema=0.9", "gan.feature_matching=1.0"),
+        ("model.arch=mlp", "recon.mode=vae"),
+    ],
+    ids=["plain", "recon-ema-fm", "vae"],
+)
+def test_resume_is_bit_exact(tmp_path, digits_dict, options):
+    extra = (f"train.dict={digits_dict}", "gan.objective=wgan-gp", "gan.critic_steps=2", *options)
     run_training(_cfg(*extra, steps=12), tmp_path / "straight")
     run_training(_cfg(*extra, steps=6), tmp_path / "split")
     run_training(_cfg(*extra, steps=12), tmp_path / "split", resume=True)
@@ -157,3 +168,92 @@ def test_model_errors(tmp_path):
 def test_resume_without_a_run(tmp_path):
     with pytest.raises(SganError, match="checkpoint file .* does not exist"):
         run_training(_cfg(steps=2), tmp_path / "nothing", resume=True)
+
+
+def test_reconstructor_lowers_latent_error(tmp_path, digits_dict):
+    """Algorithm 1's encoder steps make E a left inverse of G: ‖E(G(z)) − z‖ falls well below
+    that of the same encoder untrained, on the final generator."""
+    from sgan_cli.training import Geometry, build_encoder, build_generator, config_json
+    from sgan_cli.config import ModelConfig
+    from sgan_cli.contracts import load_dictionary
+
+    cfg = _cfg(f"train.dict={digits_dict}", "model.arch=mlp", "model.z_dim=4", "recon.mode=latent", "recon.steps=5", "recon.lr=1e-3", steps=80)
+    run_training(cfg, tmp_path / "run")
+    rec = read_file(tmp_path / "run" / "reconstructor.safetensors", "sgan.checkpoint")
+    assert rec.meta["role"] == "reconstructor" and rec.meta["recon_mode"] == "latent"
+    assert rec.lineage["dictionary"].startswith("sha256:")
+    model = ModelConfig(**rec.config["model"])
+    geo = Geometry(1, 8)
+    G = build_generator(model, geo, load_dictionary(digits_dict)).eval()
+    G.load_state_dict(read_file(tmp_path / "run" / "generator.safetensors", "sgan.generator").tensors)
+    trained = build_encoder(model, geo, "latent").eval()
+    trained.load_state_dict({k[len("encoder.") :]: v for k, v in rec.tensors.items()})
+    torch.manual_seed(0)
+    fresh = build_encoder(model, geo, "latent").eval()
+    z = torch.randn(256, model.z_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        x = G(z)
+        err_trained = (trained(x) - z).norm(dim=1).mean()
+        err_fresh = (fresh(x) - z).norm(dim=1).mean()
+    assert err_trained < 0.8 * err_fresh, (err_trained, err_fresh)
+    lines = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["recon_e"] < lines[0]["recon_e"] and "recon_g" in lines[-1]
+    assert config_json(cfg)["recon"]["mode"] == "latent"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("model.arch=resnet",),
+        ("model.arch=dcgan", "model.minibatch_disc=8"),
+        ("model.arch=mlp", "gan.feature_matching=1.0", "gan.objective=gan"),
+        ("model.arch=dcgan", "recon.mode=vae", "train.ema=0.5"),
+        ("model.arch=resnet", "recon.mode=latent"),
+    ],
+)
+def test_options_run_dense(tmp_path, options):
+    res = run_training(_cfg(*options, "gan.critic_steps=1", steps=3), tmp_path / "run")
+    assert res.steps == 3 and all(math.isfinite(v) for v in res.last_log.values())
+
+
+def test_ema_generator_in_file(tmp_path, digits_dict):
+    run_training(_cfg(f"train.dict={digits_dict}", "model.arch=mlp", "train.ema=0.5", steps=4), tmp_path / "run")
+    g = read_file(tmp_path / "run" / "generator.safetensors", "sgan.generator")
+    assert g.meta["ema"] == "true"
+    raw = {k: v for k, v in g.tensors.items() if not k.startswith("ema.")}
+    ema = {k[4:]: v for k, v in g.tensors.items() if k.startswith("ema.")}
+    assert raw.keys() == ema.keys()
+    assert torch.equal(raw["synthesis.atoms"], ema["synthesis.atoms"])  # buffers are copied
+    assert not torch.equal(raw["body.net.0.weight"], ema["body.net.0.weight"])  # parameters averaged
+
+
+def test_ema_update_closed_form():
+    from sgan_cli.nets import MLPBody
+    from sgan_cli.nets import Generator as Gen
+    from sgan_cli.training import _update_ema
+
+    torch.manual_seed(0)
+    g, e = Gen(MLPBody(4, 8, 8), image_shape=(2, 2, 2)), Gen(MLPBody(4, 8, 8), image_shape=(2, 2, 2))
+    before = [p.clone() for p in e.parameters()]
+    _update_ema(e, g, 0.9)
+    for p0, pe, p in zip(before, e.parameters(), g.parameters()):
+        assert torch.allclose(pe, 0.9 * p0 + 0.1 * p)
+
+
+def test_resume_refuses_options_it_would_ignore(runner, tmp_path):
+    out = tmp_path / "run"
+    common = ["--steps", "2", "--set", "model.g_width=16", "--set", "model.d_width=8", "--set", "train.batch_size=8"]
+    assert runner.invoke(app, ["train", "--out", str(out), *common]).exit_code == 0
+    res = runner.invoke(app, ["train", "--out", str(out), "--resume", "--steps", "3", "--gan", "hinge"])
+    assert res.exit_code == 2 and "--gan would be ignored" in " ".join(res.stderr.split())
+    res = runner.invoke(app, ["train", "--out", str(out), "--resume", "--steps", "3"])
+    assert res.exit_code == 0, res.stderr
+
+
+def test_cli_recon_flag_forms(runner):
+    for args, mode in ((["--recon"], "latent"), (["--recon", "vae"], "vae"), (["--recon", "--gan", "gan"], "latent"), ([], "none")):
+        res = runner.invoke(app, ["train", *args, "--dry-run", "--json"])
+        assert res.exit_code == 0, res.stderr
+        assert json.loads(res.stdout)["recon"]["mode"] == mode
+    res = runner.invoke(app, ["train", "--set", "recon.mode=gibbs", "--dry-run"])
+    assert res.exit_code == 2 and "unknown reconstructor mode 'gibbs'" in res.stderr

@@ -75,6 +75,15 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
         yield update
 
 
+# config keys whose command-line option is not --KEY (the default spelling in flag_name)
+_FLAG_NAMES = {"gan.objective": "--gan", "train.dict": "--dict", "data.name": "the DATA argument / --data", "data.root": "--data-root", "recon.mode": "--recon"}
+
+
+def flag_name(key: str) -> str:
+    """The option that sets config ``key``: 'gan.objective' → '--gan', 'train.batch_size' → '--batch-size'."""
+    return _FLAG_NAMES.get(key, "--" + key.split(".", 1)[1].replace("_", "-"))
+
+
 def resolve_config(recipe: str | None, sets: list[str] | None, flags: dict[str, Any]) -> Any:
     """Defaults → recipe → --set → explicit flags (only those the user gave, i.e. not None)."""
     from ..config import load_config, set_value
@@ -82,7 +91,7 @@ def resolve_config(recipe: str | None, sets: list[str] | None, flags: dict[str, 
     cfg = load_config(recipe, sets)
     for key, value in flags.items():
         if value is not None:
-            set_value(cfg, key, value, f"--{key.split('.', 1)[1].replace('_', '-')}")
+            set_value(cfg, key, value, flag_name(key))
     return cfg
 
 

@@ -6,8 +6,25 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, err, handle_errors, out, print_json, progress_bar, resolve_config
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, err, flag_name, handle_errors, out, print_json, progress_bar, resolve_config
+
+
+RECON_VALUES = ("latent", "vae", "none")
+
+
+class TrainCommand(TyperCommand):
+    """Lets ``--recon`` stand alone (meaning ``--recon latent``) or take a mode (``--recon vae``):
+    a bare ``--recon`` gets its value inserted before click parses the arguments."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        fixed: list[str] = []
+        for i, arg in enumerate(args):
+            fixed.append(arg)
+            if arg == "--recon" and (i + 1 == len(args) or args[i + 1] not in RECON_VALUES):
+                fixed.append("latent")
+        return super().parse_args(ctx, fixed)
 
 
 @handle_errors
@@ -17,7 +34,14 @@ def train(
     data: Annotated[Optional[str], typer.Option("--data", help="Data set (as for learn-dict). (default: digits)", show_default=False)] = None,
     data_root: DataRootOpt = None,
     limit: LimitOpt = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="mlp or dcgan. (default: dcgan)", show_default=False)] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="mlp, dcgan or resnet. (default: dcgan)", show_default=False)] = None,
+    recon: Annotated[
+        Optional[str],
+        typer.Option("--recon", metavar="[latent|vae]", help="Third player: --recon (reconstructor E(G(z)) ≈ z, seed 002) or --recon vae (VAE encoder, seed 000). (default: none)", show_default=False),
+    ] = None,
+    minibatch_disc: Annotated[Optional[int], typer.Option("--minibatch-disc", help="Minibatch discrimination with this many kernels in the critic. (default: 0, off)", show_default=False)] = None,
+    feature_matching: Annotated[Optional[float], typer.Option("--feature-matching", help="Add feature matching on the critic's features, with this weight. (default: 0, off)", show_default=False)] = None,
+    ema: Annotated[Optional[float], typer.Option("--ema", help="Keep an EMA of the generator weights with this decay, e.g. 0.999. (default: 0, off)", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Generator steps. (default: 2000)", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size. (default: 64)", show_default=False)] = None,
     seed: SeedOpt = None,
@@ -33,7 +57,8 @@ def train(
     """Train a GAN whose generator emits sparse codes over --dict (or pixels, without it).
 
     Writes into --out: generator.safetensors (enough to sample), critic.safetensors,
-    checkpoint.safetensors, config.yaml, metrics.jsonl and grids/step-NNNNNN.png.
+    checkpoint.safetensors, config.yaml, metrics.jsonl, grids/step-NNNNNN.png and, with
+    --recon, reconstructor.safetensors.
 
     Examples:
       sgan train --gan wgan-gp --dict dictionary.safetensors --data digits --steps 300 --out runs/digits
@@ -41,16 +66,19 @@ def train(
     """
     import yaml
 
-    from ..training import config_json, run_training
+    from ..training import config_json, refuse_ignored_on_resume, run_training
 
-    cfg = resolve_config(
-        recipe,
-        set_,
-        {
-            "gan.objective": gan, "train.dict": dict_path, "data.name": data, "data.root": data_root, "data.limit": limit,
-            "model.arch": arch, "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.device": device,
-        },
-    )
+    flags = {
+        "gan.objective": gan, "train.dict": dict_path, "data.name": data, "data.root": data_root, "data.limit": limit,
+        "model.arch": arch, "recon.mode": recon, "model.minibatch_disc": minibatch_disc, "gan.feature_matching": feature_matching,
+        "train.ema": ema, "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.device": device,
+    }  # fmt: skip
+    cfg = resolve_config(recipe, set_, flags)
+    # with --resume the run's own configuration holds; only its length and device may change
+    ignored = [flag_name(k) for k, v in flags.items() if v is not None and k not in ("train.steps", "train.device")]
+    ignored += (["--recipe"] if recipe else []) + [f"--set {s}" for s in set_ or []]
+    if resume:
+        refuse_ignored_on_resume(out_dir, ignored)
     if dry_run:
         text = yaml.safe_dump(config_json(cfg), sort_keys=False)
         if json_out:
