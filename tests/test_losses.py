@@ -62,3 +62,30 @@ def test_clip_and_l1():
     assert float(lin.weight.detach().abs().max()) == pytest.approx(0.01)
     assert float(l1_code_penalty(torch.tensor([[1.0, -3.0], [0.0, 0.0]]))) == 1.0
     assert float(l1_code_penalty(None)) == 0.0
+
+
+def test_vae_loss_kl_matches_torch_distributions():
+    from torch.distributions import Normal, kl_divergence
+
+    from sgan_cli.losses import vae_loss
+
+    torch.manual_seed(0)
+    x, x_hat = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)
+    mu, logvar = torch.randn(4, 5), torch.randn(4, 5)
+    total, kl = vae_loss(x_hat, x, mu, logvar, kl_weight=2.0)
+    ref_kl = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(torch.zeros(5), torch.ones(5))).sum(1)  # [B]
+    ref_rec = (x_hat - x).pow(2).flatten(1).sum(1)
+    assert torch.allclose(kl, (ref_kl / 9).mean(), atol=1e-6)
+    assert torch.allclose(total, ((ref_rec + 2.0 * ref_kl) / 9).mean(), atol=1e-6)
+
+
+def test_feature_matching_and_recon_losses_closed_forms():
+    from sgan_cli.losses import feature_matching_loss, image_recon_loss, latent_recon_loss
+
+    real = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # mean (2, 3)
+    fake = torch.tensor([[0.0, 0.0], [0.0, 2.0]])  # mean (0, 1)
+    assert feature_matching_loss(real, fake).item() == pytest.approx(8.0)  # 2² + 2²
+    assert feature_matching_loss(real, real[[1, 0]]).item() == 0.0  # order of the batch does not matter
+    z = torch.zeros(2, 4)
+    assert latent_recon_loss(z + 1.0, z).item() == pytest.approx(1.0)
+    assert image_recon_loss(torch.full((2, 1, 2, 2), 0.5), torch.zeros(2, 1, 2, 2)).item() == pytest.approx(0.25)

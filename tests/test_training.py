@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -257,3 +258,18 @@ def test_cli_recon_flag_forms(runner):
         assert json.loads(res.stdout)["recon"]["mode"] == mode
     res = runner.invoke(app, ["train", "--set", "recon.mode=gibbs", "--dry-run"])
     assert res.exit_code == 2 and "unknown reconstructor mode 'gibbs'" in res.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (Path(__file__).parent.parent / "recipes").glob("*.yaml")))
+def test_every_recipe_passes_dry_run(runner, recipe):
+    """`sgan train --recipe R --dry-run` resolves every recipe, and the recipe's values win."""
+    import yaml
+
+    path = Path(__file__).parent.parent / "recipes" / recipe
+    res = runner.invoke(app, ["train", "--recipe", str(path), "--dry-run", "--json"])
+    assert res.exit_code == 0, res.stderr
+    resolved = json.loads(res.stdout)
+    for section, values in yaml.safe_load(path.read_text()).items():
+        for key, value in values.items():
+            if section in resolved:
+                assert resolved[section][key] == value, (section, key)
