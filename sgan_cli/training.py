@@ -553,12 +553,14 @@ def run_training(
     if resume:
         ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
         saved = ckpt.config
-        # the run's own configuration wins, except how long to train
-        steps = cfg.train.steps
+        # the run's own configuration wins, except how long to train and on which device
+        steps, device_name = cfg.train.steps, cfg.train.device
         for section in RUN_SECTIONS:
             for key, value in saved.get(section, {}).items():
                 setattr(getattr(cfg, section), key, value)
         cfg.train.steps = steps
+        if device_name != "auto":  # an explicit --device moves the run (CPU ↔ CUDA)
+            cfg.train.device = device_name
     elif paths["checkpoint"].exists() and not force:
         raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:
