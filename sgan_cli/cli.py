@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .commands import learn_dict, train
+from .commands import encode, learn_dict, sample, train
 
 app = typer.Typer(
     name="sgan",
@@ -34,6 +34,8 @@ def root(
 
 app.command("learn-dict")(learn_dict.learn_dict)
 app.command("train", cls=train.TrainCommand)(train.train)
+app.command("sample")(sample.sample)
+app.command("encode")(encode.encode)
 
 
 def main() -> None:

@@ -96,6 +96,9 @@ def load_data(cfg: DataConfig) -> ImageData:
         data = _load_torchvision(name, Path(cfg.root) if cfg.root else default_root(), cfg.split, cfg.download)
     elif path.suffix == ".safetensors":
         data = _load_samples(path)
+    elif path.is_dir() and (path / "samples.safetensors").is_file():
+        # a folder written by `sgan sample`: its exact uint8 samples, not its PNGs plus grid.png
+        data = _load_samples(path / "samples.safetensors")
     elif path.is_dir():
         data = _load_folder(path, cfg.image_size)
     elif path.exists():

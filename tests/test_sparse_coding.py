@@ -30,7 +30,11 @@ def test_lars_matches_sklearn_lasso_lars(alpha):
     ours = lasso_lars(Y, atoms, alpha)
     ref = torch.from_numpy(sparse_encode(Y.numpy(), atoms.numpy(), algorithm="lasso_lars", alpha=alpha))
     assert torch.allclose(ours, ref, atol=1e-6)
-    assert support_fraction(ours) == support_fraction(ref)
+    # same support, up to coefficients at the entering kink (|a| ≲ 1e-9: zero on one side,
+    # round-off on the other, depending on the BLAS)
+    clear = (ours.abs() > 1e-9) | (ref.abs() > 1e-9)
+    assert torch.equal((ours != 0)[clear], (ref != 0)[clear])
+    assert abs(support_fraction(ours) - support_fraction(ref)) <= 2 / ours.numel()
 
 
 def test_lars_float32_on_coherent_overcomplete_dictionary():

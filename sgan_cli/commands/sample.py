@@ -1,0 +1,96 @@
+"""``sgan sample RUN_OR_GENERATOR``: images from a trained generator, or latent interpolations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import DeviceOpt, JsonOpt, SeedOpt, handle_errors, out, print_json, progress_bar
+
+
+@handle_errors
+def sample(
+    generator: Annotated[str, typer.Argument(help="A run folder (with generator.safetensors) or a generator file.", show_default=False)],
+    n: Annotated[Optional[int], typer.Option("-n", "--count", help="Number of samples; with --interpolate, number of pairs (rows). (default: 64; 8 pairs)", show_default=False)] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder. (default: samples)", show_default=False)] = Path("samples"),
+    seed: SeedOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per forward pass (memory); the images do not depend on it. (default: 256)", show_default=False)] = 256,
+    ema: Annotated[bool, typer.Option("--ema", help="Use the generator's EMA weights (runs trained with train.ema > 0).")] = False,
+    dict_path: Annotated[Optional[str], typer.Option("--dict", help="Swap in another dictionary of the same shape (sparse generators).", show_default=False)] = None,
+    interpolate: Annotated[Optional[int], typer.Option("--interpolate", help="Write interpolation.png: K points (ends included) between the latents of samples 2r and 2r+1.", show_default=False)] = None,
+    interp: Annotated[str, typer.Option("--interp", help="Interpolation path: linear or slerp. (default: linear)", show_default=False)] = "linear",
+    codes: Annotated[Optional[bool], typer.Option("--codes/--no-codes", help="Keep the sparse codes in samples.safetensors. (default: when they take at most 512 MiB)", show_default=False)] = None,
+    png: Annotated[bool, typer.Option("--png/--no-png", help="Write every sample as a numbered PNG (000000.png …). (default: --png)", show_default=False)] = True,
+    device: DeviceOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs (and remove old numbered PNGs in --out).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sample a generator: N images as PNGs, samples.safetensors (images, z, codes) and grid.png.
+
+    The same --seed gives the same images whatever --batch-size: sample i's latent depends
+    only on (seed, i).
+
+    Examples:
+      sgan sample runs/quickstart -n 1000 --out samples/
+      sgan sample runs/quickstart --interpolate 10 --interp slerp --out interp/
+      sgan sample runs/quickstart --dict other.safetensors -n 64 --out swapped/
+    """
+    from ..dictionary import resolve_device
+    from ..run_files import describe, load_generator
+    from ..sampling import run_sample
+
+    dev = resolve_device(device or "auto")
+    g = load_generator(generator, ema=ema, dictionary=dict_path, device=dev)
+    count = n if n is not None else (8 if interpolate is not None else 64)
+    with progress_bar("sample") as progress:
+        run = run_sample(
+            g, out_dir, n=count, seed=seed if seed is not None else 0, batch_size=batch_size,
+            codes="auto" if codes is None else ("always" if codes else "never"), pngs=png,
+            interpolate=interpolate, interp=interp, force=force, progress=progress,
+        )  # fmt: skip
+    gen = run.generated
+    n_images = int(gen.images.shape[0])
+    summary = {
+        "generator": str(g.path),
+        "generator_hash": g.hash,
+        "dictionary": g.dictionary.source if g.dictionary is not None else None,
+        "dictionary_hash": g.dictionary.hash if g.dictionary is not None else None,
+        "ema": g.ema,
+        "seed": seed if seed is not None else 0,
+        "n": n_images,
+        "out": str(out_dir),
+        "samples": str(run.outputs.samples),
+        "grid": str(run.outputs.grid),
+        "pngs": n_images if run.outputs.pngs else 0,
+        "codes": gen.codes_note,
+        "support_fraction": None if gen.codes_note == "dense" else gen.support_fraction,
+        "seconds": gen.seconds,
+        "images_per_s": n_images / max(gen.seconds, 1e-9),
+        "device": str(dev),
+        "hash": run.hash,
+    }
+    if interpolate is not None:
+        summary.update(interpolate=interpolate, interp=interp, pairs=count)
+    if json_out:
+        print_json(summary)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Samples {run.outputs.samples}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    what = f"{count} pairs × {interpolate} points ({interp})" if interpolate is not None else f"{n_images} images"
+    rows = [
+        ("generator", describe(g)),
+        ("dictionary", "—" if g.dictionary is None else f"{g.dictionary.source}"),
+        ("made", f"{what}, seed {summary['seed']}, {gen.seconds:.2f} s ({summary['images_per_s']:.0f} images/s on {dev})"),
+        ("support", "— (dense)" if summary["support_fraction"] is None else f"{gen.support_fraction:.4f} of the codes non-zero"),
+        ("codes", gen.codes_note),
+        ("files", f"{run.outputs.samples}  {run.outputs.grid}" + (f"  {n_images} PNGs in {out_dir}" if run.outputs.pngs else "")),
+        ("hash", run.hash),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)

@@ -1,0 +1,336 @@
+"""Encoding images (``sgan encode``): latents through a reconstructor, or sparse codes over a dictionary.
+
+Two ways from images x [N, C, H, W] (pixels in [−1, 1]) to a representation and back:
+
+* **reconstructor** (DESIGN §2.4): z = E(x) [N, z_dim] by the trained encoder (for a VAE
+  encoder, its mean μ), reconstruction G(E(x));
+* **dictionary** (DESIGN §2.1): codes a with x ≈ aD. Whole-image atoms code each flattened
+  image ([N, K]). Patch atoms code every P×P patch position ([N, K, h, w], h = (H − P)/s + 1
+  at stride s — the windows ``learn-dict`` learned from), and the reconstruction sums the
+  patches with ``conv_transpose2d(codes, atoms.view(K, C, P, P), stride=s)`` and divides by
+  the number of patches covering each pixel, the synthesis of :class:`nets.PatchSynthesis`.
+  The coder is OMP with a fixed number of non-zeros per signal, or the exact lasso
+  min ½‖y − aD‖² + α‖a‖₁ (LARS) at the dictionary's α.
+
+PSNR per image is 10·log10(2² / MSE) on [−1, 1] pixels (``sparse_coding.psnr``), between the
+original and the reconstruction clipped to [−1, 1] before uint8 rounding (the stored uint8
+reconstructions add at most (2/255)²/12 of quantisation MSE, a cap near 59 dB).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .contracts import DictionaryFile, SganFile, read_file, register_validator, require_tensor, write_file
+from .data import ImageData
+from .errors import SganError
+from .images import make_grid, to_uint8
+from .run_files import LoadedReconstructor
+from .sparse_coding import lasso_lars, omp, psnr, support_fraction
+
+METHODS = ("omp", "lasso")
+PATCH_SIGNALS_PER_BATCH = 32768  # patch mode: images per batch so that a batch codes about this many patches
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass
+class Encoded:
+    """Representations of N images and their reconstructions."""
+
+    originals: Tensor  # uint8 [N, C, H, W]
+    reconstructions: Tensor  # uint8 [N, C, H, W]
+    psnr: Tensor  # float32 [N], dB
+    z: Tensor | None  # float32 [N, z_dim] (reconstructor)
+    codes: Tensor | None  # float32 [N, K] or [N, K, h, w] (dictionary)
+    support_fraction: float  # share of non-zero codes (of G's codes in reconstructor mode; NaN if dense)
+    seconds: float
+
+    @property
+    def mean_psnr(self) -> float:
+        return float(self.psnr.double().mean()) if self.psnr.numel() else math.nan
+
+
+@dataclass
+class DictionaryCoder:
+    """How images are coded over a dictionary: method, its parameter, patch layout."""
+
+    method: str  # "omp" or "lasso"
+    nonzeros: int | None  # OMP: non-zeros per signal
+    alpha: float | None  # lasso: α of ½‖y − aD‖² + α‖a‖₁
+    stride: int | None  # patch positions' stride (None: whole-image atoms)
+
+
+def check_dictionary_fits_images(d: DictionaryFile, channels: int, size: int, source: str) -> None:
+    """The dictionary's atoms must be the images' channels and (whole-image) size, or smaller patches."""
+    side = d.image_size if d.patch is None else d.patch
+    atoms = f"{d.n_atoms} {'whole-image' if d.patch is None else 'patch'} atoms of {d.channels}×{side}×{side}"
+    if d.channels != channels or (d.patch is None and d.image_size != size) or (d.patch is not None and d.patch > size):
+        hint = f"pass --image-size {d.image_size} to resize the images" if d.patch is None and d.channels == channels else "learn a dictionary on these images with sgan learn-dict"
+        raise SganError(
+            f"the dictionary {source} ({atoms}) does not fit the {channels}×{size}×{size} images",
+            where=source,
+            fix=hint,
+        )
+
+
+def resolve_coder(d: DictionaryFile, size: int, method: str, nonzeros: int | None, alpha: float | None, stride: int | None) -> DictionaryCoder:
+    """Fill in the defaults and check them: OMP k = round(s·K) of the dictionary's achieved
+    sparsity s (≥ 1); lasso α = the dictionary's α; patch stride 1, or P for a tiled dictionary."""
+    if method not in METHODS:
+        raise SganError(f"unknown method {method!r}", where="--method", fix=f"use one of {', '.join(METHODS)}")
+    dim = int(d.atoms.shape[1])
+    if method == "omp" and alpha is not None:
+        raise SganError("--alpha applies to --method lasso", where="--alpha", fix="leave out --alpha, or pass --method lasso")
+    if method == "lasso" and nonzeros is not None:
+        raise SganError("--nonzeros applies to --method omp (the lasso's support follows from α)", where="--nonzeros", fix="leave out --nonzeros, or use --method omp")
+    if method == "omp":
+        if nonzeros is None:
+            if math.isnan(d.achieved_sparsity):
+                raise SganError(f"the dictionary {d.file.path} records no achieved sparsity to choose the non-zeros from", where=str(d.file.path), fix="give --nonzeros N")
+            nonzeros = max(1, round(d.achieved_sparsity * d.n_atoms))
+        limit = min(d.n_atoms, dim)
+        if not 1 <= nonzeros <= limit:
+            raise SganError(
+                f"--nonzeros must be between 1 and {limit} (the atoms and the signal dimension), got {nonzeros}",
+                where="--nonzeros",
+                fix=f"give at most {limit} non-zeros",
+            )
+        alpha = None
+    else:
+        if alpha is None:
+            alpha = d.alpha
+            if math.isnan(alpha):
+                raise SganError(f"the dictionary {d.file.path} records no α", where=str(d.file.path), fix="give --alpha")
+        if alpha <= 0:
+            raise SganError(f"--alpha must be positive, got {alpha}", where="--alpha", fix="give a positive penalty")
+        nonzeros = None
+    if d.patch is None:
+        if stride is not None:
+            raise SganError("--stride applies to patch dictionaries only", where="--stride", fix="leave out --stride for whole-image atoms")
+        return DictionaryCoder(method, nonzeros, alpha, None)
+    if stride is None:
+        stride = d.patch if d.stride == d.patch and size % d.patch == 0 else 1
+    if not 1 <= stride <= d.patch or (size - d.patch) % stride:
+        raise SganError(
+            f"--stride {stride} leaves pixels of the {size}×{size} images uncovered by {d.patch}×{d.patch} patches",
+            where="--stride",
+            fix=f"give a stride of at most {d.patch} that divides {size - d.patch} (1 codes every patch position)",
+        )
+    return DictionaryCoder(method, nonzeros, alpha, stride)
+
+
+def code_signals(Y: Tensor, atoms: Tensor, coder: DictionaryCoder) -> Tensor:
+    """Codes [n, K] (float64) of the signals Y [n, dim]: OMP with k non-zeros, or exact lasso (LARS).
+
+    Solved (and synthesised by the callers) in float64: OMP's least squares go through the
+    normal equations (D_S D_Sᵀ) c = D_S y, of condition number cond(D_S)². A square
+    dictionary learned on digits has cond(D) ≈ 2·10⁹ (border pixels that never vary); at
+    full support float32 lost whole images (worst PSNR 11.9 dB) where float64 reconstructs
+    every image (worst 65.7 dB).
+
+    Identical signals have identical codes, so only the distinct rows are coded: 59 % of the
+    3×3 patches of an MNIST batch repeat (53 % are plain background), and coding the distinct
+    ones made LARS 5× faster on them with bit-identical codes.
+    """
+    distinct, inverse = torch.unique(Y.double(), dim=0, return_inverse=True)  # [m, dim], [n]
+    atoms64 = atoms.double()
+    if coder.method == "omp":
+        assert coder.nonzeros is not None
+        return omp(distinct, atoms64, coder.nonzeros)[inverse]
+    assert coder.alpha is not None
+    return lasso_lars(distinct, atoms64, coder.alpha)[inverse]
+
+
+def overlap_count(code_side: int, patch: int, stride: int, device: torch.device) -> Tensor:
+    """Patches covering each pixel [1, 1, H, W]: the synthesis of an all-ones code map."""
+    ones = torch.ones(1, 1, code_side, code_side, device=device)
+    return F.conv_transpose2d(ones, torch.ones(1, 1, patch, patch, device=device), stride=stride)
+
+
+def patch_codes(x: Tensor, atoms: Tensor, patch: int, stride: int, coder: DictionaryCoder) -> tuple[Tensor, Tensor]:
+    """Patch mode: x [B, C, H, W] → (code map [B, K, h, w], reconstruction [B, C, H, W]), float64.
+
+    Every window, as rows [B·h·w, C·P·P] in the (C, P, P) order of the atoms (what
+    ``F.unfold`` gives, through zero-copy ``Tensor.unfold`` views and one copy: ``F.unfold``'s
+    per-image parallel loop stalls for seconds when OpenMP threads contend, DESIGN §5), so
+    all patches are coded in one batched call; the inverse is one ``conv_transpose2d``.
+    """
+    B, C, H, _ = x.shape
+    K = atoms.shape[0]
+    side = (H - patch) // stride + 1
+    windows = x.unfold(2, patch, stride).unfold(3, patch, stride)  # view [B, C, h, w, P, P]
+    Y = windows.permute(0, 2, 3, 1, 4, 5).reshape(B * side * side, C * patch * patch)  # [B·h·w, C·P·P]
+    codes = code_signals(Y, atoms, coder).view(B, side, side, K).permute(0, 3, 1, 2)  # [B, K, h, w]
+    kernel = atoms.double().reshape(K, C, patch, patch)
+    recon = F.conv_transpose2d(codes, kernel, stride=stride) / overlap_count(side, patch, stride, x.device).double()
+    return codes, recon
+
+
+def encode_dictionary(
+    data: ImageData,
+    d: DictionaryFile,
+    coder: DictionaryCoder,
+    *,
+    batch_size: int | None = None,
+    device: torch.device | str = "cpu",
+    progress: ProgressFn | None = None,
+) -> Encoded:
+    """Sparse codes of every image over ``d`` (see module doc), batched over images."""
+    check_dictionary_fits_images(d, data.channels, data.image_size, str(d.file.path))
+    dev = torch.device(device)
+    atoms = d.atoms.to(dev)
+    n, S = len(data), data.image_size
+    if d.patch is None:
+        code_shape: tuple[int, ...] = (d.n_atoms,)
+        default_batch = 256
+    else:
+        assert coder.stride is not None
+        side = (S - d.patch) // coder.stride + 1
+        code_shape = (d.n_atoms, side, side)
+        default_batch = max(1, PATCH_SIGNALS_PER_BATCH // (side * side))
+    bs = _batch(batch_size, default_batch)
+    codes = torch.empty(n, *code_shape)
+    recon = torch.empty_like(data.images)
+    quality = torch.empty(n, dtype=torch.float32)
+    t0 = time.perf_counter()
+    for start in range(0, n, bs):
+        x = data.floats(slice(start, start + bs)).to(dev)
+        if d.patch is None:
+            c = code_signals(x.reshape(x.shape[0], -1), atoms, coder)  # [B, K] float64
+            r = (c @ atoms.double()).view_as(x)
+        else:
+            assert coder.stride is not None
+            c, r = patch_codes(x, atoms, d.patch, coder.stride, coder)
+        r = r.clamp(-1.0, 1.0)
+        codes[start : start + x.shape[0]] = c.float().cpu()
+        recon[start : start + x.shape[0]] = to_uint8(r).cpu()
+        quality[start : start + x.shape[0]] = psnr(r, x).float().cpu()
+        if progress is not None:
+            done = start + x.shape[0]
+            progress(done, n, {"img/s": done / max(time.perf_counter() - t0, 1e-9), "psnr": float(quality[:done].double().mean())})
+    return Encoded(data.images.clone(), recon, quality, None, codes, support_fraction(codes), time.perf_counter() - t0)
+
+
+def encode_reconstructor(
+    data: ImageData,
+    r: LoadedReconstructor,
+    *,
+    batch_size: int | None = None,
+    progress: ProgressFn | None = None,
+) -> Encoded:
+    """z = E(x) and G(E(x)) for every image, batched; eval mode for both nets."""
+    C, S = r.geometry.channels, r.geometry.size
+    if (data.channels, data.image_size) != (C, S):
+        raise SganError(
+            f"the images are {data.channels}×{data.image_size}×{data.image_size} but the reconstructor {r.path} takes {C}×{S}×{S}",
+            where=data.source,
+            fix=f"pass --image-size {S}, or give images of the data set the run was trained on" if data.channels == C else "give images of the data set the run was trained on",
+        )
+    dev = r.generator.device
+    n = len(data)
+    bs = _batch(batch_size, 256)
+    z_all = torch.empty(n, r.z_dim)
+    recon = torch.empty_like(data.images)
+    quality = torch.empty(n, dtype=torch.float32)
+    nonzero, total = 0, 0
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, n, bs):
+            x = data.floats(slice(start, start + bs)).to(dev)
+            z = r.module(x)  # [B, z_dim]; the VAE encoder's forward is μ
+            y, codes = r.generator.module.forward_codes(z)
+            y = y.clamp(-1.0, 1.0)
+            if codes is not None:
+                nonzero += int((codes != 0).sum())
+                total += codes.numel()
+            z_all[start : start + x.shape[0]] = z.float().cpu()
+            recon[start : start + x.shape[0]] = to_uint8(y).cpu()
+            quality[start : start + x.shape[0]] = psnr(y, x).float().cpu()
+            if progress is not None:
+                done = start + x.shape[0]
+                progress(done, n, {"img/s": done / max(time.perf_counter() - t0, 1e-9), "psnr": float(quality[:done].double().mean())})
+    support = nonzero / total if total else math.nan
+    return Encoded(data.images.clone(), recon, quality, z_all, None, support, time.perf_counter() - t0)
+
+
+def _batch(batch_size: int | None, default: int) -> int:
+    if batch_size is None:
+        return default
+    if batch_size < 1:
+        raise SganError(f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size")
+    return batch_size
+
+
+def comparison_grid(enc: Encoded, count: int = 32, gap: int = 6) -> Tensor:
+    """The first ``count`` originals (left panel, rows of 8) beside their reconstructions in the
+    same places (right panel), split by a grey band: uint8 [C, H', W']."""
+    k = min(count, enc.originals.shape[0])
+    scale = max(1, math.ceil(32 / enc.originals.shape[-1]))
+    nrow = min(8, k)
+    left = make_grid(enc.originals[:k], nrow=nrow, pad=2, scale=scale)
+    right = make_grid(enc.reconstructions[:k], nrow=nrow, pad=2, scale=scale)
+    band = torch.full((left.shape[0], left.shape[1], gap), 128, dtype=torch.uint8)
+    return torch.cat([left, band, right], dim=2)
+
+
+def save_latents(
+    path: Path,
+    enc: Encoded,
+    *,
+    meta: dict[str, str],
+    lineage: dict[str, str],
+    config: dict[str, Any],
+    force: bool,
+) -> str:
+    """Write an ``sgan.latents`` file; returns its content hash."""
+    tensors: dict[str, Tensor] = {"originals": enc.originals, "reconstructions": enc.reconstructions, "psnr": enc.psnr}
+    if enc.z is not None:
+        tensors["z"] = enc.z
+    if enc.codes is not None:
+        tensors["codes"] = enc.codes
+    full_meta = {
+        **meta,
+        "n": str(enc.originals.shape[0]),
+        "mean_psnr": repr(enc.mean_psnr),
+        "support_fraction": repr(enc.support_fraction),
+        "psnr_convention": "dB, 10·log10(2²/MSE) on [−1, 1] pixels, reconstruction clipped to [−1, 1] before uint8 rounding",
+    }
+    return write_file(path, "sgan.latents", tensors, config=config, lineage=lineage, meta=full_meta, force=force)
+
+
+@register_validator("sgan.latents")
+def _validate_latents(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
+    """uint8 originals and reconstructions of one shape; psnr [N]; z or codes with N rows."""
+    originals = require_tensor(tensors, "originals", 4, path)
+    recon = require_tensor(tensors, "reconstructions", 4, path)
+    q = require_tensor(tensors, "psnr", 1, path)
+    fix = "write the file again with sgan encode"
+    if originals.dtype != torch.uint8 or recon.dtype != torch.uint8:
+        raise SganError(f"{path}: originals and reconstructions must be uint8", where=str(path), fix=fix)
+    if originals.shape != recon.shape or q.shape[0] != originals.shape[0]:
+        raise SganError(
+            f"{path}: originals {tuple(originals.shape)}, reconstructions {tuple(recon.shape)} and psnr {tuple(q.shape)} do not match",
+            where=str(path),
+            fix=fix,
+        )
+    if "z" not in tensors and "codes" not in tensors:
+        raise SganError(f"{path} holds neither z nor codes", where=str(path), fix=fix)
+    for name in ("z", "codes"):
+        t = tensors.get(name)
+        if t is not None and (t.ndim < 2 or t.shape[0] != originals.shape[0]):
+            raise SganError(f"{path}: tensor {name!r} of shape {tuple(t.shape)} does not have one row per image", where=str(path), fix=fix)
+
+
+def load_latents(path: str | Path) -> SganFile:
+    """Read and validate an ``sgan.latents`` file (for ``score`` and other readers)."""
+    return read_file(path, "sgan.latents", what="latents")

@@ -1,0 +1,349 @@
+"""Loading what ``sgan train`` wrote: generators and reconstructors, from a run folder or a file.
+
+A generator file (kind ``sgan.generator``) is enough alone to sample (DESIGN §3): it holds
+the run's resolved config (the architecture), the geometry in its metadata and, for a sparse
+generator, the dictionary as synthesis buffers (``synthesis.atoms`` [K, C·H·W] for
+whole-image atoms, ``synthesis.kernel`` [K, C, P, P] for patch atoms). The dictionary is
+rebuilt from those buffers, so nothing but the file is needed. When the run kept an EMA of
+the generator, its state dict sits beside the live one under the prefix ``ema.``.
+
+A reconstructor file (kind ``sgan.checkpoint``, metadata ``role`` = "reconstructor") holds an
+encoder E: images → z (seed 002's reconstructor, or seed 000's VAE encoder whose mean is
+used) under the prefix ``encoder.``; G(E(x)) needs the generator file of the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .contracts import DictionaryFile, SganFile, content_hash, load_dictionary, read_file, register_validator, require_tensor
+from .errors import SganError
+from .training import Geometry, build_generator
+
+GENERATOR_FILE = "generator.safetensors"
+RECONSTRUCTOR_FILE = "reconstructor.safetensors"
+EMA_PREFIX = "ema."
+
+
+@dataclass
+class GeneratorDictionary:
+    """The dictionary a sparse generator synthesises with, rebuilt from its buffers.
+
+    Duck-types :class:`sgan_cli.contracts.DictionaryFile` for ``training.build_generator``.
+    """
+
+    atoms: Tensor  # [K, dim] float32; dim = C·H·W (whole image) or C·P·P (patch)
+    channels: int
+    image_size: int
+    patch: int | None  # None: whole-image atoms
+    stride: int  # the dictionary's stride; synthesis tiles when stride == patch, else overlaps (1)
+    hash: str  # content hash of the dictionary file (lineage), "" when unknown
+    source: str  # where the atoms came from (the generator file, or a swapped dictionary)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.atoms.shape[0])
+
+    @property
+    def tiled(self) -> bool:
+        return self.patch is not None and self.stride == self.patch
+
+
+@dataclass
+class LoadedGenerator:
+    """A generator ready to sample: eval mode, on its device, with what describes it."""
+
+    module: nn.Module  # sgan_cli.nets.Generator; forward_codes(z [B, z_dim]) → (images, codes | None)
+    z_dim: int
+    geometry: Geometry
+    sparse: bool
+    dictionary: GeneratorDictionary | None  # None for a dense generator
+    config: dict[str, Any]  # the run's resolved config tree (data, model, gan, train, …)
+    hash: str  # content hash of the generator file's tensors
+    path: Path
+    ema: bool  # the EMA weights are loaded
+    has_ema: bool  # the file holds EMA weights
+    step: int
+    device: torch.device
+
+    @property
+    def code_shape(self) -> tuple[int, ...] | None:
+        """Shape of one sample's codes: (K,) whole-image, (K, h, w) patch, None dense."""
+        d = self.dictionary
+        if d is None:
+            return None
+        if d.patch is None:
+            return (d.n_atoms,)
+        side = self.geometry.size // d.patch if d.tiled else self.geometry.size
+        return (d.n_atoms, side, side)
+
+
+@dataclass
+class LoadedReconstructor:
+    """An encoder E: x [B, C, H, W] in [−1, 1] → z [B, z_dim], and the generator G for G(E(x))."""
+
+    module: nn.Module
+    mode: str  # "latent" (E(G(z)) ≈ z, seed 002) or "vae" (z = μ, seed 000)
+    geometry: Geometry
+    z_dim: int
+    config: dict[str, Any]
+    hash: str
+    path: Path
+    generator: LoadedGenerator
+
+
+def resolve_run_file(path: str | Path, name: str, what: str) -> Path:
+    """A run folder → its ``name``; a file → itself. A folder without the file is an error."""
+    p = Path(path)
+    if p.is_dir():
+        inside = p / name
+        if not inside.exists():
+            present = sorted(x.name for x in p.glob("*.safetensors"))
+            raise SganError(
+                f"the folder {p} holds no {name}" + (f" (it holds {', '.join(present)})" if present else ""),
+                where=str(p),
+                fix=f"give a run folder written by sgan train (with {name}) or the path of a {what} file",
+            )
+        return inside
+    return p
+
+
+def _int_meta(meta: dict[str, str], key: str, path: Path) -> int:
+    try:
+        return int(meta[key])
+    except (KeyError, ValueError):
+        raise SganError(f"{path} lacks the metadata field {key!r} (or it is not a number)", where=str(path), fix="write the file again with sgan train") from None
+
+
+@register_validator("sgan.generator")
+def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
+    """Geometry in the metadata; a sparse generator holds synthesis buffers that fit it."""
+    channels, size = _int_meta(meta, "channels", path), _int_meta(meta, "image_size", path)
+    if meta.get("sparse") not in ("true", "false"):
+        raise SganError(f"{path} does not say whether its generator is sparse (metadata 'sparse')", where=str(path), fix="write the file again with sgan train")
+    if meta["sparse"] == "false":
+        return
+    if "synthesis.atoms" in tensors:
+        atoms = require_tensor(tensors, "synthesis.atoms", 2, path)
+        if atoms.shape[1] != channels * size * size:
+            raise SganError(
+                f"{path}: synthesis.atoms have {atoms.shape[1]} values each, but the generator makes {channels}×{size}×{size} images",
+                where=str(path),
+                fix="write the file again with sgan train",
+            )
+    elif "synthesis.kernel" in tensors:
+        kernel = require_tensor(tensors, "synthesis.kernel", 4, path)
+        if kernel.shape[1] != channels or kernel.shape[2] != kernel.shape[3] or kernel.shape[2] > size:
+            raise SganError(
+                f"{path}: synthesis.kernel of shape {tuple(kernel.shape)} does not make {channels}-channel {size}×{size} images",
+                where=str(path),
+                fix="write the file again with sgan train",
+            )
+    else:
+        raise SganError(f"{path} is a sparse generator without its dictionary (no synthesis.atoms or synthesis.kernel)", where=str(path), fix="write the file again with sgan train")
+    if meta.get("ema") == "true" and not any(k.startswith(EMA_PREFIX) for k in tensors):
+        raise SganError(f"{path} says it holds EMA weights but has no 'ema.' tensors", where=str(path), fix="write the file again with sgan train")
+
+
+def model_config(config: dict[str, Any], path: Path) -> ModelConfig:
+    """The ``model`` section of a file's config as a ModelConfig (keys this sgan lacks are dropped)."""
+    section = config.get("model")
+    if not isinstance(section, dict):
+        raise SganError(f"{path} has no model section in its config", where=str(path), fix="write the file again with sgan train")
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in section.items() if k in known})
+
+
+def generator_dictionary(f: SganFile) -> GeneratorDictionary | None:
+    """The dictionary held in a (validated) generator file's synthesis buffers; None if dense."""
+    if f.meta["sparse"] != "true":
+        return None
+    channels, size = int(f.meta["channels"]), int(f.meta["image_size"])
+    if "synthesis.atoms" in f.tensors:
+        atoms, patch = f.tensors["synthesis.atoms"].float(), None
+    else:
+        kernel = f.tensors["synthesis.kernel"].float()  # [K, C, P, P]
+        atoms, patch = kernel.reshape(kernel.shape[0], -1), int(kernel.shape[-1])
+    stride = int(f.meta.get("dictionary_stride", "1"))
+    return GeneratorDictionary(atoms, channels, size, patch, stride, f.lineage.get("dictionary", ""), str(f.path))
+
+
+def check_swap_fits(current: GeneratorDictionary, new: DictionaryFile, source: str) -> None:
+    """A swapped dictionary must have the generator's atom count, atom shape and synthesis layout."""
+    def shape(d: Any) -> str:
+        side = d.image_size if d.patch is None else d.patch
+        kind = "whole-image" if d.patch is None else "patch"
+        return f"{d.n_atoms} {kind} atoms of {d.channels}×{side}×{side}"
+
+    problem = None
+    if new.n_atoms != current.n_atoms:
+        problem = f"it has {new.n_atoms} atoms but the generator emits {current.n_atoms} codes"
+    elif (new.patch is None) != (current.patch is None):
+        problem = "it has patch atoms but the generator uses whole-image atoms" if current.patch is None else "it has whole-image atoms but the generator uses patch atoms"
+    elif new.channels != current.channels or new.atoms.shape[1] != current.atoms.shape[1]:
+        problem = "its atoms have another shape"
+    elif new.patch is not None and (new.stride == new.patch) != current.tiled:
+        problem = "it tiles patches (stride = patch) where the generator overlaps them, or the other way round"
+    if problem is not None:
+        raise SganError(
+            f"the dictionary {source} does not fit the generator: {problem} ({shape(new)}; the generator's: {shape(current)})",
+            where=source,
+            fix=f"give a dictionary of {shape(current)}, learned with sgan learn-dict",
+        )
+
+
+def _swap_state(state: dict[str, Tensor], d: GeneratorDictionary, channels: int) -> dict[str, Tensor]:
+    """The state dict with the synthesis buffers replaced by ``d``'s atoms (inv_count depends
+    only on the geometry, which :func:`check_swap_fits` kept)."""
+    out = dict(state)
+    if d.patch is None:
+        out["synthesis.atoms"] = d.atoms.clone()
+    else:
+        out["synthesis.kernel"] = d.atoms.reshape(d.n_atoms, channels, d.patch, d.patch).clone()
+    return out
+
+
+def load_generator(
+    path_or_run: str | Path,
+    *,
+    ema: bool = False,
+    dictionary: str | Path | None = None,
+    device: torch.device | str = "cpu",
+) -> LoadedGenerator:
+    """Rebuild the generator of a run folder or a ``generator.safetensors``, in eval mode.
+
+    ``ema`` loads the EMA weights (an error when the file has none); ``dictionary`` swaps
+    the synthesis atoms for those of another dictionary file of the same shape (refused
+    with a message saying what differs otherwise).
+    """
+    path = resolve_run_file(path_or_run, GENERATOR_FILE, "sgan.generator")
+    f = read_file(path, "sgan.generator", what="generator")
+    geometry = Geometry(int(f.meta["channels"]), int(f.meta["image_size"]))
+    model = model_config(f.config, path)
+    has_ema = f.meta.get("ema") == "true"
+    if ema and not has_ema:
+        raise SganError(
+            f"the generator {path} has no EMA weights (the run was trained without train.ema)",
+            where=str(path),
+            fix="leave out --ema, or train with --set train.ema=0.999",
+        )
+    if ema:
+        state = {k[len(EMA_PREFIX) :]: v for k, v in f.tensors.items() if k.startswith(EMA_PREFIX)}
+    else:
+        state = {k: v for k, v in f.tensors.items() if not k.startswith(EMA_PREFIX)}
+    d = generator_dictionary(f)
+    if dictionary is not None:
+        if d is None:
+            raise SganError(
+                f"the generator {path} is dense (it paints pixels), so it has no dictionary to swap",
+                where=str(dictionary),
+                fix="leave out --dict, or sample a sparse generator",
+            )
+        new = load_dictionary(dictionary)
+        check_swap_fits(d, new, str(dictionary))
+        d = GeneratorDictionary(new.atoms, d.channels, d.image_size, d.patch, d.stride, new.hash, str(dictionary))
+        state = _swap_state(state, d, geometry.channels)
+    try:
+        G = build_generator(model, geometry, d)
+        G.load_state_dict(state)
+    except (RuntimeError, ValueError) as exc:
+        raise SganError(
+            f"the weights in {path} do not fit the architecture its config describes ({str(exc).splitlines()[0]})",
+            where=str(path),
+            fix="write the file again with sgan train (it may come from another sgan version)",
+        ) from None
+    dev = torch.device(device)
+    G.to(dev).eval()  # eval: BatchNorm uses running statistics, so a sample does not depend on its batch
+    return LoadedGenerator(
+        module=G,
+        z_dim=model.z_dim,
+        geometry=geometry,
+        sparse=d is not None,
+        dictionary=d,
+        config=f.config,
+        hash=content_hash(f.tensors),
+        path=path,
+        ema=ema,
+        has_ema=has_ema,
+        step=int(f.meta.get("step", "0")),
+        device=dev,
+    )
+
+
+def load_reconstructor(
+    path_or_run: str | Path,
+    *,
+    generator: str | Path | None = None,
+    ema: bool = False,
+    device: torch.device | str = "cpu",
+) -> LoadedReconstructor:
+    """Rebuild the reconstructor of a run folder (or a file) and the generator beside it.
+
+    The generator is ``generator`` when given, else ``generator.safetensors`` in the same
+    folder; its latent size and geometry must match the encoder's.
+    """
+    from . import training
+
+    path = resolve_run_file(path_or_run, RECONSTRUCTOR_FILE, "reconstructor")
+    f = read_file(path, "sgan.checkpoint", what="reconstructor")
+    role = f.meta.get("role")
+    if role != "reconstructor":
+        raise SganError(
+            f"{path} is a {role or 'training'} checkpoint, not a reconstructor",
+            where=str(path),
+            fix="give reconstructor.safetensors from a run trained with --recon (or its run folder)",
+        )
+    mode = f.meta.get("recon_mode", "")
+    if mode not in ("latent", "vae"):
+        raise SganError(f"{path} has an unknown reconstructor mode {mode!r}", where=str(path), fix="write the file again with sgan train --recon")
+    geometry = Geometry(_int_meta(f.meta, "channels", path), _int_meta(f.meta, "image_size", path))
+    model = model_config(f.config, path)
+    build_encoder = getattr(training, "build_encoder", None)
+    if build_encoder is None:
+        raise SganError("this sgan cannot build reconstructors (training.build_encoder is missing)", where=str(path), fix="update sgan")
+    state = {k[len("encoder.") :]: v for k, v in f.tensors.items() if k.startswith("encoder.")}
+    if not state:
+        raise SganError(f"{path} holds no encoder weights (no 'encoder.' tensors)", where=str(path), fix="write the file again with sgan train --recon")
+    try:
+        E = build_encoder(model, geometry, mode)
+        E.load_state_dict(state)
+    except (RuntimeError, ValueError) as exc:
+        raise SganError(
+            f"the weights in {path} do not fit the encoder its config describes ({str(exc).splitlines()[0]})",
+            where=str(path),
+            fix="write the file again with sgan train --recon",
+        ) from None
+    dev = torch.device(device)
+    E.to(dev).eval()
+    g_path = Path(generator) if generator is not None else path.parent / GENERATOR_FILE
+    if generator is None and not g_path.exists():
+        raise SganError(
+            f"no generator beside the reconstructor {path} (looked for {g_path})",
+            where=str(path.parent),
+            fix="give the generator with --generator FILE",
+        )
+    G = load_generator(g_path, ema=ema, device=dev)
+    if G.z_dim != model.z_dim or G.geometry != geometry:
+        raise SganError(
+            f"the reconstructor {path} (z of {model.z_dim}, {geometry.channels}×{geometry.size}×{geometry.size} images) "
+            f"does not fit the generator {G.path} (z of {G.z_dim}, {G.geometry.channels}×{G.geometry.size}×{G.geometry.size})",
+            where=str(G.path),
+            fix="give the generator of the run that trained this reconstructor",
+        )
+    return LoadedReconstructor(E, mode, geometry, model.z_dim, f.config, content_hash(f.tensors), path, G)
+
+
+def describe(g: LoadedGenerator) -> str:
+    """One line about a generator, for tables and messages."""
+    kind = "dense"
+    if g.dictionary is not None:
+        d = g.dictionary
+        kind = f"sparse, {d.n_atoms} " + ("whole-image atoms" if d.patch is None else f"{d.patch}×{d.patch} patch atoms")
+    return f"{g.path} (step {g.step}, {kind}, z {g.z_dim}, {g.geometry.channels}×{g.geometry.size}×{g.geometry.size}{', EMA' if g.ema else ''})"
