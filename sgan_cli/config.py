@@ -56,6 +56,7 @@ class ModelConfig:
     z_dim: int = 64  # latent size
     g_width: int = 256  # generator width: MLP hidden size, or DCGAN channels at the base
     d_width: int = 64  # critic width: MLP hidden size, or DCGAN first-layer channels
+    critic_arch: str | None = None  # critic and encoder architecture when it differs from `arch` (e.g. a conv generator, an mlp critic)
     critic_norm: str = "auto"  # "auto" (none for wgan-gp and wgan, batch otherwise), "none", "batch", "layer"
     threshold: float = 0.3  # λ of the soft threshold T_λ on the codes (sparse generators)
     learn_threshold: bool = False  # learn λ (kept positive through log λ)

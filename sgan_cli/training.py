@@ -142,6 +142,11 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
     return Generator(_conv_body(model, K, synth.code_size), threshold, synth)
 
 
+def critic_arch(model: ModelConfig) -> str:
+    """The critic's (and encoder's) architecture: ``model.critic_arch``, else ``model.arch``."""
+    return model.critic_arch if model.critic_arch is not None else model.arch
+
+
 def _features(arch: str, geometry: Geometry, width: int, norm: str) -> nn.Module:
     """Critic / encoder feature extractor for ``arch`` on C×S×S images."""
     _check_arch(arch)
@@ -153,13 +158,13 @@ def _features(arch: str, geometry: Geometry, width: int, norm: str) -> nn.Module
 
 def build_encoder(model: ModelConfig, geometry: Geometry, mode: str) -> Encoder:
     """The reconstructor E (mode "latent") or VAE encoder (mode "vae"): critic-like features
-    of ``model.arch`` (no normalisation) with a linear head to z (or to μ, log σ²).
+    of the critic's architecture (no normalisation) with a linear head to z (or to μ, log σ²).
 
     Seed 002 used a ResNet-50 for E; ours is the critic's architecture at ``model.e_width``.
     """
     if mode not in ("latent", "vae"):
         raise SganError(f"unknown reconstructor mode {mode!r}", where="recon.mode / --recon", fix="use latent or vae")
-    return Encoder(_features(model.arch, geometry, model.e_width, "none"), model.z_dim, mode)
+    return Encoder(_features(critic_arch(model), geometry, model.e_width, "none"), model.z_dim, mode)
 
 
 def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Critic:
@@ -173,7 +178,7 @@ def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Crit
         raise SganError("BatchNorm in a WGAN-GP critic couples the samples the gradient penalty treats one by one", where="model.critic_norm", fix="use none or layer")
     if model.minibatch_disc < 0 or model.mbd_dim < 1:
         raise SganError("model.minibatch_disc must be ≥ 0 and model.mbd_dim ≥ 1", where="model.minibatch_disc / model.mbd_dim", fix="e.g. --set model.minibatch_disc=32")
-    return Critic(_features(model.arch, geometry, model.d_width, norm), model.minibatch_disc, model.mbd_dim)
+    return Critic(_features(critic_arch(model), geometry, model.d_width, norm), model.minibatch_disc, model.mbd_dim)
 
 
 def make_optimizer(params: Any, gan: ResolvedGan, lr: float) -> torch.optim.Optimizer:
@@ -223,6 +228,7 @@ class TrainState:
 def check_train_config(cfg: SganConfig) -> None:
     """Errors a user can make in the model / recon / train sections, before any work."""
     _check_arch(cfg.model.arch)
+    _check_arch(critic_arch(cfg.model))
     if cfg.recon.mode not in RECON_MODES:
         raise SganError(f"unknown reconstructor mode {cfg.recon.mode!r}", where="recon.mode / --recon", fix="use none, latent or vae")
     if cfg.recon.steps < 0 or cfg.recon.every < 1:

@@ -155,6 +155,8 @@ def test_ctrl_c_writes_checkpoint(tmp_path, monkeypatch):
 def test_model_errors(tmp_path):
     with pytest.raises(SganError, match="unknown architecture 'resnet50'"):
         run_training(_cfg("model.arch=resnet50"), tmp_path / "a")
+    with pytest.raises(SganError, match="unknown architecture 'vit'"):
+        run_training(_cfg("model.critic_arch=vit"), tmp_path / "a")
     with pytest.raises(SganError, match="BatchNorm in a WGAN-GP critic"):
         run_training(_cfg("gan.objective=wgan-gp", "model.critic_norm=batch"), tmp_path / "b")
     atoms = torch.nn.functional.normalize(torch.randn(6, 9), dim=1)
@@ -210,6 +212,7 @@ def test_reconstructor_lowers_latent_error(tmp_path, digits_dict):
         ("model.arch=mlp", "gan.feature_matching=1.0", "gan.objective=gan"),
         ("model.arch=dcgan", "recon.mode=vae", "train.ema=0.5"),
         ("model.arch=resnet", "recon.mode=latent"),
+        ("model.arch=dcgan", "model.critic_arch=mlp", "recon.mode=latent"),
     ],
 )
 def test_options_run_dense(tmp_path, options):
