@@ -16,6 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def _sync_lam_value(module: nn.Module, incompatible_keys: object) -> None:
+    module.lam_value = float(module.lam)
+
+
 class SoftThreshold(nn.Module):
     """T_λ(u) = sign(u)·max(|u| − λ, 0) with λ ≥ 0 fixed or learnable (seed 000, eq. 2).
 
@@ -31,13 +35,21 @@ class SoftThreshold(nn.Module):
             self.log_lam = nn.Parameter(torch.tensor(math.log(max(lam, 1e-8))))
         else:
             self.register_buffer("lam", torch.tensor(float(lam)))
+            # the same λ as a Python float for softshrink (no device sync per call), kept in
+            # step with the buffer when a state dict is loaded
+            self.lam_value = float(lam)
+            self.register_load_state_dict_post_hook(_sync_lam_value)
 
     def threshold(self) -> Tensor:
         return self.log_lam.exp() if self.learnable else self.lam
 
     def forward(self, u: Tensor) -> Tensor:
-        lam = self.threshold()
+        if not self.learnable:
+            # one fused kernel (softshrink is T_λ) instead of four passes over code maps that
+            # are large for patch generators ([B, K, H, W])
+            return F.softshrink(u, self.lam_value)
         # written with relu so the gradient w.r.t. a learnable λ flows (−sign(u) where active)
+        lam = self.threshold()
         return torch.sign(u) * F.relu(u.abs() - lam)
 
 

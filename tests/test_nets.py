@@ -166,3 +166,12 @@ def test_encoder_modes():
     assert mu.shape == logvar.shape == (3, 5) and torch.equal(vae(x), mu)
     with pytest.raises(ValueError):
         Encoder(feats, 5, mode="other")
+
+
+def test_fixed_and_learnable_thresholds_agree_and_loading_updates_lambda():
+    u = torch.randn(4, 7, 5, 5)
+    fixed, learn = SoftThreshold(0.3), SoftThreshold(0.3, learnable=True)
+    assert torch.allclose(fixed(u), learn(u), atol=1e-6)  # softshrink path = the written-out T_λ
+    other = SoftThreshold(0.9)
+    other.load_state_dict(fixed.state_dict())  # λ comes from the loaded buffer, not __init__
+    assert torch.equal(other(u), fixed(u))
