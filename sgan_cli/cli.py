@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .commands import encode, learn_dict, sample, train
+from .commands import classifier, encode, learn_dict, sample, score, train
 
 app = typer.Typer(
     name="sgan",
@@ -36,6 +36,8 @@ app.command("learn-dict")(learn_dict.learn_dict)
 app.command("train", cls=train.TrainCommand)(train.train)
 app.command("sample")(sample.sample)
 app.command("encode")(encode.encode)
+app.command("score")(score.score)
+app.command("classifier")(classifier.classifier)
 
 
 def main() -> None:

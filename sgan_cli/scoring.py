@@ -1,0 +1,516 @@
+"""``sgan score`` as a library: load samples and reference, extract features, compute metrics.
+
+Inputs. SAMPLES is a folder of images, an ``sgan.samples`` file (``images`` uint8, optional
+``codes`` of a sparse generator), an ``sgan.latents`` file (its ``reconstructions`` are
+scored; ``originals`` give PSNR) or a data set name (real images, e.g. the ceiling by
+hand). REF is a data set name, a folder, a samples file, or an ``sgan.stats`` file written
+by ``--save-stats`` (features and statistics of a reference under one extractor).
+
+Order and batch independence. Images are put in a canonical order (sorted by a hash of
+their pixels, :func:`sgan_cli.metrics.canonical_order`) before anything else, so the
+seeded random splits (IS) and subsets (KID) pick the same images whatever order the
+files came in; features of an image do not depend on its batch.
+
+The real-data value (ceiling). With a classifier (and on request with Inception), each
+metric is also computed for real images the model never saw: a seeded subset, of the
+samples' size, of the reference data set's other split (train ↔ test), against the same
+reference. A model cannot be expected to beat it. It needs REF to be a data set name (or
+its statistics file); for a folder or samples file as REF there is no held-out split, and
+the result says so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .config import DataConfig
+from .contracts import check_writable, read_file, register_validator, require_tensor, write_file
+from .errors import SganError
+from .features import Extractor, Features, check_images, class_predictions, extract, load_extractor
+from .metrics import (
+    FeatureStats,
+    canonical_order,
+    feature_stats,
+    frechet_distance,
+    inception_score,
+    kernel_distance,
+    mean_psnr,
+    mode_coverage,
+    precision_recall,
+)
+
+ProgressFn = Callable[[int, int, dict[str, Any]], None]
+
+# metric → the result keys it produces (the keys --fail-above / --fail-below may name)
+METRIC_KEYS: dict[str, tuple[str, ...]] = {
+    "inception": ("inception", "inception_std"),
+    "fid": ("fid",),
+    "kid": ("kid", "kid_std"),
+    "pr": ("precision", "recall"),
+    "modes": ("modes", "modes_kl"),
+    "sparsity": ("sparsity",),
+    "psnr": ("psnr", "psnr_std"),
+}
+NEEDS_REF = ("fid", "kid", "pr")
+NEEDS_FEATURES = ("inception", "fid", "kid", "pr", "modes")
+OTHER_SPLIT = {"train": "test", "test": "train"}
+
+
+@dataclass
+class ScoreOptions:
+    """Everything ``sgan score`` can be told (see the command's --help for each)."""
+
+    samples: str | None
+    metrics: list[str] = field(default_factory=list)  # empty: inception, plus fid when ref is given
+    ref: str | None = None
+    features: str = "inception"  # "inception" or "classifier:FILE"
+    weights: str | None = None  # inception weights file; None: torch hub cache, else download
+    custom_weights: bool = False  # accept inception weights with another SHA-256 (labelled non-standard)
+    data_root: str | None = None
+    split: str = "test"  # split of SAMPLES when it is a data set name
+    ref_split: str = "train"  # split of REF when it is a data set name
+    limit: int | None = None  # first N samples
+    ref_limit: int | None = None  # first N reference images
+    image_size: int | None = None  # resize samples and reference images to N×N
+    batch_size: int | None = None  # None: 50 (inception) or 500 (classifier)
+    device: str = "auto"
+    seed: int = 0  # IS split permutation, KID subsets, ceiling subset
+    splits: int = 10  # IS splits
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    k: int = 3  # precision/recall neighbours
+    ceiling: bool | None = None  # None: with a classifier yes, with inception no
+    save_stats: str | None = None  # write the reference's features and statistics here
+    force: bool = False
+    download: bool = True  # inception weights and torchvision data sets
+
+
+@dataclass
+class Threshold:
+    key: str
+    bound: float
+    above: bool  # True: fail when value > bound (--fail-above); False: fail when value < bound
+
+    def failed(self, value: float) -> bool:
+        return value > self.bound if self.above else value < self.bound
+
+    def __str__(self) -> str:
+        return f"{self.key} {'≤' if self.above else '≥'} {self.bound:g}"
+
+
+def resolve_metrics(opts: ScoreOptions) -> list[str]:
+    """The metrics to compute, in canonical order; unknown names are errors."""
+    if not opts.metrics:
+        return [] if opts.samples is None else (["inception", "fid"] if opts.ref else ["inception"])
+    unknown = [m for m in opts.metrics if m not in METRIC_KEYS]
+    if unknown:
+        raise SganError(f"unknown metric {unknown[0]!r}", where="--metric", fix=f"use one of: {', '.join(METRIC_KEYS)}")
+    return [m for m in METRIC_KEYS if m in opts.metrics]
+
+
+def parse_thresholds(above: list[str], below: list[str], metrics: list[str]) -> list[Threshold]:
+    """``fid=30`` style bounds; each must name a result key of a requested metric."""
+    allowed = [k for m in metrics for k in METRIC_KEYS[m]]
+    out = []
+    for flag, items, is_above in (("--fail-above", above, True), ("--fail-below", below, False)):
+        for item in items:
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            try:
+                bound = float(raw)
+            except ValueError:
+                bound = None  # type: ignore[assignment]
+            if not sep or bound is None or not key:
+                raise SganError(f"{flag} {item!r} is not of the form metric=value", where=flag, fix=f"write e.g. {flag} fid=30")
+            if key not in allowed:
+                raise SganError(
+                    f"{flag} {item!r} names {key!r}, which this run does not compute",
+                    where=flag,
+                    fix=f"use one of: {', '.join(allowed) or '(none: add --metric)'}; or add the --metric that produces it",
+                )
+            out.append(Threshold(key, bound, is_above))
+    return out
+
+
+def check_thresholds(values: dict[str, float], thresholds: list[Threshold]) -> list[str]:
+    """The bounds that the values miss, as readable strings (empty: all met)."""
+    return [f"{t.key} = {values[t.key]:.6g}, required {t}" for t in thresholds if t.failed(values[t.key])]
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageSet:
+    """Images in canonical order, with what came beside them."""
+
+    images: Tensor  # uint8 [N, C, H, W]
+    source: str
+    kind: str  # "folder", "samples", "latents", "dataset" or "stats"
+    name: str
+    split: str | None = None  # data sets: the split loaded
+    codes: Tensor | None = None  # sgan.samples of a sparse generator
+    originals: Tensor | None = None  # sgan.latents: uint8 originals, same order as images
+
+
+def _file_kind(path: Path) -> str:
+    """The sgan kind of a .safetensors file (read_file checks it and the schema)."""
+    return read_file(path, ("sgan.samples", "sgan.latents", "sgan.stats"), what="input").kind
+
+
+def _uint8_images(tensors: dict[str, Tensor], name: str, path: Path) -> Tensor:
+    t = require_tensor(tensors, name, 4, path)
+    if t.dtype != torch.uint8:
+        raise SganError(f"{path}: {name} must be uint8 [N, C, H, W], found {t.dtype}", where=str(path), fix="write the file again with sgan")
+    if t.shape[0] == 0:
+        raise SganError(f"{path} holds no images", where=str(path), fix="give a file with images")
+    return t
+
+
+def _finish(images: Tensor, opts_size: int | None, limit: int | None, **kw: Any) -> ImageSet:
+    """Resize, limit, then sort into canonical order (every companion tensor alike)."""
+    from .data import ImageData, resize
+
+    if limit is not None:
+        if limit < 1:
+            raise SganError(f"a limit must be at least 1, got {limit}", where="--limit / --ref-limit", fix="give a positive number of images")
+        images = images[:limit]
+        for key in ("codes", "originals"):
+            if kw.get(key) is not None:
+                kw[key] = kw[key][:limit]
+    if opts_size is not None:
+        images = resize(ImageData(images, None, "", ""), opts_size).images
+        if kw.get("originals") is not None:
+            kw["originals"] = resize(ImageData(kw["originals"], None, "", ""), opts_size).images
+    order = canonical_order(images)
+    for key in ("codes", "originals"):
+        if kw.get(key) is not None:
+            kw[key] = kw[key][order]
+    return ImageSet(images=images[order].contiguous(), **kw)
+
+
+def load_images(spec: str, split: str, opts: ScoreOptions, limit: int | None, what: str) -> ImageSet:
+    """A folder, data set name, samples or latents file → :class:`ImageSet` (not stats)."""
+    from .data import DATASET_NAMES, load_data
+
+    path = Path(spec)
+    if path.suffix == ".safetensors" and spec not in DATASET_NAMES:
+        f = read_file(path, ("sgan.samples", "sgan.latents"), what=what)
+        if f.kind == "sgan.samples":
+            images = _uint8_images(f.tensors, "images", path)
+            codes = f.tensors.get("codes")
+            if codes is not None and codes.shape[0] != images.shape[0]:
+                raise SganError(f"{path}: codes has {codes.shape[0]} rows for {images.shape[0]} images", where=str(path), fix="write the samples again with sgan sample")
+            return _finish(images, opts.image_size, limit, source=str(path), kind="samples", name=path.stem, codes=codes)
+        recon = _uint8_images(f.tensors, "reconstructions", path)
+        orig = _uint8_images(f.tensors, "originals", path)
+        if orig.shape != recon.shape:
+            raise SganError(f"{path}: originals {tuple(orig.shape)} and reconstructions {tuple(recon.shape)} differ in shape", where=str(path), fix="write the latents again with sgan encode")
+        return _finish(recon, opts.image_size, limit, source=str(path), kind="latents", name=path.stem, originals=orig)
+    data = load_data(DataConfig(name=spec, root=opts.data_root, split=split, image_size=opts.image_size, download=opts.download))
+    if len(data) == 0:
+        raise SganError(f"the {what} {spec} holds no images", where=spec, fix="give a non-empty data set or folder")
+    kind = "dataset" if spec in DATASET_NAMES else "folder"
+    return _finish(data.images, None, limit, source=data.source, kind=kind, name=data.name, split=split if kind == "dataset" else None)
+
+
+# --- reference statistics (sgan.stats) --------------------------------------------------------
+
+
+@dataclass
+class Reference:
+    """Reference features under one extractor, in canonical image order."""
+
+    description: str
+    features: Features
+    stats: FeatureStats
+    from_stats_file: bool
+    dataset: str | None  # a data set name: a held-out split exists
+    split: str | None
+    heldout: Features | None = None  # the other split's features (ceiling), when computed
+    heldout_description: str = ""
+
+
+@register_validator("sgan.stats")
+def _validate_stats(tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> None:
+    feats = require_tensor(tensors, "features", 2, path)
+    logits = require_tensor(tensors, "logits", 2, path)
+    mean = require_tensor(tensors, "mean", 1, path)
+    cov = require_tensor(tensors, "cov", 2, path)
+    d = feats.shape[1]
+    ok = logits.shape[0] == feats.shape[0] and mean.shape[0] == d and tuple(cov.shape) == (d, d)
+    if "heldout_features" in tensors:
+        hf = require_tensor(tensors, "heldout_features", 2, path)
+        hl = require_tensor(tensors, "heldout_logits", 2, path)
+        ok = ok and hf.shape[1] == d and hl.shape[0] == hf.shape[0] and hl.shape[1] == logits.shape[1]
+    if not ok:
+        raise SganError(f"{path}: the statistics tensors have inconsistent shapes", where=str(path), fix="write them again with sgan score --save-stats")
+    if "extractor" not in meta:
+        raise SganError(f"{path} does not record its feature extractor", where=str(path), fix="write it again with sgan score --save-stats")
+
+
+def load_stats(path: Path, extractor: Extractor) -> Reference:
+    """A stats file as the reference; its extractor must be the one in use."""
+    f = read_file(path, "sgan.stats", what="reference statistics")
+    if f.meta["extractor"] != extractor.identity:
+        raise SganError(
+            f"{path} holds statistics made with {f.meta['extractor']}, but this score uses {extractor.identity}",
+            where=str(path),
+            fix=f"compute the reference again with --features {'inception' if extractor.kind == 'inception' else 'classifier:' + extractor.source} --save-stats, or use the extractor the file was made with",
+        )
+    t = f.tensors
+    heldout = Features(t["heldout_features"], t["heldout_logits"]) if "heldout_features" in t else None
+    n = int(t["features"].shape[0])
+    return Reference(
+        description=f"{path} ({f.meta.get('description', 'statistics')})",
+        features=Features(t["features"], t["logits"]),
+        stats=FeatureStats(t["mean"].double(), t["cov"].double(), n, t["features"].double() - t["mean"].double()),
+        from_stats_file=True,
+        dataset=f.meta.get("dataset") or None,
+        split=f.meta.get("split") or None,
+        heldout=heldout,
+        heldout_description=f.meta.get("heldout_description", ""),
+    )
+
+
+def save_stats(path: Path, ref: Reference, extractor: Extractor, force: bool) -> str:
+    """Write the reference's features, logits and float64 statistics (kind ``sgan.stats``)."""
+    tensors = {"features": ref.features.features, "logits": ref.features.logits, "mean": ref.stats.mean, "cov": ref.stats.cov}
+    if ref.heldout is not None:
+        tensors |= {"heldout_features": ref.heldout.features, "heldout_logits": ref.heldout.logits}
+    meta = {
+        "extractor": extractor.identity,
+        "extractor_kind": extractor.kind,
+        "extractor_source": extractor.source,
+        "standard": json.dumps(extractor.standard),
+        "description": ref.description,
+        "dataset": ref.dataset or "",
+        "split": ref.split or "",
+        "heldout_description": ref.heldout_description,
+        "n": str(ref.stats.n),
+    }
+    return write_file(path, "sgan.stats", tensors, meta=meta, force=force)
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def feature_metrics(
+    feats: Features | None, ref: Reference | None, metrics: list[str], opts: ScoreOptions, modes: tuple[Tensor, int] | None
+) -> dict[str, float]:
+    """The feature-based metrics of one image set (samples, or the ceiling's real images).
+
+    ``feats`` may be None only when ``modes`` is the one metric (stacked data: modes come
+    from per-channel predictions).
+    """
+    out: dict[str, float] = {}
+    if feats is None:
+        metrics = []
+    if "inception" in metrics:
+        s = inception_score(feats.logits, opts.splits, opts.seed)
+        out |= {"inception": s.mean, "inception_std": s.std}
+    if ref is not None and "fid" in metrics:
+        out["fid"] = frechet_distance(feature_stats(feats.features), ref.stats)
+    if ref is not None and "kid" in metrics:
+        s = kernel_distance(ref.features.features, feats.features, opts.kid_subsets, opts.kid_subset_size, opts.seed)
+        out |= {"kid": s.mean, "kid_std": s.std}
+    if ref is not None and "pr" in metrics:
+        pr = precision_recall(ref.features.features, feats.features, opts.k)
+        out |= {"precision": pr.precision, "recall": pr.recall}
+    if modes is not None:
+        mc = mode_coverage(*modes)
+        out |= {"modes": mc.covered, "modes_total": mc.total, "modes_kl": mc.kl}
+    return out
+
+
+@dataclass
+class ScoreResult:
+    metrics: list[str]
+    values: dict[str, float]
+    samples: dict[str, Any] | None
+    ref: dict[str, Any] | None
+    extractor: dict[str, Any] | None
+    ceiling: dict[str, float] | None
+    ceiling_note: str
+    settings: dict[str, Any]
+    stats_file: str | None
+    stats_hash: str | None
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metrics": self.values,
+            "requested": self.metrics,
+            "samples": self.samples,
+            "ref": self.ref,
+            "extractor": self.extractor,
+            "ceiling": self.ceiling,
+            "ceiling_note": self.ceiling_note,
+            "settings": self.settings,
+            "stats_file": self.stats_file,
+            "stats_hash": self.stats_hash,
+            "seconds": self.seconds,
+        }
+
+
+def _check_options(opts: ScoreOptions, metrics: list[str]) -> None:
+    if opts.samples is None and opts.save_stats is None:
+        raise SganError("no SAMPLES to score", where="SAMPLES", fix="give a folder or samples.safetensors, or only --ref with --save-stats to cache reference statistics")
+    if opts.samples is None and metrics:
+        raise SganError("--metric needs SAMPLES to score", where="SAMPLES", fix="give a folder or samples.safetensors")
+    if opts.save_stats is not None and opts.ref is None:
+        raise SganError("--save-stats saves the reference's statistics, but no --ref was given", where="--save-stats", fix="add --ref DATASET|FOLDER")
+    if "modes" in metrics and not opts.features.startswith("classifier:"):
+        raise SganError("--metric modes counts a classifier's classes", where="--metric modes", fix="add --features classifier:FILE (train one with sgan classifier)")
+    missing_ref = [m for m in metrics if m in NEEDS_REF]
+    if missing_ref and opts.ref is None:
+        raise SganError(f"--metric {missing_ref[0]} compares with reference images, but no --ref was given", where="--ref", fix="add --ref mnist (a data set name), a folder of real images, or a stats file from --save-stats")
+    for name, value in (("--splits", opts.splits), ("--kid-subsets", opts.kid_subsets), ("--kid-subset-size", opts.kid_subset_size), ("--k", opts.k)):
+        if value < 1:
+            raise SganError(f"{name} must be at least 1, got {value}", where=name, fix="give a positive number")
+    for name, split in (("--split", opts.split), ("--ref-split", opts.ref_split)):
+        if split not in OTHER_SPLIT:
+            raise SganError(f"unknown split {split!r}", where=name, fix="use train or test")
+    if opts.save_stats is not None:
+        check_writable(Path(opts.save_stats), opts.force)
+
+
+def _ceiling_subset(heldout: Features, n: int, seed: int) -> Features:
+    """A seeded subset of n held-out rows (all if fewer), so the ceiling has the samples' size."""
+    m = int(heldout.features.shape[0])
+    if n >= m:
+        return heldout
+    pick = torch.randperm(m, generator=torch.Generator().manual_seed(seed))[:n]
+    return Features(heldout.features[pick], heldout.logits[pick])
+
+
+def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult:
+    """Load, extract, compute; the single entry point of ``sgan score``."""
+    from .dictionary import resolve_device
+    from .sparse_coding import support_fraction
+
+    start = time.perf_counter()
+    metrics = resolve_metrics(opts)
+    _check_options(opts, metrics)
+    device = resolve_device(opts.device)
+
+    def stage(name: str) -> ProgressFn | None:
+        if progress is None:
+            return None
+        return lambda done, total, info: progress(done, total, {"stage": name, **info})
+
+    samples = load_images(opts.samples, opts.split, opts, opts.limit, "samples") if opts.samples is not None else None
+    if samples is not None:
+        if "sparsity" in metrics and samples.codes is None:
+            raise SganError(
+                f"--metric sparsity reads the codes stored with samples, and {samples.source} has none",
+                where=samples.source,
+                fix="score a samples.safetensors written by `sgan sample` from a sparse generator",
+            )
+        if "psnr" in metrics and samples.originals is None:
+            raise SganError(
+                f"--metric psnr compares reconstructions with originals, and {samples.source} is not a latents file",
+                where=samples.source,
+                fix="score a latents.safetensors written by `sgan encode`",
+            )
+
+    needs_extractor = any(m in NEEDS_FEATURES for m in metrics) or opts.save_stats is not None
+    extractor = load_extractor(opts.features, opts.weights, opts.custom_weights, opts.download) if needs_extractor else None
+    batch = opts.batch_size or (50 if extractor is not None and extractor.kind == "inception" else 500)
+    want_ceiling = extractor is not None and (opts.ceiling if opts.ceiling is not None else extractor.kind == "classifier")
+
+    # the reference: a stats file, or images to extract
+    ref: Reference | None = None
+    if opts.ref is not None and extractor is not None and (any(m in NEEDS_REF for m in metrics) or want_ceiling or opts.save_stats):
+        ref_path = Path(opts.ref)
+        if ref_path.suffix == ".safetensors" and ref_path.is_file() and _file_kind(ref_path) == "sgan.stats":
+            if opts.save_stats is not None:
+                raise SganError(f"--ref {ref_path} is already a statistics file", where="--save-stats", fix="drop --save-stats")
+            ref = load_stats(ref_path, extractor)
+        else:
+            ref_images = load_images(opts.ref, opts.ref_split, opts, opts.ref_limit, "reference")
+            check_images(extractor, ref_images.images, "reference")
+            feats = extract(extractor, ref_images.images, batch, device, stage("reference"))
+            is_dataset = ref_images.kind == "dataset"
+            ref = Reference(
+                description=f"{ref_images.name}" + (f" {ref_images.split} split" if is_dataset else "") + f" ({ref_images.source})",
+                features=feats,
+                stats=feature_stats(feats.features),
+                from_stats_file=False,
+                dataset=ref_images.name if is_dataset else None,
+                split=ref_images.split,
+            )
+            if is_dataset and want_ceiling:
+                held_split = OTHER_SPLIT[ref_images.split or "train"]
+                held = load_images(opts.ref, held_split, opts, None, "held-out reference")
+                check_images(extractor, held.images, "held-out reference")
+                ref.heldout = extract(extractor, held.images, batch, device, stage("held-out"))
+                ref.heldout_description = f"{held.name} {held_split} split ({len(held.images)} images)"
+
+    stats_hash = None
+    if opts.save_stats is not None and ref is not None and extractor is not None:
+        stats_hash = save_stats(Path(opts.save_stats), ref, extractor, opts.force)
+
+    values: dict[str, float] = {}
+    ceiling: dict[str, float] | None = None
+    ceiling_note = ""
+    if samples is not None:
+        feats = None
+        if extractor is not None and any(m in NEEDS_FEATURES for m in metrics):
+            stacked = "modes" in metrics and extractor.kind == "classifier" and extractor.channels == 1 and samples.images.shape[1] > 1
+            if [m for m in metrics if m in NEEDS_FEATURES and m != "modes"] or not stacked:
+                check_images(extractor, samples.images, "samples")
+                feats = extract(extractor, samples.images, batch, device, stage("samples"))
+            modes = class_predictions(extractor, samples.images, batch, device, None if feats is None else feats.logits) if "modes" in metrics else None
+            values = feature_metrics(feats, ref, metrics, opts, modes)
+            if want_ceiling:
+                if ref is None or ref.heldout is None:
+                    ceiling_note = (
+                        "no real-data value: it needs --ref to be a data set name (or its --save-stats file), whose other split is held out"
+                    )
+                else:
+                    real = _ceiling_subset(ref.heldout, len(samples.images), opts.seed)
+                    real_modes = (real.logits.argmax(dim=1), extractor.n_classes) if modes is not None and not stacked else None
+                    ceiling_metrics = [m for m in metrics if m in NEEDS_FEATURES and (m != "modes" or real_modes is not None)]
+                    ceiling = feature_metrics(real, ref, ceiling_metrics, opts, real_modes)
+                    ceiling_note = f"{len(real.features)} real images of the {ref.heldout_description or 'held-out split'}, scored like the samples against the reference"
+        if "sparsity" in metrics:
+            values["sparsity"] = support_fraction(samples.codes)
+        if "psnr" in metrics:
+            p = mean_psnr(samples.originals, samples.images)
+            values |= {"psnr": p.mean, "psnr_std": p.std}
+
+    return ScoreResult(
+        metrics=metrics,
+        values=values,
+        samples=None if samples is None else {
+            "source": samples.source, "kind": samples.kind, "n": int(samples.images.shape[0]), "shape": list(samples.images.shape[1:]),
+        },
+        ref=None if ref is None else {
+            "description": ref.description, "n": ref.stats.n, "from_stats_file": ref.from_stats_file,
+            "heldout": ref.heldout_description or None,
+        },
+        extractor=None if extractor is None else {
+            "kind": extractor.kind, "source": extractor.source, "hash": extractor.weights_hash, "standard": extractor.standard,
+            "dim": extractor.dim, "n_classes": extractor.n_classes, "accuracy": extractor.accuracy, "dataset": extractor.dataset,
+            "label": extractor.label,
+        },
+        ceiling=ceiling,
+        ceiling_note=ceiling_note,
+        settings={
+            "seed": opts.seed, "splits": opts.splits, "kid_subsets": opts.kid_subsets, "kid_subset_size": opts.kid_subset_size,
+            "k": opts.k, "batch_size": batch, "device": str(device),
+            "kid_subset_size_used": None if "kid" not in values else min(opts.kid_subset_size, ref.stats.n, samples.images.shape[0]),  # type: ignore[union-attr]
+        },
+        stats_file=opts.save_stats,
+        stats_hash=stats_hash,
+        seconds=time.perf_counter() - start,
+    )
