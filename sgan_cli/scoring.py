@@ -202,6 +202,9 @@ def load_images(spec: str, split: str, opts: ScoreOptions, limit: int | None, wh
     from .data import DATASET_NAMES, load_data
 
     path = Path(spec)
+    if path.is_dir() and (path / "samples.safetensors").is_file():
+        # a folder written by `sgan sample`: its samples file holds the exact images and the codes
+        path = path / "samples.safetensors"
     if path.suffix == ".safetensors" and spec not in DATASET_NAMES:
         f = read_file(path, ("sgan.samples", "sgan.latents"), what=what)
         if f.kind == "sgan.samples":

@@ -170,6 +170,16 @@ def test_sparsity_and_psnr(runner, tmp_path, digits_test):
     samples = _samples_file(tmp_path / "s.safetensors", digits_test[:50], codes)
     got = _score(runner, samples, "-m", "sparsity")
     assert got["metrics"]["sparsity"] == pytest.approx(8 / 64) and got["extractor"] is None
+    # a folder written by `sgan sample` (numbered PNGs, a grid of another size, the samples
+    # file) is scored through its samples file, codes included
+    folder = tmp_path / "sampled"
+    folder.mkdir()
+    _samples_file(folder / "samples.safetensors", digits_test[:50], codes)
+    from sgan_cli.images import save_png
+
+    save_png(torch.zeros(1, 20, 20, dtype=torch.uint8), folder / "grid.png")
+    got = _score(runner, folder, "-m", "sparsity")
+    assert got["metrics"]["sparsity"] == pytest.approx(8 / 64)
 
     orig = digits_test[:20].clone()
     recon = orig.clone().clamp(max=250) + 3  # clamp, then +3: the error is exactly 3 levels where orig ≤ 250
