@@ -15,9 +15,10 @@ used) under the prefix ``encoder.``; G(E(x)) needs the generator file of the sam
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +26,9 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .contracts import DictionaryFile, SganFile, content_hash, load_dictionary, read_file, register_validator, require_tensor
 from .errors import SganError
-from .training import Geometry, build_generator
+from .training import Geometry, build_encoder, build_generator
+
+M = TypeVar("M", bound=nn.Module)
 
 GENERATOR_FILE = "generator.safetensors"
 RECONSTRUCTOR_FILE = "reconstructor.safetensors"
@@ -210,6 +213,17 @@ def _swap_state(state: dict[str, Tensor], d: GeneratorDictionary, channels: int)
     return out
 
 
+def _build_and_load(build: Callable[[], M], state: dict[str, Tensor], path: Path, what: str, fix: str) -> M:
+    """Build a net from a file's config and load the file's weights into it; a mismatch
+    (another version, a hand-edited config) is one clear error instead of a traceback."""
+    try:
+        net = build()
+        net.load_state_dict(state)
+    except (RuntimeError, ValueError) as exc:
+        raise SganError(f"the weights in {path} do not fit the {what} its config describes ({str(exc).splitlines()[0]})", where=str(path), fix=fix) from None
+    return net
+
+
 def load_generator(
     path_or_run: str | Path,
     *,
@@ -250,15 +264,7 @@ def load_generator(
         check_swap_fits(d, new, str(dictionary))
         d = GeneratorDictionary(new.atoms, d.channels, d.image_size, d.patch, d.stride, new.hash, str(dictionary))
         state = _swap_state(state, d, geometry.channels)
-    try:
-        G = build_generator(model, geometry, d)
-        G.load_state_dict(state)
-    except (RuntimeError, ValueError) as exc:
-        raise SganError(
-            f"the weights in {path} do not fit the architecture its config describes ({str(exc).splitlines()[0]})",
-            where=str(path),
-            fix="write the file again with sgan train (it may come from another sgan version)",
-        ) from None
+    G = _build_and_load(lambda: build_generator(model, geometry, d), state, path, "architecture", "write the file again with sgan train (it may come from another sgan version)")
     dev = torch.device(device)
     G.to(dev).eval()  # eval: BatchNorm uses running statistics, so a sample does not depend on its batch
     return LoadedGenerator(
@@ -289,8 +295,6 @@ def load_reconstructor(
     The generator is ``generator`` when given, else ``generator.safetensors`` in the same
     folder; its latent size and geometry must match the encoder's.
     """
-    from . import training
-
     path = resolve_run_file(path_or_run, RECONSTRUCTOR_FILE, "reconstructor")
     f = read_file(path, "sgan.checkpoint", what="reconstructor")
     role = f.meta.get("role")
@@ -305,21 +309,10 @@ def load_reconstructor(
         raise SganError(f"{path} has an unknown reconstructor mode {mode!r}", where=str(path), fix="write the file again with sgan train --recon")
     geometry = Geometry(_int_meta(f.meta, "channels", path), _int_meta(f.meta, "image_size", path))
     model = model_config(f.config, path)
-    build_encoder = getattr(training, "build_encoder", None)
-    if build_encoder is None:
-        raise SganError("this sgan cannot build reconstructors (training.build_encoder is missing)", where=str(path), fix="update sgan")
     state = {k[len("encoder.") :]: v for k, v in f.tensors.items() if k.startswith("encoder.")}
     if not state:
         raise SganError(f"{path} holds no encoder weights (no 'encoder.' tensors)", where=str(path), fix="write the file again with sgan train --recon")
-    try:
-        E = build_encoder(model, geometry, mode)
-        E.load_state_dict(state)
-    except (RuntimeError, ValueError) as exc:
-        raise SganError(
-            f"the weights in {path} do not fit the encoder its config describes ({str(exc).splitlines()[0]})",
-            where=str(path),
-            fix="write the file again with sgan train --recon",
-        ) from None
+    E = _build_and_load(lambda: build_encoder(model, geometry, mode), state, path, "encoder", "write the file again with sgan train --recon")
     dev = torch.device(device)
     E.to(dev).eval()
     g_path = Path(generator) if generator is not None else path.parent / GENERATOR_FILE

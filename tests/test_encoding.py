@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sgan_cli.cli import app
+from helpers import error_text, invoke
 from sgan_cli.config import DataConfig, DictConfig, load_config
 from sgan_cli.contracts import load_dictionary, save_dictionary, write_file
 from sgan_cli.data import load_data
@@ -53,16 +53,6 @@ def patches(tmp_path_factory):
 @pytest.fixture(scope="module")
 def test_digits():
     return load_data(DataConfig(name="digits", split="test"))
-
-
-def _invoke(runner, args):
-    return runner.invoke(app, args, catch_exceptions=False)
-
-
-def _error(res) -> str:
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output
-    return " ".join(res.stderr.split())
 
 
 # --- dictionary codes --------------------------------------------------------------------
@@ -148,7 +138,7 @@ def test_coder_settings_are_checked(square, patches):
 
 def test_cli_encode_dict_json_and_latents_file(runner, square, tmp_path):
     out = tmp_path / "latents.safetensors"
-    res = _invoke(runner, ["encode", "digits", "--split", "test", "--dict", str(square), "--out", str(out), "--json"])
+    res = invoke(runner, ["encode", "digits", "--split", "test", "--dict", str(square), "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["mode"] == "dictionary" and summary["method"] == "omp" and summary["nonzeros"] == 6
@@ -163,7 +153,7 @@ def test_cli_encode_dict_json_and_latents_file(runner, square, tmp_path):
     assert (from_uint8 - f.tensors["psnr"].double()).abs().max() < 0.2
     assert (tmp_path / "reconstructions.png").exists()
     # a table without --json
-    res = _invoke(runner, ["encode", "digits", "--dict", str(square), "--method", "lasso", "--limit", "50", "--out", str(tmp_path / "l.safetensors")])
+    res = invoke(runner, ["encode", "digits", "--dict", str(square), "--method", "lasso", "--limit", "50", "--out", str(tmp_path / "l.safetensors")])
     assert res.exit_code == 0 and "lasso (LARS)" in res.stdout and (tmp_path / "l_reconstructions.png").exists()
 
 
@@ -171,8 +161,8 @@ def test_cli_encode_samples_of_a_sample_run(runner, square, tmp_path):
     """sample → encode: a samples.safetensors is an input like any data set."""
     run = tmp_path / "run"
     run_training(load_config(None, [*FAST, "train.steps=2", f"train.dict={square}", "model.arch=mlp"]), run)
-    assert _invoke(runner, ["sample", str(run), "-n", "30", "--out", str(tmp_path / "s"), "--no-png"]).exit_code == 0
-    res = _invoke(runner, ["encode", str(tmp_path / "s" / "samples.safetensors"), "--dict", str(square), "--nonzeros", "64", "--out", str(tmp_path / "l.safetensors"), "--json"])
+    assert invoke(runner, ["sample", str(run), "-n", "30", "--out", str(tmp_path / "s"), "--no-png"]).exit_code == 0
+    res = invoke(runner, ["encode", str(tmp_path / "s" / "samples.safetensors"), "--dict", str(square), "--nonzeros", "64", "--out", str(tmp_path / "l.safetensors"), "--json"])
     assert res.exit_code == 0, res.output
     # the samples are combinations of the same atoms (clipped): full support recovers them closely
     assert json.loads(res.stdout)["n"] == 30 and json.loads(res.stdout)["mean_psnr"] > 30
@@ -182,37 +172,37 @@ def test_cli_refuses_a_dictionary_of_the_wrong_size(runner, tmp_path):
     atoms = F.normalize(torch.randn(10, 784), dim=1)
     mnist = tmp_path / "mnist.safetensors"
     write_file(mnist, "sgan.dictionary", {"atoms": atoms}, meta={"channels": "1", "image_size": "28", "patch": "null", "stride": "1", "achieved_sparsity": "0.1"})
-    msg = _error(_invoke(runner, ["encode", "digits", "--dict", str(mnist), "--out", str(tmp_path / "l.safetensors")]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--dict", str(mnist), "--out", str(tmp_path / "l.safetensors")]))
     assert "(10 whole-image atoms of 1×28×28) does not fit the 1×8×8 images" in msg and "--image-size 28" in msg
     rgb = tmp_path / "rgb.safetensors"
     write_file(rgb, "sgan.dictionary", {"atoms": F.normalize(torch.randn(10, 27), dim=1)}, meta={"channels": "3", "image_size": "32", "patch": "3", "stride": "1"})
-    msg = _error(_invoke(runner, ["encode", "digits", "--dict", str(rgb), "--out", str(tmp_path / "l.safetensors")]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--dict", str(rgb), "--out", str(tmp_path / "l.safetensors")]))
     assert "(10 patch atoms of 3×3×3) does not fit the 1×8×8 images" in msg
     assert not (tmp_path / "l.safetensors").exists() and not (tmp_path / "l_reconstructions.png").exists()
 
 
 def test_cli_missing_or_wrong_kind_files(runner, square, tmp_path):
     out = ["--out", str(tmp_path / "l.safetensors")]
-    msg = _error(_invoke(runner, ["encode", "digits", "--dict", str(tmp_path / "none.safetensors"), *out]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--dict", str(tmp_path / "none.safetensors"), *out]))
     assert "the dictionary file" in msg and "does not exist" in msg
     run = tmp_path / "run"
     run_training(load_config(None, [*FAST, "train.steps=1"]), run)
-    msg = _error(_invoke(runner, ["encode", "digits", "--dict", str(run / "generator.safetensors"), *out]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--dict", str(run / "generator.safetensors"), *out]))
     assert "is an sgan.generator file, but a sgan.dictionary file is needed" in msg
-    msg = _error(_invoke(runner, ["encode", "digits", "--reconstructor", str(run), *out]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--reconstructor", str(run), *out]))
     assert "holds no reconstructor.safetensors" in msg
-    msg = _error(_invoke(runner, ["encode", "digits", "--reconstructor", str(run / "critic.safetensors"), *out]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--reconstructor", str(run / "critic.safetensors"), *out]))
     assert "is a critic checkpoint, not a reconstructor" in msg
-    msg = _error(_invoke(runner, ["encode", "digits", "--reconstructor", str(square), *out]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--reconstructor", str(square), *out]))
     assert "is an sgan.dictionary file, but a sgan.checkpoint file is needed" in msg
-    msg = _error(_invoke(runner, ["encode", "digits", *out]))
+    msg = error_text(invoke(runner, ["encode", "digits", *out]))
     assert "exactly one of --reconstructor and --dict" in msg
-    msg = _error(_invoke(runner, ["encode", "digits", "--dict", str(square), "--reconstructor", str(run), *out]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--dict", str(square), "--reconstructor", str(run), *out]))
     assert "exactly one of --reconstructor and --dict" in msg
-    msg = _error(_invoke(runner, ["encode", "digits", "--reconstructor", str(run), "--nonzeros", "3", *out]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--reconstructor", str(run), "--nonzeros", "3", *out]))
     assert "apply to --dict only" in msg
     (tmp_path / "l.safetensors").write_bytes(b"keep")
-    msg = _error(_invoke(runner, ["encode", "digits", "--dict", str(square), *out]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--dict", str(square), *out]))
     assert "already exists" in msg and (tmp_path / "l.safetensors").read_bytes() == b"keep"
 
 
@@ -224,7 +214,7 @@ def test_cli_encode_with_a_reconstructor(runner, square, tmp_path, mode, test_di
     run = tmp_path / "run"
     run_training(load_config(None, [*FAST, "train.steps=3", f"train.dict={square}", "model.arch=mlp", f"recon.mode={mode}"]), run)
     out = tmp_path / "latents.safetensors"
-    res = _invoke(runner, ["encode", "digits", "--split", "test", "--reconstructor", str(run), "--out", str(out), "--json", "--batch-size", "100"])
+    res = invoke(runner, ["encode", "digits", "--split", "test", "--reconstructor", str(run), "--out", str(out), "--json", "--batch-size", "100"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     f = load_latents(out)
@@ -244,9 +234,9 @@ def test_cli_encode_with_a_reconstructor(runner, square, tmp_path, mode, test_di
     alone = tmp_path / "alone"
     alone.mkdir()
     shutil.copy(run / "reconstructor.safetensors", alone)
-    msg = _error(_invoke(runner, ["encode", "digits", "--reconstructor", str(alone / "reconstructor.safetensors"), "--out", str(tmp_path / "x.safetensors")]))
+    msg = error_text(invoke(runner, ["encode", "digits", "--reconstructor", str(alone / "reconstructor.safetensors"), "--out", str(tmp_path / "x.safetensors")]))
     assert "no generator beside the reconstructor" in msg and "--generator" in msg
-    res = _invoke(runner, ["encode", "digits", "--limit", "20", "--reconstructor", str(alone / "reconstructor.safetensors"), "--generator", str(run), "--out", str(tmp_path / "x.safetensors")])
+    res = invoke(runner, ["encode", "digits", "--limit", "20", "--reconstructor", str(alone / "reconstructor.safetensors"), "--generator", str(run), "--out", str(tmp_path / "x.safetensors")])
     assert res.exit_code == 0, res.output
 
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from sgan_cli.cli import app
+from helpers import error_text, invoke
 from sgan_cli.config import DataConfig, load_config
 from sgan_cli.contracts import content_hash, read_file, write_file
 from sgan_cli.data import load_data
@@ -40,16 +40,6 @@ def runs(tmp_path_factory):
     run_training(load_config(None, [*FAST, *steps, f"train.dict={patch}", "model.arch=dcgan"]), root / "patch")
     run_training(load_config(None, [*FAST, *steps, "model.arch=dcgan"]), root / "dense")
     return {"root": root, "whole": root / "whole", "patch": root / "patch", "dense": root / "dense", "whole_dict": whole, "patch_dict": patch}
-
-
-def _invoke(runner, args):
-    return runner.invoke(app, args, catch_exceptions=False)
-
-
-def _error(res) -> str:
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output
-    return " ".join(res.stderr.split())
 
 
 # --- latents -----------------------------------------------------------------------------
@@ -128,7 +118,7 @@ def test_codes_budget(runs):
 
 def test_cli_sample_same_seed_same_images_any_batch_size(runner, runs, tmp_path):
     def sample(name, *args):
-        res = _invoke(runner, ["sample", str(runs["whole"]), "-n", "40", "--out", str(tmp_path / name), "--json", *args])
+        res = invoke(runner, ["sample", str(runs["whole"]), "-n", "40", "--out", str(tmp_path / name), "--json", *args])
         assert res.exit_code == 0, res.output
         return json.loads(res.stdout), read_file(tmp_path / name / "samples.safetensors", "sgan.samples")
 
@@ -161,7 +151,7 @@ def test_cli_sample_same_seed_same_images_any_batch_size(runner, runs, tmp_path)
 
 
 def test_cli_sample_ema(runner, runs, tmp_path):
-    res = _invoke(runner, ["sample", str(runs["whole"]), "-n", "16", "--ema", "--out", str(tmp_path / "ema"), "--json", "--no-png"])
+    res = invoke(runner, ["sample", str(runs["whole"]), "-n", "16", "--ema", "--out", str(tmp_path / "ema"), "--json", "--no-png"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["ema"] is True
     got = read_file(tmp_path / "ema" / "samples.safetensors", "sgan.samples")
@@ -171,7 +161,7 @@ def test_cli_sample_ema(runner, runs, tmp_path):
     z = got.tensors["z"]
     assert torch.equal(got.tensors["images"], generate(ema, z, 16)[0])
     assert not torch.equal(got.tensors["images"], generate(plain, z, 16)[0])
-    msg = _error(_invoke(runner, ["sample", str(runs["patch"]), "--ema", "--out", str(tmp_path / "x")]))
+    msg = error_text(invoke(runner, ["sample", str(runs["patch"]), "--ema", "--out", str(tmp_path / "x")]))
     assert "has no EMA weights" in msg and "train.ema" in msg
     assert not (tmp_path / "x").exists()
 
@@ -179,7 +169,7 @@ def test_cli_sample_ema(runner, runs, tmp_path):
 def test_cli_dict_swap_accepted_when_the_shape_fits(runner, runs, tmp_path):
     torch.manual_seed(1)
     other = _dictionary(tmp_path / "other.safetensors", torch.randn(32, 64))
-    res = _invoke(runner, ["sample", str(runs["whole"]), "-n", "20", "--dict", str(other), "--out", str(tmp_path / "s"), "--json"])
+    res = invoke(runner, ["sample", str(runs["whole"]), "-n", "20", "--dict", str(other), "--out", str(tmp_path / "s"), "--json"])
     assert res.exit_code == 0, res.output
     swapped = read_file(tmp_path / "s" / "samples.safetensors", "sgan.samples")
     atoms = read_file(other, "sgan.dictionary").tensors["atoms"]
@@ -204,14 +194,14 @@ def test_cli_dict_swap_accepted_when_the_shape_fits(runner, runs, tmp_path):
 def test_cli_dict_swap_refused_when_the_shape_does_not_fit(runner, runs, tmp_path, kind, atoms, patch, message):
     dim = 9 if patch else 64
     other = _dictionary(tmp_path / "other.safetensors", torch.randn(atoms, dim), patch=patch)
-    msg = _error(_invoke(runner, ["sample", str(runs[kind]), "--dict", str(other), "--out", str(tmp_path / "s")]))
+    msg = error_text(invoke(runner, ["sample", str(runs[kind]), "--dict", str(other), "--out", str(tmp_path / "s")]))
     assert message in msg and str(other) in msg
     assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize("interp", ["linear", "slerp"])
 def test_cli_interpolate(runner, runs, tmp_path, interp):
-    res = _invoke(runner, ["sample", str(runs["patch"]), "--interpolate", "5", "--interp", interp, "-n", "3", "--seed", "2", "--out", str(tmp_path / "i"), "--json"])
+    res = invoke(runner, ["sample", str(runs["patch"]), "--interpolate", "5", "--interp", interp, "-n", "3", "--seed", "2", "--out", str(tmp_path / "i"), "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["pairs"] == 3 and summary["n"] == 15 and summary["pngs"] == 0
@@ -220,7 +210,7 @@ def test_cli_interpolate(runner, runs, tmp_path, interp):
     assert got.meta["interpolation"] == interp and got.meta["interpolate"] == "5"
     rows = got.tensors["images"].view(3, 5, 1, 8, 8)
     # endpoints are samples 2r and 2r + 1 of plain sampling with the same seed
-    res = _invoke(runner, ["sample", str(runs["patch"]), "-n", "6", "--seed", "2", "--out", str(tmp_path / "p"), "--no-png"])
+    res = invoke(runner, ["sample", str(runs["patch"]), "-n", "6", "--seed", "2", "--out", str(tmp_path / "p"), "--no-png"])
     plain = read_file(tmp_path / "p" / "samples.safetensors", "sgan.samples").tensors["images"]
     assert torch.equal(rows[:, 0], plain[0::2]) and torch.equal(rows[:, -1], plain[1::2])
     z = got.tensors["z"].view(3, 5, -1)
@@ -231,19 +221,19 @@ def test_cli_interpolate(runner, runs, tmp_path, interp):
 
 def test_cli_missing_or_wrong_files_are_refused(runner, runs, tmp_path):
     out = str(tmp_path / "s")
-    msg = _error(_invoke(runner, ["sample", str(tmp_path / "nope.safetensors"), "--out", out]))
+    msg = error_text(invoke(runner, ["sample", str(tmp_path / "nope.safetensors"), "--out", out]))
     assert "the generator file" in msg and "does not exist" in msg
     empty = tmp_path / "empty_run"
     empty.mkdir()
-    msg = _error(_invoke(runner, ["sample", str(empty), "--out", out]))
+    msg = error_text(invoke(runner, ["sample", str(empty), "--out", out]))
     assert "holds no generator.safetensors" in msg and "sgan train" in msg
-    msg = _error(_invoke(runner, ["sample", str(runs["whole_dict"]), "--out", out]))
+    msg = error_text(invoke(runner, ["sample", str(runs["whole_dict"]), "--out", out]))
     assert "is an sgan.dictionary file, but a sgan.generator file is needed" in msg
-    msg = _error(_invoke(runner, ["sample", str(runs["whole"] / "critic.safetensors"), "--out", out]))
+    msg = error_text(invoke(runner, ["sample", str(runs["whole"] / "critic.safetensors"), "--out", out]))
     assert "is an sgan.checkpoint file, but a sgan.generator file is needed" in msg
     text = tmp_path / "generator.safetensors"
     text.write_text("not a safetensors file")
-    msg = _error(_invoke(runner, ["sample", str(text), "--out", out]))
+    msg = error_text(invoke(runner, ["sample", str(text), "--out", out]))
     assert "not a readable safetensors file" in msg
     # weights that do not fit the architecture the config describes
     g = read_file(runs["whole"] / "generator.safetensors", "sgan.generator")
@@ -251,24 +241,24 @@ def test_cli_missing_or_wrong_files_are_refused(runner, runs, tmp_path):
     config["model"]["z_dim"] = 5
     bad = tmp_path / "bad" / "generator.safetensors"
     write_file(bad, "sgan.generator", g.tensors, config=config, lineage=g.lineage, meta=g.meta)
-    msg = _error(_invoke(runner, ["sample", str(bad.parent), "--out", out]))
+    msg = error_text(invoke(runner, ["sample", str(bad.parent), "--out", out]))
     assert "do not fit the architecture its config describes" in msg
     assert not (tmp_path / "s").exists()
 
 
 def test_cli_outputs_are_not_overwritten_without_force(runner, runs, tmp_path):
     out = tmp_path / "s"
-    assert _invoke(runner, ["sample", str(runs["dense"]), "-n", "12", "--out", str(out)]).exit_code == 0
+    assert invoke(runner, ["sample", str(runs["dense"]), "-n", "12", "--out", str(out)]).exit_code == 0
     before = (out / "samples.safetensors").read_bytes()
-    msg = _error(_invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--seed", "1", "--out", str(out)]))
+    msg = error_text(invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--seed", "1", "--out", str(out)]))
     assert "already exists" in msg and "--force" in msg
     assert (out / "samples.safetensors").read_bytes() == before
     (out / "samples.safetensors").unlink()
     (out / "grid.png").unlink()
-    msg = _error(_invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--out", str(out)]))
+    msg = error_text(invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--out", str(out)]))
     assert "already holds 12 numbered sample images" in msg
     # --force replaces everything: the folder then holds exactly the 5 new samples
-    assert _invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--out", str(out), "--force"]).exit_code == 0
+    assert invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--out", str(out), "--force"]).exit_code == 0
     assert sorted(p.name for p in out.glob("*.png")) == [f"{i:06d}.png" for i in range(5)] + ["grid.png"]
     assert len(load_data(DataConfig(name=str(out)))) == 5
 
@@ -284,12 +274,12 @@ def test_cli_outputs_are_not_overwritten_without_force(runner, runs, tmp_path):
     ],
 )
 def test_cli_bad_options(runner, runs, tmp_path, args, message):
-    msg = _error(_invoke(runner, ["sample", str(runs["dense"]), "--out", str(tmp_path / "s"), *args]))
+    msg = error_text(invoke(runner, ["sample", str(runs["dense"]), "--out", str(tmp_path / "s"), *args]))
     assert message in msg
     assert not (tmp_path / "s" / "samples.safetensors").exists()
 
 
 def test_cli_table_output(runner, runs, tmp_path):
-    res = _invoke(runner, ["sample", str(runs["patch"]), "-n", "4", "--out", str(tmp_path / "s")])
+    res = invoke(runner, ["sample", str(runs["patch"]), "-n", "4", "--out", str(tmp_path / "s")])
     assert res.exit_code == 0, res.output
     assert "images/s" in res.stdout and "6 3×3 patch atoms" in " ".join(res.stdout.split())

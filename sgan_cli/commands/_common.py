@@ -40,6 +40,18 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def print_fields(title: str, rows: list[tuple[str, str]]) -> None:
+    """A two-column field/value table on stdout: every command's human-readable summary."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for field, value in rows:
+        table.add_row(field, value)
+    out.print(table)
+
+
 def print_json(payload: dict[str, Any]) -> None:
     """One JSON object on stdout, nothing else."""
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")

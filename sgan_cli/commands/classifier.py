@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, SeedOpt, handle_errors, out, print_json, progress_bar
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, SeedOpt, handle_errors, print_fields, print_json, progress_bar
 
 
 @handle_errors
@@ -57,11 +57,6 @@ def classifier(
     if json_out:
         print_json(summary)
         return
-    from rich.table import Table
-
-    table = Table(title=f"Classifier {out_path}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
     rows = [
         ("data", f"{info.dataset}: {info.channels}×{info.image_size}×{info.image_size}, {info.n_classes} classes"),
         ("images", f"{info.n_train} train, {info.n_test} test"),
@@ -71,6 +66,4 @@ def classifier(
         ("file", str(out_path)),
         ("hash", digest),
     ]
-    for k, v in rows:
-        table.add_row(k, v)
-    out.print(table)
+    print_fields(f"Classifier {out_path}", rows)

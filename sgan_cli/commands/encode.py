@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, handle_errors, out, print_json, progress_bar
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, handle_errors, print_fields, print_json, progress_bar
 from ..errors import SganError
 
 
@@ -127,11 +127,6 @@ def encode(
     if json_out:
         print_json(summary)
         return
-    from rich.table import Table
-
-    table = Table(title=f"Encoded {data} → {out_path}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
     rows = [
         ("images", f"{n} from {images.source} ({images.channels}×{images.image_size}×{images.image_size})"),
         ("by", source),
@@ -142,6 +137,4 @@ def encode(
         ("files", f"{out_path}  {png_path}"),
         ("hash", digest),
     ]
-    for k, v in rows:
-        table.add_row(k, v)
-    out.print(table)
+    print_fields(f"Encoded {data} → {out_path}", rows)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, handle_errors, out, print_json, progress_bar, resolve_config
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, handle_errors, print_fields, print_json, progress_bar, resolve_config
 
 
 def atoms_png_path(out_path: Path) -> Path:
@@ -101,11 +101,6 @@ def learn_dict(
     if json_out:
         print_json(summary)
         return
-    from rich.table import Table
-
-    table = Table(title=f"Dictionary {out_path}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
     geometry = "whole images" if job.patch is None else f"{job.patch}×{job.patch} patches, stride {job.stride}"
     rows = [
         ("data", f"{job.dataset}: {job.channels}×{job.image_size}×{job.image_size}, {geometry}"),
@@ -119,6 +114,4 @@ def learn_dict(
         ("files", f"{out_path}  {png_path}"),
         ("hash", digest),
     ]
-    for k, v in rows:
-        table.add_row(k, v)
-    out.print(table)
+    print_fields(f"Dictionary {out_path}", rows)

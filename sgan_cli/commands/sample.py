@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DeviceOpt, JsonOpt, SeedOpt, handle_errors, out, print_json, progress_bar
+from ._common import DeviceOpt, JsonOpt, SeedOpt, handle_errors, print_fields, print_json, progress_bar
 
 
 @handle_errors
@@ -76,11 +76,6 @@ def sample(
     if json_out:
         print_json(summary)
         return
-    from rich.table import Table
-
-    table = Table(title=f"Samples {run.outputs.samples}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
     what = f"{count} pairs × {interpolate} points ({interp})" if interpolate is not None else f"{n_images} images"
     rows = [
         ("generator", describe(g)),
@@ -91,6 +86,4 @@ def sample(
         ("files", f"{run.outputs.samples}  {run.outputs.grid}" + (f"  {n_images} PNGs in {out_dir}" if run.outputs.pngs else "")),
         ("hash", run.hash),
     ]
-    for k, v in rows:
-        table.add_row(k, v)
-    out.print(table)
+    print_fields(f"Samples {run.outputs.samples}", rows)
