@@ -1,0 +1,247 @@
+"""The sparse-vs-dense study on real MNIST (mnist-5k), one command, resumable.
+
+Every run goes through the public CLI, as a user's shell script would: ``sgan classifier``
+and ``sgan learn-dict`` once, then per (objective, method, seed) ``sgan train`` →
+``sgan sample`` → ``sgan score`` with the mnist-5k classifier. Each finished run appends one
+JSON line to ``WORK/results.jsonl``; a run already there is skipped, so the study can be
+run in pieces (``--seeds 0`` today, ``--seeds 1 2`` tomorrow) without losing anything.
+``--summary`` (also printed after every invocation) writes the mean ± std table to
+``WORK/summary.md`` and the figures to ``docs/study/``.
+
+    python benchmarks/study_mnist.py                       # everything (about 2 h on 2 cores)
+    python benchmarks/study_mnist.py --seeds 0 --methods dense sparse-whole
+    python benchmarks/study_mnist.py --summary             # table and figures only
+
+Methods (equal generator steps, batch, critic and latent size; see README "Results"):
+  dense            dense WGAN-GP, MLP generator (z → 784 pixels, tanh)
+  sparse-whole     the same MLP emitting 784 codes over a square whole-image dictionary (seed 000)
+  sparse-patch     DCGAN generator emitting 100 code maps over a 3×3 patch dictionary (seed 002)
+  patch-recon      sparse-patch + the reconstructor (seed 002's Algorithm 1)
+  whole-vae        sparse-whole + the VAE encoder (seed 000)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# the same critic (MLP), latent size, batch and steps for every method; generator bodies:
+# an MLP for pixels or whole-image codes (identical parameter counts), a DCGAN body for
+# patch code maps (a convolutional generator is what patch codes need)
+COMMON = [
+    "--set", "model.z_dim=64", "--set", "model.critic_arch=mlp", "--set", "model.d_width=256",
+    "--set", "model.e_width=256", "--set", "train.batch_size=64", "--set", "train.log_every=50",
+    "--set", "train.grid_every=500", "--set", "train.save_every=500",
+]  # fmt: skip
+METHODS: dict[str, list[str]] = {
+    "dense": ["--arch", "mlp", "--set", "model.g_width=256"],
+    "sparse-whole": ["--arch", "mlp", "--set", "model.g_width=256", "--dict", "{whole}"],
+    "sparse-patch": ["--arch", "dcgan", "--set", "model.g_width=64", "--dict", "{patch}"],
+    "patch-recon": ["--arch", "dcgan", "--set", "model.g_width=64", "--dict", "{patch}", "--recon"],
+    "whole-vae": ["--arch", "mlp", "--set", "model.g_width=256", "--dict", "{whole}", "--recon", "vae"],
+}
+METRICS = ["fid", "kid", "inception", "modes", "pr"]
+
+
+def sgan(*args: str, json_out: bool = True) -> dict:
+    """Run one sgan command (same interpreter), return its JSON stdout; stderr passes through."""
+    cmd = [sys.executable, "-m", "sgan_cli", *args] + (["--json"] if json_out else [])
+    print("$ sgan " + " ".join(args), flush=True)
+    res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    if res.returncode != 0:
+        raise SystemExit(f"sgan {' '.join(args)} failed with exit code {res.returncode}")
+    return json.loads(res.stdout) if json_out else {}
+
+
+def setup(work: Path, root: Path) -> dict[str, Path]:
+    """Classifier, dictionaries and reference statistics, made once and reused."""
+    paths = {
+        "classifier": work / "classifier.safetensors",
+        "whole": work / "dict-whole.safetensors",
+        "patch": work / "dict-patch.safetensors",
+        "stats": work / "ref-stats.safetensors",
+    }
+    data = ["--data-root", str(root)]
+    if not paths["classifier"].exists():
+        sgan("classifier", "mnist", *data, "--out", str(paths["classifier"]))
+    if not paths["whole"].exists():
+        sgan("learn-dict", "mnist", *data, "--sparsity", "0.1", "--out", str(paths["whole"]))
+    if not paths["patch"].exists():
+        sgan("learn-dict", "mnist", *data, "--patch", "3", "--atoms", "100", "--out", str(paths["patch"]))
+    if not paths["stats"].exists():
+        sgan("score", "--ref", "mnist", *data, "--features", f"classifier:{paths['classifier']}", "--save-stats", str(paths["stats"]))
+    return paths
+
+
+def done_keys(results: Path) -> set[str]:
+    if not results.exists():
+        return set()
+    return {json.loads(line)["key"] for line in results.read_text().splitlines() if line.strip()}
+
+
+def run_one(work: Path, root: Path, paths: dict[str, Path], objective: str, method: str, seed: int, steps: int, n_samples: int) -> dict:
+    """train → sample → score one (objective, method, seed); returns the result row."""
+    run = work / "runs" / objective / method / f"seed{seed}"
+    args = [a.format(whole=paths["whole"], patch=paths["patch"]) for a in METHODS[method]]
+    t0 = time.perf_counter()
+    trained = sgan(
+        "train", "--gan", objective, "--data", "mnist", "--data-root", str(root), "--steps", str(steps),
+        "--seed", str(seed), "--out", str(run), "--force", *COMMON, *args,
+    )  # fmt: skip
+    t_train = time.perf_counter() - t0
+    samples = run / "samples"
+    sampled = sgan("sample", str(run), "-n", str(n_samples), "--seed", str(1000 + seed), "--no-png", "--out", str(samples), "--force")
+    metrics = list(METRICS) + (["sparsity"] if "--dict" in args else [])
+    scored = sgan("score", str(samples / "samples.safetensors"), *sum((["--metric", m] for m in metrics), []), "--ref", str(paths["stats"]), "--features", f"classifier:{paths['classifier']}")
+    support = [json.loads(line).get("support") for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "key": f"{objective}/{method}/seed{seed}",
+        "objective": objective,
+        "method": method,
+        "seed": seed,
+        "steps": steps,
+        "n_samples": n_samples,
+        "train_s": t_train,
+        "train": trained,
+        "sample_support": sampled.get("support_fraction"),
+        "score": scored,
+        "support_curve": support,
+        "run": str(run.relative_to(work)),
+    }
+
+
+def _metric(row: dict, name: str) -> float | None:
+    """A scalar from a score JSON: plain numbers, or the 'mean'/'value' of a structured entry."""
+    v = row["score"]["metrics"].get(name)
+    if isinstance(v, dict):
+        for key in ("value", "mean", "fraction", "classes_covered"):
+            if isinstance(v.get(key), (int, float)):
+                return float(v[key])
+        return None
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def summary(work: Path, docs: Path) -> str:
+    """Mean ± std per (objective, method) over seeds, beside the real-data ceiling; figures."""
+    results = work / "results.jsonl"
+    if not results.exists():
+        return "no results yet"
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["objective"], r["method"]), []).append(r)
+    names = ["fid", "kid", "inception", "modes", "precision", "recall", "sparsity"]
+    lines = ["| objective | method | seeds | " + " | ".join(names) + " | train s |", "|" + "---|" * (len(names) + 4)]
+
+    def fmt(vals: list[float]) -> str:
+        if not vals:
+            return "—"
+        if len(vals) == 1:
+            return f"{vals[0]:.4g}"
+        return f"{statistics.mean(vals):.4g} ± {statistics.stdev(vals):.2g}"
+
+    for (obj, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], list(METHODS).index(kv[0][1]))):
+        cells = [fmt([v for v in (_metric(r, n) for r in rs) if v is not None]) for n in names]
+        lines.append(f"| {obj} | {method} | {len(rs)} | " + " | ".join(cells) + f" | {statistics.mean(r['train_s'] for r in rs):.0f} |")
+    ceiling = rows[-1]["score"].get("ceiling") or {}
+    if ceiling:
+        cells = []
+        for n in names:
+            v = ceiling.get(n)
+            if isinstance(v, dict):
+                v = next((v[k] for k in ("value", "mean", "fraction", "classes_covered") if isinstance(v.get(k), (int, float))), None)
+            cells.append(f"{v:.4g}" if isinstance(v, (int, float)) else "—")
+        lines.append("| real data | (ceiling) | — | " + " | ".join(cells) + " | — |")
+    table = "\n".join(lines)
+    (work / "summary.md").write_text(table + "\n")
+    docs.mkdir(parents=True, exist_ok=True)
+    for (obj, method), rs in groups.items():
+        first = min(rs, key=lambda r: r["seed"])
+        grid = work / first["run"] / "samples" / "grid.png"
+        if grid.exists():
+            shutil.copyfile(grid, docs / f"{obj}-{method}.png")
+    for name in ("whole", "patch"):
+        atoms = work / f"dict-{name}_atoms.png"
+        if atoms.exists():
+            shutil.copyfile(atoms, docs / f"atoms-{name}.png")
+    plot_support(groups, docs / "support.png")
+    return table
+
+
+def plot_support(groups: dict[tuple[str, str], list[dict]], path: Path) -> None:
+    """Support fraction of the generator's codes over training (seed 0 of each sparse method),
+    drawn with Pillow (no plotting dependency)."""
+    from PIL import Image, ImageDraw
+
+    curves = {}
+    for (obj, method), rs in groups.items():
+        first = min(rs, key=lambda r: r["seed"])
+        ys = [y for y in first["support_curve"] if y is not None]
+        if ys:
+            curves[f"{obj} {method}"] = (ys, first["train"].get("steps", first["steps"]))
+    if not curves:
+        return
+    W, H, m = 640, 360, 50
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    d.rectangle([m, 10, W - 10, H - m], outline="black")
+    for i in range(6):  # y grid 0 … 1
+        y = H - m - i * (H - m - 10) / 5
+        d.line([m, y, W - 10, y], fill=(220, 220, 220))
+        d.text((5, y - 6), f"{i / 5:.1f}", fill="black")
+    d.text((W // 2 - 60, H - 30), "generator step (fraction of the run)", fill="black")
+    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
+    for k, (label, (ys, _)) in enumerate(sorted(curves.items())):
+        pts = [(m + (W - 10 - m) * (i + 1) / len(ys), H - m - y * (H - m - 10)) for i, y in enumerate(ys)]
+        c = colours[k % len(colours)]
+        if len(pts) > 1:
+            d.line(pts, fill=c, width=2)
+        d.text((m + 10, 15 + 14 * k), f"support: {label}", fill=c)
+    img.save(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mnist-root", type=Path, default=ROOT.parent / "shared" / "data" / "mnist-5k")
+    ap.add_argument("--work", type=Path, default=HERE / "results" / "study")
+    ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "study")
+    ap.add_argument("--objectives", nargs="+", default=["wgan-gp"], choices=["gan", "wgan", "wgan-gp", "hinge"])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=1200, help="generator steps per run")
+    ap.add_argument("--samples", type=int, default=2000, help="samples scored per run")
+    ap.add_argument("--summary", action="store_true", help="only rebuild the table and figures")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = args.work / "results.jsonl"
+    if not args.summary:
+        machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
+        paths = setup(args.work, args.mnist_root)
+        for objective in args.objectives:
+            for seed in args.seeds:
+                for method in args.methods:
+                    key = f"{objective}/{method}/seed{seed}"
+                    if key in done_keys(results):
+                        print(f"skip {key} (in {results})")
+                        continue
+                    row = run_one(args.work, args.mnist_root, paths, objective, method, seed, args.steps, args.samples)
+                    row["machine"] = machine
+                    with open(results, "a") as fh:  # one line per finished run: nothing lost if stopped
+                        fh.write(json.dumps(row) + "\n")
+                    print(f"done {key}: train {row['train_s']:.0f} s", flush=True)
+    print(summary(args.work, args.docs))
+
+
+if __name__ == "__main__":
+    main()
