@@ -95,11 +95,17 @@ def run_one(work: Path, root: Path, paths: dict[str, Path], objective: str, meth
     run = work / "runs" / objective / method / f"seed{seed}"
     args = [a.format(whole=paths["whole"], patch=paths["patch"]) for a in METHODS[method]]
     t0 = time.perf_counter()
-    trained = sgan(
-        "train", "--gan", objective, "--data", "mnist", "--data-root", str(root), "--steps", str(steps),
-        "--seed", str(seed), "--out", str(run), "--force", *COMMON, *args,
-    )  # fmt: skip
-    t_train = time.perf_counter() - t0
+    finished = run / "trained.json"  # a run trained before an interruption is not trained again
+    if finished.exists():
+        trained = json.loads(finished.read_text())
+        t_train = float(trained["seconds"])
+    else:
+        trained = sgan(
+            "train", "--gan", objective, "--data", "mnist", "--data-root", str(root), "--steps", str(steps),
+            "--seed", str(seed), "--out", str(run), "--force", *COMMON, *args,
+        )  # fmt: skip
+        t_train = time.perf_counter() - t0
+        finished.write_text(json.dumps(trained))
     samples = run / "samples"
     sampled = sgan("sample", str(run), "-n", str(n_samples), "--seed", str(1000 + seed), "--no-png", "--out", str(samples), "--force")
     metrics = list(METRICS) + (["sparsity"] if "--dict" in args else [])

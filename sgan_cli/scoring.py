@@ -159,6 +159,7 @@ class ImageSet:
     split: str | None = None  # data sets: the split loaded
     codes: Tensor | None = None  # sgan.samples of a sparse generator
     originals: Tensor | None = None  # sgan.latents: uint8 originals, same order as images
+    recorded_support: float | None = None  # sgan.samples: support fraction `sgan sample` measured over all codes
 
 
 def _file_kind(path: Path) -> str:
@@ -212,7 +213,15 @@ def load_images(spec: str, split: str, opts: ScoreOptions, limit: int | None, wh
             codes = f.tensors.get("codes")
             if codes is not None and codes.shape[0] != images.shape[0]:
                 raise SganError(f"{path}: codes has {codes.shape[0]} rows for {images.shape[0]} images", where=str(path), fix="write the samples again with sgan sample")
-            return _finish(images, opts.image_size, limit, source=str(path), kind="samples", name=path.stem, codes=codes)
+            recorded = None
+            if codes is None and limit is None:  # codes left out for size: the sampler's own measurement
+                try:
+                    recorded = float(f.meta.get("support_fraction", "nan"))
+                except ValueError:
+                    recorded = None
+                if recorded is not None and recorded != recorded:  # NaN: a dense generator
+                    recorded = None
+            return _finish(images, opts.image_size, limit, source=str(path), kind="samples", name=path.stem, codes=codes, recorded_support=recorded)
         recon = _uint8_images(f.tensors, "reconstructions", path)
         orig = _uint8_images(f.tensors, "originals", path)
         if orig.shape != recon.shape:
@@ -412,11 +421,11 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
 
     samples = load_images(opts.samples, opts.split, opts, opts.limit, "samples") if opts.samples is not None else None
     if samples is not None:
-        if "sparsity" in metrics and samples.codes is None:
+        if "sparsity" in metrics and samples.codes is None and samples.recorded_support is None:
             raise SganError(
-                f"--metric sparsity reads the codes stored with samples, and {samples.source} has none",
+                f"--metric sparsity reads the codes stored with samples (or the support fraction `sgan sample` recorded over all of them), and {samples.source} has neither",
                 where=samples.source,
-                fix="score a samples.safetensors written by `sgan sample` from a sparse generator",
+                fix="score a samples.safetensors written by `sgan sample` from a sparse generator (without --limit when its codes were left out)",
             )
         if "psnr" in metrics and samples.originals is None:
             raise SganError(
@@ -486,7 +495,7 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
                     ceiling = feature_metrics(real, ref, ceiling_metrics, opts, real_modes)
                     ceiling_note = f"{len(real.features)} real images of the {ref.heldout_description or 'held-out split'}, scored like the samples against the reference"
         if "sparsity" in metrics:
-            values["sparsity"] = support_fraction(samples.codes)
+            values["sparsity"] = support_fraction(samples.codes) if samples.codes is not None else samples.recorded_support
         if "psnr" in metrics:
             p = mean_psnr(samples.originals, samples.images)
             values |= {"psnr": p.mean, "psnr_std": p.std}

@@ -193,7 +193,13 @@ def test_sparsity_and_psnr(runner, tmp_path, digits_test):
 
     no_codes = _samples_file(tmp_path / "dense.safetensors", digits_test[:10])
     res = _run(runner, ["score", str(no_codes), "-m", "sparsity"])
-    assert res.exit_code == 2 and "has none" in " ".join(res.stderr.split())
+    assert res.exit_code == 2 and "has neither" in " ".join(res.stderr.split())
+    # codes left out for size (large patch runs): the support `sgan sample` measured over all of them
+    left_out = tmp_path / "left_out.safetensors"
+    write_file(left_out, "sgan.samples", {"images": digits_test[:10], "z": torch.randn(10, 4)}, meta={"support_fraction": "0.0625", "codes": "left out"})
+    assert _score(runner, left_out, "-m", "sparsity")["metrics"]["sparsity"] == pytest.approx(0.0625)
+    res = _run(runner, ["score", str(left_out), "-m", "sparsity", "--limit", "5"])  # a subset's support is unknown
+    assert res.exit_code == 2 and "has neither" in " ".join(res.stderr.split())
     res = _run(runner, ["score", str(no_codes), "-m", "psnr"])
     assert res.exit_code == 2 and "is not a latents file" in " ".join(res.stderr.split())
 
