@@ -147,7 +147,7 @@ def summary(work: Path, docs: Path) -> str:
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["objective"], r["method"]), []).append(r)
-    names = ["fid", "kid", "inception", "modes", "precision", "recall", "sparsity"]
+    names = ["fid", "kid", "inception", "modes", "modes_kl", "precision", "recall", "sparsity"]
     lines = ["| objective | method | seeds | " + " | ".join(names) + " | train s |", "|" + "---|" * (len(names) + 4)]
 
     def fmt(vals: list[float]) -> str:
@@ -181,13 +181,25 @@ def summary(work: Path, docs: Path) -> str:
         atoms = work / f"dict-{name}_atoms.png"
         if atoms.exists():
             shutil.copyfile(atoms, docs / f"atoms-{name}.png")
-    plot_support(groups, docs / "support.png")
+    plot_support(groups, docs / "support.png", dictionary_levels(work))
     return table
 
 
-def plot_support(groups: dict[tuple[str, str], list[dict]], path: Path) -> None:
+def dictionary_levels(work: Path) -> dict[str, float]:
+    """The support fraction of exact lasso codes of held-out real images, per dictionary."""
+    from sgan_cli.contracts import load_dictionary
+
+    levels = {}
+    for name in ("whole", "patch"):
+        path = work / f"dict-{name}.safetensors"
+        if path.exists():
+            levels[name] = load_dictionary(path).achieved_sparsity
+    return levels
+
+
+def plot_support(groups: dict[tuple[str, str], list[dict]], path: Path, levels: dict[str, float]) -> None:
     """Support fraction of the generator's codes over training (seed 0 of each sparse method),
-    drawn with Pillow (no plotting dependency)."""
+    with the dictionaries' own level on real images as dashed lines; drawn with Pillow."""
     from PIL import Image, ImageDraw
 
     curves = {}
@@ -206,7 +218,17 @@ def plot_support(groups: dict[tuple[str, str], list[dict]], path: Path) -> None:
         y = H - m - i * (H - m - 10) / 5
         d.line([m, y, W - 10, y], fill=(220, 220, 220))
         d.text((5, y - 6), f"{i / 5:.1f}", fill="black")
-    d.text((W // 2 - 60, H - 30), "generator step (fraction of the run)", fill="black")
+    steps = max(n for _, n in curves.values())
+    for i in range(5):  # x ticks
+        x = m + (W - 10 - m) * i / 4
+        d.line([x, H - m, x, H - m + 4], fill="black")
+        d.text((x - 12, H - m + 8), f"{steps * i // 4}", fill="black")
+    d.text((W // 2 - 40, H - 22), "generator step", fill="black")
+    for name, level in levels.items():  # dashed: what exact lasso codes of real images use
+        y = H - m - level * (H - m - 10)
+        for x0 in range(m, W - 10, 12):
+            d.line([x0, y, min(x0 + 6, W - 10), y], fill=(120, 120, 120))
+        d.text((W - 250, y - 13), f"{name} dictionary on real images: {level:.3f}", fill=(90, 90, 90))
     colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
     for k, (label, (ys, _)) in enumerate(sorted(curves.items())):
         pts = [(m + (W - 10 - m) * (i + 1) / len(ys), H - m - y * (H - m - 10)) for i, y in enumerate(ys)]
