@@ -96,9 +96,8 @@ def load_data(cfg: DataConfig) -> ImageData:
         data = _load_torchvision(name, Path(cfg.root) if cfg.root else default_root(), cfg.split, cfg.download)
     elif path.suffix == ".safetensors":
         data = _load_samples(path)
-    elif path.is_dir() and (path / "samples.safetensors").is_file():
-        # a folder written by `sgan sample`: its exact uint8 samples, not its PNGs plus grid.png
-        data = _load_samples(path / "samples.safetensors")
+    elif (samples_file := sample_folder_file(path)) is not None:
+        data = _load_samples(samples_file)
     elif path.is_dir():
         data = _load_folder(path, cfg.image_size)
     elif path.exists():
@@ -263,6 +262,15 @@ def _load_folder(folder: Path, size: int | None) -> ImageData:
         arrs.append(a[None] if gray else a.transpose(2, 0, 1))
     images = torch.from_numpy(np.stack(arrs))
     return ImageData(images, None, folder.name, str(folder))
+
+
+def sample_folder_file(path: Path) -> Path | None:
+    """The ``samples.safetensors`` of a folder written by ``sgan sample``, else None.
+
+    Such a folder is read through that file — the exact uint8 samples (and their codes),
+    not its numbered PNGs plus a grid of another size."""
+    f = path / "samples.safetensors"
+    return f if path.is_dir() and f.is_file() else None
 
 
 def _load_samples(path: Path) -> ImageData:

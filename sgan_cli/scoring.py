@@ -200,12 +200,10 @@ def _finish(images: Tensor, opts_size: int | None, limit: int | None, **kw: Any)
 
 def load_images(spec: str, split: str, opts: ScoreOptions, limit: int | None, what: str) -> ImageSet:
     """A folder, data set name, samples or latents file → :class:`ImageSet` (not stats)."""
-    from .data import DATASET_NAMES, load_data
+    from .data import DATASET_NAMES, load_data, sample_folder_file
 
     path = Path(spec)
-    if path.is_dir() and (path / "samples.safetensors").is_file():
-        # a folder written by `sgan sample`: its samples file holds the exact images and the codes
-        path = path / "samples.safetensors"
+    path = sample_folder_file(path) or path  # a folder written by `sgan sample`: its samples file, codes included
     if path.suffix == ".safetensors" and spec not in DATASET_NAMES:
         f = read_file(path, ("sgan.samples", "sgan.latents"), what=what)
         if f.kind == "sgan.samples":
