@@ -303,3 +303,10 @@ def test_fast_loop_computes_the_same_losses_as_the_eager_reference(digits_dict, 
     for got, want in zip(logged, expected):
         for k, v in want.items():
             assert got[k] == pytest.approx(v, rel=1e-4, abs=1e-5), (k, got[k], v)
+
+
+def test_train_config_errors_name_the_key(runner):
+    for setting, message in (("train.ema=1.5", "train.ema must be in [0, 1)"), ("recon.every=0", "recon.every ≥ 1"), ("gan.feature_matching=-1", "gan.feature_matching must be ≥ 0")):
+        res = runner.invoke(app, ["train", "--set", setting, "--dry-run"])
+        assert res.exit_code == 2 and message in " ".join(res.stderr.split()), (setting, res.stderr)
+        assert "Traceback" not in res.output
