@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sgan_cli.input_grad import input_gradient
+
 OBJECTIVES = ("gan", "wgan", "wgan-gp", "hinge")
 
 
@@ -48,13 +50,14 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, generator: t
 
     The norm is over each sample's *whole flattened* gradient [C·H·W] — taking it per pixel
     (over channels only) is a well-known bug in public code and penalises something else.
-    Returns the unweighted penalty; the caller multiplies by λ (10 by default).
+    Returns the unweighted penalty; the caller multiplies by λ (10 by default). ∇ₓD comes from
+    :func:`sgan_cli.input_grad.input_gradient`: a first-order graph for sgan's critics (no
+    double backward), autograd's ``create_graph`` gradient for any other critic.
     """
     b = real.shape[0]
     eps = torch.rand(b, *([1] * (real.dim() - 1)), generator=generator, device=real.device, dtype=real.dtype)
-    x_hat = (eps * real + (1.0 - eps) * fake.detach()).requires_grad_(True)
-    scores = critic(x_hat)
-    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    x_hat = eps * real + (1.0 - eps) * fake.detach()
+    grad = input_gradient(critic, x_hat)  # [B, C, H, W], differentiable in the critic's weights
     norms = grad.reshape(b, -1).norm(2, dim=1)  # [B]
     return (norms - 1.0).pow(2).mean()
 

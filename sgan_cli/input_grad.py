@@ -1,0 +1,171 @@
+"""∇ₓ Σᵢ D(xᵢ) for WGAN-GP's penalty, written as a first-order graph in the critic's weights.
+
+The usual way (``autograd.grad(D(x̂).sum(), x̂, create_graph=True)``, then ``backward``)
+differentiates twice through the critic. For critics built from linear maps (Linear, Conv2d,
+average pooling, reshapes, sums) and piecewise-linear activations (ReLU, LeakyReLU), the
+second pass does work whose result is known to be zero: an activation's derivative
+σ'(h) is piecewise constant, so ∂σ'(h)/∂θ = 0 almost everywhere, yet autograd still sends
+explicit zero gradients back through the whole forward graph of D(x̂) (every convolution's
+weight and input gradient, on zeros).
+
+Here the forward on x̂ runs without a graph and keeps only what the pullbacks need (the
+pre-activations for the masks, the input shapes); the input gradient is then built from
+forward ops — g ← gᵀW for a Linear, ``conv_transpose2d(g, W)`` for a Conv2d,
+``leaky_relu_backward(g, h)`` for an activation — so it is differentiable in the weights
+and the penalty's backward is a single first-order pass. Same maths as the double backward
+(tests compare the parameter gradients with autograd's), measured 1.4–1.5× faster on the
+DCGAN critics of 28×28 images (``benchmarks/bench_train.py``).
+
+Critics with any other layer (BatchNorm, LayerNorm/GroupNorm, minibatch discrimination, a
+user module) are not traced: :func:`input_gradient` then uses autograd's double backward.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+from sgan_cli.nets import Critic, DCGANFeatures, MLPFeatures, ResBlockDown, ResNetFeatures
+
+Pullback = Callable[[Tensor], Tensor]  # g = ∂(Σ out)/∂out  ↦  ∂(Σ out)/∂in, graph in the weights
+
+
+class _Untraceable(Exception):
+    """A layer with no first-order input-gradient rule here."""
+
+
+def _linear(m: nn.Linear, x: Tensor) -> tuple[Tensor, Pullback]:
+    # y = x Wᵀ + b  →  ∂/∂x = g W   (g [B, out], W [out, in])
+    return m(x), lambda g: g @ m.weight
+
+
+def _conv2d(m: nn.Conv2d, x: Tensor) -> tuple[Tensor, Pullback]:
+    if m.padding_mode != "zeros" or isinstance(m.padding, str):
+        raise _Untraceable(m)
+    y = m(x)
+    size_in = x.shape[-2:]
+
+    def pull(g: Tensor) -> Tensor:
+        # the adjoint of a strided conv is the transposed conv with the same weight [C_out, C_in, k, k];
+        # output_padding restores input sizes a strided conv rounded down
+        out_pad = [
+            size_in[d] - ((g.shape[-2 + d] - 1) * m.stride[d] - 2 * m.padding[d] + m.dilation[d] * (m.kernel_size[d] - 1) + 1)  # type: ignore[index]
+            for d in range(2)
+        ]
+        return F.conv_transpose2d(g, m.weight, None, m.stride, m.padding, out_pad, m.groups, m.dilation)  # type: ignore[arg-type]
+
+    return y, pull
+
+
+def _leaky_relu(m: nn.LeakyReLU, x: Tensor) -> tuple[Tensor, Pullback]:
+    h = x if not m.inplace else x.clone()  # the pre-activation decides the mask σ'(h) ∈ {slope, 1}
+    return m(x), lambda g: torch.ops.aten.leaky_relu_backward(g, h, m.negative_slope, False)
+
+
+def _relu(m: nn.ReLU, x: Tensor) -> tuple[Tensor, Pullback]:
+    h = x if not m.inplace else x.clone()
+    return m(x), lambda g: torch.ops.aten.threshold_backward(g, h, 0)
+
+
+def _avg_pool2d(m: nn.AvgPool2d, x: Tensor) -> tuple[Tensor, Pullback]:
+    kernel, pad = list(_pair(m.kernel_size)), list(_pair(m.padding))
+    stride = list(_pair(m.stride)) if m.stride else kernel
+    y = m(x)
+    return y, lambda g: torch.ops.aten.avg_pool2d_backward(g, x, kernel, stride, pad, m.ceil_mode, m.count_include_pad, m.divisor_override)
+
+
+def _flatten(m: nn.Flatten, x: Tensor) -> tuple[Tensor, Pullback]:
+    shape = x.shape
+    return m(x), lambda g: g.reshape(shape)
+
+
+def _identity(m: nn.Module, x: Tensor) -> tuple[Tensor, Pullback]:
+    return x, lambda g: g
+
+
+def _sequential(m: nn.Sequential, x: Tensor) -> tuple[Tensor, Pullback]:
+    pulls = []
+    for child in m:
+        x, pull = _trace(child, x)
+        pulls.append(pull)
+
+    def pull(g: Tensor) -> Tensor:
+        for p in reversed(pulls):
+            g = p(g)
+        return g
+
+    return x, pull
+
+
+def _custom(m: nn.Module, x: Tensor) -> tuple[Tensor, Pullback]:
+    """sgan's own critic modules (nets.py), by the structure of their ``forward``."""
+    if isinstance(m, (MLPFeatures, DCGANFeatures)):  # forward = self.net(x)
+        return _trace(m.net, x)
+    if isinstance(m, ResNetFeatures):  # forward = self.net(x).sum((2, 3))
+        y, pull = _trace(m.net, x)
+        return y.sum(dim=(2, 3)), lambda g: pull(g[:, :, None, None].expand(y.shape))
+    if isinstance(m, ResBlockDown):  # forward = main(x) + skip(x)
+        y_main, pull_main = _trace(m.main, x)
+        y_skip, pull_skip = _trace(m.skip, x)
+        return y_main + y_skip, lambda g: pull_main(g) + pull_skip(g)
+    if isinstance(m, Critic) and m.mbd is None:  # forward = head(features(x)).view(-1)
+        f, pull_f = _trace(m.features, x)
+        s, pull_s = _linear(m.head, f)
+        return s.view(-1), lambda g: pull_f(pull_s(g.view(-1, 1)))
+    raise _Untraceable(m)
+
+
+_RULES: dict[type, Callable[..., tuple[Tensor, Pullback]]] = {
+    nn.Linear: _linear,
+    nn.Conv2d: _conv2d,
+    nn.LeakyReLU: _leaky_relu,
+    nn.ReLU: _relu,
+    nn.AvgPool2d: _avg_pool2d,
+    nn.Flatten: _flatten,
+    nn.Identity: _identity,
+    nn.Sequential: _sequential,
+}
+
+
+def _trace(m: nn.Module, x: Tensor) -> tuple[Tensor, Pullback]:
+    rule = _RULES.get(type(m))  # exact types: a subclass may change forward
+    return rule(m, x) if rule is not None else _custom(m, x)
+
+
+_TRACEABLE: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def traceable(critic: nn.Module, example: Tensor) -> bool:
+    """Whether :func:`input_gradient` takes the first-order path for this critic (decided
+    once per critic on one sample, so an untraceable critic wastes no forward per step)."""
+    known = _TRACEABLE.get(critic)
+    if known is None:
+        try:
+            with torch.no_grad():
+                _trace(critic, example[:1])
+            known = True
+        except _Untraceable:
+            known = False
+        _TRACEABLE[critic] = known
+    return known
+
+
+def input_gradient(critic: nn.Module, x: Tensor) -> Tensor:
+    """∇ₓ Σᵢ D(xᵢ), shape of x [B, …], differentiable in the critic's parameters.
+
+    The first-order construction when every layer has a rule, else autograd's
+    ``create_graph`` gradient (one sample's gradient never depends on another's in either,
+    as long as the critic treats samples independently).
+    """
+    if not traceable(critic, x):
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        return grad
+    with torch.no_grad():  # masks and shapes only: no graph through D(x̂)
+        y, pull = _trace(critic, x)
+    return pull(torch.ones_like(y))
