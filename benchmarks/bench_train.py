@@ -6,7 +6,12 @@ plain loop. Each case alternates timed blocks of the two (after a warm-up) so dr
 machine load hit both alike; images/s counts every image through the critic and the
 generator (batch × (critic steps + 1) per iteration), as ``metrics.jsonl`` does.
 
-    python benchmarks/bench_train.py                 # all cases
+The eager loop always runs in fp32 with PyTorch's default NCHW layout; sgan runs each
+``--precision`` asked (fp32: the same arithmetic; bf16: mixed precision, whose losses
+``bench_precision.py`` compares with fp32's in distribution).
+
+    python benchmarks/bench_train.py                 # all cases, sgan in fp32 and bf16
+    python benchmarks/bench_train.py --precision fp32
     python benchmarks/bench_train.py --cases quickstart --blocks 3 --steps 40
     python benchmarks/bench_train.py --mnist-root ../shared/data/mnist-5k
 
@@ -73,13 +78,15 @@ def _real(case: str, mnist_root: Path | None) -> torch.Tensor:
     return torch.rand(4000, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
-def run_case(case: str, blocks: int, steps: int, mnist_root: Path | None) -> dict:
-    cfg = load_config(None, CASES[case])
+def run_case(case: str, blocks: int, steps: int, mnist_root: Path | None, precision: str = "fp32") -> dict:
+    cfg = load_config(None, [*CASES[case], f"train.precision={precision}"])
     real = _real(case, mnist_root)
     geometry = Geometry(real.shape[1], real.shape[-1])
     base = new_state(cfg, geometry, _dictionary(case), torch.device("cpu"))
     ours, ref = base, copy.deepcopy(base)
-    ref_opts = plain_optimizers(ref, cfg)
+    for module in ref.modules().values():  # the plain loop keeps PyTorch's default NCHW layout
+        module.to(memory_format=torch.contiguous_format)
+    ref_opts = plain_optimizers(ref, cfg)  # the plain loop runs in fp32 whatever ``precision``
     per_iter = cfg.train.batch_size * ((cfg.gan.critic_steps or 5) + 1)
     # warm-up (allocator, oneDNN primitive caches), untimed
     train_steps(ours, cfg, real, ours.step + 3)
@@ -96,6 +103,7 @@ def run_case(case: str, blocks: int, steps: int, mnist_root: Path | None) -> dic
     n_img = blocks * steps * per_iter
     return {
         "case": case,
+        "precision": precision,
         "batch_size": cfg.train.batch_size,
         "images": n_img,
         "ours_images_per_s": n_img / t_ours,
@@ -112,15 +120,17 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=4, help="alternating timed blocks per loop")
     ap.add_argument("--steps", type=int, default=25, help="generator iterations per block")
     ap.add_argument("--mnist-root", type=Path, default=None, help="torchvision MNIST root (e.g. ../shared/data/mnist-5k)")
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"], help="sgan's train.precision (the eager loop is fp32)")
     args = ap.parse_args()
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
     print(f"machine: {machine}")
-    print(f"{'case':<12} {'batch':>5} {'eager img/s':>12} {'sgan img/s':>11} {'speed-up':>9}")
+    print(f"{'case':<12} {'sgan precision':>14} {'batch':>5} {'eager img/s':>12} {'sgan img/s':>11} {'speed-up':>9}")
     rows = []
     for case in args.cases:
-        r = run_case(case, args.blocks, args.steps, args.mnist_root)
-        rows.append(r)
-        print(f"{case:<12} {r['batch_size']:>5} {r['eager_images_per_s']:>12.0f} {r['ours_images_per_s']:>11.0f} {r['speedup']:>8.2f}×", flush=True)
+        for precision in args.precision:
+            r = run_case(case, args.blocks, args.steps, args.mnist_root, precision)
+            rows.append(r)
+            print(f"{case:<12} {precision:>14} {r['batch_size']:>5} {r['eager_images_per_s']:>12.0f} {r['ours_images_per_s']:>11.0f} {r['speedup']:>8.2f}×", flush=True)
     out = HERE / "results" / "train.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))

@@ -4,8 +4,11 @@ The same nets, losses, optimisers, batch size and random draws (in the same orde
 same generator) as :func:`sgan_cli.training.train_steps`, written the plain way most GAN
 code is: the generator's forward keeps its graph during critic steps (and the output is
 detached), the critic scores real and fake images in two calls, the critic's weights keep
-``requires_grad`` during the generator step, optimisers use PyTorch's default (per-tensor)
-implementation. ``tests/test_training.py`` checks both loops give the same losses.
+``requires_grad`` during the generator step, the gradient penalty is autograd's
+``create_graph`` gradient (a double backward), optimisers use PyTorch's default
+(per-tensor) implementation, and the nets keep PyTorch's default NCHW layout (the caller
+converts them; ``bench_train.py`` does). ``tests/test_training.py`` checks both loops give
+the same losses.
 """
 
 from __future__ import annotations

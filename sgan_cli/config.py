@@ -106,6 +106,7 @@ class TrainConfig:
     save_every: int = 500  # steps between checkpoints
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
     ema: float = 0.0  # decay of an exponential moving average of the generator weights (e.g. 0.999); 0: off
+    precision: str = "fp32"  # "fp32"; "bf16" (mixed: bf16 matmuls/convs, fp32 weights and losses); "auto" (bf16 where the hardware has it)
 
 
 @dataclass

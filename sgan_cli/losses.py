@@ -1,7 +1,8 @@
 """GAN objectives (DESIGN §2.3) and the sparse-code penalty.
 
 Critic losses are minimised by the critic, generator losses by the generator; scores are the
-critic's raw outputs [B] (logits for ``gan``).
+critic's raw outputs [B] (logits for ``gan``). Every loss is computed in fp32, whatever
+precision the nets ran in (``train.precision``): its inputs are cast first (a no-op for fp32).
 
 | objective | critic loss                                   | generator loss        |
 |-----------|-----------------------------------------------|-----------------------|
@@ -24,6 +25,7 @@ OBJECTIVES = ("gan", "wgan", "wgan-gp", "hinge")
 
 def critic_loss(objective: str, real_scores: Tensor, fake_scores: Tensor) -> Tensor:
     """The critic's loss without the gradient penalty (see :func:`gradient_penalty`)."""
+    real_scores, fake_scores = real_scores.float(), fake_scores.float()
     if objective == "gan":
         return F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores)) + F.binary_cross_entropy_with_logits(
             fake_scores, torch.zeros_like(fake_scores)
@@ -37,6 +39,7 @@ def critic_loss(objective: str, real_scores: Tensor, fake_scores: Tensor) -> Ten
 
 def generator_loss(objective: str, fake_scores: Tensor) -> Tensor:
     """The generator's adversarial loss."""
+    fake_scores = fake_scores.float()
     if objective == "gan":
         # non-saturating: −log σ(D(G(z))) = BCE(D(G(z)), 1)
         return F.binary_cross_entropy_with_logits(fake_scores, torch.ones_like(fake_scores))
@@ -58,7 +61,7 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, generator: t
     eps = torch.rand(b, *([1] * (real.dim() - 1)), generator=generator, device=real.device, dtype=real.dtype)
     x_hat = eps * real + (1.0 - eps) * fake.detach()
     grad = input_gradient(critic, x_hat)  # [B, C, H, W], differentiable in the critic's weights
-    norms = grad.reshape(b, -1).norm(2, dim=1)  # [B]
+    norms = grad.float().reshape(b, -1).norm(2, dim=1)  # [B]
     return (norms - 1.0).pow(2).mean()
 
 
@@ -73,17 +76,17 @@ def l1_code_penalty(codes: Tensor | None) -> Tensor:
     """mean|a| over all code entries (seed 000's β-weighted penalty, unweighted here)."""
     if codes is None:
         return torch.zeros(())
-    return codes.abs().mean()
+    return codes.float().abs().mean()
 
 
 def latent_recon_loss(z_hat: Tensor, z: Tensor) -> Tensor:
     """Reconstructor loss of seed 002, eq. 6: mean_i ‖E(G(z_i)) − z_i‖² / z_dim (per coordinate)."""
-    return (z_hat - z).pow(2).mean()
+    return (z_hat.float() - z.float()).pow(2).mean()
 
 
 def image_recon_loss(x_hat: Tensor, x: Tensor) -> Tensor:
     """Seed 002, Algorithm 1 line 18: mean_i ‖G(E(x_i)) − x_i‖² / (C·H·W) (per pixel)."""
-    return (x_hat - x).pow(2).mean()
+    return (x_hat.float() - x.float()).pow(2).mean()
 
 
 def vae_loss(x_hat: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kl_weight: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -94,6 +97,7 @@ def vae_loss(x_hat: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kl_weight: fl
     Returns (total, KL per pixel).
     """
     n_pix = x[0].numel()
+    x_hat, x, mu, logvar = x_hat.float(), x.float(), mu.float(), logvar.float()
     rec = (x_hat - x).pow(2).flatten(1).sum(1)  # [B]
     kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(1)  # [B]
     return ((rec + kl_weight * kl) / n_pix).mean(), (kl / n_pix).mean()
@@ -101,4 +105,4 @@ def vae_loss(x_hat: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kl_weight: fl
 
 def feature_matching_loss(real_features: Tensor, fake_features: Tensor) -> Tensor:
     """Seed 003: ‖E_x f(x) − E_z f(G(z))‖² over the critic's penultimate features f [B, A]."""
-    return (real_features.mean(0) - fake_features.mean(0)).pow(2).sum()
+    return (real_features.float().mean(0) - fake_features.float().mean(0)).pow(2).sum()

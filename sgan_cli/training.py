@@ -40,6 +40,7 @@ from .nets import FEATURES, Critic, DCGANBody, Encoder, Generator, MLPBody, Patc
 
 ARCHS = ("mlp", "dcgan", "resnet")
 RECON_MODES = ("none", "latent", "vae")
+PRECISIONS = ("fp32", "bf16", "auto")
 
 # objective → (critic steps, optimiser, lr, β₁, β₂), DESIGN §2.3 (seed 004's table)
 OBJECTIVE_DEFAULTS: dict[str, tuple[int, str, float, float, float]] = {
@@ -194,6 +195,41 @@ def adam(params: Any, lr: float, betas: tuple[float, float]) -> torch.optim.Adam
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device multiplies bfloat16 in hardware: CUDA GPUs from Ampere on, CPUs
+    with AMX or AVX512-BF16 (elsewhere bf16 is emulated and slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence getattr
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """``train.precision`` → the autocast dtype of the forward passes, None for fp32 throughout.
+
+    bf16 is mixed precision: matmuls and convolutions run in bfloat16 with fp32 accumulation,
+    weights, optimiser states and losses stay fp32 (the loss functions cast their inputs).
+    "auto" picks bf16 only where :func:`native_bf16` says it is fast.
+    """
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}")  # check_train_config reports it to users
+    if name == "bf16" or (name == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """The forward passes' precision context (a no-op for fp32)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def preferred_layout(device: torch.device) -> torch.memory_format:
+    """channels-last (NHWC) on CPU: oneDNN's convolutions skip their NCHW↔NHWC reorders
+    (measured 1.1–1.3× per training step, benchmarks/bench_train.py); CUDA keeps NCHW (not
+    measured there)."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 @dataclass
 class TrainState:
     """Everything a checkpoint holds (DESIGN §3): nets, optimisers, step, RNG."""
@@ -237,6 +273,8 @@ def check_train_config(cfg: SganConfig) -> None:
         raise SganError(f"train.ema must be in [0, 1), got {cfg.train.ema}", where="train.ema / --ema", fix="use e.g. 0.999, or 0 to turn it off")
     if cfg.gan.feature_matching < 0:
         raise SganError("gan.feature_matching must be ≥ 0", where="gan.feature_matching", fix="use e.g. 1.0, or 0 to turn it off")
+    if cfg.train.precision not in PRECISIONS:
+        raise SganError(f"unknown precision {cfg.train.precision!r}", where="train.precision / --precision", fix="use fp32, bf16 or auto")
 
 
 def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, device: torch.device) -> TrainState:
@@ -246,13 +284,14 @@ def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | 
     gan = resolve_gan(cfg.gan)
     check_train_config(cfg)
     torch.manual_seed(cfg.train.seed)  # parameter initialisation: G, then D, then E
-    G = build_generator(cfg.model, geometry, dictionary).to(device)
-    D = build_critic(cfg.model, gan.objective, geometry).to(device)
+    layout = preferred_layout(device)  # before the optimisers: their states take the parameters' layout
+    G = build_generator(cfg.model, geometry, dictionary).to(device, memory_format=layout)
+    D = build_critic(cfg.model, gan.objective, geometry).to(device, memory_format=layout)
     rng = torch.Generator(device="cpu").manual_seed(cfg.train.seed + 1)
     fixed_z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.train.seed + 2))
     state = TrainState(G, D, make_optimizer(G.parameters(), gan, gan.lr_g), make_optimizer(D.parameters(), gan, gan.lr_d), rng, fixed_z.to(device))
     if cfg.recon.mode != "none":
-        state.encoder = build_encoder(cfg.model, geometry, cfg.recon.mode).to(device)
+        state.encoder = build_encoder(cfg.model, geometry, cfg.recon.mode).to(device, memory_format=layout)
         state.opt_e = adam(state.encoder.parameters(), cfg.recon.lr, (0.5, 0.9))
     if cfg.train.ema > 0:
         state.ema = copy.deepcopy(G).requires_grad_(False)
@@ -278,7 +317,7 @@ def _update_ema(ema: Generator, G: Generator, decay: float) -> None:
             be.copy_(b)
 
 
-def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor) -> dict[str, float]:
+def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor, amp: torch.dtype | None = None) -> dict[str, float]:
     """The third player, after the generator's adversarial step.
 
     latent (seed 002, Algorithm 1 lines 14–19): ``recon.steps`` encoder updates on
@@ -294,17 +333,19 @@ def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor) -> dict[str, 
     if rc.mode == "latent":
         for _ in range(rc.steps):
             z = torch.randn(B, z_dim, generator=state.rng).to(device)
-            with torch.no_grad():  # E learns to invert the current G; G is not updated here
-                xg = G(z)
-            loss_e = latent_recon_loss(E(xg), z)
+            with autocast(device, amp):
+                with torch.no_grad():  # E learns to invert the current G; G is not updated here
+                    xg = G(z)
+                loss_e = latent_recon_loss(E(xg), z)
             state.opt_e.zero_grad(set_to_none=True)
             loss_e.backward()
             state.opt_e.step()
             out["recon_e"] = loss_e.item()
         x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
-        with torch.no_grad():  # E frozen: z_x = E*(x) is data for the generator step
-            zx = E(x)
-        loss_r = image_recon_loss(G(zx), x)
+        with autocast(device, amp):
+            with torch.no_grad():  # E frozen: z_x = E*(x) is data for the generator step
+                zx = E(x)
+            loss_r = image_recon_loss(G(zx), x)
         state.opt_g.zero_grad(set_to_none=True)
         (rc.weight * loss_r).backward()
         state.opt_g.step()
@@ -312,10 +353,11 @@ def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor) -> dict[str, 
         return out
     for _ in range(rc.steps):  # vae
         x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
-        mu, logvar = E.stats(x)
-        eps = torch.randn(mu.shape, generator=state.rng).to(device)
-        x_hat = G(mu + torch.exp(0.5 * logvar) * eps)
-        loss, kl = vae_loss(x_hat, x, mu, logvar, rc.kl_weight)
+        with autocast(device, amp):
+            mu, logvar = E.stats(x)
+            eps = torch.randn(mu.shape, generator=state.rng).to(device)
+            x_hat = G(mu.float() + torch.exp(0.5 * logvar.float()) * eps)
+            loss, kl = vae_loss(x_hat, x, mu, logvar, rc.kl_weight)
         state.opt_e.zero_grad(set_to_none=True)
         state.opt_g.zero_grad(set_to_none=True)
         (rc.weight * loss).backward()
@@ -340,6 +382,9 @@ def train_steps(
     gan = resolve_gan(cfg.gan)
     G, D = state.generator, state.critic
     device = real.device
+    amp = resolve_precision(cfg.train.precision, device)
+    if real.dim() == 4:  # minibatches in the nets' layout (a no-op when the caller converted once)
+        real = real.contiguous(memory_format=preferred_layout(device))
     n, B, z_dim = real.shape[0], cfg.train.batch_size, cfg.model.z_dim
     beta, fm = cfg.model.beta, cfg.gan.feature_matching
     joint = D.mbd is None and not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in D.modules())
@@ -354,14 +399,15 @@ def train_steps(
             idx = torch.randint(0, n, (B,), generator=state.rng).to(device)
             z = torch.randn(B, z_dim, generator=state.rng).to(device)
             x = real[idx]
-            with torch.no_grad():  # the critic step needs G(z) as data, not G's graph
-                fake = G(z)
-            real_scores, fake_scores = _critic_scores(D, x, fake, joint)
-            loss_d = critic_loss(gan.objective, real_scores, fake_scores)
-            gp = torch.zeros((), device=device)
-            if gan.objective == "wgan-gp":
-                gp = gradient_penalty(D, x, fake, generator=state.rng)
-                loss_d = loss_d + gan.gp_lambda * gp
+            with autocast(device, amp):
+                with torch.no_grad():  # the critic step needs G(z) as data, not G's graph
+                    fake = G(z)
+                real_scores, fake_scores = _critic_scores(D, x, fake, joint)
+                loss_d = critic_loss(gan.objective, real_scores, fake_scores)
+                gp = torch.zeros((), device=device)
+                if gan.objective == "wgan-gp":
+                    gp = gradient_penalty(D, x, fake, generator=state.rng)
+                    loss_d = loss_d + gan.gp_lambda * gp
             state.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             state.opt_d.step()
@@ -370,26 +416,27 @@ def train_steps(
         # the generator step needs gradients through D to the images, not to D's weights
         D.requires_grad_(False)
         z = torch.randn(B, z_dim, generator=state.rng).to(device)
-        fake, codes = G.forward_codes(z)
-        f_fake = D.features(fake)
-        loss_adv = generator_loss(gan.objective, D.score(f_fake))
-        l1 = l1_code_penalty(codes).to(device)
-        loss_g = loss_adv + beta * l1
-        values = {"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "gp": gp.item(), "l1": l1.item()}
-        if fm > 0:
-            x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
-            with torch.no_grad():
-                f_real = D.features(x)
-            loss_fm = feature_matching_loss(f_real, f_fake)
-            loss_g = loss_g + fm * loss_fm
-            values["fm"] = loss_fm.item()
+        with autocast(device, amp):
+            fake, codes = G.forward_codes(z)
+            f_fake = D.features(fake)
+            loss_adv = generator_loss(gan.objective, D.score(f_fake))
+            l1 = l1_code_penalty(codes).to(device)
+            loss_g = loss_adv + beta * l1
+            values = {"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "gp": gp.item(), "l1": l1.item()}
+            if fm > 0:
+                x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+                with torch.no_grad():
+                    f_real = D.features(x)
+                loss_fm = feature_matching_loss(f_real, f_fake)
+                loss_g = loss_g + fm * loss_fm
+                values["fm"] = loss_fm.item()
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         state.opt_g.step()
         D.requires_grad_(True)
         state.step += 1
         if state.encoder is not None and cfg.recon.steps > 0 and state.step % cfg.recon.every == 0:
-            values.update(_recon_phase(state, cfg, real))
+            values.update(_recon_phase(state, cfg, real, amp))
         if state.ema is not None:
             _update_ema(state.ema, G, cfg.train.ema)
         if not all(math.isfinite(v) for v in values.values()):
@@ -445,9 +492,23 @@ def load_state_tensors(state: TrainState, tensors: dict[str, Tensor], meta: dict
                 pid, name = k[len(head) :].split(".", 1)
                 st.setdefault(int(pid), {})[name] = v
         opt.load_state_dict({"state": st, "param_groups": groups})
+        _match_state_layout(opt)
     state.rng.set_state(tensors["rng.state"])
     state.fixed_z = tensors["fixed_z"].to(state.fixed_z.device)
     state.step = int(meta["step"])
+
+
+def _match_state_layout(opt: torch.optim.Optimizer) -> None:
+    """Give each loaded optimiser state tensor its parameter's strides (checkpoints store
+    them contiguous; parameters may be channels-last). Needed for correctness, not only
+    speed: the fused Adam kernel walks parameter and state memory in the same order, so
+    mismatched layouts would pair the wrong elements."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for k, v in st.items():
+                if isinstance(v, Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 RUN_SECTIONS = ("data", "model", "gan", "recon", "train")  # the config sections a training run uses
@@ -484,6 +545,7 @@ class TrainResult:
     seconds: float
     last_log: dict[str, float]
     sparse: bool
+    precision: str = "fp32"  # what ran: "auto" resolved on this device
 
 
 def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], dictionary: DictionaryFile | None, geometry: Geometry) -> None:
@@ -612,4 +674,5 @@ def run_training(
         _save_outputs(state, cfg, paths, dictionary, geometry)
         raise
     _save_outputs(state, cfg, paths, dictionary, geometry)
-    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None)
+    precision = "bf16" if resolve_precision(cfg.train.precision, device) is not None else "fp32"
+    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None, precision)

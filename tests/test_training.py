@@ -66,8 +66,12 @@ def _weights(path):
         # the third player, an EMA and feature matching: their nets, optimisers and draws resume too
         ("model.arch=mlp", "recon.mode=latent", "recon.steps=2", "train.ema=0.9", "gan.feature_matching=1.0"),
         ("model.arch=mlp", "recon.mode=vae"),
+        # conv critic and encoder: channels-last parameters on CPU, Adam states reloaded in their layout
+        ("model.arch=dcgan", "model.d_width=8", "model.e_width=8", "recon.mode=latent"),
+        # mixed precision resumes bit for bit as well
+        ("model.arch=dcgan", "model.d_width=8", "train.precision=bf16"),
     ],
-    ids=["plain", "recon-ema-fm", "vae"],
+    ids=["plain", "recon-ema-fm", "vae", "conv", "bf16"],
 )
 def test_resume_is_bit_exact(tmp_path, digits_dict, options):
     extra = (f"train.dict={digits_dict}", "gan.objective=wgan-gp", "gan.critic_steps=2", *options)
@@ -278,7 +282,16 @@ def test_every_recipe_passes_dry_run(runner, recipe):
                 assert resolved[section][key] == value, (section, key)
 
 
-@pytest.mark.parametrize("options", [("recon.mode=latent",), ("gan.objective=wgan", "gan.critic_steps=2"), ("gan.objective=gan",)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("recon.mode=latent",),
+        ("gan.objective=wgan", "gan.critic_steps=2"),
+        ("gan.objective=gan",),
+        # conv critic and encoder: the first-order gradient penalty through convolutions, channels-last
+        ("model.arch=dcgan", "recon.mode=latent", "model.e_width=8"),
+    ],
+)
 def test_fast_loop_computes_the_same_losses_as_the_eager_reference(digits_dict, options):
     """Speed must not change the maths: from the same state and draws, sgan's loop and the
     plain eager loop of benchmarks/eager_reference.py give the same losses."""
@@ -297,6 +310,8 @@ def test_fast_loop_computes_the_same_losses_as_the_eager_reference(digits_dict, 
     real = load_data(DataConfig(name="digits")).floats()
     ours = new_state(cfg, Geometry(1, 8), load_dictionary(digits_dict), torch.device("cpu"))
     ref = copy.deepcopy(ours)
+    for module in ref.modules().values():  # the plain loop in PyTorch's default layout
+        module.to(memory_format=torch.contiguous_format)
     logged: list[dict] = []
     train_steps(ours, cfg, real, 4, on_log=logged.append)
     expected = eager_steps(ref, cfg, real, 4, plain_optimizers(ref, cfg))
@@ -310,3 +325,47 @@ def test_train_config_errors_name_the_key(runner):
         res = runner.invoke(app, ["train", "--set", setting, "--dry-run"])
         assert res.exit_code == 2 and message in " ".join(res.stderr.split()), (setting, res.stderr)
         assert "Traceback" not in res.output
+
+
+def test_bf16_mixed_precision_tracks_fp32_and_keeps_fp32_weights(digits_dict):
+    """train.precision=bf16 runs the forward passes in bfloat16: from the same state and
+    draws its first losses are fp32's to bf16 accuracy (not bit-equal: bf16 really ran),
+    while weights, optimiser states and the logged losses stay fp32."""
+    import copy
+
+    from sgan_cli.config import DataConfig
+    from sgan_cli.contracts import load_dictionary
+    from sgan_cli.data import load_data
+    from sgan_cli.training import Geometry, new_state, train_steps
+
+    opts = (f"train.dict={digits_dict}", "model.arch=dcgan", "recon.mode=latent", "model.e_width=8", "train.log_every=1", "gan.critic_steps=2")
+    real = load_data(DataConfig(name="digits")).floats()
+    cfg32, cfg16 = _cfg(*opts), _cfg(*opts, "train.precision=bf16")
+    s32 = new_state(cfg32, Geometry(1, 8), load_dictionary(digits_dict), torch.device("cpu"))
+    s16 = copy.deepcopy(s32)
+    log32: list[dict] = []
+    log16: list[dict] = []
+    train_steps(s32, cfg32, real, 1, on_log=log32.append)
+    train_steps(s16, cfg16, real, 1, on_log=log16.append)
+    keys = ("loss_d", "loss_g", "gp", "l1", "recon_e", "recon_g")
+    for k in keys:
+        assert log16[0][k] == pytest.approx(log32[0][k], rel=0.05, abs=0.02), (k, log16[0][k], log32[0][k])
+    assert any(log16[0][k] != log32[0][k] for k in keys)
+    for state in (s16,):
+        for module in state.modules().values():
+            assert all(p.dtype == torch.float32 for p in module.parameters())
+        for opt in state.optimizers().values():
+            assert all(v.dtype == torch.float32 for st in opt.state.values() for v in st.values() if v.dim() > 0)
+
+
+def test_precision_setting(runner):
+    from sgan_cli.training import native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None and resolve_precision("bf16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", cpu) is (torch.bfloat16 if native_bf16(cpu) else None)
+    res = runner.invoke(app, ["train", "--precision", "bf16", "--dry-run", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["train"]["precision"] == "bf16"
+    res = runner.invoke(app, ["train", "--precision", "half", "--dry-run"])
+    assert res.exit_code == 2 and "unknown precision 'half'" in res.stderr and "fp32, bf16 or auto" in " ".join(res.stderr.split())
+    assert "Traceback" not in res.output

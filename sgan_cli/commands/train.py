@@ -46,6 +46,10 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size. (default: 64)", show_default=False)] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
+    precision: Annotated[
+        Optional[str],
+        typer.Option("--precision", help="fp32; bf16 (mixed precision: bf16 matmuls and convolutions, fp32 weights and losses); auto (bf16 where the CPU/GPU has it). (default: fp32)", show_default=False),
+    ] = None,
     recipe: RecipeOpt = None,
     set_: SetOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/default"),
@@ -72,6 +76,7 @@ def train(
         "gan.objective": gan, "train.dict": dict_path, "data.name": data, "data.root": data_root, "data.limit": limit,
         "model.arch": arch, "recon.mode": recon, "model.minibatch_disc": minibatch_disc, "gan.feature_matching": feature_matching,
         "train.ema": ema, "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.device": device,
+        "train.precision": precision,
     }  # fmt: skip
     cfg = resolve_config(recipe, set_, flags)
     # with --resume the run's own configuration holds; only its length and device may change
@@ -94,12 +99,13 @@ def train(
         "resumed_from": result.resumed_from,
         "seconds": result.seconds,
         "sparse": result.sparse,
+        "precision": result.precision,
         **{f"last_{k}": v for k, v in result.last_log.items()},
     }
     if json_out:
         print_json(summary)
         return
     line = "  ".join(f"{k}={v:.4g}" for k, v in result.last_log.items() if k != "step")
-    out.print(f"trained {result.steps} steps ({'sparse' if result.sparse else 'dense'}) in {result.seconds:.1f} s → {result.out}")
+    out.print(f"trained {result.steps} steps ({'sparse' if result.sparse else 'dense'}, {result.precision}) in {result.seconds:.1f} s → {result.out}")
     if line:
         err.print(f"last log: {line}", highlight=False)
