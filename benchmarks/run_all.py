@@ -26,6 +26,7 @@ def main() -> None:
     runs = [
         ["bench_learn_dict.py", *(mnist if mnist else ["--cases", "a", "b"])],
         ["bench_train.py", *mnist],
+        ["bench_penalty.py"],
         ["bench_precision.py"],
         ["bench_sample.py"],
         ["bench_score.py", *mnist],

@@ -13,8 +13,8 @@ pre-activations for the masks, the input shapes); the input gradient is then bui
 forward ops — g ← gᵀW for a Linear, ``conv_transpose2d(g, W)`` for a Conv2d,
 ``leaky_relu_backward(g, h)`` for an activation — so it is differentiable in the weights
 and the penalty's backward is a single first-order pass. Same maths as the double backward
-(tests compare the parameter gradients with autograd's), measured 1.4–1.5× faster on the
-DCGAN critics of 28×28 images (``benchmarks/bench_train.py``).
+(tests compare the parameter gradients with autograd's); the penalty with its backward
+runs 1.5–1.8× faster on sgan's critics (``benchmarks/bench_penalty.py``, 2 CPU cores).
 
 Critics with any other layer (BatchNorm, LayerNorm/GroupNorm, minibatch discrimination, a
 user module) are not traced: :func:`input_gradient` then uses autograd's double backward.

@@ -220,7 +220,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
     """The forward passes' precision context (a no-op for fp32)."""
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 def preferred_layout(device: torch.device) -> torch.memory_format:
