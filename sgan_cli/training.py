@@ -640,7 +640,8 @@ def run_training(
     if cfg.train.dict is not None:
         dictionary = load_dictionary(cfg.train.dict)
         check_dictionary_fits(dictionary, geometry, cfg.train.dict)
-    real = data.floats().to(device)
+    # converted here once, so train_steps' layout conversion is a no-op (no second copy of the data)
+    real = data.floats().to(device).contiguous(memory_format=preferred_layout(device))
     state = new_state(cfg, geometry, dictionary, device)
     start = 0
     if resume:
