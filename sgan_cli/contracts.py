@@ -135,6 +135,17 @@ def write_file(
 # kind → function(tensors, meta, path) raising SganError when shapes do not fit
 _VALIDATORS: dict[str, Callable[[dict[str, Any], dict[str, str], Path], None]] = {}
 
+# the module whose import registers each kind's checks (next to the code that writes the kind);
+# read_file imports it on demand, so a reader that never imported the writer (``score`` reading
+# a samples file) still gets the checks
+_VALIDATOR_MODULES: dict[str, str] = {
+    "sgan.generator": "sgan_cli.run_files",
+    "sgan.samples": "sgan_cli.sampling",
+    "sgan.latents": "sgan_cli.encoding",
+    "sgan.stats": "sgan_cli.scoring",
+    "sgan.classifier": "sgan_cli.classifier",
+}
+
 
 def register_validator(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Decorator: the shape checks run by :func:`read_file` for one kind."""
@@ -144,6 +155,18 @@ def register_validator(kind: str) -> Callable[[Callable[..., None]], Callable[..
         return fn
 
     return deco
+
+
+def peek_kind(path: str | Path) -> str | None:
+    """The ``kind`` in a safetensors file's header, without reading its tensors; None for a
+    file that is not readable safetensors (read_file then says what is wrong)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("kind")
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return None
 
 
 def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "input") -> SganFile:
@@ -201,6 +224,10 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
     except json.JSONDecodeError:
         raise SganError(f"{path} has corrupt metadata (config or lineage is not JSON)", where=str(path), fix="write the file again") from None
     meta = {k: v for k, v in metadata.items() if k not in _RESERVED}
+    if found not in _VALIDATORS and found in _VALIDATOR_MODULES:
+        import importlib
+
+        importlib.import_module(_VALIDATOR_MODULES[found])
     validator = _VALIDATORS.get(found)
     if validator is not None:
         validator(tensors, meta, path)

@@ -42,7 +42,11 @@ def canonical_order(images: Tensor) -> Tensor:
     """
     flat = images.reshape(images.shape[0], -1)
     if flat.shape[1] >= 2**24:
-        raise ValueError("images too large to hash exactly")
+        raise SganError(
+            f"images of {flat.shape[1]} values each are too large to order by content (the limit is {2**24 - 1})",
+            where="the images to score",
+            fix="pass --image-size to score them at a smaller size",
+        )
     gen = torch.Generator().manual_seed(0x5C0DE)
     weights = torch.randint(0, 2**31, (flat.shape[1],), generator=gen, dtype=torch.int64).to(flat.device)
     keys = torch.zeros(flat.shape[0], dtype=torch.int64, device=flat.device)

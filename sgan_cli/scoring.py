@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from .config import DataConfig
-from .contracts import check_writable, read_file, register_validator, require_tensor, write_file
+from .contracts import check_writable, peek_kind, read_file, register_validator, require_tensor, write_file
 from .errors import SganError
 from .features import Extractor, Features, check_images, class_predictions, extract, load_extractor
 from .metrics import (
@@ -162,18 +162,11 @@ class ImageSet:
     recorded_support: float | None = None  # sgan.samples: support fraction `sgan sample` measured over all codes
 
 
-def _file_kind(path: Path) -> str:
-    """The sgan kind of a .safetensors file (read_file checks it and the schema)."""
-    return read_file(path, ("sgan.samples", "sgan.latents", "sgan.stats"), what="input").kind
-
-
-def _uint8_images(tensors: dict[str, Tensor], name: str, path: Path) -> Tensor:
-    t = require_tensor(tensors, name, 4, path)
-    if t.dtype != torch.uint8:
-        raise SganError(f"{path}: {name} must be uint8 [N, C, H, W], found {t.dtype}", where=str(path), fix="write the file again with sgan")
-    if t.shape[0] == 0:
+def _nonempty(images: Tensor, path: Path) -> Tensor:
+    """uint8 [N, C, H, W] as read_file's kind checks left it; N ≥ 1 is scoring's own need."""
+    if images.shape[0] == 0:
         raise SganError(f"{path} holds no images", where=str(path), fix="give a file with images")
-    return t
+    return images
 
 
 def _finish(images: Tensor, opts_size: int | None, limit: int | None, **kw: Any) -> ImageSet:
@@ -205,12 +198,10 @@ def load_images(spec: str, split: str, opts: ScoreOptions, limit: int | None, wh
     path = Path(spec)
     path = sample_folder_file(path) or path  # a folder written by `sgan sample`: its samples file, codes included
     if path.suffix == ".safetensors" and spec not in DATASET_NAMES:
-        f = read_file(path, ("sgan.samples", "sgan.latents"), what=what)
+        f = read_file(path, ("sgan.samples", "sgan.latents"), what=what)  # its kind's checks: dtypes, rows, shapes
         if f.kind == "sgan.samples":
-            images = _uint8_images(f.tensors, "images", path)
+            images = _nonempty(f.tensors["images"], path)
             codes = f.tensors.get("codes")
-            if codes is not None and codes.shape[0] != images.shape[0]:
-                raise SganError(f"{path}: codes has {codes.shape[0]} rows for {images.shape[0]} images", where=str(path), fix="write the samples again with sgan sample")
             recorded = None
             if codes is None and limit is None:  # codes left out for size: the sampler's own measurement
                 try:
@@ -220,10 +211,8 @@ def load_images(spec: str, split: str, opts: ScoreOptions, limit: int | None, wh
                 if recorded is not None and recorded != recorded:  # NaN: a dense generator
                     recorded = None
             return _finish(images, opts.image_size, limit, source=str(path), kind="samples", name=path.stem, codes=codes, recorded_support=recorded)
-        recon = _uint8_images(f.tensors, "reconstructions", path)
-        orig = _uint8_images(f.tensors, "originals", path)
-        if orig.shape != recon.shape:
-            raise SganError(f"{path}: originals {tuple(orig.shape)} and reconstructions {tuple(recon.shape)} differ in shape", where=str(path), fix="write the latents again with sgan encode")
+        recon = _nonempty(f.tensors["reconstructions"], path)
+        orig = f.tensors["originals"]
         return _finish(recon, opts.image_size, limit, source=str(path), kind="latents", name=path.stem, originals=orig)
     data = load_data(DataConfig(name=spec, root=opts.data_root, split=split, image_size=opts.image_size, download=opts.download))
     if len(data) == 0:
@@ -436,12 +425,18 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
     extractor = load_extractor(opts.features, opts.weights, opts.custom_weights, opts.download) if needs_extractor else None
     batch = opts.batch_size or (50 if extractor is not None and extractor.kind == "inception" else 500)
     want_ceiling = extractor is not None and (opts.ceiling if opts.ceiling is not None else extractor.kind == "classifier")
+    # what the samples need from the extractor, decided (and their size checked) before any extraction:
+    # stacked colour digits (modes only) are classified per channel, everything else whole
+    stacked = samples is not None and extractor is not None and "modes" in metrics and extractor.kind == "classifier" and extractor.channels == 1 and samples.images.shape[1] > 1
+    extract_samples = samples is not None and extractor is not None and (bool([m for m in metrics if m in NEEDS_FEATURES and m != "modes"]) or (not stacked and "modes" in metrics))
+    if extract_samples:
+        check_images(extractor, samples.images, "samples")  # type: ignore[union-attr, arg-type]
 
     # the reference: a stats file, or images to extract
     ref: Reference | None = None
     if opts.ref is not None and extractor is not None and (any(m in NEEDS_REF for m in metrics) or want_ceiling or opts.save_stats):
         ref_path = Path(opts.ref)
-        if ref_path.suffix == ".safetensors" and ref_path.is_file() and _file_kind(ref_path) == "sgan.stats":
+        if ref_path.suffix == ".safetensors" and ref_path.is_file() and peek_kind(ref_path) == "sgan.stats":
             if opts.save_stats is not None:
                 raise SganError(f"--ref {ref_path} is already a statistics file", where="--save-stats", fix="drop --save-stats")
             ref = load_stats(ref_path, extractor)
@@ -465,19 +460,13 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
                 ref.heldout = extract(extractor, held.images, batch, device, stage("held-out"))
                 ref.heldout_description = f"{held.name} {held_split} split ({len(held.images)} images)"
 
-    stats_hash = None
-    if opts.save_stats is not None and ref is not None and extractor is not None:
-        stats_hash = save_stats(Path(opts.save_stats), ref, extractor, opts.force)
-
     values: dict[str, float] = {}
     ceiling: dict[str, float] | None = None
     ceiling_note = ""
     if samples is not None:
         feats = None
         if extractor is not None and any(m in NEEDS_FEATURES for m in metrics):
-            stacked = "modes" in metrics and extractor.kind == "classifier" and extractor.channels == 1 and samples.images.shape[1] > 1
-            if [m for m in metrics if m in NEEDS_FEATURES and m != "modes"] or not stacked:
-                check_images(extractor, samples.images, "samples")
+            if extract_samples:
                 feats = extract(extractor, samples.images, batch, device, stage("samples"))
             modes = class_predictions(extractor, samples.images, batch, device, None if feats is None else feats.logits) if "modes" in metrics else None
             values = feature_metrics(feats, ref, metrics, opts, modes)
@@ -497,6 +486,11 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
         if "psnr" in metrics:
             p = mean_psnr(samples.originals, samples.images)
             values |= {"psnr": p.mean, "psnr_std": p.std}
+
+    # written last: a score that fails on its samples leaves no statistics file behind
+    stats_hash = None
+    if opts.save_stats is not None and ref is not None and extractor is not None:
+        stats_hash = save_stats(Path(opts.save_stats), ref, extractor, opts.force)
 
     return ScoreResult(
         metrics=metrics,

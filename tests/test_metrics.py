@@ -183,3 +183,9 @@ def test_fid_small_set_form_equals_covariance_form():
     rows = frechet_distance(a, b)  # n < D: SVD of the n₁×n₂ cross product
     a.centered = b.centered = None
     assert frechet_distance(a, b) == pytest.approx(rows, rel=1e-7)  # D×D eigendecompositions
+
+
+def test_canonical_order_refuses_images_it_cannot_hash_exactly():
+    """Above 2²⁴ values per image the int64 content hash could overflow: a user error, not a crash."""
+    with pytest.raises(SganError, match="too large to order by content.*--image-size"):
+        canonical_order(torch.zeros(1, 3, 2400, 2400, dtype=torch.uint8))

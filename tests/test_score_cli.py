@@ -150,6 +150,24 @@ def test_stats_cache_round_trip_and_extractor_check(runner, tmp_path, clf, digit
     assert res.exit_code == 2 and "already exists" in res.stderr
 
 
+def test_failed_score_leaves_no_stats_file(runner, tmp_path, clf, digits_test, monkeypatch):
+    """--save-stats is written only once the samples are scored: a failure leaves nothing to
+    refuse on the rerun, and samples the extractor cannot read fail before any extraction."""
+    stats = tmp_path / "stats.safetensors"
+    few = _samples_file(tmp_path / "few.safetensors", digits_test[:5])
+    res = _run(runner, ["score", str(few), "-m", "inception", "--ref", "digits", "--features", f"classifier:{clf}", "--save-stats", str(stats)])
+    assert res.exit_code == 2 and "at least 10" in " ".join(res.stderr.split()) and not stats.exists()
+    import sgan_cli.scoring
+
+    extracted: list[int] = []
+    real_extract = sgan_cli.scoring.extract
+    monkeypatch.setattr(sgan_cli.scoring, "extract", lambda ex, images, *a: extracted.append(len(images)) or real_extract(ex, images, *a))
+    big = _samples_file(tmp_path / "big.safetensors", torch.zeros(12, 1, 16, 16, dtype=torch.uint8))
+    res = _run(runner, ["score", str(big), "-m", "fid", "--ref", "digits", "--features", f"classifier:{clf}", "--save-stats", str(stats)])
+    assert res.exit_code == 2 and "pass --image-size 8" in " ".join(res.stderr.split()) and not stats.exists()
+    assert extracted == []  # refused before the reference was extracted
+
+
 def test_thresholds_exit_codes(runner, tmp_path, clf, digits_test):
     samples = _samples_file(tmp_path / "s.safetensors", digits_test[:100])
     base = ["score", str(samples), "-m", "fid", "-m", "inception", "--ref", "digits", "--features", f"classifier:{clf}"]
@@ -243,6 +261,8 @@ def test_ceiling_needs_a_data_set_reference(runner, tmp_path, clf, digits_test):
         (["{big}", "-m", "inception", "--features", "classifier:{clf}"], "pass --image-size 8"),
         (["{samples}", "-m", "modes", "--features", "classifier:{clf}", "--ref", "digits", "--ref-split", "val"], "unknown split 'val'"),
         ([], "no SAMPLES to score"),
+        # a malformed samples file is caught by its kind's checks even though score never imports the sampler
+        (["{badcodes}", "-m", "sparsity"], "tensor 'codes' has 0 rows for 20 images"),
     ],
 )
 def test_user_errors(runner, tmp_path, clf, digits_test, args, message):
@@ -253,8 +273,9 @@ def test_user_errors(runner, tmp_path, clf, digits_test, args, message):
     write_file(tmp_path / "dict.safetensors", "sgan.dictionary", {"atoms": torch.eye(4)}, meta={"channels": "1", "image_size": "2", "patch": "null", "stride": "1"})
     _samples_file(tmp_path / "s.safetensors", digits_test[:20])
     _samples_file(tmp_path / "big.safetensors", torch.zeros(12, 1, 16, 16, dtype=torch.uint8))
+    _samples_file(tmp_path / "badcodes.safetensors", digits_test[:20], codes=torch.tensor(0.5))
     names = {"empty": tmp_path / "empty", "dictionary": tmp_path / "dict.safetensors", "samples": tmp_path / "s.safetensors",
-             "big": tmp_path / "big.safetensors", "clf": clf, "tmp": tmp_path}
+             "big": tmp_path / "big.safetensors", "badcodes": tmp_path / "badcodes.safetensors", "clf": clf, "tmp": tmp_path}
     res = _run(runner, ["score", *(a.format(**names) for a in args)])
     assert res.exit_code == 2, res.output
     assert message in " ".join(res.stderr.split())
