@@ -67,8 +67,28 @@ def content_hash(tensors: Mapping[str, Any]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest existing ancestor of ``folder`` (itself included) when it is not a folder."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
+def ensure_folder(folder: Path) -> None:
+    """``mkdir -p folder``, or one SganError when an existing file is in the way."""
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        raise SganError(f"cannot create the folder {folder}: {blocker} is a file", where=str(folder), fix="choose an output path that is not inside a file")
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def check_writable(path: Path, force: bool) -> None:
-    """Refuse to replace an existing output unless ``force``; called before long work starts."""
+    """Refuse to replace an existing output unless ``force``, or to write inside a file; called
+    before long work starts."""
+    blocker = _file_in_the_way(path.parent)
+    if blocker is not None:
+        raise SganError(f"cannot write {path}: {blocker} is a file, not a folder", where=str(path), fix="choose an output path that is not inside a file")
     if path.exists() and not force:
         raise SganError(
             f"the output file {path} already exists",
@@ -84,7 +104,7 @@ def atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
 
     A crash or Ctrl-C leaves either the old file or none, never a truncated one.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -35,6 +35,7 @@ from .data import ImageData
 from .errors import SganError
 from .images import make_grid, to_uint8
 from .run_files import LoadedReconstructor
+from .sampling import check_batch_size
 from .sparse_coding import lasso_lars, omp, psnr, support_fraction
 
 METHODS = ("omp", "lasso")
@@ -264,11 +265,7 @@ def encode_reconstructor(
 
 
 def _batch(batch_size: int | None, default: int) -> int:
-    if batch_size is None:
-        return default
-    if batch_size < 1:
-        raise SganError(f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size")
-    return batch_size
+    return default if batch_size is None else check_batch_size(batch_size)
 
 
 def comparison_grid(enc: Encoded, count: int = 32, gap: int = 6) -> Tensor:

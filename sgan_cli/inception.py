@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .contracts import ensure_folder
 from .errors import SganError
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -287,7 +288,7 @@ def locate_weights(weights: str | Path | None, download: bool = True) -> Path:
     if not download:
         raise _missing("downloads disabled")
     target = folder / WEIGHTS_NAME
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder)
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)  # an offline machine must fail fast, not hang
     try:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .contracts import register_validator, require_tensor, write_file
+from .contracts import ensure_folder, register_validator, require_tensor, write_file
 from .errors import SganError
 from .images import make_grid, save_png, to_uint8
 from .run_files import LoadedGenerator
@@ -139,8 +139,7 @@ def generate(
     ``on_batch(start, images_uint8)`` sees every batch as it is made (PNG writing), so
     nothing but the outputs kept grows with N.
     """
-    if batch_size < 1:
-        raise SganError(f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size")
+    check_batch_size(batch_size)
     n = z.shape[0]
     C, S = g.geometry.channels, g.geometry.size
     images = torch.empty(n, C, S, S, dtype=torch.uint8)
@@ -165,6 +164,13 @@ def generate(
                 progress(done, n, {"img/s": done / max(time.perf_counter() - start_t, 1e-9)})
     support = nonzero / total if total else math.nan
     return images, codes_out, support, time.perf_counter() - start_t
+
+
+def check_batch_size(batch_size: int) -> int:
+    """A positive --batch-size, or one SganError (shared by sample and encode)."""
+    if batch_size < 1:
+        raise SganError(f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size")
+    return batch_size
 
 
 def png_digits(n: int) -> int:
@@ -295,14 +301,21 @@ def run_sample(
         raise SganError(f"-n must be at least 1, got {n}", where="-n", fix="give a positive number of samples")
     if codes not in ("auto", "always", "never"):
         raise ValueError(codes)
+    # every option is checked before the folder is touched (--force clears old outputs)
+    check_batch_size(batch_size)
+    if interp not in INTERPOLATIONS:
+        raise SganError(f"unknown interpolation {interp!r}", where="--interp", fix=f"use one of {', '.join(INTERPOLATIONS)}")
     outs = plan_outputs(folder, interpolate is not None, pngs, force)
     if interpolate is not None:
         z = interpolation_latents(seed, n, interpolate, g.z_dim, interp)
     else:
         z = draw_latents(seed, 0, n, g.z_dim)
     keep, note = codes_decision(g, z.shape[0], codes)
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder)
     removed = clear_numbered_pngs(folder) if outs.pngs and force else 0
+    if force:  # a run that stops half-way must not leave the old samples file beside new PNGs
+        outs.samples.unlink(missing_ok=True)
+        outs.grid.unlink(missing_ok=True)
     digits = png_digits(n)
     on_batch = (lambda start, imgs: write_pngs(folder, start, imgs, digits)) if outs.pngs else None
     images, code_t, support, seconds = generate(g, z, batch_size, keep_codes=keep, on_batch=on_batch, progress=progress)

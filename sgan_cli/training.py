@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import GanConfig, ModelConfig, SganConfig, to_dict
-from .contracts import DictionaryFile
+from .contracts import DictionaryFile, ensure_folder
 from .errors import SganError
 from .losses import (
     OBJECTIVES,
@@ -647,8 +647,7 @@ def run_training(
     if resume:
         load_state_tensors(state, ckpt.tensors, ckpt.meta)
         start = state.step
-    out.mkdir(parents=True, exist_ok=True)
-    paths["grids"].mkdir(exist_ok=True)
+    ensure_folder(paths["grids"])  # the run folder too
     text = yaml.safe_dump(config_json(cfg), sort_keys=False)
     atomic_write_bytes(paths["config"], lambda tmp: tmp.write_text(text))
     last: dict[str, float] = {}

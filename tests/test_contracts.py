@@ -115,3 +115,22 @@ def test_dictionary_shape_checks(tmp_path):
     write_file(path, "sgan.dictionary", {"atoms": 2 * _atoms(4, 9)}, meta=_dict_meta(), force=True)
     with pytest.raises(SganError, match="not unit-norm"):
         load_dictionary(path)
+
+
+def test_outputs_inside_a_file_are_one_clear_error(tmp_path):
+    """An --out below an existing file: refused up front (check_writable) and at write time
+    (atomic writes, folders made for runs and samples) with a message, not NotADirectoryError."""
+    from sgan_cli.contracts import atomic_write_bytes, check_writable, ensure_folder
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    target = blocker / "sub" / "out.safetensors"
+    with pytest.raises(SganError, match="afile is a file"):
+        check_writable(target, force=True)
+    with pytest.raises(SganError, match="afile is a file"):
+        atomic_write_bytes(target, lambda tmp: tmp.write_bytes(b""))
+    with pytest.raises(SganError, match="afile is a file"):
+        ensure_folder(blocker / "run")
+    ensure_folder(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+    check_writable(tmp_path / "a" / "b" / "new.safetensors", force=False)

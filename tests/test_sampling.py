@@ -270,6 +270,7 @@ def test_cli_outputs_are_not_overwritten_without_force(runner, runs, tmp_path):
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--interpolate", "1"], "at least 2 points per pair"),
         (["--interpolate", "4", "--interp", "cubic"], "unknown interpolation 'cubic'"),
+        (["--interp", "cubic"], "unknown interpolation 'cubic'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
@@ -277,6 +278,22 @@ def test_cli_bad_options(runner, runs, tmp_path, args, message):
     msg = error_text(invoke(runner, ["sample", str(runs["dense"]), "--out", str(tmp_path / "s"), *args]))
     assert message in msg
     assert not (tmp_path / "s" / "samples.safetensors").exists()
+    assert not (tmp_path / "s").exists()  # refused before the folder is made
+
+
+def test_cli_bad_option_with_force_keeps_the_old_outputs(runner, runs, tmp_path):
+    out = tmp_path / "s"
+    assert invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--out", str(out)]).exit_code == 0
+    before = sorted(p.name for p in out.iterdir())
+    msg = error_text(invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--out", str(out), "--force", "--batch-size", "0"]))
+    assert "--batch-size must be at least 1" in msg
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_cli_output_inside_a_file(runner, runs, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    msg = error_text(invoke(runner, ["sample", str(runs["dense"]), "-n", "2", "--out", str(tmp_path / "afile" / "sub")]))
+    assert "afile is a file" in msg
 
 
 def test_cli_table_output(runner, runs, tmp_path):
