@@ -252,6 +252,9 @@ def _load_folder(folder: Path, size: int | None) -> ImageData:
             where=str(folder),
             fix="pass --image-size N to resize them all to N×N",
         )
+    if size is None and pics[0].size[0] != pics[0].size[1]:
+        w, h = pics[0].size  # every net, dictionary and metric here works on square images
+        raise SganError(f"the images in {folder} are {w}×{h}, not square", where=str(folder), fix="pass --image-size N to resize them to N×N")
     target = (size, size) if size is not None else pics[0].size
     arrs = []
     for p in pics:
@@ -265,12 +268,14 @@ def _load_folder(folder: Path, size: int | None) -> ImageData:
 
 
 def sample_folder_file(path: Path) -> Path | None:
-    """The ``samples.safetensors`` of a folder written by ``sgan sample``, else None.
+    """The ``samples.safetensors`` (or, from ``--interpolate``, ``interpolation.safetensors``)
+    of a folder written by ``sgan sample``, else None.
 
     Such a folder is read through that file — the exact uint8 samples (and their codes),
     not its numbered PNGs plus a grid of another size."""
-    f = path / "samples.safetensors"
-    return f if path.is_dir() and f.is_file() else None
+    if not path.is_dir():
+        return None
+    return next((f for f in (path / "samples.safetensors", path / "interpolation.safetensors") if f.is_file()), None)
 
 
 def _load_samples(path: Path) -> ImageData:

@@ -42,6 +42,16 @@ def test_folder_mixed_sizes_needs_image_size(tmp_path):
     assert load_data(DataConfig(name=str(tmp_path), image_size=8)).images.shape == (2, 3, 8, 8)
 
 
+def test_folder_of_non_square_images_needs_image_size(tmp_path):
+    """Nets, dictionaries and metrics all take square images: a 10×8 folder is refused with the
+    fix, not passed on to fail as a shape error in a matmul."""
+    for i in range(3):
+        Image.new("L", (10, 8)).save(tmp_path / f"{i}.png")
+    with pytest.raises(SganError, match="10×8, not square.*--image-size"):
+        load_data(DataConfig(name=str(tmp_path)))
+    assert load_data(DataConfig(name=str(tmp_path), image_size=8)).images.shape == (3, 1, 8, 8)
+
+
 def test_empty_folder(tmp_path):
     with pytest.raises(SganError, match="holds no images"):
         load_data(DataConfig(name=str(tmp_path)))

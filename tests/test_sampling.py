@@ -217,6 +217,8 @@ def test_cli_interpolate(runner, runs, tmp_path, interp):
     t = torch.linspace(0, 1, 5)
     ref = (lerp if interp == "linear" else slerp)(z[:, 0], z[:, -1], t)
     assert torch.allclose(z, ref, atol=1e-6)
+    # the folder reads as its 15 interpolation images (not as the one interpolation.png mosaic)
+    assert torch.equal(load_data(DataConfig(name=str(tmp_path / "i"))).images, got.tensors["images"])
 
 
 def test_cli_missing_or_wrong_files_are_refused(runner, runs, tmp_path):
