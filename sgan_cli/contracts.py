@@ -331,6 +331,27 @@ def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Pa
         raise SganError(f"{path}: atoms are not unit-norm rows", where=str(path), fix="learn the dictionary again with sgan learn-dict")
 
 
+def check_dictionary_fits(d: DictionaryFile, channels: int, size: int, source: str) -> None:
+    """A dictionary fits C×S×S images when its atoms have C channels and are whole S×S images
+    or patches of at most S×S (train and encode both check this before any work)."""
+    side = d.image_size if d.patch is None else d.patch
+    atoms = f"{d.n_atoms} {'whole-image' if d.patch is None else 'patch'} atoms of {d.channels}×{side}×{side}"
+    if d.channels != channels:
+        why = f"the atoms have {d.channels} channels, the images {channels}"
+    elif d.patch is None and d.image_size != size:
+        why = f"whole-image atoms are {side}×{side}, but the data is {size}×{size}"
+    elif d.patch is not None and d.patch > size:
+        why = f"{side}×{side} patches exceed the {size}×{size} images"
+    else:
+        return
+    learn = "learn a dictionary on these images with sgan learn-dict"
+    raise SganError(
+        f"the dictionary {source} ({atoms}) does not fit the {channels}×{size}×{size} images: {why}",
+        where=source,
+        fix=f"pass --image-size {d.image_size} to resize the images, or {learn}" if d.patch is None and d.channels == channels else learn,
+    )
+
+
 def load_dictionary(path: str | Path) -> DictionaryFile:
     """Read and validate a ``sgan.dictionary`` file."""
     f = read_file(path, "sgan.dictionary", what="dictionary")

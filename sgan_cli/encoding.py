@@ -33,7 +33,7 @@ from torch import Tensor
 from .contracts import DictionaryFile, SganFile, read_file, register_validator, require_tensor, write_file
 from .data import ImageData
 from .errors import SganError
-from .images import make_grid, to_uint8
+from .images import grid_scale, make_grid, to_uint8
 from .run_files import LoadedReconstructor
 from .sampling import check_batch_size
 from .sparse_coding import lasso_lars, omp, psnr, support_fraction
@@ -69,19 +69,6 @@ class DictionaryCoder:
     nonzeros: int | None  # OMP: non-zeros per signal
     alpha: float | None  # lasso: α of ½‖y − aD‖² + α‖a‖₁
     stride: int | None  # patch positions' stride (None: whole-image atoms)
-
-
-def check_dictionary_fits_images(d: DictionaryFile, channels: int, size: int, source: str) -> None:
-    """The dictionary's atoms must be the images' channels and (whole-image) size, or smaller patches."""
-    side = d.image_size if d.patch is None else d.patch
-    atoms = f"{d.n_atoms} {'whole-image' if d.patch is None else 'patch'} atoms of {d.channels}×{side}×{side}"
-    if d.channels != channels or (d.patch is None and d.image_size != size) or (d.patch is not None and d.patch > size):
-        hint = f"pass --image-size {d.image_size} to resize the images" if d.patch is None and d.channels == channels else "learn a dictionary on these images with sgan learn-dict"
-        raise SganError(
-            f"the dictionary {source} ({atoms}) does not fit the {channels}×{size}×{size} images",
-            where=source,
-            fix=hint,
-        )
 
 
 def resolve_coder(d: DictionaryFile, size: int, method: str, nonzeros: int | None, alpha: float | None, stride: int | None) -> DictionaryCoder:
@@ -186,8 +173,8 @@ def encode_dictionary(
     device: torch.device | str = "cpu",
     progress: ProgressFn | None = None,
 ) -> Encoded:
-    """Sparse codes of every image over ``d`` (see module doc), batched over images."""
-    check_dictionary_fits_images(d, data.channels, data.image_size, str(d.file.path))
+    """Sparse codes of every image over ``d`` (see module doc), batched over images; the
+    caller has checked the dictionary fits them (``contracts.check_dictionary_fits``)."""
     dev = torch.device(device)
     atoms = d.atoms.to(dev)
     n, S = len(data), data.image_size
@@ -219,7 +206,7 @@ def encode_dictionary(
         if progress is not None:
             done = start + x.shape[0]
             progress(done, n, {"img/s": done / max(time.perf_counter() - t0, 1e-9), "psnr": float(quality[:done].double().mean())})
-    return Encoded(data.images.clone(), recon, quality, None, codes, support_fraction(codes), time.perf_counter() - t0)
+    return Encoded(data.images, recon, quality, None, codes, support_fraction(codes), time.perf_counter() - t0)
 
 
 def encode_reconstructor(
@@ -261,7 +248,7 @@ def encode_reconstructor(
                 done = start + x.shape[0]
                 progress(done, n, {"img/s": done / max(time.perf_counter() - t0, 1e-9), "psnr": float(quality[:done].double().mean())})
     support = nonzero / total if total else math.nan
-    return Encoded(data.images.clone(), recon, quality, z_all, None, support, time.perf_counter() - t0)
+    return Encoded(data.images, recon, quality, z_all, None, support, time.perf_counter() - t0)
 
 
 def _batch(batch_size: int | None, default: int) -> int:
@@ -272,7 +259,7 @@ def comparison_grid(enc: Encoded, count: int = 32, gap: int = 6) -> Tensor:
     """The first ``count`` originals (left panel, rows of 8) beside their reconstructions in the
     same places (right panel), split by a grey band: uint8 [C, H', W']."""
     k = min(count, enc.originals.shape[0])
-    scale = max(1, math.ceil(32 / enc.originals.shape[-1]))
+    scale = grid_scale(enc.originals.shape[-1])
     nrow = min(8, k)
     left = make_grid(enc.originals[:k], nrow=nrow, pad=2, scale=scale)
     right = make_grid(enc.reconstructions[:k], nrow=nrow, pad=2, scale=scale)

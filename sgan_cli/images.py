@@ -37,6 +37,12 @@ def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int 
     return grid
 
 
+def grid_scale(size: int) -> int:
+    """The integer enlargement that shows S×S images at least 32 pixels wide in a grid (training
+    grids, sample grids, encode comparisons alike)."""
+    return max(1, math.ceil(32 / size))
+
+
 def save_png(image: Tensor, path: str | Path) -> None:
     """Write a uint8 [C, H, W] image (C = 1 or 3) as PNG, atomically."""
     from PIL import Image

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .contracts import ensure_folder, register_validator, require_tensor, write_file
 from .errors import SganError
-from .images import make_grid, save_png, to_uint8
+from .images import grid_scale, make_grid, save_png, to_uint8
 from .run_files import LoadedGenerator
 
 LATENT_CHUNK = 1024  # latents are drawn in chunks of this many rows, whatever the batch size
@@ -185,7 +185,7 @@ def write_pngs(folder: Path, start: int, images: Tensor, digits: int) -> None:
 
 def grid_image(images: Tensor, nrow: int | None = None) -> Tensor:
     """A uint8 [C, H', W'] mosaic, small images enlarged to at least 32 pixels (as in training)."""
-    return make_grid(images, nrow=nrow, pad=2, scale=max(1, math.ceil(32 / images.shape[-1])))
+    return make_grid(images, nrow=nrow, pad=2, scale=grid_scale(images.shape[-1]))
 
 
 @dataclass

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import GanConfig, ModelConfig, SganConfig, to_dict
-from .contracts import DictionaryFile, ensure_folder
+from .contracts import DictionaryFile, check_dictionary_fits, ensure_folder
 from .errors import SganError
 from .losses import (
     OBJECTIVES,
@@ -93,24 +93,6 @@ def resolve_gan(cfg: GanConfig) -> ResolvedGan:
         clip=cfg.clip,
         gp_lambda=cfg.gp_lambda,
     )
-
-
-def check_dictionary_fits(d: DictionaryFile, geometry: Geometry, source: str) -> None:
-    """A dictionary and the data must agree on channels and (whole-image) size."""
-    if d.channels != geometry.channels:
-        raise SganError(
-            f"the dictionary {source} has {d.channels}-channel atoms but the data has {geometry.channels} channels",
-            where=source,
-            fix="learn a dictionary on this data set with sgan learn-dict",
-        )
-    if d.patch is None and d.image_size != geometry.size:
-        raise SganError(
-            f"the dictionary {source} has whole-image atoms of {d.image_size}×{d.image_size}, but the data is {geometry.size}×{geometry.size}",
-            where=source,
-            fix="learn a dictionary on this data set (or pass --image-size to match)",
-        )
-    if d.patch is not None and d.patch > geometry.size:
-        raise SganError(f"the dictionary's {d.patch}×{d.patch} patches exceed the {geometry.size}×{geometry.size} images", where=source, fix="use a smaller patch dictionary")
 
 
 def _check_arch(arch: str) -> None:
@@ -576,7 +558,7 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
 def _write_grid(state: TrainState, path: Path) -> None:
     """Samples from the fixed z (the same 64 latents all run long), as one PNG; from the
     EMA generator when there is one (what `sgan sample --ema` draws from)."""
-    from .images import make_grid, save_png, to_uint8
+    from .images import grid_scale, make_grid, save_png, to_uint8
 
     G = state.ema if state.ema is not None else state.generator
     was_training = G.training
@@ -584,7 +566,7 @@ def _write_grid(state: TrainState, path: Path) -> None:
     with torch.no_grad():
         imgs = to_uint8(G(state.fixed_z).cpu())
     G.train(was_training)
-    save_png(make_grid(imgs, nrow=8, scale=max(1, 32 // imgs.shape[-1])), path)
+    save_png(make_grid(imgs, nrow=8, scale=grid_scale(imgs.shape[-1])), path)
 
 
 def refuse_ignored_on_resume(out: Path, options: Sequence[str]) -> None:
@@ -639,7 +621,7 @@ def run_training(
     dictionary = None
     if cfg.train.dict is not None:
         dictionary = load_dictionary(cfg.train.dict)
-        check_dictionary_fits(dictionary, geometry, cfg.train.dict)
+        check_dictionary_fits(dictionary, geometry.channels, geometry.size, cfg.train.dict)
     # converted here once, so train_steps' layout conversion is a no-op (no second copy of the data)
     real = data.floats().to(device).contiguous(memory_format=preferred_layout(device))
     state = new_state(cfg, geometry, dictionary, device)

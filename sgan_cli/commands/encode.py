@@ -48,10 +48,10 @@ def encode(
       sgan encode digits --reconstructor runs/digits --out runs/digits/latents.safetensors
     """
     from ..config import DataConfig, to_dict
-    from ..contracts import check_writable, load_dictionary
+    from ..contracts import check_dictionary_fits, check_writable, load_dictionary
     from ..data import load_data
     from ..dictionary import resolve_device
-    from ..encoding import check_dictionary_fits_images, comparison_grid, encode_dictionary, encode_reconstructor, resolve_coder, save_latents
+    from ..encoding import comparison_grid, encode_dictionary, encode_reconstructor, resolve_coder, save_latents
     from ..images import save_png
     from ..run_files import load_reconstructor
 
@@ -74,7 +74,7 @@ def encode(
     if dict_path is not None:
         d = load_dictionary(dict_path)
         images = load_data(data_cfg)
-        check_dictionary_fits_images(d, images.channels, images.image_size, dict_path)
+        check_dictionary_fits(d, images.channels, images.image_size, dict_path)
         coder = resolve_coder(d, images.image_size, method, nonzeros, alpha, stride)
         with progress_bar("encode") as progress:
             enc = encode_dictionary(images, d, coder, batch_size=batch_size, device=dev, progress=progress)
