@@ -112,11 +112,11 @@ def load_data(cfg: DataConfig) -> ImageData:
             where=name,
             fix=f"use one of {', '.join(DATASET_NAMES)}, a folder of images, or a samples.safetensors file",
         )
-    if cfg.image_size is not None:
-        data = resize(data, cfg.image_size)
-    if cfg.limit is not None and cfg.limit < len(data):
+    if cfg.limit is not None and cfg.limit < len(data):  # before resizing: only what is kept
         data.images = data.images[: cfg.limit]
         data.labels = None if data.labels is None else data.labels[: cfg.limit]
+    if cfg.image_size is not None:
+        data = resize(data, cfg.image_size)
     return data
 
 

@@ -382,12 +382,19 @@ def _check_options(opts: ScoreOptions, metrics: list[str]) -> None:
         check_writable(Path(opts.save_stats), opts.force)
 
 
+def _ceiling_pick(m: int, n: int, seed: int) -> Tensor:
+    """Indices of a seeded subset of n of m held-out rows (all, in order, if n ≥ m)."""
+    if n >= m:
+        return torch.arange(m)
+    return torch.randperm(m, generator=torch.Generator().manual_seed(seed))[:n]
+
+
 def _ceiling_subset(heldout: Features, n: int, seed: int) -> Features:
     """A seeded subset of n held-out rows (all if fewer), so the ceiling has the samples' size."""
     m = int(heldout.features.shape[0])
     if n >= m:
         return heldout
-    pick = torch.randperm(m, generator=torch.Generator().manual_seed(seed))[:n]
+    pick = _ceiling_pick(m, n, seed)
     return Features(heldout.features[pick], heldout.logits[pick])
 
 
@@ -457,7 +464,12 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
                 held_split = OTHER_SPLIT[ref_images.split or "train"]
                 held = load_images(opts.ref, held_split, opts, None, "held-out reference")
                 check_images(extractor, held.images, "held-out reference")
-                ref.heldout = extract(extractor, held.images, batch, device, stage("held-out"))
+                held_images = held.images
+                if opts.save_stats is None and samples is not None:
+                    # only the rows the ceiling will use (_ceiling_subset's seeded pick, applied to
+                    # the images): a stats file keeps them all, a plain score need not extract them
+                    held_images = held_images[_ceiling_pick(len(held_images), len(samples.images), opts.seed)]
+                ref.heldout = extract(extractor, held_images, batch, device, stage("held-out"))
                 ref.heldout_description = f"{held.name} {held_split} split ({len(held.images)} images)"
 
     values: dict[str, float] = {}

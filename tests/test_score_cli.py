@@ -168,6 +168,20 @@ def test_failed_score_leaves_no_stats_file(runner, tmp_path, clf, digits_test, m
     assert extracted == []  # refused before the reference was extracted
 
 
+def test_ceiling_extracts_only_the_held_out_rows_it_uses(runner, tmp_path, clf, digits_test, monkeypatch):
+    """The real-data value scores as many held-out images as samples: only those are extracted
+    (the same seeded rows as before, so the values equal those from a full stats file)."""
+    import sgan_cli.scoring
+
+    sizes: list[int] = []
+    real_extract = sgan_cli.scoring.extract
+    monkeypatch.setattr(sgan_cli.scoring, "extract", lambda ex, images, *a: sizes.append(len(images)) or real_extract(ex, images, *a))
+    samples = _samples_file(tmp_path / "s.safetensors", digits_test[:50])
+    got = _score(runner, samples, "-m", "fid", "--ref", "digits", "--features", f"classifier:{clf}")
+    assert sorted(sizes) == [50, 50, 1438]  # reference (train split), held-out subset (of 359), samples
+    assert got["ceiling"] is not None and "50 real images" in got["ceiling_note"]
+
+
 def test_thresholds_exit_codes(runner, tmp_path, clf, digits_test):
     samples = _samples_file(tmp_path / "s.safetensors", digits_test[:100])
     base = ["score", str(samples), "-m", "fid", "-m", "inception", "--ref", "digits", "--features", f"classifier:{clf}"]
