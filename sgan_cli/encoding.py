@@ -71,16 +71,21 @@ class DictionaryCoder:
     stride: int | None  # patch positions' stride (None: whole-image atoms)
 
 
-def resolve_coder(d: DictionaryFile, size: int, method: str, nonzeros: int | None, alpha: float | None, stride: int | None) -> DictionaryCoder:
-    """Fill in the defaults and check them: OMP k = round(s·K) of the dictionary's achieved
-    sparsity s (≥ 1); lasso α = the dictionary's α; patch stride 1, or P for a tiled dictionary."""
+def check_coder_flags(method: str, nonzeros: int | None, alpha: float | None) -> None:
+    """The coder options that contradict each other, checked before any data is loaded."""
     if method not in METHODS:
         raise SganError(f"unknown method {method!r}", where="--method", fix=f"use one of {', '.join(METHODS)}")
-    dim = int(d.atoms.shape[1])
     if method == "omp" and alpha is not None:
         raise SganError("--alpha applies to --method lasso", where="--alpha", fix="leave out --alpha, or pass --method lasso")
     if method == "lasso" and nonzeros is not None:
         raise SganError("--nonzeros applies to --method omp (the lasso's support follows from α)", where="--nonzeros", fix="leave out --nonzeros, or use --method omp")
+
+
+def resolve_coder(d: DictionaryFile, size: int, method: str, nonzeros: int | None, alpha: float | None, stride: int | None) -> DictionaryCoder:
+    """Fill in the defaults and check them: OMP k = round(s·K) of the dictionary's achieved
+    sparsity s (≥ 1); lasso α = the dictionary's α; patch stride 1, or P for a tiled dictionary."""
+    check_coder_flags(method, nonzeros, alpha)
+    dim = int(d.atoms.shape[1])
     if method == "omp":
         if nonzeros is None:
             if math.isnan(d.achieved_sparsity):

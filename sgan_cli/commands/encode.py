@@ -51,7 +51,7 @@ def encode(
     from ..contracts import check_dictionary_fits, check_writable, load_dictionary
     from ..data import load_data
     from ..dictionary import resolve_device
-    from ..encoding import comparison_grid, encode_dictionary, encode_reconstructor, resolve_coder, save_latents
+    from ..encoding import check_coder_flags, comparison_grid, encode_dictionary, encode_reconstructor, resolve_coder, save_latents
     from ..images import save_png
     from ..run_files import load_reconstructor
 
@@ -65,6 +65,8 @@ def encode(
         raise SganError("--method, --nonzeros, --alpha and --stride apply to --dict only", where="--reconstructor", fix="leave them out, or encode with --dict")
     if dict_path is not None and (generator is not None or ema):
         raise SganError("--generator and --ema apply to --reconstructor only", where="--dict", fix="leave them out, or encode with --reconstructor")
+    if dict_path is not None:
+        check_coder_flags(method, nonzeros, alpha)
     png_path = grid_png_path(out_path)
     check_writable(out_path, force)
     check_writable(png_path, force)
