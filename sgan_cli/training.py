@@ -257,6 +257,16 @@ def check_train_config(cfg: SganConfig) -> None:
         raise SganError("gan.feature_matching must be ≥ 0", where="gan.feature_matching", fix="use e.g. 1.0, or 0 to turn it off")
     if cfg.train.precision not in PRECISIONS:
         raise SganError(f"unknown precision {cfg.train.precision!r}", where="train.precision / --precision", fix="use fp32, bf16 or auto")
+    positive = {
+        "train.log_every": cfg.train.log_every, "train.grid_every": cfg.train.grid_every, "train.save_every": cfg.train.save_every,
+        "model.z_dim": cfg.model.z_dim, "model.g_width": cfg.model.g_width, "model.d_width": cfg.model.d_width, "model.e_width": cfg.model.e_width,
+    }  # fmt: skip
+    for key, value in positive.items():
+        if value < 1:
+            raise SganError(f"{key} must be at least 1, got {value}", where=key, fix=f"e.g. --set {key}=64")
+    for key, value in (("model.threshold", cfg.model.threshold), ("model.beta", cfg.model.beta), ("gan.gp_lambda", cfg.gan.gp_lambda), ("gan.clip", cfg.gan.clip)):
+        if value < 0:
+            raise SganError(f"{key} must be ≥ 0, got {value}", where=key, fix=f"give a non-negative {key}")
 
 
 def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, device: torch.device) -> TrainState:
