@@ -39,6 +39,7 @@ class DictConfig:
     stride: int = 1  # patch extraction stride
     sparsity: float | None = None  # target fraction of non-zeros in (0, 1); None: 0.1, or dim/(3K) if 0.1 is out of reach
     alpha: float | None = None  # fix the lasso penalty α instead of targeting `sparsity`
+    mean: bool = True  # learn atoms on centred signals and store the mean (mean image, or mean patch); synthesis adds it back
     solver: str = "auto"  # "auto", "passes" (small data, many passes) or "online" (large data)
     passes: float | None = None  # passes over the signals; None: ~150 steps in 4–20 passes ("passes"), 0.5 ("online")
     batch_size: int | None = None  # minibatch size; None: the solver's default
@@ -58,8 +59,12 @@ class ModelConfig:
     d_width: int = 64  # critic width: MLP hidden size, or DCGAN first-layer channels
     critic_arch: str | None = None  # critic and encoder architecture when it differs from `arch` (e.g. a conv generator, an mlp critic)
     critic_norm: str = "auto"  # "auto" (none for wgan-gp and wgan, batch otherwise), "none", "batch", "layer"
-    threshold: float = 0.3  # λ of the soft threshold T_λ on the codes (sparse generators)
-    learn_threshold: bool = False  # learn λ (kept positive through log λ)
+    sparsity: str = "auto"  # how sparse codes are made: "fixed" λ, "learn" λ, "topk" (k largest per code vector), "controller" (λ adapted to a support target); "auto": the default (see training.DEFAULT_SPARSITY_CONTROL; "learn" when learn_threshold)
+    threshold: float = 0.3  # λ of the soft threshold T_λ on the codes (the starting λ for "learn" and "controller")
+    learn_threshold: bool = False  # learn λ (kept positive through log λ); the same as sparsity "learn"
+    topk: int | None = None  # topk: non-zeros per code vector; None: round(s·K) from the dictionary's achieved support s
+    support_target: float | None = None  # controller: target support fraction in (0, 1); None: the dictionary's achieved support
+    controller_gain: float = 0.05  # controller: step of log λ per generator step at a relative support error of 1
     beta: float = 0.5  # weight of the L1 penalty β·mean|a| on the codes (seed 000)
     e_width: int = 64  # encoder (reconstructor / VAE) width: MLP hidden size, or conv first-layer channels
     minibatch_disc: int = 0  # minibatch-discrimination kernels B in the critic (seed 003); 0: off

@@ -23,7 +23,7 @@ from .errors import SganError
 
 # kind → current schema version; bump a schema when a kind's tensors or fields change
 SCHEMAS: dict[str, int] = {
-    "sgan.dictionary": 1,
+    "sgan.dictionary": 2,  # 2: tensor "mean" (the mean image / mean patch of the centred signals)
     "sgan.generator": 1,
     "sgan.checkpoint": 1,
     "sgan.samples": 1,
@@ -31,6 +31,9 @@ SCHEMAS: dict[str, int] = {
     "sgan.stats": 1,
     "sgan.classifier": 1,
 }
+
+# older schemas a reader still accepts (its validator and loader fill in what they lack)
+OLDER_SCHEMAS: dict[str, tuple[int, ...]] = {"sgan.dictionary": (1,)}  # 1: no mean (mean = 0)
 
 _RESERVED = ("kind", "schema", "sgan_version", "config", "lineage")
 
@@ -232,7 +235,7 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
         schema = int(metadata.get("schema", ""))
     except ValueError:
         schema = -1
-    if schema != SCHEMAS[found]:
+    if schema != SCHEMAS[found] and schema not in OLDER_SCHEMAS.get(found, ()):
         raise SganError(
             f"{path} has schema {metadata.get('schema')!r} for {found}, this sgan ({__version__}) reads schema {SCHEMAS[found]}",
             where=str(path),
@@ -296,6 +299,7 @@ class DictionaryFile:
     """A loaded dictionary: atoms [K, dim] and the geometry they were learned for."""
 
     atoms: Any  # torch.Tensor [K, dim], unit-norm rows
+    mean: Any  # torch.Tensor [dim], added back at synthesis (zeros for schema-1 files, or learn-dict --no-mean)
     channels: int
     image_size: int
     patch: int | None  # None: whole-image atoms (dim = C·H·W); P: P×P×C patch atoms
@@ -329,6 +333,14 @@ def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Pa
     norms = atoms.float().norm(dim=1)
     if atoms.shape[0] == 0 or not bool(((norms - 1).abs() < 1e-3).all()):
         raise SganError(f"{path}: atoms are not unit-norm rows", where=str(path), fix="learn the dictionary again with sgan learn-dict")
+    if "mean" in tensors:
+        mean = require_tensor(tensors, "mean", 1, path)
+        if mean.shape[0] != expected or not bool(mean.float().isfinite().all()):
+            raise SganError(
+                f"{path}: the mean has {mean.shape[0]} values (or non-finite ones), but the atoms have {expected}",
+                where=str(path),
+                fix="learn the dictionary again with sgan learn-dict",
+            )
 
 
 def check_dictionary_fits(d: DictionaryFile, channels: int, size: int, source: str) -> None:
@@ -354,11 +366,15 @@ def check_dictionary_fits(d: DictionaryFile, channels: int, size: int, source: s
 
 def load_dictionary(path: str | Path) -> DictionaryFile:
     """Read and validate a ``sgan.dictionary`` file."""
+    import torch
+
     f = read_file(path, "sgan.dictionary", what="dictionary")
     atoms = f.tensors["atoms"].float()
     patch = meta_json(f, "patch")
+    mean = f.tensors["mean"].float() if "mean" in f.tensors else torch.zeros(atoms.shape[1])
     return DictionaryFile(
         atoms=atoms,
+        mean=mean,
         channels=int(f.meta["channels"]),
         image_size=int(f.meta["image_size"]),
         patch=None if patch is None else int(patch),
@@ -392,4 +408,7 @@ def save_dictionary(path: str | Path, job: Any, config: Mapping[str, Any], force
         "solver": r.solver,
         "steps": str(r.steps),
     }
-    return write_file(path, "sgan.dictionary", {"atoms": r.atoms}, config=config, meta=meta, force=force)
+    import torch
+
+    mean = job.mean if job.mean is not None else torch.zeros(r.atoms.shape[1])
+    return write_file(path, "sgan.dictionary", {"atoms": r.atoms, "mean": mean.float().contiguous()}, config=config, meta=meta, force=force)

@@ -428,6 +428,16 @@ class DictionaryJob:
     stride: int
     n_signals: int  # signals used (training + held-out)
     device: str
+    mean: Tensor | None = None  # [dim] subtracted before learning, added back at synthesis (None: no mean term)
+
+
+def centre_signals(Y: Tensor) -> tuple[Tensor, Tensor]:
+    """Signals Y [n, dim] → (Y − m, m) with m [dim] their mean: the mean image for whole
+    images, the mean patch for patches. Sparse coding of centred signals with the mean
+    added back at synthesis is the classic pipeline (DC removal in K-SVD, Elad & Aharon
+    2006); without it, sums of unit-norm atoms must rebuild the background on their own."""
+    mean = Y.mean(dim=0)
+    return Y - mean, mean
 
 
 def resolve_device(name: str) -> torch.device:
@@ -524,6 +534,9 @@ def learn_from_config(data: "ImageData", cfg: "DictConfig", progress: ProgressFn
     gen = torch.Generator().manual_seed(cfg.seed)
     Y = signals_from_images(data, cfg, gen)
     n_atoms = cfg.atoms if cfg.atoms is not None else Y.shape[1]
+    mean = None
+    if cfg.mean:  # a stage of its own: the solver sees centred signals only
+        Y, mean = centre_signals(Y)
     target = None if cfg.alpha is not None else target_sparsity_for(cfg, int(Y.shape[1]), n_atoms)
     learned = learn_dictionary(
         Y,
@@ -538,4 +551,4 @@ def learn_from_config(data: "ImageData", cfg: "DictConfig", progress: ProgressFn
         device=device,
         progress=progress,
     )
-    return DictionaryJob(learned, data.name, data.channels, data.image_size, cfg.patch, cfg.stride, int(Y.shape[0]), str(device))
+    return DictionaryJob(learned, data.name, data.channels, data.image_size, cfg.patch, cfg.stride, int(Y.shape[0]), str(device), mean)

@@ -9,7 +9,8 @@ Two ways from images x [N, C, H, W] (pixels in [−1, 1]) to a representation an
   at stride s — the windows ``learn-dict`` learned from), and the reconstruction sums the
   patches with ``conv_transpose2d(codes, atoms.view(K, C, P, P), stride=s)`` and divides by
   the number of patches covering each pixel, the synthesis of :class:`nets.PatchSynthesis`.
-  The coder is OMP with a fixed number of non-zeros per signal, or the exact lasso
+  A dictionary with a mean term m codes x − m (or each patch minus the mean patch) and
+  adds m back. The coder is OMP with a fixed number of non-zeros per signal, or the exact lasso
   min ½‖y − aD‖² + α‖a‖₁ (LARS) at the dictionary's α.
 
 PSNR per image is 10·log10(2² / MSE) on [−1, 1] pixels (``sparse_coding.psnr``), between the
@@ -150,8 +151,11 @@ def overlap_count(code_side: int, patch: int, stride: int, device: torch.device)
     return F.conv_transpose2d(ones, torch.ones(1, 1, patch, patch, device=device), stride=stride)
 
 
-def patch_codes(x: Tensor, atoms: Tensor, patch: int, stride: int, coder: DictionaryCoder) -> tuple[Tensor, Tensor]:
+def patch_codes(x: Tensor, atoms: Tensor, patch: int, stride: int, coder: DictionaryCoder, mean: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Patch mode: x [B, C, H, W] → (code map [B, K, h, w], reconstruction [B, C, H, W]), float64.
+
+    With the dictionary's mean patch m [C·P·P], every patch is coded as y − m and m is added
+    back to every patch of the reconstruction (the synthesis of :class:`nets.PatchSynthesis`).
 
     Every window, as rows [B·h·w, C·P·P] in the (C, P, P) order of the atoms (what
     ``F.unfold`` gives, through zero-copy ``Tensor.unfold`` views and one copy: ``F.unfold``'s
@@ -163,10 +167,15 @@ def patch_codes(x: Tensor, atoms: Tensor, patch: int, stride: int, coder: Dictio
     side = (H - patch) // stride + 1
     windows = x.unfold(2, patch, stride).unfold(3, patch, stride)  # view [B, C, h, w, P, P]
     Y = windows.permute(0, 2, 3, 1, 4, 5).reshape(B * side * side, C * patch * patch)  # [B·h·w, C·P·P]
+    if mean is not None:
+        Y = Y - mean.to(Y)
     codes = code_signals(Y, atoms, coder).view(B, side, side, K).permute(0, 3, 1, 2)  # [B, K, h, w]
     kernel = atoms.double().reshape(K, C, patch, patch)
-    recon = F.conv_transpose2d(codes, kernel, stride=stride) / overlap_count(side, patch, stride, x.device).double()
-    return codes, recon
+    recon = F.conv_transpose2d(codes, kernel, stride=stride)
+    if mean is not None:
+        ones = torch.ones(1, 1, side, side, dtype=torch.float64, device=x.device)
+        recon = recon + F.conv_transpose2d(ones, mean.double().to(x.device).view(1, C, patch, patch), stride=stride)
+    return codes, recon / overlap_count(side, patch, stride, x.device).double()
 
 
 def encode_dictionary(
@@ -182,6 +191,7 @@ def encode_dictionary(
     caller has checked the dictionary fits them (``contracts.check_dictionary_fits``)."""
     dev = torch.device(device)
     atoms = d.atoms.to(dev)
+    mean = d.mean.to(dev) if d.mean is not None else torch.zeros(atoms.shape[1], device=dev)  # [dim]
     n, S = len(data), data.image_size
     if d.patch is None:
         code_shape: tuple[int, ...] = (d.n_atoms,)
@@ -199,11 +209,11 @@ def encode_dictionary(
     for start in range(0, n, bs):
         x = data.floats(slice(start, start + bs)).to(dev)
         if d.patch is None:
-            c = code_signals(x.reshape(x.shape[0], -1), atoms, coder)  # [B, K] float64
-            r = (c @ atoms.double()).view_as(x)
+            c = code_signals(x.reshape(x.shape[0], -1) - mean, atoms, coder)  # [B, K] float64, codes of x − m
+            r = (c @ atoms.double() + mean.double()).view_as(x)
         else:
             assert coder.stride is not None
-            c, r = patch_codes(x, atoms, d.patch, coder.stride, coder)
+            c, r = patch_codes(x, atoms, d.patch, coder.stride, coder, mean)
         r = r.clamp(-1.0, 1.0)
         codes[start : start + x.shape[0]] = c.float().cpu()
         recon[start : start + x.shape[0]] = to_uint8(r).cpu()

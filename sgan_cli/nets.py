@@ -43,6 +43,13 @@ class SoftThreshold(nn.Module):
     def threshold(self) -> Tensor:
         return self.log_lam.exp() if self.learnable else self.lam
 
+    def set_lambda(self, lam: float) -> None:
+        """Set a fixed λ (the support controller's step); the float mirror is the stored float32."""
+        if self.learnable:
+            raise ValueError("a learnable λ is set by its optimiser")
+        self.lam.fill_(lam)
+        self.lam_value = float(self.lam)
+
     def forward(self, u: Tensor) -> Tensor:
         if not self.learnable:
             # one fused kernel (softshrink is T_λ) instead of four passes over code maps that
@@ -53,18 +60,85 @@ class SoftThreshold(nn.Module):
         return torch.sign(u) * F.relu(u.abs() - lam)
 
 
-class WholeImageSynthesis(nn.Module):
-    """Codes [B, K] → images [B, C, H, W] = (a·D) reshaped; D = atoms [K, C·H·W] fixed."""
+class TopK(nn.Module):
+    """k-sparse codes (Makhzani & Frey 2013): keep the k largest-magnitude entries of each
+    code vector along dim 1, zero the rest.
 
-    def __init__(self, atoms: Tensor, channels: int, size: int) -> None:
+    Whole-image codes [B, K]: k per image; patch code maps [B, K, h, w]: k per position.
+    The kept entries pass unchanged (so do their gradients); the others are zero with zero
+    gradient. Exactly k non-zeros per vector unless the input itself holds zeros.
+    """
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        if k < 1:
+            raise ValueError("top-k needs k ≥ 1")
+        self.k = k
+
+    def forward(self, u: Tensor) -> Tensor:
+        if self.k >= u.shape[1]:
+            return u
+        idx = u.detach().abs().topk(self.k, dim=1).indices
+        mask = torch.zeros_like(u).scatter_(1, idx, 1.0)
+        return u * mask
+
+
+class SupportController:
+    """Adapts a fixed soft threshold's λ so that the generated codes' support reaches a target.
+
+    Integral control of log λ (dual ascent on the constraint support = target, step in
+    relative units): log λ ← log λ + gain·clip((s − s*)/s*, ±1) after each generator step,
+    where s is the support fraction of that step's codes. Too dense (s > s*) raises λ, too
+    sparse lowers it. The only state is λ itself, held in the threshold's ``lam`` buffer,
+    so it travels with the generator's state dict (checkpoints, generator files, EMA).
+    Deterministic float arithmetic on s: with s all-reduced over ranks (DDP), every rank
+    computes the same λ.
+    """
+
+    def __init__(self, threshold: SoftThreshold, target: float, gain: float = 0.05, lam_min: float = 1e-6) -> None:
+        if threshold.learnable:
+            raise ValueError("the support controller drives a fixed (non-learnable) threshold")
+        if not 0.0 < target < 1.0:
+            raise ValueError("the support target must be in (0, 1)")
+        self.threshold, self.target, self.gain, self.lam_min = threshold, target, gain, lam_min
+
+    def update(self, support: float) -> float:
+        """One control step from the support fraction s ∈ [0, 1] of the last codes; returns the new λ."""
+        error = max(-1.0, min(1.0, (support - self.target) / self.target))
+        lam = max(self.threshold.lam_value, self.lam_min) * math.exp(self.gain * error)
+        self.threshold.set_lambda(lam)
+        return self.threshold.lam_value
+
+
+def _sync_has_mean(module: nn.Module, incompatible_keys: object) -> None:
+    module.has_mean = bool(module.mean.any())  # a Python flag: no device sync per forward
+
+
+def _default_mean(module: nn.Module, state_dict: dict, prefix: str) -> None:
+    """Generator files and checkpoints from before the dictionary mean read with mean = 0."""
+    key = prefix + "mean"
+    if key not in state_dict:
+        state_dict[key] = torch.zeros_like(module.mean)
+
+
+class WholeImageSynthesis(nn.Module):
+    """Codes [B, K] → images [B, C, H, W] = (a·D + m) reshaped; D = atoms [K, C·H·W] and the
+    dictionary's mean image m [C·H·W] (zeros without a mean term) fixed."""
+
+    def __init__(self, atoms: Tensor, channels: int, size: int, mean: Tensor | None = None) -> None:
         super().__init__()
         if atoms.shape[1] != channels * size * size:
             raise ValueError(f"atoms of dim {atoms.shape[1]} do not make {channels}×{size}×{size} images")
         self.register_buffer("atoms", atoms.float().clone())
+        self.register_buffer("mean", torch.zeros(atoms.shape[1]) if mean is None else mean.float().reshape(-1).clone())
         self.channels, self.size = channels, size
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        _default_mean(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, codes: Tensor) -> Tensor:
-        return (codes @ self.atoms).view(-1, self.channels, self.size, self.size)
+        return torch.addmm(self.mean, codes, self.atoms).view(-1, self.channels, self.size, self.size)
 
 
 class PatchSynthesis(nn.Module):
@@ -77,7 +151,7 @@ class PatchSynthesis(nn.Module):
     h = H / P, nothing to average.
     """
 
-    def __init__(self, atoms: Tensor, channels: int, patch: int, size: int, stride: int = 1) -> None:
+    def __init__(self, atoms: Tensor, channels: int, patch: int, size: int, stride: int = 1, mean: Tensor | None = None) -> None:
         super().__init__()
         if atoms.shape[1] != channels * patch * patch:
             raise ValueError(f"atoms of dim {atoms.shape[1]} are not {channels}×{patch}×{patch} patches")
@@ -92,10 +166,28 @@ class PatchSynthesis(nn.Module):
         ones = torch.ones(1, 1, self.code_size, self.code_size)
         count = F.conv_transpose2d(ones, torch.ones(1, 1, patch, patch), stride=stride, padding=self.padding)
         self.register_buffer("inv_count", 1.0 / count[:, :, :size, :size])  # [1, 1, H, W]
+        # the mean patch m [C·P·P] (zeros without a mean term): added to every patch, so the
+        # image gains the fixed offset (Σ of m over the patches covering a pixel) / count
+        self.register_buffer("mean", torch.zeros(atoms.shape[1]) if mean is None else mean.float().reshape(-1).clone())
+        _sync_has_mean(self, None)
+        self.register_load_state_dict_post_hook(_sync_has_mean)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        _default_mean(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def offset(self) -> Tensor:
+        """The image [1, C, H, W] that the mean patch adds (zeros without a mean term)."""
+        ones = torch.ones(1, 1, self.code_size, self.code_size, device=self.mean.device, dtype=self.mean.dtype)
+        m = self.mean.view(1, self.channels, self.patch, self.patch)
+        return F.conv_transpose2d(ones, m, stride=self.stride, padding=self.padding)[:, :, : self.size, : self.size] * self.inv_count
 
     def forward(self, codes: Tensor) -> Tensor:
         out = F.conv_transpose2d(codes, self.kernel, stride=self.stride, padding=self.padding)
-        return out[:, :, : self.size, : self.size] * self.inv_count
+        out = out[:, :, : self.size, : self.size] * self.inv_count
+        if self.has_mean:
+            out = out + self.offset()
+        return out
 
 
 def up_sampling_plan(size: int) -> tuple[int, int]:

@@ -49,6 +49,7 @@ class GeneratorDictionary:
     stride: int  # the dictionary's stride; synthesis tiles when stride == patch, else overlaps (1)
     hash: str  # content hash of the dictionary file (lineage), "" when unknown
     source: str  # where the atoms came from (the generator file, or a swapped dictionary)
+    mean: Tensor | None = None  # [dim] the dictionary's mean image / mean patch (None: zero, files from before the mean term)
 
     @property
     def n_atoms(self) -> int:
@@ -151,6 +152,11 @@ def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Pat
             )
     else:
         raise SganError(f"{path} is a sparse generator without its dictionary (no synthesis.atoms or synthesis.kernel)", where=str(path), fix="write the file again with sgan train")
+    if "synthesis.mean" in tensors:
+        mean = require_tensor(tensors, "synthesis.mean", 1, path)
+        dim = tensors["synthesis.atoms"].shape[1] if "synthesis.atoms" in tensors else tensors["synthesis.kernel"][0].numel()
+        if mean.shape[0] != dim or not bool(mean.float().isfinite().all()):
+            raise SganError(f"{path}: synthesis.mean has {mean.shape[0]} values (or non-finite ones), the atoms {dim}", where=str(path), fix="write the file again with sgan train")
     if meta.get("ema") == "true" and not any(k.startswith(EMA_PREFIX) for k in tensors):
         raise SganError(f"{path} says it holds EMA weights but has no 'ema.' tensors", where=str(path), fix="write the file again with sgan train")
 
@@ -160,8 +166,12 @@ def model_config(config: dict[str, Any], path: Path) -> ModelConfig:
     section = config.get("model")
     if not isinstance(section, dict):
         raise SganError(f"{path} has no model section in its config", where=str(path), fix="write the file again with sgan train")
+    from .sparsity import legacy_sparsity
+
     known = {f.name for f in dataclasses.fields(ModelConfig)}
-    return ModelConfig(**{k: v for k, v in section.items() if k in known})
+    model = ModelConfig(**{k: v for k, v in section.items() if k in known})
+    legacy_sparsity(model, section)
+    return model
 
 
 def generator_dictionary(f: SganFile) -> GeneratorDictionary | None:
@@ -175,7 +185,8 @@ def generator_dictionary(f: SganFile) -> GeneratorDictionary | None:
         kernel = f.tensors["synthesis.kernel"].float()  # [K, C, P, P]
         atoms, patch = kernel.reshape(kernel.shape[0], -1), int(kernel.shape[-1])
     stride = int(f.meta.get("dictionary_stride", "1"))
-    return GeneratorDictionary(atoms, channels, size, patch, stride, f.lineage.get("dictionary", ""), str(f.path))
+    mean = f.tensors.get("synthesis.mean")
+    return GeneratorDictionary(atoms, channels, size, patch, stride, f.lineage.get("dictionary", ""), str(f.path), None if mean is None else mean.float())
 
 
 def check_swap_fits(current: GeneratorDictionary, new: DictionaryFile, source: str) -> None:
@@ -210,6 +221,7 @@ def _swap_state(state: dict[str, Tensor], d: GeneratorDictionary, channels: int)
         out["synthesis.atoms"] = d.atoms.clone()
     else:
         out["synthesis.kernel"] = d.atoms.reshape(d.n_atoms, channels, d.patch, d.patch).clone()
+    out["synthesis.mean"] = d.mean.clone() if d.mean is not None else torch.zeros(d.atoms.shape[1])
     return out
 
 
@@ -262,7 +274,7 @@ def load_generator(
             )
         new = load_dictionary(dictionary)
         check_swap_fits(d, new, str(dictionary))
-        d = GeneratorDictionary(new.atoms, d.channels, d.image_size, d.patch, d.stride, new.hash, str(dictionary))
+        d = GeneratorDictionary(new.atoms, d.channels, d.image_size, d.patch, d.stride, new.hash, str(dictionary), new.mean)
         state = _swap_state(state, d, geometry.channels)
     G = _build_and_load(lambda: build_generator(model, geometry, d), state, path, "architecture", "write the file again with sgan train (it may come from another sgan version)")
     dev = torch.device(device)

@@ -36,7 +36,8 @@ from .losses import (
     latent_recon_loss,
     vae_loss,
 )
-from .nets import FEATURES, Critic, DCGANBody, Encoder, Generator, MLPBody, PatchSynthesis, ResNetBody, SoftThreshold, WholeImageSynthesis
+from .nets import FEATURES, Critic, DCGANBody, Encoder, Generator, MLPBody, PatchSynthesis, ResNetBody, SupportController, WholeImageSynthesis
+from .sparsity import ResolvedSparsity, check_sparsity_config, head_lambda, legacy_sparsity, make_controller, record_sparsity, resolve_sparsity, sparse_head
 
 ARCHS = ("mlp", "dcgan", "resnet")
 RECON_MODES = ("none", "latent", "vae")
@@ -114,15 +115,21 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
         body: nn.Module = MLPBody(model.z_dim, C * S * S, model.g_width) if model.arch == "mlp" else _conv_body(model, C, S)
         return Generator(body, image_shape=(C, S, S))
     K = dictionary.n_atoms
-    threshold = SoftThreshold(model.threshold, learnable=model.learn_threshold)
+    threshold = sparse_head(model, dictionary_sparsity(model, dictionary))
+    mean = getattr(dictionary, "mean", None)
     if dictionary.patch is None:
         # whole-image codes are one vector per image: an MLP body whatever model.arch (seed 000)
-        return Generator(MLPBody(model.z_dim, K, model.g_width), threshold, WholeImageSynthesis(dictionary.atoms, C, S))
+        return Generator(MLPBody(model.z_dim, K, model.g_width), threshold, WholeImageSynthesis(dictionary.atoms, C, S, mean))
     if model.arch == "mlp":
         raise SganError("a patch dictionary needs a convolutional generator", where="model.arch / --arch", fix="use --arch dcgan with patch dictionaries")
     stride = dictionary.stride if dictionary.stride == dictionary.patch else 1
-    synth = PatchSynthesis(dictionary.atoms, C, dictionary.patch, S, stride=stride)
+    synth = PatchSynthesis(dictionary.atoms, C, dictionary.patch, S, stride=stride, mean=mean)
     return Generator(_conv_body(model, K, synth.code_size), threshold, synth)
+
+
+def dictionary_sparsity(model: ModelConfig, dictionary: Any) -> ResolvedSparsity:
+    """The sparsity control for this dictionary (its achieved support fills the defaults)."""
+    return resolve_sparsity(model, dictionary.n_atoms, float(getattr(dictionary, "achieved_sparsity", math.nan)))
 
 
 def critic_arch(model: ModelConfig) -> str:
@@ -226,6 +233,7 @@ class TrainState:
     encoder: Encoder | None = None  # the reconstructor / VAE encoder (recon.mode ≠ none)
     opt_e: torch.optim.Optimizer | None = None
     ema: Generator | None = None  # exponential moving average of the generator (train.ema > 0)
+    controller: SupportController | None = None  # adapts λ to the support target (model.sparsity "controller"); its state is λ, in the generator
 
     def modules(self) -> dict[str, nn.Module]:
         """The nets by checkpoint prefix."""
@@ -247,6 +255,7 @@ def check_train_config(cfg: SganConfig) -> None:
     """Errors a user can make in the model / recon / train sections, before any work."""
     _check_arch(cfg.model.arch)
     _check_arch(critic_arch(cfg.model))
+    check_sparsity_config(cfg.model)
     if cfg.recon.mode not in RECON_MODES:
         raise SganError(f"unknown reconstructor mode {cfg.recon.mode!r}", where="recon.mode / --recon", fix="use none, latent or vae")
     if cfg.recon.steps < 0 or cfg.recon.every < 1:
@@ -287,6 +296,8 @@ def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | 
         state.opt_e = adam(state.encoder.parameters(), cfg.recon.lr, (0.5, 0.9))
     if cfg.train.ema > 0:
         state.ema = copy.deepcopy(G).requires_grad_(False)
+    if dictionary is not None:
+        state.controller = make_controller(G.threshold, cfg.model, dictionary_sparsity(cfg.model, dictionary))
     return state
 
 
@@ -426,6 +437,17 @@ def train_steps(
         loss_g.backward()
         state.opt_g.step()
         D.requires_grad_(True)
+        if codes is not None:
+            # under DDP this fraction must be averaged over ranks first, so λ stays identical
+            values["support"] = float((codes != 0).float().mean())
+            if state.controller is not None:
+                state.controller.update(values["support"])
+                values["support_target"] = state.controller.target
+            elif cfg.model.support_target is not None:
+                values["support_target"] = cfg.model.support_target
+            lam = head_lambda(G.threshold)
+            if lam is not None:
+                values["lambda"] = lam
         state.step += 1
         if state.encoder is not None and cfg.recon.steps > 0 and state.step % cfg.recon.every == 0:
             values.update(_recon_phase(state, cfg, real, amp))
@@ -437,8 +459,6 @@ def train_steps(
                 where=f"step {state.step}",
                 fix="lower the learning rates (--set gan.lr_g=…, gan.lr_d=…) or resume from the last checkpoint",
             )
-        if codes is not None:
-            values["support"] = float((codes != 0).float().mean())
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
@@ -619,6 +639,7 @@ def run_training(
             for key, value in saved.get(section, {}).items():
                 setattr(getattr(cfg, section), key, value)
         cfg.train.steps = steps
+        legacy_sparsity(cfg.model, saved.get("model", {}))
         if device_name != "auto":  # an explicit --device moves the run (CPU ↔ CUDA)
             cfg.train.device = device_name
     elif paths["checkpoint"].exists() and not force:
@@ -632,6 +653,7 @@ def run_training(
     if cfg.train.dict is not None:
         dictionary = load_dictionary(cfg.train.dict)
         check_dictionary_fits(dictionary, geometry.channels, geometry.size, cfg.train.dict)
+        record_sparsity(cfg.model, dictionary_sparsity(cfg.model, dictionary))  # every file records the resolved control
     # converted here once, so train_steps' layout conversion is a no-op (no second copy of the data)
     real = data.floats().to(device).contiguous(memory_format=preferred_layout(device))
     state = new_state(cfg, geometry, dictionary, device)

@@ -76,7 +76,8 @@ def test_whole_image_codes_match_scikit_learn(square, test_digits):
     d = load_dictionary(square)
     x = test_digits.floats()[:60]
     sub = load_data(DataConfig(name="digits", split="test", limit=60))
-    Y, D = x.reshape(60, -1).double().numpy(), d.atoms.double().numpy()
+    Y, D = (x.reshape(60, -1) - d.mean).double().numpy(), d.atoms.double().numpy()  # codes of the centred images
+    assert float(d.mean.abs().max()) > 0.5  # learn-dict stores the mean image by default
     omp_codes = encode_dictionary(sub, d, resolve_coder(d, 8, "omp", 6, None, None)).codes
     ref = torch.from_numpy(sparse_encode(Y, D, algorithm="omp", n_nonzero_coefs=6)).float()
     assert torch.allclose(omp_codes, ref, atol=1e-4)

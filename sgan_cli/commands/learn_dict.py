@@ -24,6 +24,7 @@ def learn_dict(
     stride: Annotated[Optional[int], typer.Option("--stride", help="Patch extraction stride. (default: 1)", show_default=False)] = None,
     sparsity: Annotated[Optional[float], typer.Option("--sparsity", "-s", help="Target fraction of non-zero coefficients, in (0, 1). (default: 0.1, or dim/(3K) where lasso codes cannot reach 0.1)", show_default=False)] = None,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="Fix the lasso penalty α instead of targeting --sparsity.", show_default=False)] = None,
+    mean: Annotated[Optional[bool], typer.Option("--mean/--no-mean", help="Learn atoms on centred signals and store the mean (mean image, or mean patch), added back at synthesis. (default: --mean)", show_default=False)] = None,
     max_samples: Annotated[Optional[int], typer.Option("--max-samples", help="Use at most this many signals (images or patches). (default: 100000)", show_default=False)] = None,
     seed: SeedOpt = None,
     data_root: DataRootOpt = None,
@@ -58,7 +59,7 @@ def learn_dict(
         {
             "data.name": data, "data.root": data_root, "data.split": split, "data.limit": limit,
             "data.image_size": image_size, "dict.atoms": atoms, "dict.patch": patch, "dict.stride": stride,
-            "dict.sparsity": sparsity, "dict.alpha": alpha, "dict.max_samples": max_samples, "dict.seed": seed,
+            "dict.sparsity": sparsity, "dict.alpha": alpha, "dict.mean": mean, "dict.max_samples": max_samples, "dict.seed": seed,
             "dict.device": device,
         },
     )
@@ -93,6 +94,7 @@ def learn_dict(
         "alpha": r.alpha,
         "objective": r.objective,
         "psnr_db": r.psnr,
+        "mean": job.mean is not None,
         "solver": r.solver,
         "steps": r.steps,
         "device": job.device,
@@ -110,6 +112,7 @@ def learn_dict(
         ("alpha", f"{r.alpha:.5g}"),
         ("objective", f"{r.objective:.5g}  (½‖y − aD‖² + α‖a‖₁ per held-out signal)"),
         ("PSNR", f"{r.psnr:.2f} dB (held out)"),
+        ("mean", "learned on centred signals, mean stored" if job.mean is not None else "none (atoms alone)"),
         ("solver", f"{r.solver}, {r.steps} steps on {job.device}, {seconds:.1f} s"),
         ("files", f"{out_path}  {png_path}"),
         ("hash", digest),

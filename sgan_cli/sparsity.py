@@ -1,0 +1,116 @@
+"""Sparsity control of a sparse generator's codes (DESIGN §2.2), chosen by ``model.sparsity``.
+
+* ``fixed``: the soft threshold T_λ with a constant λ (``model.threshold``), plus β·mean|a|;
+* ``learn``: T_λ with λ learned by the generator's optimiser (through log λ);
+* ``topk``: the k largest-magnitude coefficients of each code vector (per image for
+  whole-image codes, per position for patch code maps), k = round(s·K) from the
+  dictionary's achieved support s unless ``model.topk`` is set (Makhzani & Frey 2013);
+* ``controller``: T_λ whose λ a :class:`nets.SupportController` adapts after every generator
+  step so the codes' support reaches ``model.support_target`` (default: s).
+
+``auto`` resolves to :data:`DEFAULT_SPARSITY_CONTROL` (or ``learn`` when the older key
+``model.learn_threshold`` is set). A training run writes the resolved choice, k and target
+into its config, so every file records them and a resumed or sampled generator rebuilds
+the same head.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from .config import ModelConfig
+from .errors import SganError
+from .nets import SoftThreshold, SupportController, TopK
+
+CONTROLS = ("fixed", "learn", "topk", "controller")
+# measured on digits (benchmarks/bench_sparsity.py, README): the default for sparse generators
+DEFAULT_SPARSITY_CONTROL = "controller"
+
+
+@dataclass
+class ResolvedSparsity:
+    """The sparsity control with every default filled in."""
+
+    control: str  # one of CONTROLS
+    k: int | None  # topk: non-zeros per code vector
+    target: float | None  # the support fraction aimed at (controller), k/K (topk), or the dictionary's (fixed, learn)
+
+
+def check_sparsity_config(model: ModelConfig) -> None:
+    """Errors a user can make in the sparsity keys, before any work."""
+    if model.sparsity not in ("auto", *CONTROLS):
+        raise SganError(f"unknown sparsity control {model.sparsity!r}", where="model.sparsity", fix=f"use auto, {', '.join(CONTROLS)}")
+    if model.learn_threshold and model.sparsity not in ("auto", "learn"):
+        raise SganError(
+            f"model.learn_threshold asks for a learned λ, but model.sparsity is {model.sparsity!r}",
+            where="model.learn_threshold / model.sparsity",
+            fix="use --set model.sparsity=learn alone, or drop model.learn_threshold",
+        )
+    if model.topk is not None and model.topk < 1:
+        raise SganError(f"model.topk must be at least 1, got {model.topk}", where="model.topk", fix="give a number of non-zeros per code vector, or null for round(s·K)")
+    if model.support_target is not None and not (math.isfinite(model.support_target) and 0.0 < model.support_target < 1.0):
+        raise SganError(f"model.support_target must be strictly between 0 and 1, got {model.support_target}", where="model.support_target", fix="give a fraction such as 0.1, or null for the dictionary's support")
+    if not (math.isfinite(model.controller_gain) and 0.0 < model.controller_gain <= 1.0):
+        raise SganError(f"model.controller_gain must be in (0, 1], got {model.controller_gain}", where="model.controller_gain", fix="use e.g. 0.05")
+
+
+def resolve_sparsity(model: ModelConfig, n_atoms: int, achieved: float) -> ResolvedSparsity:
+    """Fill in the control, k and target for a dictionary of ``n_atoms`` atoms whose exact
+    codes have support fraction ``achieved`` (NaN when the dictionary was learned at a fixed α
+    and records none: then k or the target must be given)."""
+    check_sparsity_config(model)
+    control = model.sparsity
+    if control == "auto":
+        control = "learn" if model.learn_threshold else DEFAULT_SPARSITY_CONTROL
+    known = math.isfinite(achieved) and 0.0 < achieved < 1.0
+    if control == "topk":
+        if model.topk is None and not known:
+            raise SganError("the dictionary records no achieved support to choose k from", where="model.topk", fix="give --set model.topk=K")
+        k = model.topk if model.topk is not None else max(1, round(achieved * n_atoms))
+        if k > n_atoms:
+            raise SganError(f"model.topk {k} exceeds the dictionary's {n_atoms} atoms", where="model.topk", fix=f"give at most {n_atoms}")
+        return ResolvedSparsity(control, k, k / n_atoms)
+    target = model.support_target if model.support_target is not None else (achieved if known else None)
+    if control == "controller" and target is None:
+        raise SganError("the dictionary records no achieved support to aim the controller at", where="model.support_target", fix="give --set model.support_target=0.1")
+    return ResolvedSparsity(control, None, target)
+
+
+def record_sparsity(model: ModelConfig, resolved: ResolvedSparsity) -> None:
+    """Write the resolved choice into the config (what every file of the run records)."""
+    model.sparsity = resolved.control
+    model.learn_threshold = resolved.control == "learn"
+    model.topk = resolved.k
+    model.support_target = resolved.target
+
+
+def legacy_sparsity(model: ModelConfig, saved_section: dict) -> None:
+    """Files written before ``model.sparsity`` existed used T_λ with a fixed (or learned) λ."""
+    if "sparsity" not in saved_section:
+        model.sparsity = "learn" if model.learn_threshold else "fixed"
+
+
+def sparse_head(model: ModelConfig, resolved: ResolvedSparsity) -> nn.Module:
+    """The generator's last layer: T_λ (fixed, learned or controlled λ) or top-k."""
+    if resolved.control == "topk":
+        assert resolved.k is not None
+        return TopK(resolved.k)
+    return SoftThreshold(model.threshold, learnable=resolved.control == "learn")
+
+
+def make_controller(head: nn.Module, model: ModelConfig, resolved: ResolvedSparsity) -> SupportController | None:
+    """The support controller of a ``controller`` head, else None."""
+    if resolved.control != "controller":
+        return None
+    assert isinstance(head, SoftThreshold) and resolved.target is not None
+    return SupportController(head, resolved.target, model.controller_gain)
+
+
+def head_lambda(head: nn.Module) -> float | None:
+    """λ of a soft-threshold head (None for top-k), for metrics.jsonl."""
+    if isinstance(head, SoftThreshold):
+        return float(head.threshold().detach()) if head.learnable else head.lam_value
+    return None
