@@ -28,6 +28,7 @@ class DataConfig:
     limit: int | None = None  # keep only the first N images (after loading)
     image_size: int | None = None  # resize images to this square size (folders: required if mixed)
     download: bool = True  # try to download torchvision datasets that are missing
+    seed: int = 0  # stacked-mnist: seed of the digit draws (the same seed gives the same images)
 
 
 @dataclass

@@ -1,0 +1,120 @@
+"""Sparsity control of the generated codes, measured on digits with the README demo's settings.
+
+Per case: ``sgan learn-dict digits --sparsity 0.1`` (with or without the mean term, once
+each) → ``sgan train --gan wgan-gp --recon --dict … --steps 300`` with the case's
+``model.*`` settings → ``sgan sample -n 1000`` → ``sgan score -m fid -m modes -m sparsity``
+with a digits classifier (trained once). Each finished case appends one JSON line to
+``WORK/results.jsonl`` and is skipped when run again (resumable); the table is printed at
+the end and written to ``benchmarks/results/bench_sparsity.json``.
+
+    python benchmarks/bench_sparsity.py                         # every case (~3 min each on 2 busy cores)
+    python benchmarks/bench_sparsity.py --cases topk-mean controller-mean --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# case → (dictionary with a mean term?, extra train options)
+CASES: dict[str, tuple[bool, list[str]]] = {
+    "fixed-nomean": (False, ["--set", "model.sparsity=fixed"]),  # what main did before this change
+    "fixed-mean": (True, ["--set", "model.sparsity=fixed"]),
+    "learn-mean": (True, ["--set", "model.sparsity=learn"]),
+    "topk-nomean": (False, ["--set", "model.sparsity=topk"]),
+    "topk-mean": (True, ["--set", "model.sparsity=topk"]),
+    "topk-mean-beta0": (True, ["--set", "model.sparsity=topk", "--set", "model.beta=0"]),
+    "controller-nomean": (False, ["--set", "model.sparsity=controller"]),
+    "controller-mean": (True, ["--set", "model.sparsity=controller"]),
+    "controller-mean-beta0": (True, ["--set", "model.sparsity=controller", "--set", "model.beta=0"]),
+    "default": (True, []),  # whatever model.sparsity "auto" resolves to
+}
+
+
+def sgan(*args: str) -> dict:
+    """Run one sgan command (same interpreter) with --json; stderr passes through."""
+    cmd = [sys.executable, "-m", "sgan_cli", *args, "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
+    return json.loads(out)
+
+
+def last_metrics(run: Path) -> dict:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])
+
+
+def run_case(work: Path, name: str, seed: int, steps: int, clf: Path) -> dict:
+    mean, extra = CASES[name]
+    dictionary = work / ("dict-mean.safetensors" if mean else "dict-nomean.safetensors")
+    if not dictionary.exists():
+        sgan("learn-dict", "digits", "--sparsity", "0.1", "--mean" if mean else "--no-mean", "--out", str(dictionary), "--force")
+    run, samples = work / "runs" / f"{name}-s{seed}", work / "samples" / f"{name}-s{seed}"
+    t0 = time.perf_counter()
+    sgan("train", "--gan", "wgan-gp", "--recon", "--dict", str(dictionary), "--data", "digits", "--steps", str(steps), "--seed", str(seed), "--out", str(run), "--force", *extra)
+    train_s = time.perf_counter() - t0
+    sgan("sample", str(run), "-n", "1000", "--out", str(samples), "--force")
+    score = sgan("score", str(samples), "-m", "fid", "-m", "modes", "-m", "sparsity", "--ref", "digits", "--features", f"classifier:{clf}")
+    m, last = score["metrics"], last_metrics(run)
+    d = json.loads(subprocess.run([sys.executable, "-c", f"import json; from safetensors import safe_open; print(json.dumps(safe_open({str(dictionary)!r}, 'pt').metadata()))"], check=True, stdout=subprocess.PIPE, text=True).stdout)
+    return {
+        "case": name, "seed": seed, "steps": steps, "fid": m["fid"], "modes": m["modes"], "modes_kl": m["modes_kl"],
+        "support_samples": m["sparsity"], "support_train": last.get("support"), "lambda": last.get("lambda"),
+        "dict_support": float(d["achieved_sparsity"]), "fid_ceiling": score["ceiling"]["fid"], "train_s": train_s,
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0])
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "sparsity")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    clf = args.work / "digits-classifier.safetensors"
+    if not clf.exists():
+        sgan("classifier", "digits", "--out", str(clf), "--force")
+    results_file = args.work / "results.jsonl"
+    done = {(r["case"], r["seed"], r["steps"]) for r in map(json.loads, results_file.read_text().splitlines())} if results_file.exists() else set()
+    for name in args.cases:
+        for seed in args.seeds:
+            if (name, seed, args.steps) in done:
+                continue
+            print(f"=== {name} seed {seed}", file=sys.stderr, flush=True)
+            row = run_case(args.work, name, seed, args.steps, clf)
+            with open(results_file, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+    rows = [r for r in map(json.loads, results_file.read_text().splitlines()) if r["steps"] == args.steps and r["case"] in args.cases]
+    table = []
+    print(f"{'case':24} {'n':>2} {'FID':>12} {'support (samples)':>18} {'dict':>6} {'λ':>7} {'modes':>5} {'KL':>6} {'train s':>8}")
+    for name in args.cases:
+        rs = [r for r in rows if r["case"] == name]
+        if not rs:
+            continue
+        fids = [r["fid"] for r in rs]
+        mean = statistics.fmean
+        entry = {"case": name, "n": len(rs), "fid": mean(fids), "fid_std": statistics.pstdev(fids), "support": mean(r["support_samples"] for r in rs),
+                 "dict_support": rs[0]["dict_support"], "modes": mean(r["modes"] for r in rs), "modes_kl": mean(r["modes_kl"] for r in rs),
+                 "lambda": rs[0]["lambda"], "train_s": mean(r["train_s"] for r in rs)}  # fmt: skip
+        table.append(entry)
+        lam = f"{entry['lambda']:.3g}" if entry["lambda"] is not None else "—"
+        print(f"{name:24} {len(rs):>2} {entry['fid']:>7.1f} ±{entry['fid_std']:>4.1f} {entry['support']:>18.3f} {entry['dict_support']:>6.3f} {lam:>7} {entry['modes']:>5.1f} {entry['modes_kl']:>6.3f} {entry['train_s']:>8.0f}")
+    out = HERE / "results" / "bench_sparsity.json"
+    out.parent.mkdir(exist_ok=True)
+    machine = {"cpu": platform.processor() or platform.machine(), "load": os.getloadavg()}
+    out.write_text(json.dumps({"machine": machine, "table": table, "runs": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
