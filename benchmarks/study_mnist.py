@@ -8,16 +8,26 @@ run in pieces (``--seeds 0`` today, ``--seeds 1 2`` tomorrow) without losing any
 ``--summary`` (also printed after every invocation) writes the mean ± std table to
 ``WORK/summary.md`` and the figures to ``docs/study/``.
 
-    python benchmarks/study_mnist.py                       # everything (about 2 h on 2 cores)
-    python benchmarks/study_mnist.py --seeds 0 --methods dense sparse-whole
+    python benchmarks/study_mnist.py                       # everything (about 3 h on 2 quiet cores)
+    python benchmarks/study_mnist.py --seeds 0 --methods dense whole-controller
     python benchmarks/study_mnist.py --summary             # table and figures only
+    python benchmarks/study_mnist.py --smoke --work /tmp/smoke   # every method, 4 steps, small dictionaries
 
 Methods (equal generator steps, batch, critic and latent size; see README "Results"):
-  dense            dense WGAN-GP, MLP generator (z → 784 pixels, tanh)
-  sparse-whole     the same MLP emitting 784 codes over a square whole-image dictionary (seed 000)
-  sparse-patch     DCGAN generator emitting 100 code maps over a 3×3 patch dictionary (seed 002)
-  patch-recon      sparse-patch + the reconstructor (seed 002's Algorithm 1)
-  whole-vae        sparse-whole + the VAE encoder (seed 000)
+  dense              dense WGAN-GP, MLP generator (z → 784 pixels, tanh)
+  whole-CONTROL      the same MLP emitting 784 codes over a square whole-image dictionary (seed 000),
+                     CONTROL = fixed | learn | topk | controller: how the codes are made sparse (model.sparsity)
+  patch-CONTROL      DCGAN generator emitting 100 code maps over a 3×3 patch dictionary (seed 002)
+  patch-recon        patch generator (default control) + the reconstructor (seed 002's Algorithm 1)
+  whole-vae          whole-image generator (default control) + the VAE encoder (seed 000)
+  whole-k392, whole-k1568   under- and over-complete whole-image dictionaries (seed 000's comparison;
+                     whole-controller… with the default control is the square K = 784)
+  stacked-dense, stacked-patch, stacked-patch-recon   stacked MNIST (three digits as RGB channels,
+                     1,000 modes): modes covered and KL to uniform, per-channel classifier
+
+Sizes (chosen to fit about 3 hours on 2 quiet cores, from the 1,200-step timings of the
+previous study: dense 121 s, whole 144 s, patch 446 s, patch-recon 534 s): 700 generator
+steps, 2,000 samples, 3 seeds, 16 methods (48 runs, about 2.3 h of training).
 """
 
 from __future__ import annotations
@@ -41,17 +51,26 @@ ROOT = HERE.parent
 # patch code maps (a convolutional generator is what patch codes need)
 COMMON = [
     "--set", "model.z_dim=64", "--set", "model.critic_arch=mlp", "--set", "model.d_width=256",
-    "--set", "model.e_width=256", "--set", "train.batch_size=64", "--set", "train.log_every=50",
+    "--set", "model.e_width=256", "--set", "train.batch_size=64", "--set", "train.log_every=25",
     "--set", "train.grid_every=500", "--set", "train.save_every=500",
 ]  # fmt: skip
+WHOLE = ["--arch", "mlp", "--set", "model.g_width=256", "--dict", "{whole}"]
+PATCH = ["--arch", "dcgan", "--set", "model.g_width=64", "--dict", "{patch}"]
+CONTROLS = ("fixed", "learn", "topk", "controller")
 METHODS: dict[str, list[str]] = {
     "dense": ["--arch", "mlp", "--set", "model.g_width=256"],
-    "sparse-whole": ["--arch", "mlp", "--set", "model.g_width=256", "--dict", "{whole}"],
-    "sparse-patch": ["--arch", "dcgan", "--set", "model.g_width=64", "--dict", "{patch}"],
-    "patch-recon": ["--arch", "dcgan", "--set", "model.g_width=64", "--dict", "{patch}", "--recon"],
-    "whole-vae": ["--arch", "mlp", "--set", "model.g_width=256", "--dict", "{whole}", "--recon", "vae"],
+    **{f"whole-{c}": [*WHOLE, "--set", f"model.sparsity={c}"] for c in CONTROLS},
+    **{f"patch-{c}": [*PATCH, "--set", f"model.sparsity={c}"] for c in CONTROLS},
+    "patch-recon": [*PATCH, "--recon"],
+    "whole-vae": [*WHOLE, "--recon", "vae"],
+    "whole-k392": ["--arch", "mlp", "--set", "model.g_width=256", "--dict", "{whole392}"],
+    "whole-k1568": ["--arch", "mlp", "--set", "model.g_width=256", "--dict", "{whole1568}"],
+    "stacked-dense": ["--arch", "mlp", "--set", "model.g_width=256"],
+    "stacked-patch": ["--arch", "dcgan", "--set", "model.g_width=64", "--dict", "{stacked}"],
+    "stacked-patch-recon": ["--arch", "dcgan", "--set", "model.g_width=64", "--dict", "{stacked}", "--recon"],
 }
 METRICS = ["fid", "kid", "inception", "modes", "pr"]
+STACKED_METRICS = ["modes"]  # the 1-channel classifier reads each channel: modes of 1,000
 
 
 def sgan(*args: str, json_out: bool = True) -> dict:
@@ -64,21 +83,28 @@ def sgan(*args: str, json_out: bool = True) -> dict:
     return json.loads(res.stdout) if json_out else {}
 
 
-def setup(work: Path, root: Path) -> dict[str, Path]:
+def setup(work: Path, root: Path, limit: int | None, dict_samples: int | None) -> dict[str, Path]:
     """Classifier, dictionaries and reference statistics, made once and reused."""
     paths = {
         "classifier": work / "classifier.safetensors",
         "whole": work / "dict-whole.safetensors",
+        "whole392": work / "dict-whole392.safetensors",
+        "whole1568": work / "dict-whole1568.safetensors",
         "patch": work / "dict-patch.safetensors",
+        "stacked": work / "dict-stacked.safetensors",
         "stats": work / "ref-stats.safetensors",
     }
-    data = ["--data-root", str(root)]
+    data = ["--data-root", str(root), *(["--limit", str(limit)] if limit else [])]
+    few = ["--max-samples", str(dict_samples)] if dict_samples else []
     if not paths["classifier"].exists():
         sgan("classifier", "mnist", *data, "--out", str(paths["classifier"]))
-    if not paths["whole"].exists():
-        sgan("learn-dict", "mnist", *data, "--sparsity", "0.1", "--out", str(paths["whole"]))
+    for name, atoms in (("whole", None), ("whole392", 392), ("whole1568", 1568)):
+        if not paths[name].exists():
+            sgan("learn-dict", "mnist", *data, *few, "--sparsity", "0.1", *(["--atoms", str(atoms)] if atoms else []), "--out", str(paths[name]))
     if not paths["patch"].exists():
-        sgan("learn-dict", "mnist", *data, "--patch", "3", "--atoms", "100", "--out", str(paths["patch"]))
+        sgan("learn-dict", "mnist", *data, *few, "--patch", "3", "--atoms", "100", "--out", str(paths["patch"]))
+    if not paths["stacked"].exists():
+        sgan("learn-dict", "stacked-mnist", *data, *few, "--patch", "3", "--atoms", "100", "--out", str(paths["stacked"]))
     if not paths["stats"].exists():
         sgan("score", "--ref", "mnist", *data, "--features", f"classifier:{paths['classifier']}", "--save-stats", str(paths["stats"]))
     return paths
@@ -90,10 +116,11 @@ def done_keys(results: Path) -> set[str]:
     return {json.loads(line)["key"] for line in results.read_text().splitlines() if line.strip()}
 
 
-def run_one(work: Path, root: Path, paths: dict[str, Path], objective: str, method: str, seed: int, steps: int, n_samples: int) -> dict:
+def run_one(work: Path, root: Path, paths: dict[str, Path], objective: str, method: str, seed: int, steps: int, n_samples: int, limit: int | None) -> dict:
     """train → sample → score one (objective, method, seed); returns the result row."""
     run = work / "runs" / objective / method / f"seed{seed}"
-    args = [a.format(whole=paths["whole"], patch=paths["patch"]) for a in METHODS[method]]
+    args = [a.format(**{k: str(v) for k, v in paths.items()}) for a in METHODS[method]]
+    stacked = method.startswith("stacked-")
     t0 = time.perf_counter()
     finished = run / "trained.json"  # a run trained before an interruption is not trained again
     if finished.exists():
@@ -101,16 +128,18 @@ def run_one(work: Path, root: Path, paths: dict[str, Path], objective: str, meth
         t_train = float(trained["seconds"])
     else:
         trained = sgan(
-            "train", "--gan", objective, "--data", "mnist", "--data-root", str(root), "--steps", str(steps),
+            "train", "--gan", objective, "--data", "stacked-mnist" if stacked else "mnist", "--data-root", str(root),
+            *(["--limit", str(limit)] if limit else []), "--steps", str(steps),
             "--seed", str(seed), "--out", str(run), "--force", *COMMON, *args,
         )  # fmt: skip
         t_train = time.perf_counter() - t0
         finished.write_text(json.dumps(trained))
     samples = run / "samples"
     sampled = sgan("sample", str(run), "-n", str(n_samples), "--seed", str(1000 + seed), "--no-png", "--out", str(samples), "--force")
-    metrics = list(METRICS) + (["sparsity"] if "--dict" in args else [])
-    scored = sgan("score", str(samples / "samples.safetensors"), *sum((["--metric", m] for m in metrics), []), "--ref", str(paths["stats"]), "--features", f"classifier:{paths['classifier']}")
-    support = [json.loads(line).get("support") for line in (run / "metrics.jsonl").read_text().splitlines()]
+    metrics = list(STACKED_METRICS if stacked else METRICS) + (["sparsity"] if "--dict" in args else [])
+    ref = [] if stacked else ["--ref", str(paths["stats"])]
+    scored = sgan("score", str(samples / "samples.safetensors"), *sum((["--metric", m] for m in metrics), []), *ref, "--features", f"classifier:{paths['classifier']}")
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return {
         "key": f"{objective}/{method}/seed{seed}",
         "objective": objective,
@@ -122,7 +151,10 @@ def run_one(work: Path, root: Path, paths: dict[str, Path], objective: str, meth
         "train": trained,
         "sample_support": sampled.get("support_fraction"),
         "score": scored,
-        "support_curve": support,
+        "support_curve": [e.get("support") for e in log],
+        "support_target": next((e["support_target"] for e in reversed(log) if "support_target" in e), None),
+        "lambda_curve": [e.get("lambda") for e in log],
+        "log_steps": [e["step"] for e in log],
         "run": str(run.relative_to(work)),
     }
 
@@ -157,7 +189,7 @@ def summary(work: Path, docs: Path) -> str:
             return f"{vals[0]:.4g}"
         return f"{statistics.mean(vals):.4g} ± {statistics.stdev(vals):.2g}"
 
-    for (obj, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], list(METHODS).index(kv[0][1]))):
+    for (obj, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], list(METHODS).index(kv[0][1]) if kv[0][1] in METHODS else len(METHODS), kv[0][1])):
         cells = [fmt([v for v in (_metric(r, n) for r in rs) if v is not None]) for n in names]
         lines.append(f"| {obj} | {method} | {len(rs)} | " + " | ".join(cells) + f" | {statistics.mean(r['train_s'] for r in rs):.0f} |")
     ceiling = rows[-1]["score"].get("ceiling") or {}
@@ -177,7 +209,7 @@ def summary(work: Path, docs: Path) -> str:
         grid = work / first["run"] / "samples" / "grid.png"
         if grid.exists():
             shutil.copyfile(grid, docs / f"{obj}-{method}.png")
-    for name in ("whole", "patch"):
+    for name in ("whole", "whole392", "whole1568", "patch", "stacked"):
         atoms = work / f"dict-{name}_atoms.png"
         if atoms.exists():
             shutil.copyfile(atoms, docs / f"atoms-{name}.png")
@@ -190,7 +222,7 @@ def dictionary_levels(work: Path) -> dict[str, float]:
     from sgan_cli.contracts import load_dictionary
 
     levels = {}
-    for name in ("whole", "patch"):
+    for name in ("whole", "patch", "stacked"):
         path = work / f"dict-{name}.safetensors"
         if path.exists():
             levels[name] = load_dictionary(path).achieved_sparsity
@@ -204,13 +236,15 @@ def plot_support(groups: dict[tuple[str, str], list[dict]], path: Path, levels: 
 
     curves = {}
     for (obj, method), rs in groups.items():
+        if method.startswith("stacked-") or method.startswith("whole-k"):
+            continue  # one figure for the mnist generators at their default dictionaries
         first = min(rs, key=lambda r: r["seed"])
         ys = [y for y in first["support_curve"] if y is not None]
         if ys:
             curves[f"{obj} {method}"] = (ys, first["train"].get("steps", first["steps"]))
     if not curves:
         return
-    W, H, m = 640, 360, 50
+    W, H, m = 720, 420, 50
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
     d.rectangle([m, 10, W - 10, H - m], outline="black")
@@ -229,7 +263,7 @@ def plot_support(groups: dict[tuple[str, str], list[dict]], path: Path, levels: 
         for x0 in range(m, W - 10, 12):
             d.line([x0, y, min(x0 + 6, W - 10), y], fill=(120, 120, 120))
         d.text((W - 250, y - 13), f"{name} dictionary on real images: {level:.3f}", fill=(90, 90, 90))
-    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
+    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
     for k, (label, (ys, _)) in enumerate(sorted(curves.items())):
         pts = [(m + (W - 10 - m) * (i + 1) / len(ys), H - m - y * (H - m - 10)) for i, y in enumerate(ys)]
         c = colours[k % len(colours)]
@@ -247,15 +281,23 @@ def main() -> None:
     ap.add_argument("--objectives", nargs="+", default=["wgan-gp"], choices=["gan", "wgan", "wgan-gp", "hinge"])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=1200, help="generator steps per run")
+    ap.add_argument("--steps", type=int, default=700, help="generator steps per run")
     ap.add_argument("--samples", type=int, default=2000, help="samples scored per run")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N training images (smoke runs)")
+    ap.add_argument("--dict-samples", type=int, default=None, help="learn-dict --max-samples (smoke runs)")
+    ap.add_argument("--smoke", action="store_true", help="every method at 4 steps, 200 samples, 300 images, seed 0: shows the study runs end to end")
     ap.add_argument("--summary", action="store_true", help="only rebuild the table and figures")
     args = ap.parse_args()
+    if args.smoke:
+        args.steps, args.samples, args.limit, args.dict_samples, args.seeds = 4, 200, 300, 2000, [0]
+        COMMON.extend(["--set", "train.log_every=2", "--set", "model.d_width=32", "--set", "model.e_width=32"])
+        if args.docs == ROOT / "docs" / "study":
+            args.docs = args.work / "docs"  # a smoke run never replaces the study's figures
     args.work.mkdir(parents=True, exist_ok=True)
     results = args.work / "results.jsonl"
     if not args.summary:
         machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
-        paths = setup(args.work, args.mnist_root)
+        paths = setup(args.work, args.mnist_root, args.limit, args.dict_samples)
         for objective in args.objectives:
             for seed in args.seeds:
                 for method in args.methods:
@@ -263,7 +305,7 @@ def main() -> None:
                     if key in done_keys(results):
                         print(f"skip {key} (in {results})")
                         continue
-                    row = run_one(args.work, args.mnist_root, paths, objective, method, seed, args.steps, args.samples)
+                    row = run_one(args.work, args.mnist_root, paths, objective, method, seed, args.steps, args.samples, args.limit)
                     row["machine"] = machine
                     with open(results, "a") as fh:  # one line per finished run: nothing lost if stopped
                         fh.write(json.dumps(row) + "\n")

@@ -9,7 +9,8 @@
   step so the codes' support reaches ``model.support_target`` (default: s).
 
 ``auto`` resolves to :data:`DEFAULT_SPARSITY_CONTROL` (or ``learn`` when the older key
-``model.learn_threshold`` is set). A training run writes the resolved choice, k and target
+``model.learn_threshold`` is set, or ``fixed`` for a dictionary that records no achieved
+support and no ``model.support_target``). A training run writes the resolved choice, k and target
 into its config, so every file records them and a resumed or sampled generator rebuilds
 the same head.
 """
@@ -63,9 +64,10 @@ def resolve_sparsity(model: ModelConfig, n_atoms: int, achieved: float) -> Resol
     and records none: then k or the target must be given)."""
     check_sparsity_config(model)
     control = model.sparsity
-    if control == "auto":
-        control = "learn" if model.learn_threshold else DEFAULT_SPARSITY_CONTROL
     known = math.isfinite(achieved) and 0.0 < achieved < 1.0
+    if control == "auto":
+        # a dictionary that records no support (not written by learn-dict) keeps T_λ's fixed λ
+        control = "learn" if model.learn_threshold else DEFAULT_SPARSITY_CONTROL if known or model.support_target is not None else "fixed"
     if control == "topk":
         if model.topk is None and not known:
             raise SganError("the dictionary records no achieved support to choose k from", where="model.topk", fix="give --set model.topk=K")
