@@ -75,6 +75,8 @@ def eager_steps(state: TrainState, cfg: SganConfig, real: Tensor, steps: int, op
         opts["g"].zero_grad()
         (loss_g + cfg.model.beta * l1).backward()
         opts["g"].step()
+        if state.controller is not None:  # the support controller's λ step (model.sparsity "controller")
+            state.controller.update(float((codes != 0).float().mean()))
         entry = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
         if E is not None:
             for _ in range(cfg.recon.steps):
