@@ -28,7 +28,7 @@ from .nets import SoftThreshold, SupportController, TopK
 
 CONTROLS = ("fixed", "learn", "topk", "controller")
 # measured on digits (benchmarks/bench_sparsity.py, README): the default for sparse generators
-DEFAULT_SPARSITY_CONTROL = "controller"
+DEFAULT_SPARSITY_CONTROL = "topk"
 
 
 @dataclass

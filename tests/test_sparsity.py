@@ -13,6 +13,7 @@ from sgan_cli.contracts import load_dictionary, save_dictionary
 from sgan_cli.data import load_data
 from sgan_cli.dictionary import learn_from_config
 from sgan_cli.errors import SganError
+from sgan_cli.sparsity import DEFAULT_SPARSITY_CONTROL
 from sgan_cli.nets import PatchSynthesis, SoftThreshold, SupportController, TopK, WholeImageSynthesis
 from sgan_cli.training import run_training
 
@@ -157,11 +158,24 @@ def test_default_sparse_generator_ends_at_the_dictionarys_support(tmp_path, digi
             "model.g_width=32", "model.d_width=16", "model.z_dim=8", "train.batch_size=32", "gan.critic_steps=1"]  # fmt: skip
     res = run_training(load_config(None, sets), tmp_path / "run")
     lines = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert lines[-1]["support_target"] == pytest.approx(d.achieved_sparsity)
-    assert "lambda" in lines[-1]
     assert res.last_log["support"] == pytest.approx(d.achieved_sparsity, rel=0.2)
     g = json.loads(__import__("safetensors").safe_open(str(tmp_path / "run" / "generator.safetensors"), "pt").metadata()["config"])
-    assert g["model"]["sparsity"] != "auto" and g["model"]["support_target"] == pytest.approx(d.achieved_sparsity)
+    assert g["model"]["sparsity"] == DEFAULT_SPARSITY_CONTROL  # recorded resolved, not "auto"
+    # the target logged beside the support is the one the control aims at: k/K for top-k
+    target = g["model"]["topk"] / d.n_atoms if DEFAULT_SPARSITY_CONTROL == "topk" else d.achieved_sparsity
+    assert lines[-1]["support_target"] == pytest.approx(target) == g["model"]["support_target"]
+
+
+@pytest.mark.parametrize("kind, arch", [("whole", "mlp"), ("patch", "dcgan")])
+def test_controller_run_ends_at_the_dictionarys_support_and_logs_lambda(tmp_path, digits_dicts, kind, arch):
+    d = load_dictionary(digits_dicts[kind])
+    sets = [f"train.dict={digits_dicts[kind]}", f"model.arch={arch}", "model.sparsity=controller", "train.steps=80", "train.log_every=10", "train.grid_every=1000",
+            "train.save_every=1000", "model.g_width=32", "model.d_width=16", "model.z_dim=8", "train.batch_size=32", "gan.critic_steps=1"]  # fmt: skip
+    res = run_training(load_config(None, sets), tmp_path / "run")
+    lines = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["support_target"] == pytest.approx(d.achieved_sparsity)
+    assert lines[-1]["lambda"] > lines[0]["lambda"] > 0.3  # dense at λ = 0.3: λ rose
+    assert res.last_log["support"] == pytest.approx(d.achieved_sparsity, rel=0.2)
 
 
 def test_topk_run_records_k_and_samples_at_exactly_k(tmp_path, digits_dicts):

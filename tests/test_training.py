@@ -63,6 +63,8 @@ def _weights(path):
     "options",
     [
         ("model.arch=mlp",),
+        # the support controller: λ (its state) resumes with the generator
+        ("model.arch=mlp", "model.sparsity=controller"),
         # the third player, an EMA and feature matching: their nets, optimisers and draws resume too
         ("model.arch=mlp", "recon.mode=latent", "recon.steps=2", "train.ema=0.9", "gan.feature_matching=1.0"),
         ("model.arch=mlp", "recon.mode=vae"),
@@ -71,7 +73,7 @@ def _weights(path):
         # mixed precision resumes bit for bit as well
         ("model.arch=dcgan", "model.d_width=8", "train.precision=bf16"),
     ],
-    ids=["plain", "recon-ema-fm", "vae", "conv", "bf16"],
+    ids=["plain", "controller", "recon-ema-fm", "vae", "conv", "bf16"],
 )
 def test_resume_is_bit_exact(tmp_path, digits_dict, options):
     extra = (f"train.dict={digits_dict}", "gan.objective=wgan-gp", "gan.critic_steps=2", *options)
