@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .config import DataConfig
 from .errors import SganError
+from .outputs import check_folder_complete
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -275,6 +276,7 @@ def sample_folder_file(path: Path) -> Path | None:
     not its numbered PNGs plus a grid of another size."""
     if not path.is_dir():
         return None
+    check_folder_complete(path)  # not a folder sgan is still writing (or was killed while swapping)
     return next((f for f in (path / "samples.safetensors", path / "interpolation.safetensors") if f.is_file()), None)
 
 

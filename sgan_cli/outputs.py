@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -88,7 +89,6 @@ def temp_path(path: Path) -> Path:
     later run can tell whether its writer is still alive."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_HOST_TAG}-{os.getpid()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(name, file_mode())
     return Path(name)
 
 
@@ -153,6 +153,7 @@ class AtomicGroup:
         self.pending.append((tmp, path))
         try:
             write(tmp)
+            os.chmod(tmp, file_mode())  # after writing: some writers (safetensors) replace the file
         except OSError as exc:
             raise _os_error(exc, path) from None
 
@@ -316,16 +317,14 @@ def acquire_lock(folder: Path, command: str) -> FolderLock:
 def locked_folder(folder: Path, command: str) -> Iterator[FolderLock]:
     """Hold the folder's lock; finish an interrupted swap and remove stale temp files and
     staging folders first (nobody else can be using them while we hold the lock). A folder this
-    call created is removed again when the block fails before writing anything into it."""
+    call created is removed again when the block wrote nothing into it (it failed or stopped early)."""
     created = not folder.exists()
     lock = acquire_lock(folder, command)
-    ok = False
     try:
         recover(folder)
         yield lock
-        ok = True
     finally:
-        if not ok and created and lock.fd is not None and _only_lock_left(folder):
+        if created and lock.fd is not None and _only_lock_left(folder):
             (folder / LOCK_NAME).unlink(missing_ok=True)
             try:
                 folder.rmdir()
@@ -368,9 +367,10 @@ class Staging:
         last), then delete the old ones. Guarded by the marker file (see module doc)."""
         trash = tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=self.folder)
         plan = {"staging": self.dir.name, "trash": Path(trash).name, "remove": list(remove), "commit": commit, "phase": 1}
-        _write_plan(self.folder, plan)
-        _apply(self.folder, plan)
-        self.published = True
+        with _signals_held():  # Ctrl-C waits for the few renames of the swap
+            _write_plan(self.folder, plan)
+            self.published = True  # from here on the staged files belong to the swap (finished by recover)
+            _apply(self.folder, plan)
 
     def discard(self) -> None:
         if not self.published:
@@ -381,6 +381,21 @@ class Staging:
 
     def __exit__(self, *exc: object) -> None:
         self.discard()
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Block SIGINT and SIGTERM for the block; a signal that arrives meanwhile acts after it."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, OSError, ValueError):  # not POSIX
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _write_plan(folder: Path, plan: dict[str, object]) -> None:
