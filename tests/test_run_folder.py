@@ -71,9 +71,11 @@ def test_force_replaces_every_output_of_the_old_run(runner, tmp_path):
     assert train(runner, out, *old).exit_code == 0
     assert (out / "reconstructor.safetensors").exists() and len(list((out / "grids").iterdir())) == 3
     (out / "notes.txt").write_text("mine")  # not sgan's: kept
+    (out / "curves.png").write_bytes(b"old")  # another output of the old run
     res = train(runner, out, "--steps", "3", "--force", "--set", "train.grid_every=3", "--set", "train.log_every=3")
     assert res.exit_code == 0, res.stderr
     assert not (out / "reconstructor.safetensors").exists()  # encode would pair it with the new generator
+    assert not (out / "curves.png").exists()
     assert logged_steps(out) == [3]  # not appended to the old run's log
     assert sorted(p.name for p in (out / "grids").iterdir()) == ["step-000003.png"]
     assert step_of(out / "checkpoint.safetensors") == step_of(out / "generator.safetensors") == 3
@@ -329,7 +331,7 @@ def test_resume_to_fewer_steps_is_refused_and_rewrites_nothing(runner, tmp_path)
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file() and p.name != outputs.LOCK_NAME} == files
 
 
-def test_resume_refuses_data_that_changed(runner, tmp_path):
+def test_resume_refuses_data_that_changed(runner, tmp_path, monkeypatch):
     from PIL import Image
 
     images = tmp_path / "images"
@@ -337,7 +339,9 @@ def test_resume_refuses_data_that_changed(runner, tmp_path):
     for i in range(12):
         Image.fromarray((torch.rand(8, 8, generator=torch.Generator().manual_seed(i)) * 255).byte().numpy(), mode="L").save(images / f"{i}.png")
     out = tmp_path / "run"
-    assert train(runner, out, "--steps", "2", "--data", str(images)).exit_code == 0
+    monkeypatch.chdir(tmp_path)  # a relative data path is recorded as an absolute one
+    assert train(runner, out, "--steps", "2", "--data", "images").exit_code == 0
+    assert f"name: {images}" in (out / "config.yaml").read_text()
     Image.fromarray(torch.zeros(8, 8, dtype=torch.uint8).numpy(), mode="L").save(images / "3.png")
     msg = error_text(resume(runner, out, 4))
     assert f"the training data {images} changed since the run in {out} started" in msg
@@ -387,3 +391,17 @@ def test_a_read_only_folder_is_refused_before_the_work(runner, tmp_path):
         assert "cannot write into" in error_text(train(runner, ro / "run", "--steps", "2"))
     finally:
         ro.chmod(0o755)
+
+
+def test_a_file_system_without_locks_is_named_and_sgan_no_lock_runs_unlocked(runner, tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    msg = error_text(train(runner, tmp_path / "run", "--steps", "2"))
+    assert "the file system does not support file locks (No locks available)" in msg and "SGAN_NO_LOCK=1" in msg
+    monkeypatch.setenv("SGAN_NO_LOCK", "1")
+    assert train(runner, tmp_path / "run", "--steps", "2").exit_code == 0
