@@ -314,7 +314,12 @@ def test_a_copied_run_resumes_without_its_dictionary_file(runner, tmp_path, digi
     assert train(runner, straight, "--steps", "7", "--dict", str(digits_dict)).exit_code == 0
     copy = tmp_path / "elsewhere" / "copy"
     shutil.copytree(out, copy)
-    digits_dict.unlink()  # the recorded path no longer holds the dictionary: the checkpoint's atoms are used
+    # another dictionary at the recorded path is not mixed in: the checkpoint's atoms are used
+    other = torch.nn.functional.normalize(torch.randn(16, 64), dim=1)
+    write_file(digits_dict, "sgan.dictionary", {"atoms": other}, meta={"channels": "1", "image_size": "8", "patch": "null", "stride": "1"}, force=True)
+    assert resume(runner, out, 7).exit_code == 0
+    same_tensors(out / "generator.safetensors", straight / "generator.safetensors")
+    digits_dict.unlink()  # the copy resumes without any dictionary file
     res = resume(runner, copy, 7)
     assert res.exit_code == 0, res.stderr
     same_tensors(copy / "generator.safetensors", straight / "generator.safetensors")
