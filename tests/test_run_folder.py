@@ -410,3 +410,18 @@ def test_a_file_system_without_locks_is_named_and_sgan_no_lock_runs_unlocked(run
     assert "the file system does not support file locks (No locks available)" in msg and "SGAN_NO_LOCK=1" in msg
     monkeypatch.setenv("SGAN_NO_LOCK", "1")
     assert train(runner, tmp_path / "run", "--steps", "2").exit_code == 0
+
+
+def test_numbered_pngs_and_a_grid_without_the_samples_file_are_not_read_as_complete(runner, tmp_path):
+    """What an older sgan left when killed in `sample --force`: score must not accept it."""
+    run, folder = tmp_path / "run", tmp_path / "samples"
+    assert train(runner, run, "--steps", "2").exit_code == 0
+    assert runner.invoke(app, ["sample", str(run), "-n", "4", "--out", str(folder)]).exit_code == 0
+    (folder / "samples.safetensors").unlink()
+    msg = error_text(runner.invoke(app, ["score", str(folder), "--metric", "sparsity"]))
+    assert f"the folder {folder} looks like an incomplete sgan sample output" in msg and "--force" in msg
+    (folder / "grid.png").unlink()  # a plain folder of PNGs reads as images
+    from sgan_cli.config import DataConfig
+    from sgan_cli.data import load_data
+
+    assert len(load_data(DataConfig(name=str(folder)))) == 4
