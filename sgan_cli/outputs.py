@@ -30,7 +30,6 @@ import re
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -340,10 +339,6 @@ def _only_lock_left(folder: Path) -> bool:
         return False
 
 
-def command_line() -> str:
-    return "sgan " + " ".join(sys.argv[1:3]) if sys.argv else "sgan"
-
-
 # ----------------------------------------------------------------------------- staging and swap
 
 
@@ -448,4 +443,6 @@ def recover(folder: Path) -> None:
     for p in folder.iterdir():
         if p.is_dir() and (p.name.startswith(STAGING_PREFIX) or p.name.startswith(TRASH_PREFIX)):
             shutil.rmtree(p, ignore_errors=True)
+        elif p.is_dir() and not p.is_symlink():
+            remove_stale_temps(p)  # e.g. grids/
     remove_stale_temps(folder)

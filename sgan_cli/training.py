@@ -10,6 +10,7 @@ run continues bit for bit on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -762,8 +763,10 @@ def _train_locked(
         if start >= cfg.train.steps:  # already there: nothing to do, nothing rewritten
             return TrainResult(out, start, start, 0.0, {}, dictionary is not None, precision, target_steps=cfg.train.steps)
         _trim_log(paths, start)
-    with Staging(out) as staging:
-        work = paths if resume else run_dir_paths(staging.dir)
+    # a resumed run writes in place (each save is atomic); a new one in a staging folder until its first checkpoint
+    staging = None if resume else Staging(out)
+    with staging if staging is not None else contextlib.nullcontext():
+        work = paths if staging is None else run_dir_paths(staging.dir)
         work["grids"].mkdir(parents=True, exist_ok=True)
         last: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -771,7 +774,7 @@ def _train_locked(
         def save() -> None:
             nonlocal work
             _save_outputs(state, cfg, work, dictionary, geometry, lineage)
-            if not staging.published and not resume:  # the new run's first checkpoint: swap it in
+            if staging is not None and not staging.published:  # the new run's first checkpoint: swap it in
                 staging.publish(remove=[name for name in RUN_OUTPUTS if (out / name).exists()], commit=paths["checkpoint"].name)
                 work = paths
 
