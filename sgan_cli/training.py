@@ -699,41 +699,38 @@ def _trim_log(paths: dict[str, Path], step: int) -> None:
                 png.unlink()
 
 
-def _train_locked(
-    cfg: SganConfig,
-    out: Path,
-    *,
-    resume: bool,
-    force: bool,
-    progress: ProgressFn | None,
-    stop: Callable[[], bool] | None,
-) -> TrainResult:
-    from .contracts import content_hash, load_dictionary, read_file
-    from .data import load_data
-    from .dictionary import resolve_device
-    from .outputs import Staging
+def _open_run(cfg: SganConfig, out: Path, resume: bool, force: bool) -> Any:
+    """Stage 1: what is in the (locked) folder decides. With ``resume``: its checkpoint (an
+    SganFile), whose configuration then holds in ``cfg``; ``--steps`` below its step is refused
+    before anything is written. Without: None, refusing a folder that holds a run unless ``force``."""
+    from .contracts import read_file
 
     paths = run_dir_paths(out)
-    ckpt = None
-    if resume:
-        if not paths["checkpoint"].exists():
-            raise SganError(f"there is no run to resume in {out} (no checkpoint.safetensors)", where=str(out), fix="start the run without --resume")
-        ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
-        _resume_config(cfg, ckpt.config)
-        done = int(ckpt.meta.get("step", "0"))
-        if cfg.train.steps < done:
-            raise SganError(
-                f"the run in {out} is already at step {done}, so --steps {cfg.train.steps} would go back",
-                where=str(out),
-                fix=f"give --steps above {done} to train further, or start over with --force",
-            )
-    elif paths["checkpoint"].exists() and not force:
-        raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")
-    else:
+    if not resume:
+        if paths["checkpoint"].exists() and not force:
+            raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")
         _absolute_inputs(cfg)
-    if cfg.train.steps < 1 or cfg.train.batch_size < 1:
-        raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
-    device = resolve_device(cfg.train.device)
+        return None
+    if not paths["checkpoint"].exists():
+        raise SganError(f"there is no run to resume in {out} (no checkpoint.safetensors)", where=str(out), fix="start the run without --resume")
+    ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
+    _resume_config(cfg, ckpt.config)
+    done = int(ckpt.meta.get("step", "0"))
+    if cfg.train.steps < done:
+        raise SganError(
+            f"the run in {out} is already at step {done}, so --steps {cfg.train.steps} would go back",
+            where=str(out),
+            fix=f"give --steps above {done} to train further, or start over with --force",
+        )
+    return ckpt
+
+
+def _run_inputs(cfg: SganConfig, out: Path, ckpt: Any) -> tuple[Any, Geometry, DictionaryFile | None, dict[str, str]]:
+    """Stage 2: the data, its geometry, the dictionary and the lineage recorded in every file.
+    A resumed run takes its atoms from the checkpoint and refuses data whose content changed."""
+    from .contracts import content_hash, load_dictionary
+    from .data import load_data
+
     data = load_data(cfg.data)
     geometry = Geometry(data.channels, data.image_size)
     data_hash = content_hash({"images": data.images})
@@ -752,6 +749,28 @@ def _train_locked(
     if dictionary is not None:
         check_dictionary_fits(dictionary, geometry.channels, geometry.size, cfg.train.dict or str(out))
     lineage = {"data": data_hash, **({"dictionary": dictionary.hash} if dictionary is not None and dictionary.hash else {})}
+    return data, geometry, dictionary, lineage
+
+
+def _train_locked(
+    cfg: SganConfig,
+    out: Path,
+    *,
+    resume: bool,
+    force: bool,
+    progress: ProgressFn | None,
+    stop: Callable[[], bool] | None,
+) -> TrainResult:
+    """Stages 1–2, then the nets (fresh or from the checkpoint) and the loop with its saves."""
+    from .dictionary import resolve_device
+    from .outputs import Staging
+
+    paths = run_dir_paths(out)
+    ckpt = _open_run(cfg, out, resume, force)
+    if cfg.train.steps < 1 or cfg.train.batch_size < 1:
+        raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
+    device = resolve_device(cfg.train.device)
+    data, geometry, dictionary, lineage = _run_inputs(cfg, out, ckpt)
     # converted here once, so train_steps' layout conversion is a no-op (no second copy of the data)
     real = data.floats().to(device).contiguous(memory_format=preferred_layout(device))
     state = new_state(cfg, geometry, dictionary, device)
