@@ -25,6 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # sgan_cli from this checkout
 
 # case → (dictionary with a mean term?, extra train options)
 CASES: dict[str, tuple[bool, list[str]]] = {
@@ -54,6 +55,21 @@ def last_metrics(run: Path) -> dict:
     return json.loads(lines[-1])
 
 
+def background_level(samples: Path) -> float:
+    """Mean uint8 value of the samples on the pixels that are 0 in > 90 % of real digits:
+    the grey haze of whole-image samples (real digits: 0.9)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from sgan_cli.config import DataConfig
+    from sgan_cli.data import load_data
+
+    real = load_data(DataConfig(name="digits")).images
+    mask = (real == 0).float().mean(0)[0] > 0.9
+    x = load_file(str(samples / "samples.safetensors"))["images"].float()
+    return float(x[:, :, mask].mean())
+
+
 def run_case(work: Path, name: str, seed: int, steps: int, clf: Path) -> dict:
     mean, extra = CASES[name]
     dictionary = work / ("dict-mean.safetensors" if mean else "dict-nomean.safetensors")
@@ -70,7 +86,7 @@ def run_case(work: Path, name: str, seed: int, steps: int, clf: Path) -> dict:
     return {
         "case": name, "seed": seed, "steps": steps, "fid": m["fid"], "modes": m["modes"], "modes_kl": m["modes_kl"],
         "support_samples": m["sparsity"], "support_train": last.get("support"), "lambda": last.get("lambda"),
-        "dict_support": float(d["achieved_sparsity"]), "fid_ceiling": score["ceiling"]["fid"], "train_s": train_s,
+        "dict_support": float(d["achieved_sparsity"]), "background": background_level(samples), "fid_ceiling": score["ceiling"]["fid"], "train_s": train_s,
     }  # fmt: skip
 
 
@@ -97,7 +113,7 @@ def main() -> None:
                 fh.write(json.dumps(row) + "\n")
     rows = [r for r in map(json.loads, results_file.read_text().splitlines()) if r["steps"] == args.steps and r["case"] in args.cases]
     table = []
-    print(f"{'case':24} {'n':>2} {'FID':>12} {'support (samples)':>18} {'dict':>6} {'λ':>7} {'modes':>5} {'KL':>6} {'train s':>8}")
+    print(f"{'case':24} {'n':>2} {'FID':>12} {'support (samples)':>18} {'dict':>6} {'λ':>7} {'modes':>5} {'KL':>6} {'bg':>5} {'train s':>8}")
     for name in args.cases:
         rs = [r for r in rows if r["case"] == name]
         if not rs:
@@ -106,10 +122,11 @@ def main() -> None:
         mean = statistics.fmean
         entry = {"case": name, "n": len(rs), "fid": mean(fids), "fid_std": statistics.pstdev(fids), "support": mean(r["support_samples"] for r in rs),
                  "dict_support": rs[0]["dict_support"], "modes": mean(r["modes"] for r in rs), "modes_kl": mean(r["modes_kl"] for r in rs),
-                 "lambda": rs[0]["lambda"], "train_s": mean(r["train_s"] for r in rs)}  # fmt: skip
+                 "lambda": rs[0]["lambda"], "train_s": mean(r["train_s"] for r in rs),
+                 "background": mean(r.get("background", float("nan")) for r in rs)}  # fmt: skip
         table.append(entry)
         lam = f"{entry['lambda']:.3g}" if entry["lambda"] is not None else "—"
-        print(f"{name:24} {len(rs):>2} {entry['fid']:>7.1f} ±{entry['fid_std']:>4.1f} {entry['support']:>18.3f} {entry['dict_support']:>6.3f} {lam:>7} {entry['modes']:>5.1f} {entry['modes_kl']:>6.3f} {entry['train_s']:>8.0f}")
+        print(f"{name:24} {len(rs):>2} {entry['fid']:>7.1f} ±{entry['fid_std']:>4.1f} {entry['support']:>18.3f} {entry['dict_support']:>6.3f} {lam:>7} {entry['modes']:>5.1f} {entry['modes_kl']:>6.3f} {entry['background']:>5.1f} {entry['train_s']:>8.0f}")
     out = HERE / "results" / "bench_sparsity.json"
     out.parent.mkdir(exist_ok=True)
     machine = {"cpu": platform.processor() or platform.machine(), "load": os.getloadavg()}
