@@ -83,7 +83,7 @@ def sgan(*args: str, json_out: bool = True) -> dict:
     return json.loads(res.stdout) if json_out else {}
 
 
-def setup(work: Path, root: Path, limit: int | None, dict_samples: int | None) -> dict[str, Path]:
+def setup(work: Path, root: Path, limit: int | None, dict_samples: int | None, smoke: bool = False) -> dict[str, Path]:
     """Classifier, dictionaries and reference statistics, made once and reused."""
     paths = {
         "classifier": work / "classifier.safetensors",
@@ -98,9 +98,11 @@ def setup(work: Path, root: Path, limit: int | None, dict_samples: int | None) -
     few = ["--max-samples", str(dict_samples)] if dict_samples else []
     if not paths["classifier"].exists():
         sgan("classifier", "mnist", *data, "--out", str(paths["classifier"]))
+    # smoke runs: one pass at a fixed α for whole images (the α search is what takes minutes)
+    target = ["--alpha", "1.0", "--set", "dict.passes=1"] if smoke else ["--sparsity", "0.1"]
     for name, atoms in (("whole", None), ("whole392", 392), ("whole1568", 1568)):
         if not paths[name].exists():
-            sgan("learn-dict", "mnist", *data, *few, "--sparsity", "0.1", *(["--atoms", str(atoms)] if atoms else []), "--out", str(paths[name]))
+            sgan("learn-dict", "mnist", *data, *few, *target, *(["--atoms", str(atoms)] if atoms else []), "--out", str(paths[name]))
     if not paths["patch"].exists():
         sgan("learn-dict", "mnist", *data, *few, "--patch", "3", "--atoms", "100", "--out", str(paths["patch"]))
     if not paths["stacked"].exists():
@@ -297,7 +299,7 @@ def main() -> None:
     results = args.work / "results.jsonl"
     if not args.summary:
         machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
-        paths = setup(args.work, args.mnist_root, args.limit, args.dict_samples)
+        paths = setup(args.work, args.mnist_root, args.limit, args.dict_samples, args.smoke)
         for objective in args.objectives:
             for seed in args.seeds:
                 for method in args.methods:
