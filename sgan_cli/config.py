@@ -99,7 +99,7 @@ class TrainConfig:
 
     dict: str | None = None  # dictionary file: sparse generator; None: dense baseline (tanh on pixels)
     steps: int = 2000  # generator steps
-    batch_size: int = 64  # images per critic and generator step
+    batch_size: int = 64  # images per critic and generator step; the global batch under torchrun (split over the ranks)
     seed: int = 0  # seeds initialisation, data order, z and the gradient penalty's ε
     log_every: int = 50  # steps between metrics.jsonl lines
     grid_every: int = 500  # steps between grids/step-NNNNNN.png (fixed z)
@@ -107,6 +107,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
     ema: float = 0.0  # decay of an exponential moving average of the generator weights (e.g. 0.999); 0: off
     precision: str = "fp32"  # "fp32"; "bf16" (mixed: bf16 matmuls/convs, fp32 weights and losses); "auto" (bf16 where the hardware has it)
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics of the global batch (SyncBatchNorm) instead of each rank's shard
 
 
 @dataclass

@@ -118,22 +118,30 @@ def extract(extractor: Extractor, images: Tensor, batch_size: int, device: torch
 
     Each image's features depend only on that image (eval-mode BatchNorm, no dropout), so
     results do not depend on ``batch_size`` beyond float rounding in the convolutions.
+    Under torchrun each rank extracts every W-th batch (the batches one process makes) and
+    the ranks combine them: every rank returns all N rows, bit-identical to one process.
     """
+    from . import distributed
+
     if batch_size < 1:
         raise SganError(f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size")
     n = int(images.shape[0])
     net = extractor.net.to(device, extractor.dtype).eval()
-    feats = torch.empty(n, extractor.dim, dtype=extractor.dtype)
-    logits = torch.empty(n, extractor.n_classes, dtype=extractor.dtype)
-    done = 0
+    world = distributed.current()
+    alloc = torch.zeros if world.distributed else torch.empty  # rows of other ranks stay 0 for the combination
+    feats = alloc(n, extractor.dim, dtype=extractor.dtype)
+    logits = alloc(n, extractor.n_classes, dtype=extractor.dtype)
+    n_batches = -(-n // batch_size)
     with torch.inference_mode():
-        for chunk in images.split(batch_size):
-            f, lg = net(chunk.to(device, non_blocking=True))
-            feats[done : done + chunk.shape[0]] = f.cpu()
-            logits[done : done + chunk.shape[0]] = lg.cpu()
-            done += int(chunk.shape[0])
+        for done_batches, b in enumerate(distributed.owned(n_batches), 1):
+            lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+            f, lg = net(images[lo:hi].to(device, non_blocking=True))
+            feats[lo:hi] = f.cpu()
+            logits[lo:hi] = lg.cpu()
             if progress is not None:
-                progress(done, n, {})
+                progress(hi if not world.distributed else min(n, done_batches * world.size * batch_size), n, {})
+    if world.distributed:
+        feats, logits = distributed.combine(feats), distributed.combine(logits)
     return Features(feats, logits)
 
 

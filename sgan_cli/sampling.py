@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import distributed
 from .contracts import ensure_folder, register_validator, require_tensor, write_file
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
@@ -138,16 +139,24 @@ def generate(
 
     ``on_batch(start, images_uint8)`` sees every batch as it is made (PNG writing), so
     nothing but the outputs kept grows with N.
+
+    Under torchrun each rank makes every W-th batch (:func:`distributed.owned`), the very
+    batches one process makes, and the ranks combine them: every rank returns all N images,
+    bit-identical to one process; ``on_batch`` then sees every batch after the combination.
     """
     check_batch_size(batch_size)
     n = z.shape[0]
     C, S = g.geometry.channels, g.geometry.size
-    images = torch.empty(n, C, S, S, dtype=torch.uint8)
-    codes_out = torch.empty(n, *g.code_shape) if keep_codes and g.code_shape is not None else None
+    world = distributed.current()
+    alloc = torch.zeros if world.distributed else torch.empty  # rows of other ranks stay 0 for the combination
+    images = alloc(n, C, S, S, dtype=torch.uint8)
+    codes_out = alloc(n, *g.code_shape) if keep_codes and g.code_shape is not None else None
     nonzero, total = 0, 0
+    starts = list(range(0, n, batch_size))
+    mine = [starts[i] for i in distributed.owned(len(starts))]
     start_t = time.perf_counter()
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
+        for done_batches, start in enumerate(mine, 1):
             zb = z[start : start + batch_size].to(g.device)
             x, codes = g.module.forward_codes(zb)
             imgs = to_uint8(x.clamp(-1.0, 1.0)).cpu()
@@ -157,11 +166,18 @@ def generate(
                 total += codes.numel()
                 if codes_out is not None:
                     codes_out[start : start + zb.shape[0]] = codes.float().cpu()
-            if on_batch is not None:
+            if on_batch is not None and not world.distributed:
                 on_batch(start, imgs)
             if progress is not None:
-                done = start + zb.shape[0]
+                done = min(n, start + zb.shape[0]) if not world.distributed else min(n, done_batches * world.size * batch_size)
                 progress(done, n, {"img/s": done / max(time.perf_counter() - start_t, 1e-9)})
+    if world.distributed:
+        images = distributed.combine(images)
+        codes_out = distributed.combine(codes_out) if codes_out is not None else None
+        nonzero, total = distributed.combine(torch.tensor([nonzero, total], dtype=torch.int64)).tolist()
+        if on_batch is not None:
+            for start in starts:
+                on_batch(start, images[start : start + batch_size])
     support = nonzero / total if total else math.nan
     return images, codes_out, support, time.perf_counter() - start_t
 
@@ -311,15 +327,21 @@ def run_sample(
     else:
         z = draw_latents(seed, 0, n, g.z_dim)
     keep, note = codes_decision(g, z.shape[0], codes)
-    ensure_folder(folder)
-    removed = clear_numbered_pngs(folder) if outs.pngs and force else 0
-    if force:  # a run that stops half-way must not leave the old samples file beside new PNGs
-        outs.samples.unlink(missing_ok=True)
-        outs.grid.unlink(missing_ok=True)
+    distributed.barrier()  # every rank has checked the folder before rank 0 changes it
+    main = distributed.is_main()  # under torchrun rank 0 alone writes
+    removed = 0
+    if main:
+        ensure_folder(folder)
+        removed = clear_numbered_pngs(folder) if outs.pngs and force else 0
+        if force:  # a run that stops half-way must not leave the old samples file beside new PNGs
+            outs.samples.unlink(missing_ok=True)
+            outs.grid.unlink(missing_ok=True)
     digits = png_digits(n)
-    on_batch = (lambda start, imgs: write_pngs(folder, start, imgs, digits)) if outs.pngs else None
+    on_batch = (lambda start, imgs: write_pngs(folder, start, imgs, digits)) if outs.pngs and main else None
     images, code_t, support, seconds = generate(g, z, batch_size, keep_codes=keep, on_batch=on_batch, progress=progress)
     gen = Generated(images, z, code_t, support, note, seconds)
+    if not main:
+        return SampleRun(outs, gen, "", removed)
     meta: dict[str, Any] = {"seed": str(seed), "latent_chunk": str(LATENT_CHUNK)}
     if interpolate is not None:
         meta.update(interpolate=str(interpolate), interpolation=interp, pairs=str(n))

@@ -398,15 +398,22 @@ def _ceiling_subset(heldout: Features, n: int, seed: int) -> Features:
     return Features(heldout.features[pick], heldout.logits[pick])
 
 
+def _main() -> bool:
+    from .distributed import is_main
+
+    return is_main()
+
+
 def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult:
     """Load, extract, compute; the single entry point of ``sgan score``."""
     from .dictionary import resolve_device
+    from .distributed import local_device
     from .sparse_coding import support_fraction
 
     start = time.perf_counter()
     metrics = resolve_metrics(opts)
     _check_options(opts, metrics)
-    device = resolve_device(opts.device)
+    device = local_device(resolve_device(opts.device))
 
     def stage(name: str) -> ProgressFn | None:
         if progress is None:
@@ -501,7 +508,7 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
 
     # written last: a score that fails on its samples leaves no statistics file behind
     stats_hash = None
-    if opts.save_stats is not None and ref is not None and extractor is not None:
+    if opts.save_stats is not None and ref is not None and extractor is not None and _main():  # rank 0 writes under torchrun
         stats_hash = save_stats(Path(opts.save_stats), ref, extractor, opts.force)
 
     return ScoreResult(

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .config import GanConfig, ModelConfig, SganConfig, to_dict
 from .contracts import DictionaryFile, check_dictionary_fits, ensure_folder
 from .errors import SganError
@@ -279,6 +280,9 @@ def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | 
     layout = preferred_layout(device)  # before the optimisers: their states take the parameters' layout
     G = build_generator(cfg.model, geometry, dictionary).to(device, memory_format=layout)
     D = build_critic(cfg.model, gan.objective, geometry).to(device, memory_format=layout)
+    if cfg.train.sync_bn and distributed.current().distributed:  # before the optimisers take the parameters
+        G = distributed.sync_batchnorm(G, device.type == "cuda")  # type: ignore[assignment]
+        D = distributed.sync_batchnorm(D, device.type == "cuda")  # type: ignore[assignment]
     rng = torch.Generator(device="cpu").manual_seed(cfg.train.seed + 1)
     fixed_z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.train.seed + 2))
     state = TrainState(G, D, make_optimizer(G.parameters(), gan, gan.lr_g), make_optimizer(D.parameters(), gan, gan.lr_d), rng, fixed_z.to(device))
@@ -324,37 +328,37 @@ def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor, amp: torch.dt
     out: dict[str, float] = {}
     if rc.mode == "latent":
         for _ in range(rc.steps):
-            z = torch.randn(B, z_dim, generator=state.rng).to(device)
+            z = distributed.shard(torch.randn(B, z_dim, generator=state.rng)).to(device)
             with autocast(device, amp):
                 with torch.no_grad():  # E learns to invert the current G; G is not updated here
                     xg = G(z)
                 loss_e = latent_recon_loss(E(xg), z)
             state.opt_e.zero_grad(set_to_none=True)
             loss_e.backward()
-            state.opt_e.step()
+            distributed.step(state.opt_e)
             out["recon_e"] = loss_e.item()
-        x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+        x = real[distributed.shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
         with autocast(device, amp):
             with torch.no_grad():  # E frozen: z_x = E*(x) is data for the generator step
                 zx = E(x)
             loss_r = image_recon_loss(G(zx), x)
         state.opt_g.zero_grad(set_to_none=True)
         (rc.weight * loss_r).backward()
-        state.opt_g.step()
+        distributed.step(state.opt_g)
         out["recon_g"] = loss_r.item()
         return out
     for _ in range(rc.steps):  # vae
-        x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+        x = real[distributed.shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
         with autocast(device, amp):
             mu, logvar = E.stats(x)
-            eps = torch.randn(mu.shape, generator=state.rng).to(device)
+            eps = distributed.shard(torch.randn(B, mu.shape[1], generator=state.rng)).to(device)
             x_hat = G(mu.float() + torch.exp(0.5 * logvar.float()) * eps)
             loss, kl = vae_loss(x_hat, x, mu, logvar, rc.kl_weight)
         state.opt_e.zero_grad(set_to_none=True)
         state.opt_g.zero_grad(set_to_none=True)
         (rc.weight * loss).backward()
-        state.opt_e.step()
-        state.opt_g.step()
+        distributed.step(state.opt_e)
+        distributed.step(state.opt_g)
         out["vae"], out["kl"] = loss.item(), kl.item()
     return out
 
@@ -379,7 +383,8 @@ def train_steps(
         real = real.contiguous(memory_format=preferred_layout(device))
     n, B, z_dim = real.shape[0], cfg.train.batch_size, cfg.model.z_dim
     beta, fm = cfg.model.beta, cfg.gan.feature_matching
-    joint = D.mbd is None and not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in D.modules())
+    joint = D.mbd is None and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+    shard, step_opt = distributed.shard, distributed.step  # this rank's rows of each global draw; averaged-gradient steps
     for m in state.modules().values():
         m.train()
     t_log, imgs_log = time.perf_counter(), 0
@@ -388,8 +393,8 @@ def train_steps(
     while state.step < until:
         D.requires_grad_(True)
         for _ in range(gan.critic_steps):
-            idx = torch.randint(0, n, (B,), generator=state.rng).to(device)
-            z = torch.randn(B, z_dim, generator=state.rng).to(device)
+            idx = shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)
+            z = shard(torch.randn(B, z_dim, generator=state.rng)).to(device)
             x = real[idx]
             with autocast(device, amp):
                 with torch.no_grad():  # the critic step needs G(z) as data, not G's graph
@@ -398,16 +403,16 @@ def train_steps(
                 loss_d = critic_loss(gan.objective, real_scores, fake_scores)
                 gp = torch.zeros((), device=device)
                 if gan.objective == "wgan-gp":
-                    gp = gradient_penalty(D, x, fake, generator=state.rng)
+                    gp = gradient_penalty(D, x, fake, eps=shard(torch.rand(B, generator=state.rng)))
                     loss_d = loss_d + gan.gp_lambda * gp
             state.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
-            state.opt_d.step()
+            step_opt(state.opt_d)
             if gan.objective == "wgan":
                 clip_weights(D, gan.clip)
         # the generator step needs gradients through D to the images, not to D's weights
         D.requires_grad_(False)
-        z = torch.randn(B, z_dim, generator=state.rng).to(device)
+        z = shard(torch.randn(B, z_dim, generator=state.rng)).to(device)
         with autocast(device, amp):
             fake, codes = G.forward_codes(z)
             f_fake = D.features(fake)
@@ -416,15 +421,15 @@ def train_steps(
             loss_g = loss_adv + beta * l1
             values = {"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "gp": gp.item(), "l1": l1.item()}
             if fm > 0:
-                x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+                x = real[shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
                 with torch.no_grad():
                     f_real = D.features(x)
-                loss_fm = feature_matching_loss(f_real, f_fake)
+                loss_fm = feature_matching_loss(f_real, f_fake, mean=distributed.global_mean)
                 loss_g = loss_g + fm * loss_fm
                 values["fm"] = loss_fm.item()
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        state.opt_g.step()
+        step_opt(state.opt_g)
         D.requires_grad_(True)
         state.step += 1
         if state.encoder is not None and cfg.recon.steps > 0 and state.step % cfg.recon.every == 0:
@@ -439,6 +444,9 @@ def train_steps(
             )
         if codes is not None:
             values["support"] = float((codes != 0).float().mean())
+        # one collective per step: the global batch's means for the log, and any rank's stop request
+        stop, means = distributed.any_rank(distributed.stop_requested(), list(values.values()))
+        values = dict(zip(values, means))
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
@@ -450,6 +458,8 @@ def train_steps(
             entry = {"step": state.step, **{k: v / counts[k] for k, v in sums.items()}, "images_per_s": imgs_log / max(now - t_log, 1e-9)}
             on_log(entry)
             sums, counts, t_log, imgs_log = {}, {}, now, 0
+        if stop:  # every rank saw the same flag: all stop after the same step
+            raise KeyboardInterrupt
 
 
 def state_tensors(state: TrainState) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -466,6 +476,9 @@ def state_tensors(state: TrainState) -> tuple[dict[str, Tensor], dict[str, str]]
                 tensors[f"{prefix}.state.{pid}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
         meta[f"{prefix}.param_groups"] = json.dumps(sd["param_groups"])
     tensors["rng.state"] = state.rng.get_state()
+    # every rank's stream, [world size, state bytes] (a collective under torchrun: all ranks call this)
+    tensors["rng.rank_states"] = distributed.gather_rows(state.rng.get_state())
+    meta["world_size"] = str(distributed.current().size)
     tensors["fixed_z"] = state.fixed_z
     return tensors, meta
 
@@ -485,7 +498,8 @@ def load_state_tensors(state: TrainState, tensors: dict[str, Tensor], meta: dict
                 st.setdefault(int(pid), {})[name] = v
         opt.load_state_dict({"state": st, "param_groups": groups})
         _match_state_layout(opt)
-    state.rng.set_state(tensors["rng.state"])
+    ranks = tensors.get("rng.rank_states")  # absent in checkpoints from before torchrun support; clone: set_state ignores a view's offset
+    state.rng.set_state(ranks[distributed.current().rank].clone() if ranks is not None else tensors["rng.state"])
     state.fixed_z = tensors["fixed_z"].to(state.fixed_z.device)
     state.step = int(meta["step"])
 
@@ -541,9 +555,13 @@ class TrainResult:
 
 
 def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], dictionary: DictionaryFile | None, geometry: Geometry) -> None:
-    """Generator (enough alone to sample), critic and checkpoint, each written atomically."""
+    """Generator (enough alone to sample), critic and checkpoint, each written atomically,
+    by rank 0 only; every rank calls it (the checkpoint gathers every rank's RNG state)."""
     from .contracts import write_file
 
+    tensors, meta = state_tensors(state)
+    if not distributed.is_main():
+        return
     conf = config_json(cfg)
     lineage = {"dictionary": dictionary.hash} if dictionary is not None else {}
     geo = {"channels": str(geometry.channels), "image_size": str(geometry.size), "step": str(state.step), "sparse": json.dumps(dictionary is not None)}
@@ -561,7 +579,6 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
         e_tensors = {f"encoder.{k}": v for k, v in state.encoder.state_dict().items()}
         e_meta = {**geo, "role": "reconstructor", "recon_mode": state.encoder.mode}
         write_file(paths["reconstructor"], "sgan.checkpoint", e_tensors, config=conf, lineage=lineage, meta=e_meta, force=True)
-    tensors, meta = state_tensors(state)
     write_file(paths["checkpoint"], "sgan.checkpoint", tensors, config=conf, lineage=lineage, meta={**geo, **meta, "role": "checkpoint"}, force=True)
 
 
@@ -577,6 +594,19 @@ def _write_grid(state: TrainState, path: Path) -> None:
         imgs = to_uint8(G(state.fixed_z).cpu())
     G.train(was_training)
     save_png(make_grid(imgs, nrow=8, scale=grid_scale(imgs.shape[-1])), path)
+
+
+def check_world_size(meta: dict[str, str], size: int, out: Path) -> None:
+    """A run resumes bit for bit only with the world size it was saved with (the global batch
+    is split into that many per-rank shards; BatchNorm statistics are per shard)."""
+    saved = int(meta.get("world_size", "1"))
+    if saved != size:
+        how = "without torchrun" if saved == 1 else f"with torchrun --nproc-per-node {saved} (or that many ranks over all nodes)"
+        raise SganError(
+            f"the run in {out} was trained with {saved} process(es) and this resume has {size}; it continues exactly only with the same number",
+            where=str(out),
+            fix=f"resume {how}, or start a new run with --force or another --out",
+        )
 
 
 def refuse_ignored_on_resume(out: Path, options: Sequence[str]) -> None:
@@ -625,7 +655,11 @@ def run_training(
         raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:
         raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
-    device = resolve_device(cfg.train.device)
+    world = distributed.current()
+    distributed.check_divisible(cfg.train.batch_size, "train.batch_size / --batch-size")
+    if resume:
+        check_world_size(ckpt.meta, world.size, out)
+    device = distributed.local_device(resolve_device(cfg.train.device))
     data = load_data(cfg.data)
     geometry = Geometry(data.channels, data.image_size)
     dictionary = None
@@ -639,9 +673,14 @@ def run_training(
     if resume:
         load_state_tensors(state, ckpt.tensors, ckpt.meta)
         start = state.step
-    ensure_folder(paths["grids"])  # the run folder too
-    text = yaml.safe_dump(config_json(cfg), sort_keys=False)
-    atomic_write_bytes(paths["config"], lambda tmp: tmp.write_text(text))
+    # every rank starts from rank 0's nets (identical already: same seed, same checkpoint);
+    # also the barrier after which rank 0 alone writes the run folder
+    distributed.broadcast_state(state.modules().values())
+    main = world.main
+    if main:
+        ensure_folder(paths["grids"])  # the run folder too
+        text = yaml.safe_dump(config_json(cfg), sort_keys=False)
+        atomic_write_bytes(paths["config"], lambda tmp: tmp.write_text(text))
     last: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -649,13 +688,15 @@ def run_training(
         nonlocal last
         entry["wall_s"] = time.perf_counter() - t0
         last = entry
+        if not main:
+            return
         with open(paths["metrics"], "a") as fh:
             fh.write(json.dumps(entry) + "\n")
 
     def on_step(step: int) -> None:
-        if progress is not None:
+        if progress is not None and main:
             progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")})
-        if step % cfg.train.grid_every == 0 or step == cfg.train.steps:
+        if main and (step % cfg.train.grid_every == 0 or step == cfg.train.steps):
             _write_grid(state, paths["grids"] / f"step-{step:06d}.png")
         if step % cfg.train.save_every == 0 and step != cfg.train.steps:
             _save_outputs(state, cfg, paths, dictionary, geometry)

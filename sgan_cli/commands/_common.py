@@ -31,13 +31,37 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except SganError as exc:
+            if not _rank0():  # under torchrun every rank meets the same error: rank 0 says it once
+                raise typer.Exit(EXIT_USER_ERROR) from None
             err.print(f"[bold red]Error:[/] {exc.message}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
-            err.print("[yellow]Interrupted.[/]")
+            if _rank0():
+                err.print("[yellow]Interrupted.[/]")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _rank0() -> bool:
+    """Rank 0 under torchrun, or the only process (read from the environment: no torch import)."""
+    import os
+
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def refuse_torchrun(command: str) -> None:
+    """Commands that run in one process (``learn-dict``, ``encode``, ``classifier``) refuse to
+    start as several torchrun ranks: N copies would each do all the work and race to write
+    the same file. One process still uses one GPU (``--device cuda``)."""
+    import os
+
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        raise SganError(
+            f"sgan {command} runs in one process, and this is one of {os.environ['WORLD_SIZE']} torchrun ranks",
+            where="torchrun",
+            fix=f"run `sgan {command} …` without torchrun (add --device cuda for a GPU); train, sample and score run under torchrun",
+        )
 
 
 def print_fields(title: str, rows: list[tuple[str, str]]) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, handle_errors, print_fields, print_json, progress_bar
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, handle_errors, print_fields, refuse_torchrun, print_json, progress_bar
 from ..errors import SganError
 
 
@@ -47,6 +47,7 @@ def encode(
       sgan encode mnist --data-root ../shared/data/mnist-5k --dict dictionary.safetensors --method lasso
       sgan encode digits --reconstructor runs/digits --out runs/digits/latents.safetensors
     """
+    refuse_torchrun("encode")
     from ..config import DataConfig, to_dict
     from ..contracts import check_dictionary_fits, check_writable, load_dictionary
     from ..data import load_data

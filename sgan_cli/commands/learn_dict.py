@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, handle_errors, print_fields, print_json, progress_bar, resolve_config
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, handle_errors, print_fields, refuse_torchrun, print_json, progress_bar, resolve_config
 
 
 def atoms_png_path(out_path: Path) -> Path:
@@ -45,7 +45,10 @@ def learn_dict(
     Examples:
       sgan learn-dict digits --sparsity 0.1
       sgan learn-dict mnist --data-root ../shared/data/mnist-5k --patch 3 --atoms 100
+
+    Runs in one process (one GPU with --device cuda); under torchrun it refuses to start.
     """
+    refuse_torchrun("learn-dict")
     from ..config import to_dict
     from ..contracts import check_writable, save_dictionary
     from ..data import load_data

@@ -43,7 +43,7 @@ def train(
     feature_matching: Annotated[Optional[float], typer.Option("--feature-matching", help="Add feature matching on the critic's features, with this weight. (default: 0, off)", show_default=False)] = None,
     ema: Annotated[Optional[float], typer.Option("--ema", help="Keep an EMA of the generator weights with this decay, e.g. 0.999. (default: 0, off)", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Generator steps. (default: 2000)", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size. (default: 64)", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size: under torchrun it is split evenly over the ranks (each takes batch/N). (default: 64)", show_default=False)] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     precision: Annotated[
@@ -67,6 +67,10 @@ def train(
     Examples:
       sgan train --gan wgan-gp --dict dictionary.safetensors --data digits --steps 300 --out runs/digits
       sgan train --out runs/digits --resume --steps 600
+      torchrun --standalone --nproc-per-node 2 -m sgan_cli train --data digits --out runs/ddp
+
+    Under torchrun (several processes or GPUs) --batch-size is the global batch; rank 0
+    writes the run folder, and --resume needs the same number of processes.
     """
     import yaml
 
@@ -91,8 +95,12 @@ def train(
         else:
             out.print(text, highlight=False, markup=False)
         return
-    with progress_bar("train") as progress:
+    from ..distributed import session
+
+    with session("train") as world, progress_bar("train", enabled=world.main) as progress:
         result = run_training(cfg, out_dir, resume=resume, force=force, progress=progress)
+    if not world.main:  # rank 0 reports for the run
+        return
     summary = {
         "out": str(result.out),
         "steps": result.steps,
