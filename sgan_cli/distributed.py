@@ -136,10 +136,14 @@ def session(what: str) -> Iterator[World]:
     _WORLD, _STOP = world, False
     try:
         yield world
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        _WORLD, _STOP = World(), False
+    except BaseException:
+        # leaving with an error: keep SIGTERM/SIGINT as stop requests, so the launcher's
+        # SIGTERM (sent when another rank fails) cannot cut this rank's message short
+        _WORLD = World()
+        raise
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
+    _WORLD, _STOP = World(), False
 
 
 def _join(world: World, what: str) -> None:

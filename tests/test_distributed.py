@@ -180,3 +180,52 @@ def test_distributed_score_equals_one_process(ddp, runner):
         assert one[part].keys() == two[part].keys()
         for k, v in one[part].items():
             assert math.isclose(two[part][k], v, rel_tol=1e-9, abs_tol=1e-12), (part, k, v, two[part][k])
+
+
+# --- without launching ranks ---------------------------------------------------------------
+
+
+def test_global_batch_must_split_evenly(monkeypatch):
+    from sgan_cli import distributed
+    from sgan_cli.errors import SganError
+
+    monkeypatch.setattr(distributed, "_WORLD", distributed.World(0, 3, 0))
+    with pytest.raises(SganError) as exc:
+        distributed.check_divisible(16, "train.batch_size / --batch-size")
+    assert "the global batch 16 does not split evenly over 3 ranks" in exc.value.message and "e.g. 15" in exc.value.message
+    assert distributed.check_divisible(15, "x") == 5
+    assert torch.equal(distributed.shard(torch.arange(15)), torch.arange(5))  # rank 0: rows 0…4
+
+
+@pytest.mark.parametrize("env", [{"WORLD_SIZE": "two"}, {"WORLD_SIZE": "2", "RANK": "2"}])
+def test_impossible_torchrun_environment_is_one_message(monkeypatch, env):
+    from sgan_cli import distributed
+    from sgan_cli.errors import SganError
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SganError) as exc:
+        distributed.from_env()
+    assert "RANK" in exc.value.message or "WORLD_SIZE" in exc.value.message
+
+
+@pytest.mark.parametrize("command", [["encode", "digits", "--dict", "d.safetensors"], ["classifier", "digits"], ["learn-dict", "digits"]])
+def test_one_process_commands_refuse_torchrun(runner, tmp_path, monkeypatch, command):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.chdir(tmp_path)
+    msg = error_text(invoke(runner, command))
+    assert f"sgan {command[0]} runs in one process, and this is one of 2 torchrun ranks" in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_global_batchnorm_is_batchnorm_in_one_process():
+    from sgan_cli.distributed import sync_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6))
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6))
+    ref.load_state_dict(net.state_dict())
+    net = sync_batchnorm(net, cuda=False)
+    assert type(net[1]).__name__ == "GlobalBatchNorm" and net[1].weight is not None
+    x = torch.randn(8, 4)
+    assert torch.equal(net(x), ref(x)) and torch.equal(net[1].running_mean, ref[1].running_mean)

@@ -33,7 +33,9 @@ def handle_errors(fn: F) -> F:
         except SganError as exc:
             if not _rank0():  # under torchrun every rank meets the same error: rank 0 says it once
                 raise typer.Exit(EXIT_USER_ERROR) from None
-            err.print(f"[bold red]Error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            from rich.markup import escape  # a message may quote text with [brackets] (paths, backend errors)
+
+            err.print(f"[bold red]Error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
             if _rank0():
