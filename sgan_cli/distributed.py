@@ -181,7 +181,7 @@ def _collective(fn: Callable[[], Any]) -> Any:
             raise SganError(
                 f"rank {_WORLD.rank} lost contact with the other ranks (one of them failed or was stopped): {exc}",
                 where="torchrun",
-                fix="see the failing rank's message above; files from the last completed save are intact",
+                fix="torchrun's failure summary names the rank that failed first; the files of the last completed save are intact",
             ) from None
         raise
 
