@@ -436,17 +436,18 @@ def train_steps(
             values.update(_recon_phase(state, cfg, real, amp))
         if state.ema is not None:
             _update_ema(state.ema, G, cfg.train.ema)
+        if codes is not None:
+            values["support"] = float((codes != 0).float().mean())
+        # one collective per step: the global batch's means for the log (a NaN on any rank
+        # reaches all, so every rank stops below together), and any rank's stop request
+        stop, means = distributed.any_rank(distributed.stop_requested(), list(values.values()))
+        values = dict(zip(values, means))
         if not all(math.isfinite(v) for v in values.values()):
             raise SganError(
                 f"training diverged at step {state.step}: a loss became NaN or inf ({values})",
                 where=f"step {state.step}",
                 fix="lower the learning rates (--set gan.lr_g=…, gan.lr_d=…) or resume from the last checkpoint",
             )
-        if codes is not None:
-            values["support"] = float((codes != 0).float().mean())
-        # one collective per step: the global batch's means for the log, and any rank's stop request
-        stop, means = distributed.any_rank(distributed.stop_requested(), list(values.values()))
-        values = dict(zip(values, means))
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
