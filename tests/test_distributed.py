@@ -91,9 +91,9 @@ def test_two_ranks_write_one_set_of_files(ddp):
     run = ddp["work"] / "eq"
     names = sorted(p.relative_to(run).as_posix() for p in run.rglob("*"))
     assert names == sorted([
-        "checkpoint.safetensors", "config.yaml", "critic.safetensors", "generator.safetensors", "metrics.jsonl",
+        ".sgan.lock", "checkpoint.safetensors", "config.yaml", "critic.safetensors", "generator.safetensors", "metrics.jsonl",
         "reconstructor.safetensors", "grids", "grids/step-000002.png", "grids/step-000003.png",
-    ])  # fmt: skip
+    ])  # fmt: skip  (no staging folder or temp file left, one lock: rank 0's)
     steps = [json.loads(s)["step"] for s in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]  # one writer: no line twice
     ckpt = read_file(run / "checkpoint.safetensors", "sgan.checkpoint")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -96,11 +98,33 @@ def train(
             out.print(text, highlight=False, markup=False)
         return
     from ..distributed import session
+    from ..interrupt import StopRequest
 
-    with session("train") as world, progress_bar("train", enabled=world.main) as progress:
-        result = run_training(cfg, out_dir, resume=resume, force=force, progress=progress)
+    # under torchrun: one process group; the ranks' stop requests are combined at step boundaries
+    with session("train") as world, progress_bar("train", enabled=world.main) as progress, StopRequest() as stop:
+        result = run_training(cfg, out_dir, resume=resume, force=force, progress=progress, stop=stop)
     if not world.main:  # rank 0 reports for the run
+        if result.interrupted:
+            raise typer.Exit(130)
         return
+    if result.interrupted:
+        # Ctrl-C: the loop stopped at an iteration boundary and saved it (or had nothing to save)
+        launcher = "sgan"
+        if world.distributed:  # the same ranks again (one node: --standalone; several: the same torchrun options)
+            one_node = os.environ.get("LOCAL_WORLD_SIZE") == str(world.size)
+            launcher = f"torchrun --standalone --nproc-per-node {world.size} -m sgan_cli" if one_node else f"torchrun (the same {world.size} ranks) -m sgan_cli"
+        again = f"{launcher} train --out {shlex.quote(str(result.out))} --resume --steps {result.target_steps}"
+        if result.steps > result.resumed_from:
+            err.print(f"[yellow]Interrupted:[/] stopped after step {result.steps} of {result.target_steps}; the checkpoint is saved. Resume with:", highlight=False)
+        elif result.resumed_from > 0:
+            err.print(f"[yellow]Interrupted[/] before a step was done; the run is still at step {result.steps}. Resume with:", highlight=False)
+        else:
+            err.print("[yellow]Interrupted[/] before the first step; nothing was written.", highlight=False)
+            raise typer.Exit(130)
+        err.print(f"  {again}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130)
+    if result.resumed_from > 0 and result.steps == result.resumed_from:
+        err.print(f"the run in {result.out} is already at step {result.steps}: nothing to do", highlight=False)
     summary = {
         "out": str(result.out),
         "steps": result.steps,
