@@ -6,15 +6,17 @@ module is everything sgan does with that:
 
 - :func:`from_env` reads the rank and world size; :func:`session` joins the process group
   (gloo for CPU tensors, NCCL for CUDA tensors: ``"cpu:gloo,cuda:nccl"`` when a GPU is
-  present; destroyed when the process exits), and turns Ctrl-C / SIGTERM into a *stop request* that the
-  training loop agrees on at a step boundary (:func:`any_rank`), so every rank stops at the
-  same step and rank 0 writes one consistent checkpoint.
+  present; destroyed when the process exits). Ctrl-C / SIGTERM become *stop requests*
+  (with :class:`sgan_cli.interrupt.StopRequest` inside; when its first signal restores the
+  previous handler, that is this module's, so torchrun's forwarded second SIGINT is a
+  request too) that the training loop combines over the ranks after each step
+  (:func:`any_rank`): every rank stops at the same step and rank 0 writes one checkpoint.
 - Training is data-parallel with one seeded stream: every rank draws the *global* minibatch
   (indices, z, ε — ``train.batch_size`` rows) from the same ``torch.Generator`` and keeps
   its own contiguous slice (:func:`shard`). The random streams stay identical on all ranks,
   and a 2-rank run sees the very numbers a 1-process run sees.
 - :func:`average_gradients` averages each optimiser's gradients over the ranks before its
-  step: one flat ``all_reduce`` per step, as StyleGAN3 does (NVlabs/stylegan3,
+  step: one flat ``all_reduce`` per optimiser step, as StyleGAN3 does (NVlabs/stylegan3,
   training/training_loop.py, "Update weights"). It replaces DDP's wrapper because a GAN step
   breaks the wrapper's assumptions — the critic runs with frozen weights inside the
   generator's step, the gradient penalty builds its own first-order graph through the
@@ -45,9 +47,6 @@ import torch
 from torch import Tensor, nn
 
 from .errors import SganError
-
-ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-
 
 @dataclass(frozen=True)
 class World:
