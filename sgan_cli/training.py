@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .config import GanConfig, ModelConfig, SganConfig, to_dict
+from .config import GanConfig, ModelConfig, SganConfig, section_from_file, to_dict
 from .contracts import DictionaryFile, check_dictionary_fits, ensure_folder
 from .errors import SganError
 from .losses import (
@@ -490,6 +490,33 @@ def load_state_tensors(state: TrainState, tensors: dict[str, Tensor], meta: dict
     state.step = int(meta["step"])
 
 
+def check_checkpoint_fits(state: TrainState, tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> None:
+    """Load a checkpoint into ``state`` after checking its tensor names and shapes against the
+    nets its config builds (a critic or generator file copied over checkpoint.safetensors, a
+    hand-edited config); any mismatch is one SganError naming the file, never a traceback."""
+    fix = "resume from the checkpoint.safetensors that sgan train wrote in this run folder, or start over with --force"
+    for prefix, module in state.modules().items():
+        expected = {f"{prefix}.{k}": tuple(v.shape) for k, v in module.state_dict().items()}
+        for name, shape in expected.items():
+            if name not in tensors:
+                raise SganError(f"{path} is not a training checkpoint of this run: it lacks the tensor {name!r}", where=str(path), fix=fix)
+            if tuple(tensors[name].shape) != shape:
+                raise SganError(f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, but the run's config builds {shape}", where=str(path), fix=fix)
+        extra = sorted(k for k in tensors if k.startswith(prefix + ".") and k not in expected and not k.startswith(prefix + ".state."))
+        if extra:
+            raise SganError(f"{path}: tensors {', '.join(extra[:3])} do not belong to the run's {prefix}", where=str(path), fix=fix)
+    for name in ("rng.state", "fixed_z"):
+        if name not in tensors:
+            raise SganError(f"{path} is not a training checkpoint: it lacks the tensor {name!r}", where=str(path), fix=fix)
+    step = meta.get("step", "")
+    if not step.isdigit():
+        raise SganError(f"{path}: metadata 'step' must be a whole number ≥ 0, got {step!r}", where=str(path), fix=fix)
+    try:
+        load_state_tensors(state, tensors, meta)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
+        raise SganError(f"{path}: the optimiser or RNG state does not fit the run ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", where=str(path), fix=fix) from None
+
+
 def _match_state_layout(opt: torch.optim.Optimizer) -> None:
     """Give each loaded optimiser state tensor its parameter's strides (checkpoints store
     them contiguous; parameters may be channels-last). Needed for correctness, not only
@@ -615,9 +642,8 @@ def run_training(
         saved = ckpt.config
         # the run's own configuration wins, except how long to train and on which device
         steps, device_name = cfg.train.steps, cfg.train.device
-        for section in RUN_SECTIONS:
-            for key, value in saved.get(section, {}).items():
-                setattr(getattr(cfg, section), key, value)
+        for section in RUN_SECTIONS:  # each value type- and range-checked like a recipe's
+            setattr(cfg, section, section_from_file(saved, section, type(getattr(cfg, section)), paths["checkpoint"]))
         cfg.train.steps = steps
         if device_name != "auto":  # an explicit --device moves the run (CPU ↔ CUDA)
             cfg.train.device = device_name
@@ -637,7 +663,7 @@ def run_training(
     state = new_state(cfg, geometry, dictionary, device)
     start = 0
     if resume:
-        load_state_tensors(state, ckpt.tensors, ckpt.meta)
+        check_checkpoint_fits(state, ckpt.tensors, ckpt.meta, paths["checkpoint"])
         start = state.step
     ensure_folder(paths["grids"])  # the run folder too
     text = yaml.safe_dump(config_json(cfg), sort_keys=False)
