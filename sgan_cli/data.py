@@ -129,6 +129,10 @@ def resize(data: ImageData, size: int) -> ImageData:
         raise SganError(f"--image-size must be positive, got {size}", where="data.image_size", fix="give a size such as 28 or 64")
     if data.images.shape[-2:] == (size, size):
         return data
+    from .validation import check_memory
+
+    n, c = data.images.shape[0], data.images.shape[1]
+    check_memory(n * c * size * size + min(n, 4096) * c * size * size * 8, f"{n} images of {c}×{size}×{size}", "--image-size", "give a smaller --image-size, or fewer images with --limit")
     out = []
     for chunk in data.images.split(4096):  # bounded memory for large sets
         x = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)

@@ -269,6 +269,24 @@ def check_train_config(cfg: SganConfig) -> None:
             raise SganError(f"{key} must be ≥ 0, got {value}", where=key, fix=f"give a non-negative {key}")
 
 
+def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, n_images: int) -> None:
+    """Refuse, before any allocation, a run whose nets (counted on the meta device: weights,
+    gradients and two Adam moments) plus the data as floats plus one batch's activations
+    cannot fit in memory (widths, z_dim, batch size, image size)."""
+    from .validation import check_batch_memory, check_memory
+
+    check_train_config(cfg)
+    gan = resolve_gan(cfg.gan)
+    with torch.device("meta"):
+        nets = [build_generator(cfg.model, geometry, dictionary), build_critic(cfg.model, gan.objective, geometry)]
+        if cfg.recon.mode != "none":
+            nets.append(build_encoder(cfg.model, geometry, cfg.recon.mode))
+    params = sum(p.numel() for net in nets for p in net.parameters())
+    image = geometry.channels * geometry.size**2 * 4
+    check_memory(params * 4 * 4 + n_images * image, f"nets of {params:,} parameters (with gradients and optimiser state) and {n_images} training images", "model.z_dim / model.*_width / --data", "use smaller widths (--set model.g_width=…), a smaller model.z_dim, or fewer images (--limit)")
+    check_batch_memory(cfg.train.batch_size, cfg.train.batch_size, image, f"{geometry.channels}×{geometry.size}×{geometry.size} training images")
+
+
 def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, device: torch.device) -> TrainState:
     """Fresh nets and optimisers, seeded by ``train.seed``."""
     import copy
@@ -658,6 +676,7 @@ def run_training(
     if cfg.train.dict is not None:
         dictionary = load_dictionary(cfg.train.dict)
         check_dictionary_fits(dictionary, geometry.channels, geometry.size, cfg.train.dict)
+    check_training_fits(cfg, geometry, dictionary, len(data))
     # converted here once, so train_steps' layout conversion is a no-op (no second copy of the data)
     real = data.floats().to(device).contiguous(memory_format=preferred_layout(device))
     state = new_state(cfg, geometry, dictionary, device)

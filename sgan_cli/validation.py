@@ -96,7 +96,7 @@ OPTION_RANGES: dict[str, Range] = {
     "stride": AT_LEAST_1,
     "sparsity": FRACTION_OPEN,
     "alpha": POSITIVE,
-    "max_samples": AT_LEAST_1,
+    "max_samples": Range(2, INT64_MAX),
     "minibatch_disc": NON_NEGATIVE,
     "feature_matching": NON_NEGATIVE,
     "ema": Range(0, 1, hi_open=True),
@@ -176,3 +176,15 @@ def check_memory(nbytes: float, what: str, where: str, fix: str) -> None:
             where=where,
             fix=fix,
         )
+
+
+# activations kept per sample, as a multiple of the sample's own float32 size: a rough upper
+# bound for the nets here (DCGAN/ResNet feature maps, the critic on real and fake, backward)
+ACTIVATION_FACTOR = 64
+
+
+def check_batch_memory(batch_size: int, n: int, sample_bytes: float, what: str, option: str = "--batch-size") -> None:
+    """Refuse a batch (of ``min(batch_size, n)`` samples of ``sample_bytes`` each, times
+    :data:`ACTIVATION_FACTOR` for what the nets keep) that cannot fit in memory."""
+    b = max(1, min(batch_size, n))
+    check_memory(b * sample_bytes * ACTIVATION_FACTOR, f"a batch of {b} {what}", option, f"pass a smaller {option}")
