@@ -182,6 +182,8 @@ def peek_kind(path: str | Path) -> str | None:
     file that is not readable safetensors (read_file then says what is wrong)."""
     from safetensors import SafetensorError, safe_open
 
+    if not Path(path).is_file():  # never open a pipe or device
+        return None
     try:
         with safe_open(str(path), framework="pt") as f:
             return (f.metadata() or {}).get("kind")
@@ -205,6 +207,8 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
         raise SganError(f"the {what} file {path} does not exist", where=str(path), fix=f"give the path of a {wanted} file")
     if path.is_dir():
         raise SganError(f"the {what} path {path} is a folder, not a file", where=str(path), fix=f"give the path of a {wanted} file")
+    if not path.is_file():  # a named pipe or device would block or never end: never opened
+        raise SganError(f"the {what} path {path} is not a regular file (a pipe, socket or device)", where=str(path), fix=f"give the path of a {wanted} file")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})

@@ -274,6 +274,9 @@ def _validate_samples(tensors: dict[str, Any], meta: dict[str, str], path: Path)
     images = require_tensor(tensors, "images", 4, path)
     if images.dtype != torch.uint8:
         raise SganError(f"{path}: images must be uint8, found {images.dtype}", where=str(path), fix="write the samples again with sgan sample")
+    _, c, h, w = (int(x) for x in images.shape)
+    if not 1 <= c <= 4 or h < 1 or w < 1:
+        raise SganError(f"{path}: images of shape {tuple(images.shape)} have no pixels or {c} channels (1 to 4 are images)", where=str(path), fix="write the samples again with sgan sample")
     for name in ("z", "codes", "labels"):
         t = tensors.get(name)
         if t is not None and (t.ndim == 0 or t.shape[0] != images.shape[0]):

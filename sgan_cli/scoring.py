@@ -22,6 +22,7 @@ the result says so.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,7 +101,10 @@ class Threshold:
     above: bool  # True: fail when value > bound (--fail-above); False: fail when value < bound
 
     def failed(self, value: float) -> bool:
-        return value > self.bound if self.above else value < self.bound
+        """True unless ``value`` meets the bound; NaN (or None) never meets one."""
+        if value is None or value != value:
+            return True
+        return not (value <= self.bound) if self.above else not (value >= self.bound)
 
     def __str__(self) -> str:
         return f"{self.key} {'≤' if self.above else '≥'} {self.bound:g}"
@@ -130,6 +134,8 @@ def parse_thresholds(above: list[str], below: list[str], metrics: list[str]) -> 
                 bound = None  # type: ignore[assignment]
             if not sep or bound is None or not key:
                 raise SganError(f"{flag} {item!r} is not of the form metric=value", where=flag, fix=f"write e.g. {flag} fid=30")
+            if not math.isfinite(bound):
+                raise SganError(f"{flag} {item!r}: the bound must be a finite number, got {bound}", where=flag, fix=f"write e.g. {flag} {key}=30")
             if key not in allowed:
                 raise SganError(
                     f"{flag} {item!r} names {key!r}, which this run does not compute",
@@ -142,7 +148,7 @@ def parse_thresholds(above: list[str], below: list[str], metrics: list[str]) -> 
 
 def check_thresholds(values: dict[str, float], thresholds: list[Threshold]) -> list[str]:
     """The bounds that the values miss, as readable strings (empty: all met)."""
-    return [f"{t.key} = {values[t.key]:.6g}, required {t}" for t in thresholds if t.failed(values[t.key])]
+    return [f"{t.key} = {values.get(t.key, float('nan')):.6g}, required {t}" for t in thresholds if t.failed(values.get(t.key, float("nan")))]
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -254,6 +260,8 @@ def _validate_stats(tensors: dict[str, Tensor], meta: dict[str, str], path: Path
         raise SganError(f"{path}: the statistics tensors have inconsistent shapes", where=str(path), fix="write them again with sgan score --save-stats")
     if "extractor" not in meta:
         raise SganError(f"{path} does not record its feature extractor", where=str(path), fix="write it again with sgan score --save-stats")
+    if any(not bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
+        raise SganError(f"{path} holds non-finite (NaN or inf) statistics", where=str(path), fix="write them again with sgan score --save-stats and a working extractor")
 
 
 def load_stats(path: Path, extractor: Extractor) -> Reference:
