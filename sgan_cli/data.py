@@ -244,7 +244,7 @@ def _celeba_images(ds: object, size: int = 64) -> "torch.Tensor":  # noqa: F821
     return torch.from_numpy(out)
 
 
-MAX_IMAGE_PIXELS = 16384 * 16384  # per image, read from the header before decoding
+MAX_IMAGE_PIXELS = 8192 * 8192  # per image, read from the header before decoding (PIL warns from 89 M)
 
 
 def decode_image(path: Path) -> "np.ndarray":  # noqa: F821
@@ -256,8 +256,11 @@ def decode_image(path: Path) -> "np.ndarray":  # noqa: F821
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own check below names the file and the limit
     try:
         with Image.open(path) as im:
+            Image.MAX_IMAGE_PIXELS = pil_limit
             w, h = im.size
             if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
                 raise SganError(
@@ -280,6 +283,8 @@ def decode_image(path: Path) -> "np.ndarray":  # noqa: F821
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise SganError(f"cannot read the image {path} ({exc})", where=str(path), fix="remove or replace the broken file") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
 
 
 def _is_gray(a: "np.ndarray") -> bool:  # noqa: F821
