@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -567,3 +569,57 @@ def learn_from_config(data: "ImageData", cfg: "DictConfig", progress: ProgressFn
         progress=progress,
     )
     return DictionaryJob(learned, data.name, data.channels, data.image_size, cfg.patch, cfg.stride, int(Y.shape[0]), str(device))
+
+
+# --- the `sgan learn-dict` pipeline, as named stages ---------------------------------------------
+
+
+@dataclass
+class LearnDictRun:
+    """What :func:`run_learn_dict` did, for the command to print."""
+
+    job: DictionaryJob
+    out: Path
+    atoms_png: Path
+    hash: str
+    seconds: float
+
+
+def atoms_png_path(out_path: Path) -> Path:
+    """``atoms.png`` beside ``dictionary.safetensors``; ``NAME_atoms.png`` beside other names."""
+    return out_path.with_name("atoms.png" if out_path.stem == "dictionary" else f"{out_path.stem}_atoms.png")
+
+
+def run_learn_dict(cfg: "SganConfig", out_path: Path, force: bool = False, progress: ProgressFn | None = None) -> LearnDictRun:  # noqa: F821
+    """``sgan learn-dict``: check outputs and device → load images → learn → dictionary file → atoms.png."""
+    import time
+
+    from .config import to_dict
+    from .contracts import check_writable, save_dictionary
+    from .data import load_data
+    from .images import save_atoms_png
+
+    png_path = atoms_png_path(out_path)
+    check_writable(out_path, force)
+    check_writable(png_path, force)
+    resolve_device(cfg.dict.device)  # an absent or unknown device fails before the images load
+    images = load_data(cfg.data)
+    start = time.perf_counter()
+    job = learn_from_config(images, cfg.dict, progress)
+    seconds = time.perf_counter() - start
+    digest = save_dictionary(out_path, job, {"data": to_dict(cfg.data), "dict": to_dict(cfg.dict)}, force=force)
+    side = job.image_size if job.patch is None else job.patch
+    save_atoms_png(job.learned.atoms, job.channels, side, png_path)
+    return LearnDictRun(job, out_path, png_path, digest, seconds)
+
+
+def learn_dict_summary(run: LearnDictRun) -> dict[str, Any]:
+    """The record ``sgan learn-dict --json`` prints."""
+    job, r = run.job, run.job.learned
+    return {
+        "out": str(run.out), "atoms_png": str(run.atoms_png), "hash": run.hash, "dataset": job.dataset, "channels": job.channels,
+        "image_size": job.image_size, "patch": job.patch, "stride": job.stride, "n_atoms": int(r.atoms.shape[0]), "dim": int(r.atoms.shape[1]),
+        "n_signals": job.n_signals, "n_heldout": r.n_heldout, "target_sparsity": r.target_sparsity, "achieved_sparsity": r.achieved_sparsity,
+        "alpha": r.alpha, "objective": r.objective, "psnr_db": r.psnr, "solver": r.solver, "steps": r.steps, "device": job.device,
+        "seconds": run.seconds,
+    }  # fmt: skip
