@@ -173,3 +173,21 @@ def test_non_finite_features_are_an_error(runner, tmp_path):
     msg = error_text(invoke(runner, [*args, "--fail-above", "kid=0.01", "--fail-below", "inception=5", "--save-stats", str(tmp_path / "s.safetensors")]))
     assert "the feature extractor gave non-finite values (NaN or inf)" in msg and str(clf) in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.safetensors"]
+
+
+def test_recipe_over_one_megabyte_is_refused(runner, tmp_path):
+    recipe = tmp_path / "big.yaml"
+    recipe.write_text("# padding\n" * 120_000)
+    msg = error_text(invoke(runner, ["train", "--recipe", str(recipe), "--dry-run"]))
+    assert f"the recipe {recipe} is larger than 1000000 bytes" in msg
+
+
+def test_statistics_file_with_nan_is_refused(tmp_path):
+    from sgan_cli.contracts import read_file, write_file
+
+    feats = torch.randn(5, 3, dtype=torch.float64)
+    tensors = {"features": feats, "logits": torch.randn(5, 2), "mean": feats.mean(0), "cov": torch.full((3, 3), float("nan"))}
+    path = tmp_path / "stats.safetensors"
+    write_file(path, "sgan.stats", tensors, meta={"extractor": "x"})
+    with pytest.raises(SganError, match="holds non-finite \\(NaN or inf\\) statistics"):
+        read_file(path, "sgan.stats")
