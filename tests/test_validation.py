@@ -222,7 +222,7 @@ def test_resume_checks_the_checkpoint_against_its_config(runner, tiny_run, tmp_p
     for changes, message in (
         ({"config": {**cfg, "train": {**cfg["train"], "batch_size": "eight"}}}, "train.batch_size must be int, got 'eight'"),
         ({"config": {**cfg, "gan": {**cfg["gan"], "lr_g": "nan"}}}, "gan.lr_g must be a finite number in (0, 10], got nan"),
-        ({"step": "-3"}, "metadata 'step' must be a whole number"),
+        ({"step": "-3"}, "metadata field 'step' must be at least 0, got -3"),
     ):
         ckpt.write_bytes(good)
         _rewrite(ckpt, ckpt, **changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -91,8 +92,24 @@ def train(
         else:
             out.print(text, highlight=False, markup=False)
         return
-    with progress_bar("train") as progress:
-        result = run_training(cfg, out_dir, resume=resume, force=force, progress=progress)
+    from ..interrupt import StopRequest
+
+    with progress_bar("train") as progress, StopRequest() as stop:
+        result = run_training(cfg, out_dir, resume=resume, force=force, progress=progress, stop=stop)
+    if result.interrupted:
+        # Ctrl-C: the loop stopped at an iteration boundary and saved it (or had nothing to save)
+        again = f"sgan train --out {shlex.quote(str(result.out))} --resume --steps {result.target_steps}"
+        if result.steps > result.resumed_from:
+            err.print(f"[yellow]Interrupted:[/] stopped after step {result.steps} of {result.target_steps}; the checkpoint is saved. Resume with:", highlight=False)
+        elif result.resumed_from > 0:
+            err.print(f"[yellow]Interrupted[/] before a step was done; the run is still at step {result.steps}. Resume with:", highlight=False)
+        else:
+            err.print("[yellow]Interrupted[/] before the first step; nothing was written.", highlight=False)
+            raise typer.Exit(130)
+        err.print(f"  {again}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130)
+    if result.resumed_from > 0 and result.steps == result.resumed_from:
+        err.print(f"the run in {result.out} is already at step {result.steps}: nothing to do", highlight=False)
     summary = {
         "out": str(result.out),
         "steps": result.steps,
