@@ -183,6 +183,18 @@ def generate(
     return images, codes_out, support, time.perf_counter() - start_t
 
 
+def check_sample_fits(g: LoadedGenerator, total: int, batch_size: int, codes: str) -> None:
+    """Refuse, before any allocation, a request whose kept outputs (uint8 images, latents,
+    codes when kept) and one batch cannot fit in memory (-n, --interpolate, --batch-size)."""
+    from .validation import check_batch_memory, check_memory
+
+    C, S = g.geometry.channels, g.geometry.size
+    code_values = math.prod(g.code_shape) if g.code_shape is not None else 0
+    per = C * S * S + g.z_dim * 4 + (code_values * 4 if codes == "always" else 0)
+    check_memory(total * per, f"{total} samples of {C}×{S}×{S}", "-n / --interpolate", "ask for fewer samples (-n) or fewer interpolation points (--interpolate), and split large requests over several runs with other --seed values")
+    check_batch_memory(batch_size, total, C * S * S * 4 + code_values * 4, f"{C}×{S}×{S} samples")
+
+
 def check_batch_size(batch_size: int) -> int:
     """A positive --batch-size, or one SganError (shared by sample and encode)."""
     if batch_size < 1:
@@ -276,6 +288,9 @@ def _validate_samples(tensors: dict[str, Any], meta: dict[str, str], path: Path)
     images = require_tensor(tensors, "images", 4, path)
     if images.dtype != torch.uint8:
         raise SganError(f"{path}: images must be uint8, found {images.dtype}", where=str(path), fix="write the samples again with sgan sample")
+    _, c, h, w = (int(x) for x in images.shape)
+    if not 1 <= c <= 4 or h < 1 or w < 1:
+        raise SganError(f"{path}: images of shape {tuple(images.shape)} have no pixels or {c} channels (1 to 4 are images)", where=str(path), fix="write the samples again with sgan sample")
     for name in ("z", "codes", "labels"):
         t = tensors.get(name)
         if t is not None and (t.ndim == 0 or t.shape[0] != images.shape[0]):
@@ -319,6 +334,7 @@ def run_sample(
     check_batch_size(batch_size)
     if interp not in INTERPOLATIONS:
         raise SganError(f"unknown interpolation {interp!r}", where="--interp", fix=f"use one of {', '.join(INTERPOLATIONS)}")
+    check_sample_fits(g, n * (interpolate or 1), batch_size, codes)
     outs = plan_outputs(folder, interpolate is not None, pngs, force)
     if interpolate is not None:
         z = interpolation_latents(seed, n, interpolate, g.z_dim, interp)

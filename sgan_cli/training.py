@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed
-from .config import GanConfig, ModelConfig, SganConfig, to_dict
+from .config import GanConfig, ModelConfig, SganConfig, section_from_file, to_dict
 from .contracts import DictionaryFile, check_dictionary_fits
 from .errors import SganError
 from .losses import (
@@ -271,6 +271,24 @@ def check_train_config(cfg: SganConfig) -> None:
             raise SganError(f"{key} must be ≥ 0, got {value}", where=key, fix=f"give a non-negative {key}")
 
 
+def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, n_images: int) -> None:
+    """Refuse, before any allocation, a run whose nets (counted on the meta device: weights,
+    gradients and two Adam moments) plus the data as floats plus one batch's activations
+    cannot fit in memory (widths, z_dim, batch size, image size)."""
+    from .validation import check_batch_memory, check_memory
+
+    check_train_config(cfg)
+    gan = resolve_gan(cfg.gan)
+    with torch.device("meta"):
+        nets = [build_generator(cfg.model, geometry, dictionary), build_critic(cfg.model, gan.objective, geometry)]
+        if cfg.recon.mode != "none":
+            nets.append(build_encoder(cfg.model, geometry, cfg.recon.mode))
+    params = sum(p.numel() for net in nets for p in net.parameters())
+    image = geometry.channels * geometry.size**2 * 4
+    check_memory(params * 4 * 4 + n_images * image, f"nets of {params:,} parameters (with gradients and optimiser state) and {n_images} training images", "model.z_dim / model.*_width / --data", "use smaller widths (--set model.g_width=…), a smaller model.z_dim, or fewer images (--limit)")
+    check_batch_memory(cfg.train.batch_size, cfg.train.batch_size, image, f"{geometry.channels}×{geometry.size}×{geometry.size} training images")
+
+
 def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, device: torch.device) -> TrainState:
     """Fresh nets and optimisers, seeded by ``train.seed``."""
     import copy
@@ -513,6 +531,33 @@ def load_state_tensors(state: TrainState, tensors: dict[str, Tensor], meta: dict
     state.step = int(meta["step"])
 
 
+def check_checkpoint_fits(state: TrainState, tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> None:
+    """Load a checkpoint into ``state`` after checking its tensor names and shapes against the
+    nets its config builds (a critic or generator file copied over checkpoint.safetensors, a
+    hand-edited config); any mismatch is one SganError naming the file, never a traceback."""
+    fix = "resume from the checkpoint.safetensors that sgan train wrote in this run folder, or start over with --force"
+    for prefix, module in state.modules().items():
+        expected = {f"{prefix}.{k}": tuple(v.shape) for k, v in module.state_dict().items()}
+        for name, shape in expected.items():
+            if name not in tensors:
+                raise SganError(f"{path} is not a training checkpoint of this run: it lacks the tensor {name!r}", where=str(path), fix=fix)
+            if tuple(tensors[name].shape) != shape:
+                raise SganError(f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, but the run's config builds {shape}", where=str(path), fix=fix)
+        extra = sorted(k for k in tensors if k.startswith(prefix + ".") and k not in expected and not k.startswith(prefix + ".state."))
+        if extra:
+            raise SganError(f"{path}: tensors {', '.join(extra[:3])} do not belong to the run's {prefix}", where=str(path), fix=fix)
+    for name in ("rng.state", "fixed_z"):
+        if name not in tensors:
+            raise SganError(f"{path} is not a training checkpoint: it lacks the tensor {name!r}", where=str(path), fix=fix)
+    step = meta.get("step", "")
+    if not step.isdigit():
+        raise SganError(f"{path}: metadata 'step' must be a whole number ≥ 0, got {step!r}", where=str(path), fix=fix)
+    try:
+        load_state_tensors(state, tensors, meta)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
+        raise SganError(f"{path}: the optimiser or RNG state does not fit the run ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", where=str(path), fix=fix) from None
+
+
 def _match_state_layout(opt: torch.optim.Optimizer) -> None:
     """Give each loaded optimiser state tensor its parameter's strides (checkpoints store
     them contiguous; parameters may be channels-last). Needed for correctness, not only
@@ -624,7 +669,10 @@ def _write_grid(state: TrainState, path: Path) -> None:
 def check_world_size(meta: dict[str, str], size: int, out: Path) -> None:
     """A run resumes bit for bit only with the world size it was saved with (the global batch
     is split into that many per-rank shards; BatchNorm statistics are per shard)."""
-    saved = int(meta.get("world_size", "1"))
+    raw = meta.get("world_size", "1")  # absent in checkpoints from before torchrun support: one process
+    if not raw.isdigit() or int(raw) < 1:
+        raise SganError(f"{out}: checkpoint metadata 'world_size' must be a whole number ≥ 1, got {raw!r}", where=str(out), fix="resume from the checkpoint.safetensors that sgan train wrote, or start over with --force")
+    saved = int(raw)
     if saved != size:
         how = "without torchrun" if saved == 1 else f"with torchrun --nproc-per-node {saved} (or that many ranks over all nodes)"
         raise SganError(
@@ -672,12 +720,12 @@ def run_training(
         return _train_locked(cfg, out, resume=resume, force=force, progress=progress, stop=stop)
 
 
-def _resume_config(cfg: SganConfig, saved: dict[str, Any]) -> None:
-    """The run's own configuration wins, except how long to train and on which device."""
+def _resume_config(cfg: SganConfig, saved: dict[str, Any], path: Path) -> None:
+    """The run's own configuration wins, except how long to train and on which device; each
+    saved value is type- and range-checked like a recipe's (SganError naming ``path``)."""
     steps, device_name = cfg.train.steps, cfg.train.device
     for section in RUN_SECTIONS:
-        for key, value in saved.get(section, {}).items():
-            setattr(getattr(cfg, section), key, value)
+        setattr(cfg, section, section_from_file(saved, section, type(getattr(cfg, section)), path))
     cfg.train.steps = steps
     if device_name != "auto":  # an explicit --device moves the run (CPU ↔ CUDA)
         cfg.train.device = device_name
@@ -748,8 +796,13 @@ def _open_run(cfg: SganConfig, out: Path, resume: bool, force: bool) -> Any:
     if not paths["checkpoint"].exists():
         raise SganError(f"there is no run to resume in {out} (no checkpoint.safetensors)", where=str(out), fix="start the run without --resume")
     ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
-    _resume_config(cfg, ckpt.config)
-    done = int(ckpt.meta.get("step", "0"))
+    from .contracts import meta_int
+    from .validation import CHANNELS, INT64_MAX, SIZE, Range
+
+    meta_int(ckpt.meta, "channels", ckpt.path, CHANNELS)
+    meta_int(ckpt.meta, "image_size", ckpt.path, SIZE)
+    _resume_config(cfg, ckpt.config, ckpt.path)
+    done = meta_int(ckpt.meta, "step", ckpt.path, Range(0, INT64_MAX))
     if cfg.train.steps < done:
         raise SganError(
             f"the run in {out} is already at step {done}, so --steps {cfg.train.steps} would go back",
@@ -809,13 +862,14 @@ def _train_locked(
         check_world_size(ckpt.meta, world.size, out)
     device = distributed.local_device(resolve_device(cfg.train.device))
     data, geometry, dictionary, lineage = _run_inputs(cfg, out, ckpt)
+    check_training_fits(cfg, geometry, dictionary, len(data))
     # converted here once, so train_steps' layout conversion is a no-op (no second copy of the data)
     real = data.floats().to(device).contiguous(memory_format=preferred_layout(device))
     state = new_state(cfg, geometry, dictionary, device)
     start = 0
     precision = "bf16" if resolve_precision(cfg.train.precision, device) is not None else "fp32"
     if ckpt is not None:
-        load_state_tensors(state, ckpt.tensors, ckpt.meta)
+        check_checkpoint_fits(state, ckpt.tensors, ckpt.meta, paths["checkpoint"])
         start = state.step
         if start >= cfg.train.steps:  # already there: nothing to do, nothing rewritten
             return TrainResult(out, start, start, 0.0, {}, dictionary is not None, precision, target_steps=cfg.train.steps)

@@ -24,11 +24,19 @@ err = Console(stderr=True)  # progress and messages (stderr)
 
 
 def handle_errors(fn: F) -> F:
-    """Turn an SganError into one message on stderr and exit code 2; Ctrl-C into exit 130."""
+    """Check every int/float option (finite, in its range: :mod:`sgan_cli.validation`), then
+    run; turn an SganError into one message on stderr and exit code 2; Ctrl-C into exit 130."""
+
+    names: dict[str, str] = {}
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..validation import check_options, option_names
+
         try:
+            if not names:
+                names.update(option_names(fn))
+            check_options(fn.__name__, kwargs, names)  # every number the user gave, before any work
             return fn(*args, **kwargs)
         except SganError as exc:
             if not _rank0():  # under torchrun every rank meets the same error: rank 0 says it once
