@@ -196,14 +196,14 @@ def test_sparsity_config_errors(tmp_path, digits_dicts):
     base = [f"train.dict={digits_dicts['whole']}", "model.arch=mlp", "train.steps=1"]
     for extra, match in (
         ("model.sparsity=sparse", "unknown sparsity control"),
-        ("model.topk=0", "model.topk must be at least 1"),
-        ("model.support_target=1.5", "support_target must be strictly between"),
-        ("model.controller_gain=0", "controller_gain"),
         ("model.topk=1000", "exceeds the dictionary"),
     ):
         cfg = load_config(None, [*base, extra, *(["model.sparsity=topk"] if "topk" in extra else [])])
         with pytest.raises(SganError, match=match):
             run_training(cfg, tmp_path / "run", force=True)
+    for extra in ("model.topk=0", "model.support_target=1.5", "model.controller_gain=0", "data.seed=-1"):  # refused where the config is read
+        with pytest.raises(SganError, match=extra.split("=")[0]):
+            load_config(None, [*base, extra])
     with pytest.raises(SganError, match="learn_threshold"):
         run_training(load_config(None, [*base, "model.learn_threshold=true", "model.sparsity=topk"]), tmp_path / "run", force=True)
 
