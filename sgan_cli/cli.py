@@ -7,10 +7,12 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .commands import classifier, encode, learn_dict, sample, score, train
+from .commands import classifier, encode, learn_dict, plot, sample, score, train
+from .commands._common import SganCommand, SganGroup
 
 app = typer.Typer(
     name="sgan",
+    cls=SganGroup,
     help="Sparse GANs from the command line: learn a dictionary, train, sample, encode, score.",
     no_args_is_help=True,
     add_completion=False,
@@ -32,12 +34,13 @@ def root(
     """Sparse GANs: generators that emit sparse codes over a dictionary learned from the data."""
 
 
-app.command("learn-dict")(learn_dict.learn_dict)
+app.command("learn-dict", cls=SganCommand)(learn_dict.learn_dict)
 app.command("train", cls=train.TrainCommand)(train.train)
-app.command("sample")(sample.sample)
-app.command("encode")(encode.encode)
-app.command("score")(score.score)
-app.command("classifier")(classifier.classifier)
+app.command("sample", cls=SganCommand)(sample.sample)
+app.command("encode", cls=SganCommand)(encode.encode)
+app.command("score", cls=SganCommand)(score.score)
+app.command("classifier", cls=SganCommand)(classifier.classifier)
+app.command("plot", cls=SganCommand)(plot.plot)
 
 
 def main() -> None:

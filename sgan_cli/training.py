@@ -97,7 +97,7 @@ def resolve_gan(cfg: GanConfig) -> ResolvedGan:
 
 def _check_arch(arch: str) -> None:
     if arch not in ARCHS:
-        raise SganError(f"unknown architecture {arch!r}", where="model.arch / --arch", fix=f"use one of {', '.join(ARCHS)}")
+        raise SganError(f"unknown architecture {arch!r}", where="model.arch / --arch", fix=f"use one of auto, {', '.join(ARCHS)}")
 
 
 def _conv_body(model: ModelConfig, out_channels: int, size: int) -> nn.Module:
@@ -445,11 +445,17 @@ def train_steps(
         imgs_log += B * (gan.critic_steps + 1)
         if on_step is not None:
             on_step(state.step)
-        if on_log is not None and (state.step % cfg.train.log_every == 0 or state.step == until):
+        if on_log is not None and (state.step % cfg.train.log_every == 0 or state.step == until or state.step == early_log_step(cfg.train.log_every)):
             now = time.perf_counter()
             entry = {"step": state.step, **{k: v / counts[k] for k, v in sums.items()}, "images_per_s": imgs_log / max(now - t_log, 1e-9)}
             on_log(entry)
             sums, counts, t_log, imgs_log = {}, {}, now, 0
+
+
+def early_log_step(log_every: int) -> int:
+    """One early metrics.jsonl line (step 10) when the log interval is longer, so a slow run
+    shows its pace, and what it is learning, within its first steps."""
+    return 10 if log_every > 10 else log_every
 
 
 def state_tensors(state: TrainState) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -538,6 +544,8 @@ class TrainResult:
     last_log: dict[str, float]
     sparse: bool
     precision: str = "fp32"  # what ran: "auto" resolved on this device
+    arch: str = ""  # what ran: "mlp", or "dcgan, critic mlp"
+    arch_auto: str | None = None  # why, when --arch auto chose it
 
 
 def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], dictionary: DictionaryFile | None, geometry: Geometry) -> None:
@@ -565,7 +573,7 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
     write_file(paths["checkpoint"], "sgan.checkpoint", tensors, config=conf, lineage=lineage, meta={**geo, **meta, "role": "checkpoint"}, force=True)
 
 
-def _write_grid(state: TrainState, path: Path) -> None:
+def _write_grid(state: TrainState, path: Path) -> Tensor:
     """Samples from the fixed z (the same 64 latents all run long), as one PNG; from the
     EMA generator when there is one (what `sgan sample --ema` draws from)."""
     from .images import grid_scale, make_grid, save_png, to_uint8
@@ -576,7 +584,9 @@ def _write_grid(state: TrainState, path: Path) -> None:
     with torch.no_grad():
         imgs = to_uint8(G(state.fixed_z).cpu())
     G.train(was_training)
-    save_png(make_grid(imgs, nrow=8, scale=grid_scale(imgs.shape[-1])), path)
+    grid = make_grid(imgs, nrow=8, scale=grid_scale(imgs.shape[-1]))
+    save_png(grid, path)
+    return grid
 
 
 def refuse_ignored_on_resume(out: Path, options: Sequence[str]) -> None:
@@ -597,14 +607,19 @@ def run_training(
     resume: bool = False,
     force: bool = False,
     progress: ProgressFn | None = None,
+    hooks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train per ``cfg`` into the run folder ``out`` (or continue it with ``resume``).
 
     Ctrl-C writes a checkpoint of the last finished step and re-raises KeyboardInterrupt;
     a NaN/inf loss raises SganError and leaves the last periodic checkpoint in place.
+    ``hooks`` (e.g. :class:`sgan_cli.curves.CurvesHook`) get every metrics line
+    (``hook.log(entry)``), every sample grid (``hook.grid(step, uint8 [C, H, W])``) and a
+    final ``hook.close()``, also after an error or Ctrl-C.
     """
     import yaml
 
+    from .auto import resolve_auto
     from .contracts import atomic_write_bytes, load_dictionary, read_file
     from .data import load_data
     from .dictionary import resolve_device
@@ -623,6 +638,7 @@ def run_training(
             cfg.train.device = device_name
     elif paths["checkpoint"].exists() and not force:
         raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")
+    arch_auto = resolve_auto(cfg)
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:
         raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
     device = resolve_device(cfg.train.device)
@@ -651,12 +667,16 @@ def run_training(
         last = entry
         with open(paths["metrics"], "a") as fh:
             fh.write(json.dumps(entry) + "\n")
+        for hook in hooks:
+            hook.log(entry)
 
     def on_step(step: int) -> None:
         if progress is not None:
             progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")})
         if step % cfg.train.grid_every == 0 or step == cfg.train.steps:
-            _write_grid(state, paths["grids"] / f"step-{step:06d}.png")
+            grid = _write_grid(state, paths["grids"] / f"step-{step:06d}.png")
+            for hook in hooks:
+                hook.grid(step, grid)
         if step % cfg.train.save_every == 0 and step != cfg.train.steps:
             _save_outputs(state, cfg, paths, dictionary, geometry)
 
@@ -665,6 +685,10 @@ def run_training(
     except KeyboardInterrupt:
         _save_outputs(state, cfg, paths, dictionary, geometry)
         raise
+    finally:
+        for hook in hooks:
+            hook.close()
     _save_outputs(state, cfg, paths, dictionary, geometry)
     precision = "bf16" if resolve_precision(cfg.train.precision, device) is not None else "fp32"
-    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None, precision)
+    arch = cfg.model.arch if critic_arch(cfg.model) == cfg.model.arch else f"{cfg.model.arch}, critic {critic_arch(cfg.model)}"
+    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None, precision, arch, arch_auto)
