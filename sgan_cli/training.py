@@ -273,6 +273,9 @@ def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | 
     """Fresh nets and optimisers, seeded by ``train.seed``."""
     import copy
 
+    from .auto import resolve_arch
+
+    resolve_arch(cfg, dictionary.patch if dictionary is not None else None, dictionary is not None, device.type)  # --arch auto
     gan = resolve_gan(cfg.gan)
     check_train_config(cfg)
     torch.manual_seed(cfg.train.seed)  # parameter initialisation: G, then D, then E
