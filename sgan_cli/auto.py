@@ -39,14 +39,20 @@ def resolve_arch(cfg: SganConfig, patch: int | None, sparse: bool, device_type: 
     return f"dense generator on {device_type}: {model.arch}"
 
 
-def resolve_auto(cfg: SganConfig) -> str | None:
-    """:func:`resolve_arch` for a training config: reads the dictionary's header (patch size)
-    and resolves the device. Errors (missing dictionary, CUDA absent) are the usual SganErrors."""
+def resolve_auto(cfg: SganConfig, dry_run: bool = False) -> str | None:
+    """:func:`resolve_arch` for a training config: reads the dictionary (its patch size) and
+    resolves the device. Errors (missing dictionary, CUDA absent) are the usual SganErrors;
+    with ``dry_run`` a dictionary that does not exist yet leaves ``auto`` in place (a recipe
+    may name one a later ``learn-dict`` writes) and says so."""
     if cfg.model.arch != AUTO:
         return None
+    from pathlib import Path
+
     from .dictionary import resolve_device
 
     patch = None
+    if dry_run and cfg.train.dict is not None and not Path(cfg.train.dict).is_file():
+        return f"decided when the dictionary {cfg.train.dict} exists (whole-image atoms: mlp; patch atoms: dcgan)"
     if cfg.train.dict is not None:
         from .contracts import load_dictionary
 

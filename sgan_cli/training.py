@@ -245,8 +245,10 @@ class TrainState:
 
 def check_train_config(cfg: SganConfig) -> None:
     """Errors a user can make in the model / recon / train sections, before any work."""
-    _check_arch(cfg.model.arch)
-    _check_arch(critic_arch(cfg.model))
+    if cfg.model.arch != "auto":  # resolved once the dictionary and device are known (sgan_cli/auto.py)
+        _check_arch(cfg.model.arch)
+    if critic_arch(cfg.model) != "auto":
+        _check_arch(critic_arch(cfg.model))
     if cfg.recon.mode not in RECON_MODES:
         raise SganError(f"unknown reconstructor mode {cfg.recon.mode!r}", where="recon.mode / --recon", fix="use none, latent or vae")
     if cfg.recon.steps < 0 or cfg.recon.every < 1:

@@ -377,3 +377,19 @@ def test_tensorboard_logs_scalars_and_grids(runner, tmp_path):
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss_d")] == [2, 4]
     assert "train/images_per_s" in acc.Tags()["scalars"] and [e.step for e in acc.Images("samples")] == [2, 4]
+
+
+def test_main_sets_passive_openmp_waiting_unless_the_user_chose(monkeypatch):
+    import sys
+
+    from sgan_cli import cli
+
+    for preset, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        if preset is None:
+            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        else:
+            monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+        monkeypatch.setattr(sys, "argv", ["sgan", "--version"])
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert cli.os.environ["OMP_WAIT_POLICY"] == expected

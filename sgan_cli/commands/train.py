@@ -127,13 +127,14 @@ def train(
         ignored += (["--recipe"] if recipe else []) + [f"--set {s}" for s in set_ or []]
         refuse_ignored_on_resume(run_dir, ignored)
     if dry_run:
-        chosen = resolve_auto(cfg)
+        chosen = resolve_auto(cfg, dry_run=True)
         if json_out:
             print_json(config_json(cfg))
         else:
             out.print(yaml.safe_dump(config_json(cfg), sort_keys=False), highlight=False, markup=False)
             if chosen:
-                err.print(f"arch auto → {cfg.model.arch}: {chosen}", highlight=False)
+                arrow = "" if cfg.model.arch == "auto" else f" → {cfg.model.arch}"
+                err.print(f"arch auto{arrow}: {chosen}", highlight=False, soft_wrap=True)
         return
     hooks = [CurvesHook(run_dir / "curves.png", note=lambda text: err.print(text, highlight=False, markup=False, soft_wrap=True))]
     if tensorboard:
