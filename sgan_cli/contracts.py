@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 from . import __version__
 from .errors import SganError
+from .outputs import AtomicGroup, _file_in_the_way, atomic_write, check_folder_writable, ensure_folder, remove_stale_temps
 
 # kind → current schema version; bump a schema when a kind's tensors or fields change
 SCHEMAS: dict[str, int] = {
@@ -67,25 +66,10 @@ def content_hash(tensors: Mapping[str, Any]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _file_in_the_way(folder: Path) -> Path | None:
-    """The nearest existing ancestor of ``folder`` (itself included) when it is not a folder."""
-    for p in (folder, *folder.parents):
-        if p.exists():
-            return None if p.is_dir() else p
-    return None
-
-
-def ensure_folder(folder: Path) -> None:
-    """``mkdir -p folder``, or one SganError when an existing file is in the way."""
-    blocker = _file_in_the_way(folder)
-    if blocker is not None:
-        raise SganError(f"cannot create the folder {folder}: {blocker} is a file", where=str(folder), fix="choose an output path that is not inside a file")
-    folder.mkdir(parents=True, exist_ok=True)
-
-
 def check_writable(path: Path, force: bool) -> None:
-    """Refuse to replace an existing output unless ``force``, or to write inside a file; called
-    before long work starts."""
+    """Refuse to replace an existing output unless ``force``, to write inside a file, or to write
+    into a folder sgan cannot write to; called before long work starts. Removes temp files of
+    ``path`` that a killed sgan left behind."""
     blocker = _file_in_the_way(path.parent)
     if blocker is not None:
         raise SganError(f"cannot write {path}: {blocker} is a file, not a folder", where=str(path), fix="choose an output path that is not inside a file")
@@ -97,23 +81,18 @@ def check_writable(path: Path, force: bool) -> None:
         )
     if path.exists() and path.is_dir():
         raise SganError(f"the output path {path} is a folder", where=str(path), fix="give a file name with --out")
+    check_folder_writable(path.parent)
+    remove_stale_temps(path.parent, path.name)
 
 
-def atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place.
-
-    A crash or Ctrl-C leaves either the old file or none, never a truncated one.
-    """
-    ensure_folder(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def atomic_write_bytes(path: Path, write: Callable[[Path], None], group: AtomicGroup | None = None) -> None:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place (at the end
+    of ``group`` when given). A crash or Ctrl-C leaves either the old file or none, never a
+    truncated one; the file's mode follows the umask (sgan_cli.outputs)."""
+    if group is not None:
+        group.add(Path(path), write)
+    else:
+        atomic_write(Path(path), write)
 
 
 def write_file(
@@ -125,8 +104,10 @@ def write_file(
     lineage: Mapping[str, str] | None = None,
     meta: Mapping[str, Any] | None = None,
     force: bool = False,
+    group: AtomicGroup | None = None,
 ) -> str:
-    """Write an sgan file atomically; returns its content hash.
+    """Write an sgan file atomically (renamed in at the end of ``group`` when given); returns
+    its content hash.
 
     ``meta`` values are stored as strings (JSON for non-strings) under their own keys.
     """
@@ -148,7 +129,7 @@ def write_file(
             raise ValueError(f"metadata key {key!r} is reserved")
         metadata[key] = value if isinstance(value, str) else json.dumps(value)
     prepared = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    atomic_write_bytes(path, lambda tmp: save_file(prepared, str(tmp), metadata=metadata))
+    atomic_write_bytes(path, lambda tmp: save_file(prepared, str(tmp), metadata=metadata), group)
     return content_hash(prepared)
 
 

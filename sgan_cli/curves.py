@@ -101,7 +101,7 @@ def _draw_panel(ax: Any, entries: Sequence[dict[str, Any]], title: str, legend: 
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
 
 
 def draw_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path) -> Path:
@@ -144,45 +144,46 @@ def draw_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path
 @dataclass
 class CurvesHook:
     """A training hook (see :func:`sgan_cli.training.run_training`): redraws ``curves.png``
-    from the run's metrics.jsonl (so a resumed run's curves start at step 1) at a log interval
-    — at most every ``min_interval_s`` seconds, so a fast run does not spend its time drawing —
-    and always at the end. Without matplotlib it draws nothing and calls ``note`` once with
-    what to install. Only the process that writes metrics.jsonl (rank 0 under torchrun)
-    should be given one."""
+    beside the run's metrics.jsonl (so a resumed run's curves start at step 1) at a log
+    interval — at most every ``min_interval_s`` seconds, so a fast run does not spend its time
+    drawing — and always at the end. Without matplotlib it draws nothing and calls ``note``
+    once with what to install. Only the process that writes metrics.jsonl (rank 0 under
+    torchrun) should be given one."""
 
-    path: Path
     note: Callable[[str], None] | None = None
     min_interval_s: float = 10.0
+    name: str = "curves.png"
 
     def __post_init__(self) -> None:
         self.last_draw: float | None = None
         self.available = have_matplotlib()
         self.dirty = False
 
-    def log(self, entry: dict[str, Any]) -> None:
+    def log(self, entry: dict[str, Any], folder: Path) -> None:
+        """``folder``: where metrics.jsonl is (the run folder, or its staging folder)."""
         self.dirty = True
         if self.last_draw is None or time.perf_counter() - self.last_draw >= self.min_interval_s:
-            self.draw()
+            self.draw(folder)
 
-    def grid(self, step: int, grid: Any) -> None:
+    def grid(self, step: int, grid: Any, folder: Path) -> None:
         """Sample grids are not part of the curves."""
 
-    def draw(self) -> None:
+    def draw(self, folder: Path) -> None:
         if not self.available:
             if self.note is not None:
                 self.note(f"no curves.png: drawing it needs matplotlib ({PLOTS_EXTRA}); metrics.jsonl has the numbers")
                 self.note = None
             return
-        metrics = self.path.parent / "metrics.jsonl"
+        metrics = folder / "metrics.jsonl"
         if metrics.is_file():
             entries = read_metrics(metrics)
             if entries and panels_for([entries]):
-                draw_curves([(str(self.path.parent), entries)], self.path)
+                draw_curves([(str(folder), entries)], folder / self.name)
         self.last_draw, self.dirty = time.perf_counter(), False
 
-    def close(self) -> None:
+    def close(self, folder: Path) -> None:
         if self.dirty or not self.available:
-            self.draw()
+            self.draw(folder)
 
 
 def tensorboard_available() -> bool:
@@ -194,36 +195,37 @@ def tensorboard_available() -> bool:
 class TensorBoardHook:
     """A training hook writing every metrics line as scalars (``train/KEY``) and every sample
     grid as an image (``samples``) with ``torch.utils.tensorboard.SummaryWriter`` into
-    ``log_dir`` (created at the first write). Raises SganError at once when the tensorboard
-    package is missing."""
+    ``tensorboard/`` beside metrics.jsonl (created at the first write; a new run's staging
+    folder moves in whole, open event files included). Raises SganError at once when the
+    tensorboard package is missing."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self) -> None:
         if not tensorboard_available():
             raise SganError("--tensorboard needs the tensorboard package, which is not installed", where="--tensorboard", fix="pip install tensorboard, or leave out --tensorboard (curves.png and metrics.jsonl are always written)")
-        self.log_dir = log_dir
         self.writer: Any = None
 
-    def _open(self) -> Any:
+    def _open(self, folder: Path) -> Any:
         if self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(self.log_dir))
+            self.writer = SummaryWriter(log_dir=str(folder / "tensorboard"))
         return self.writer
 
-    def log(self, entry: dict[str, Any]) -> None:
-        w = self._open()
+    def log(self, entry: dict[str, Any], folder: Path) -> None:
+        w = self._open(folder)
         step = int(entry["step"])
         for key, value in entry.items():
             if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                 w.add_scalar(f"train/{key}", value, step)
         w.flush()
 
-    def grid(self, step: int, grid: Any) -> None:
+    def grid(self, step: int, grid: Any, folder: Path) -> None:
         """``grid``: uint8 [C, H, W] (C = 1 or 3), as written to grids/step-NNNNNN.png."""
         img = grid if grid.shape[0] == 3 else grid.expand(3, -1, -1)
-        self._open().add_image("samples", img, step, dataformats="CHW")
+        self._open(folder).add_image("samples", img, step, dataformats="CHW")
+        self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, folder: Path) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None

@@ -12,12 +12,14 @@ sets stay compact in memory.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DataConfig
 from .errors import SganError
+from .outputs import check_folder_complete
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -329,6 +331,9 @@ def _load_folder(folder: Path, size: int | None) -> ImageData:
     return ImageData(images, None, folder.name, str(folder))
 
 
+_NUMBERED_PNG = re.compile(r"^\d{6,}\.png$")  # the numbered images sgan sample writes (as sampling.PNG_NAME)
+
+
 def sample_folder_file(path: Path) -> Path | None:
     """The ``samples.safetensors`` (or, from ``--interpolate``, ``interpolation.safetensors``)
     of a folder written by ``sgan sample``, else None.
@@ -337,7 +342,16 @@ def sample_folder_file(path: Path) -> Path | None:
     not its numbered PNGs plus a grid of another size."""
     if not path.is_dir():
         return None
-    return next((f for f in (path / "samples.safetensors", path / "interpolation.safetensors") if f.is_file()), None)
+    check_folder_complete(path)  # not a folder sgan is still writing (or was killed while swapping)
+    found = next((f for f in (path / "samples.safetensors", path / "interpolation.safetensors") if f.is_file()), None)
+    if found is None and (path / "grid.png").is_file() and any(_NUMBERED_PNG.match(p.name) for p in path.iterdir()):
+        # the layout of sgan sample without its samples file: an older sgan killed mid-way
+        raise SganError(
+            f"the folder {path} looks like an incomplete sgan sample output: numbered PNGs and grid.png but no samples.safetensors",
+            where=str(path),
+            fix="sample again into it with --force, or move grid.png out of it to read the PNGs as a plain folder of images",
+        )
+    return found
 
 
 def _load_samples(path: Path) -> ImageData:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .contracts import DictionaryFile, SganFile, content_hash, load_dictionary, read_file, register_validator, require_tensor
 from .errors import SganError
+from .outputs import check_folder_complete
 from .training import Geometry, build_encoder, build_generator
 
 M = TypeVar("M", bound=nn.Module)
@@ -106,6 +107,7 @@ def resolve_run_file(path: str | Path, name: str, what: str) -> Path:
     """A run folder → its ``name``; a file → itself. A folder without the file is an error."""
     p = Path(path)
     if p.is_dir():
+        check_folder_complete(p)
         inside = p / name
         if not inside.exists():
             present = sorted(x.name for x in p.glob("*.safetensors"))

@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .contracts import ensure_folder, register_validator, require_tensor, write_file
+from .contracts import register_validator, require_tensor, write_file
+from .outputs import Staging, locked_folder
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
 from .run_files import LoadedGenerator
@@ -219,15 +220,12 @@ def plan_outputs(folder: Path, interpolate: bool, pngs: bool, force: bool) -> Sa
     return outs
 
 
-def clear_numbered_pngs(folder: Path) -> int:
-    """Remove the numbered PNGs an earlier ``sgan sample`` wrote (with --force), so the folder
-    read back as a data set holds only the new samples. Returns how many were removed."""
+def old_numbered_pngs(folder: Path) -> list[str]:
+    """The numbered PNGs an earlier ``sgan sample`` wrote into ``folder`` (replaced with --force,
+    so the folder read back as a data set holds only the new samples)."""
     if not folder.is_dir():
-        return 0
-    old = [p for p in folder.iterdir() if PNG_NAME.match(p.name) and p.is_file()]
-    for p in old:
-        p.unlink()
-    return len(old)
+        return []
+    return sorted(p.name for p in folder.iterdir() if PNG_NAME.match(p.name) and p.is_file())
 
 
 def save_samples(path: Path, gen: Generated, g: LoadedGenerator, meta: dict[str, Any], force: bool) -> str:
@@ -311,20 +309,21 @@ def run_sample(
     else:
         z = draw_latents(seed, 0, n, g.z_dim)
     keep, note = codes_decision(g, z.shape[0], codes)
-    ensure_folder(folder)
-    removed = clear_numbered_pngs(folder) if outs.pngs and force else 0
-    if force:  # a run that stops half-way must not leave the old samples file beside new PNGs
-        outs.samples.unlink(missing_ok=True)
-        outs.grid.unlink(missing_ok=True)
-    digits = png_digits(n)
-    on_batch = (lambda start, imgs: write_pngs(folder, start, imgs, digits)) if outs.pngs else None
-    images, code_t, support, seconds = generate(g, z, batch_size, keep_codes=keep, on_batch=on_batch, progress=progress)
-    gen = Generated(images, z, code_t, support, note, seconds)
-    meta: dict[str, Any] = {"seed": str(seed), "latent_chunk": str(LATENT_CHUNK)}
-    if interpolate is not None:
-        meta.update(interpolate=str(interpolate), interpolation=interp, pairs=str(n))
-        save_png(grid_image(images, nrow=interpolate), outs.grid)
-    else:
-        save_png(grid_image(images[:64], nrow=8), outs.grid)
-    digest = save_samples(outs.samples, gen, g, meta, force)
-    return SampleRun(outs, gen, digest, removed)
+    with locked_folder(folder, "sgan sample"), Staging(folder) as staging:
+        outs = plan_outputs(folder, interpolate is not None, pngs, force)  # again, now that the folder is ours
+        staged = SampleOutputs(staging.dir, staging.dir / outs.samples.name, staging.dir / outs.grid.name, outs.pngs)
+        digits = png_digits(n)
+        on_batch = (lambda start, imgs: write_pngs(staging.dir, start, imgs, digits)) if outs.pngs else None
+        images, code_t, support, seconds = generate(g, z, batch_size, keep_codes=keep, on_batch=on_batch, progress=progress)
+        gen = Generated(images, z, code_t, support, note, seconds)
+        meta: dict[str, Any] = {"seed": str(seed), "latent_chunk": str(LATENT_CHUNK)}
+        if interpolate is not None:
+            meta.update(interpolate=str(interpolate), interpolation=interp, pairs=str(n))
+            save_png(grid_image(images, nrow=interpolate), staged.grid)
+        else:
+            save_png(grid_image(images[:64], nrow=8), staged.grid)
+        digest = save_samples(staged.samples, gen, g, meta, force=False)
+        # swap in: with --force the old samples file, grid and numbered PNGs go, only once the new ones are complete
+        old_pngs = old_numbered_pngs(folder) if outs.pngs else []
+        staging.publish(remove=[p.name for p in (outs.samples, outs.grid) if p.exists()] + old_pngs, commit=outs.samples.name)
+    return SampleRun(outs, gen, digest, len(old_pngs))

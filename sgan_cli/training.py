@@ -10,6 +10,7 @@ run continues bit for bit on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import GanConfig, ModelConfig, SganConfig, to_dict
-from .contracts import DictionaryFile, check_dictionary_fits, ensure_folder
+from .contracts import DictionaryFile, check_dictionary_fits
 from .errors import SganError
 from .losses import (
     OBJECTIVES,
@@ -371,9 +372,13 @@ def train_steps(
     until: int,
     on_log: Callable[[dict[str, float]], None] | None = None,
     on_step: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     """Advance ``state`` to generator step ``until`` on the images ``real`` [N, C, H, W] in [−1, 1].
 
+    ``should_stop`` is asked at each iteration boundary (before an iteration starts); when it
+    says True the loop returns early with ``state`` exactly as after ``state.step`` iterations
+    (sgan_cli.interrupt: Ctrl-C as a stop request).
     Raises SganError on a NaN or inf loss (the caller keeps the last good checkpoint).
     """
     gan = resolve_gan(cfg.gan)
@@ -391,6 +396,8 @@ def train_steps(
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     while state.step < until:
+        if should_stop is not None and should_stop():
+            break
         D.requires_grad_(True)
         for _ in range(gan.critic_steps):
             idx = torch.randint(0, n, (B,), generator=state.rng).to(device)
@@ -526,6 +533,13 @@ def config_json(cfg: SganConfig) -> dict[str, Any]:
     return out
 
 
+# what a run folder holds (all of it is replaced by a --force run, none of it by another command)
+RUN_OUTPUTS = (
+    "checkpoint.safetensors", "generator.safetensors", "critic.safetensors", "reconstructor.safetensors",
+    "config.yaml", "metrics.jsonl", "grids", "curves.png", "tensorboard",
+)  # fmt: skip
+
+
 def run_dir_paths(out: Path) -> dict[str, Path]:
     return {
         "generator": out / "generator.safetensors",
@@ -549,16 +563,22 @@ class TrainResult:
     last_log: dict[str, float]
     sparse: bool
     precision: str = "fp32"  # what ran: "auto" resolved on this device
+    interrupted: bool = False  # stopped early on request (Ctrl-C): the checkpoint is at ``steps``
+    target_steps: int = 0  # the train.steps asked for
     arch: str = ""  # what ran: "mlp", or "dcgan, critic mlp"
     arch_auto: str | None = None  # why, when --arch auto chose it
 
 
-def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], dictionary: DictionaryFile | None, geometry: Geometry) -> None:
-    """Generator (enough alone to sample), critic and checkpoint, each written atomically."""
+def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], dictionary: DictionaryFile | None, geometry: Geometry, lineage: dict[str, str]) -> None:
+    """Checkpoint, config.yaml, generator (enough alone to sample), critic and reconstructor:
+    all written to temp files first, then renamed in with the checkpoint first, so no file
+    is ever ahead of the checkpoint."""
+    import yaml
+
     from .contracts import write_file
+    from .outputs import AtomicGroup
 
     conf = config_json(cfg)
-    lineage = {"dictionary": dictionary.hash} if dictionary is not None else {}
     geo = {"channels": str(geometry.channels), "image_size": str(geometry.size), "step": str(state.step), "sparse": json.dumps(dictionary is not None)}
     g_tensors = dict(state.generator.state_dict())  # includes the dictionary (synthesis buffers)
     if dictionary is not None:
@@ -567,15 +587,18 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
     g_meta = {**geo, "ema": json.dumps(state.ema is not None)}
     if state.ema is not None:  # the averaged weights beside the raw ones: `sgan sample --ema`
         g_tensors.update({f"ema.{k}": v for k, v in state.ema.state_dict().items()})
-    write_file(paths["generator"], "sgan.generator", g_tensors, config=conf, lineage=lineage, meta=g_meta, force=True)
-    c_tensors = {f"critic.{k}": v for k, v in state.critic.state_dict().items()}
-    write_file(paths["critic"], "sgan.checkpoint", c_tensors, config=conf, lineage=lineage, meta={**geo, "role": "critic"}, force=True)
-    if state.encoder is not None:
-        e_tensors = {f"encoder.{k}": v for k, v in state.encoder.state_dict().items()}
-        e_meta = {**geo, "role": "reconstructor", "recon_mode": state.encoder.mode}
-        write_file(paths["reconstructor"], "sgan.checkpoint", e_tensors, config=conf, lineage=lineage, meta=e_meta, force=True)
-    tensors, meta = state_tensors(state)
-    write_file(paths["checkpoint"], "sgan.checkpoint", tensors, config=conf, lineage=lineage, meta={**geo, **meta, "role": "checkpoint"}, force=True)
+    text = yaml.safe_dump(conf, sort_keys=False)
+    with AtomicGroup() as group:
+        tensors, meta = state_tensors(state)
+        write_file(paths["checkpoint"], "sgan.checkpoint", tensors, config=conf, lineage=lineage, meta={**geo, **meta, "role": "checkpoint"}, force=True, group=group)
+        group.add(paths["config"], lambda tmp: tmp.write_text(text))
+        write_file(paths["generator"], "sgan.generator", g_tensors, config=conf, lineage=lineage, meta=g_meta, force=True, group=group)
+        c_tensors = {f"critic.{k}": v for k, v in state.critic.state_dict().items()}
+        write_file(paths["critic"], "sgan.checkpoint", c_tensors, config=conf, lineage=lineage, meta={**geo, "role": "critic"}, force=True, group=group)
+        if state.encoder is not None:
+            e_tensors = {f"encoder.{k}": v for k, v in state.encoder.state_dict().items()}
+            e_meta = {**geo, "role": "reconstructor", "recon_mode": state.encoder.mode}
+            write_file(paths["reconstructor"], "sgan.checkpoint", e_tensors, config=conf, lineage=lineage, meta=e_meta, force=True, group=group)
 
 
 def _write_grid(state: TrainState, path: Path) -> Tensor:
@@ -612,88 +635,218 @@ def run_training(
     resume: bool = False,
     force: bool = False,
     progress: ProgressFn | None = None,
+    stop: Callable[[], bool] | None = None,
     hooks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train per ``cfg`` into the run folder ``out`` (or continue it with ``resume``).
 
-    Ctrl-C writes a checkpoint of the last finished step and re-raises KeyboardInterrupt;
-    a NaN/inf loss raises SganError and leaves the last periodic checkpoint in place.
+    The folder is locked for the whole run (a second process is refused, sgan_cli.outputs).
+    A new run (or ``force``) is built in a staging folder inside ``out`` and swapped in at its
+    first checkpoint, replacing every output of an old run at once; nothing of it is left if
+    it fails before then. ``stop`` (e.g. a Ctrl-C :class:`sgan_cli.interrupt.StopRequest`) is
+    asked at each iteration boundary: the run then saves a checkpoint of that boundary and
+    returns with ``interrupted`` set. A NaN/inf loss raises SganError and leaves the last
+    checkpoint in place; a KeyboardInterrupt inside an iteration saves nothing.
     ``hooks`` (e.g. :class:`sgan_cli.curves.CurvesHook`) get every metrics line
-    (``hook.log(entry)``), every sample grid (``hook.grid(step, uint8 [C, H, W])``) and a
-    final ``hook.close()``, also after an error or Ctrl-C.
+    (``hook.log(entry, folder)``, ``folder`` the one metrics.jsonl is in: the staging folder
+    until the first checkpoint), every sample grid (``hook.grid(step, uint8 [C, H, W], folder)``) and a
+    final ``hook.close(folder)``, also after an error.
     """
-    import yaml
+    from .outputs import locked_folder
 
-    from .auto import resolve_auto
-    from .contracts import atomic_write_bytes, load_dictionary, read_file
-    from .data import load_data
-    from .dictionary import resolve_device
+    with locked_folder(out, "sgan train"):
+        return _train_locked(cfg, out, resume=resume, force=force, progress=progress, stop=stop, hooks=hooks)
+
+
+def _resume_config(cfg: SganConfig, saved: dict[str, Any]) -> None:
+    """The run's own configuration wins, except how long to train and on which device."""
+    steps, device_name = cfg.train.steps, cfg.train.device
+    for section in RUN_SECTIONS:
+        for key, value in saved.get(section, {}).items():
+            setattr(getattr(cfg, section), key, value)
+    cfg.train.steps = steps
+    if device_name != "auto":  # an explicit --device moves the run (CPU ↔ CUDA)
+        cfg.train.device = device_name
+
+
+def _absolute_inputs(cfg: SganConfig) -> None:
+    """Record input paths as absolute paths, so a run resumed from another working folder (or a
+    copied run) finds the same data."""
+    from .data import DATASET_NAMES
+
+    if cfg.data.root:
+        cfg.data.root = str(Path(cfg.data.root).expanduser().resolve())
+    if cfg.data.name not in DATASET_NAMES and Path(cfg.data.name).exists():
+        cfg.data.name = str(Path(cfg.data.name).resolve())
+
+
+def checkpoint_dictionary(ckpt: Any) -> Any:
+    """The dictionary a run trains with, rebuilt from the generator's synthesis buffers in its
+    checkpoint (a resumed run needs no dictionary file, so a copied run resumes anywhere);
+    None for a dense run."""
+    from .contracts import SganFile
+    from .run_files import generator_dictionary
+
+    head = "generator."
+    g = SganFile(ckpt.path, "sgan.generator", ckpt.schema, {k[len(head) :]: v for k, v in ckpt.tensors.items() if k.startswith(head)}, ckpt.config, ckpt.lineage, ckpt.meta)
+    if g.meta.get("sparse") != "true":
+        return None
+    if "synthesis.atoms" not in g.tensors and "synthesis.kernel" not in g.tensors:
+        raise SganError(f"the checkpoint {ckpt.path} of a sparse run holds no dictionary (generator.synthesis.*)", where=str(ckpt.path), fix="start the run again with --force")
+    return generator_dictionary(g)
+
+
+def _trim_log(paths: dict[str, Path], step: int) -> None:
+    """After an interruption, forget what the run logged past its checkpoint (it is redone):
+    metrics.jsonl keeps its entries up to ``step`` (and drops a line torn by a kill), grids of
+    later steps are removed."""
+    from .outputs import atomic_write
+
+    if paths["metrics"].exists():
+        kept = []
+        for line in paths["metrics"].read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
+                kept.append(line + "\n")
+        atomic_write(paths["metrics"], lambda tmp: tmp.write_text("".join(kept)))
+    if paths["grids"].is_dir():
+        for png in paths["grids"].glob("step-*.png"):
+            digits = png.stem[len("step-") :]
+            if digits.isdigit() and int(digits) > step:
+                png.unlink()
+
+
+def _open_run(cfg: SganConfig, out: Path, resume: bool, force: bool) -> Any:
+    """Stage 1: what is in the (locked) folder decides. With ``resume``: its checkpoint (an
+    SganFile), whose configuration then holds in ``cfg``; ``--steps`` below its step is refused
+    before anything is written. Without: None, refusing a folder that holds a run unless ``force``."""
+    from .contracts import read_file
 
     paths = run_dir_paths(out)
-    if resume:
-        ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
-        saved = ckpt.config
-        # the run's own configuration wins, except how long to train and on which device
-        steps, device_name = cfg.train.steps, cfg.train.device
-        for section in RUN_SECTIONS:
-            for key, value in saved.get(section, {}).items():
-                setattr(getattr(cfg, section), key, value)
-        cfg.train.steps = steps
-        if device_name != "auto":  # an explicit --device moves the run (CPU ↔ CUDA)
-            cfg.train.device = device_name
-    elif paths["checkpoint"].exists() and not force:
-        raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")
+    if not resume:
+        if paths["checkpoint"].exists() and not force:
+            raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")
+        _absolute_inputs(cfg)
+        return None
+    if not paths["checkpoint"].exists():
+        raise SganError(f"there is no run to resume in {out} (no checkpoint.safetensors)", where=str(out), fix="start the run without --resume")
+    ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
+    _resume_config(cfg, ckpt.config)
+    done = int(ckpt.meta.get("step", "0"))
+    if cfg.train.steps < done:
+        raise SganError(
+            f"the run in {out} is already at step {done}, so --steps {cfg.train.steps} would go back",
+            where=str(out),
+            fix=f"give --steps above {done} to train further, or start over with --force",
+        )
+    return ckpt
+
+
+def _run_inputs(cfg: SganConfig, out: Path, ckpt: Any) -> tuple[Any, Geometry, DictionaryFile | None, dict[str, str]]:
+    """Stage 2: the data, its geometry, the dictionary and the lineage recorded in every file.
+    A resumed run takes its atoms from the checkpoint and refuses data whose content changed."""
+    from .contracts import content_hash, load_dictionary
+    from .data import load_data
+
+    data = load_data(cfg.data)
+    geometry = Geometry(data.channels, data.image_size)
+    data_hash = content_hash({"images": data.images})
+    dictionary = None
+    if ckpt is not None:
+        recorded = ckpt.lineage.get("data")
+        if recorded is not None and recorded != data_hash:
+            raise SganError(
+                f"the training data {data.source} changed since the run in {out} started (content {data_hash[:19]}…, the run's {recorded[:19]}…)",
+                where=data.source,
+                fix="restore the run's data, or start a new run with --force or another --out",
+            )
+        dictionary = checkpoint_dictionary(ckpt)
+    elif cfg.train.dict is not None:
+        dictionary = load_dictionary(cfg.train.dict)
+    if dictionary is not None:
+        check_dictionary_fits(dictionary, geometry.channels, geometry.size, cfg.train.dict or str(out))
+    lineage = {"data": data_hash, **({"dictionary": dictionary.hash} if dictionary is not None and dictionary.hash else {})}
+    return data, geometry, dictionary, lineage
+
+
+def _train_locked(
+    cfg: SganConfig,
+    out: Path,
+    *,
+    resume: bool,
+    force: bool,
+    progress: ProgressFn | None,
+    stop: Callable[[], bool] | None,
+    hooks: Sequence[Any] = (),
+) -> TrainResult:
+    """Stages 1–2, then the nets (fresh or from the checkpoint) and the loop with its saves."""
+    from .auto import resolve_auto
+    from .dictionary import resolve_device
+    from .outputs import Staging
+
+    paths = run_dir_paths(out)
+    ckpt = _open_run(cfg, out, resume, force)
     arch_auto = resolve_auto(cfg)
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:
         raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
     device = resolve_device(cfg.train.device)
-    data = load_data(cfg.data)
-    geometry = Geometry(data.channels, data.image_size)
-    dictionary = None
-    if cfg.train.dict is not None:
-        dictionary = load_dictionary(cfg.train.dict)
-        check_dictionary_fits(dictionary, geometry.channels, geometry.size, cfg.train.dict)
+    data, geometry, dictionary, lineage = _run_inputs(cfg, out, ckpt)
     # converted here once, so train_steps' layout conversion is a no-op (no second copy of the data)
     real = data.floats().to(device).contiguous(memory_format=preferred_layout(device))
     state = new_state(cfg, geometry, dictionary, device)
     start = 0
-    if resume:
+    precision = "bf16" if resolve_precision(cfg.train.precision, device) is not None else "fp32"
+    if ckpt is not None:
         load_state_tensors(state, ckpt.tensors, ckpt.meta)
         start = state.step
-    ensure_folder(paths["grids"])  # the run folder too
-    text = yaml.safe_dump(config_json(cfg), sort_keys=False)
-    atomic_write_bytes(paths["config"], lambda tmp: tmp.write_text(text))
-    last: dict[str, float] = {}
-    t0 = time.perf_counter()
+        if start >= cfg.train.steps:  # already there: nothing to do, nothing rewritten
+            return TrainResult(out, start, start, 0.0, {}, dictionary is not None, precision, target_steps=cfg.train.steps)
+        _trim_log(paths, start)
+    # a resumed run writes in place (each save is atomic); a new one in a staging folder until its first checkpoint
+    staging = None if resume else Staging(out)
+    with staging if staging is not None else contextlib.nullcontext():
+        work = paths if staging is None else run_dir_paths(staging.dir)
+        work["grids"].mkdir(parents=True, exist_ok=True)
+        last: dict[str, float] = {}
+        t0 = time.perf_counter()
 
-    def on_log(entry: dict[str, float]) -> None:
-        nonlocal last
-        entry["wall_s"] = time.perf_counter() - t0
-        last = entry
-        with open(paths["metrics"], "a") as fh:
-            fh.write(json.dumps(entry) + "\n")
-        for hook in hooks:
-            hook.log(entry)
+        def save() -> None:
+            nonlocal work
+            _save_outputs(state, cfg, work, dictionary, geometry, lineage)
+            if staging is not None and not staging.published:  # the new run's first checkpoint: swap it in
+                staging.publish(remove=[name for name in RUN_OUTPUTS if (out / name).exists()], commit=paths["checkpoint"].name)
+                work = paths
 
-    def on_step(step: int) -> None:
-        if progress is not None:
-            progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")})
-        if step % cfg.train.grid_every == 0 or step == cfg.train.steps:
-            grid = _write_grid(state, paths["grids"] / f"step-{step:06d}.png")
+        def on_log(entry: dict[str, float]) -> None:
+            nonlocal last
+            entry["wall_s"] = time.perf_counter() - t0
+            last = entry
+            with open(work["metrics"], "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
             for hook in hooks:
-                hook.grid(step, grid)
-        if step % cfg.train.save_every == 0 and step != cfg.train.steps:
-            _save_outputs(state, cfg, paths, dictionary, geometry)
+                hook.log(entry, work["metrics"].parent)
 
-    try:
-        train_steps(state, cfg, real, cfg.train.steps, on_log=on_log, on_step=on_step)
-    except KeyboardInterrupt:
-        _save_outputs(state, cfg, paths, dictionary, geometry)
-        raise
-    finally:
-        for hook in hooks:
-            hook.close()
-    _save_outputs(state, cfg, paths, dictionary, geometry)
-    precision = "bf16" if resolve_precision(cfg.train.precision, device) is not None else "fp32"
+        def on_step(step: int) -> None:
+            if progress is not None:
+                progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")})
+            if step % cfg.train.grid_every == 0 or step == cfg.train.steps:
+                grid = _write_grid(state, work["grids"] / f"step-{step:06d}.png")
+                for hook in hooks:
+                    hook.grid(step, grid, work["metrics"].parent)
+            if step % cfg.train.save_every == 0 and step != cfg.train.steps:
+                save()
+
+        try:
+            train_steps(state, cfg, real, cfg.train.steps, on_log=on_log, on_step=on_step, should_stop=stop)
+            interrupted = state.step < cfg.train.steps
+            if state.step > start:
+                save()
+        finally:
+            for hook in hooks:
+                hook.close(work["metrics"].parent)
     arch = cfg.model.arch if critic_arch(cfg.model) == cfg.model.arch else f"{cfg.model.arch}, critic {critic_arch(cfg.model)}"
-    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None, precision, arch, arch_auto)
+    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None, precision, interrupted, cfg.train.steps, arch, arch_auto)
+

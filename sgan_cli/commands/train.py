@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperCommand
 
 from ._common import (
     DataRootOpt, DeviceOpt, ImageSizeOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SganCommand, SplitOpt, TrainSetOpt,
@@ -136,11 +136,27 @@ def train(
                 arrow = "" if cfg.model.arch == "auto" else f" → {cfg.model.arch}"
                 err.print(f"arch auto{arrow}: {chosen}", highlight=False, soft_wrap=True)
         return
-    hooks = [CurvesHook(run_dir / "curves.png", note=lambda text: err.print(text, highlight=False, markup=False, soft_wrap=True))]
+    from ..interrupt import StopRequest
+
+    hooks: list[object] = [CurvesHook(note=lambda text: err.print(text, highlight=False, markup=False, soft_wrap=True))]
     if tensorboard:
-        hooks.append(TensorBoardHook(run_dir / "tensorboard"))
-    with progress_bar("train") as progress:
-        result = run_training(cfg, run_dir, resume=resume is not None, force=force, progress=progress, hooks=hooks)
+        hooks.append(TensorBoardHook())
+    with progress_bar("train") as progress, StopRequest() as stop:
+        result = run_training(cfg, run_dir, resume=resume is not None, force=force, progress=progress, stop=stop, hooks=hooks)
+    if result.interrupted:
+        # Ctrl-C: the loop stopped at an iteration boundary and saved it (or had nothing to save)
+        again = f"sgan train --resume {shlex.quote(str(result.out))} --steps {result.target_steps}"
+        if result.steps > result.resumed_from:
+            err.print(f"[yellow]Interrupted:[/] stopped after step {result.steps} of {result.target_steps}; the checkpoint is saved. Resume with:", highlight=False)
+        elif result.resumed_from > 0:
+            err.print(f"[yellow]Interrupted[/] before a step was done; the run is still at step {result.steps}. Resume with:", highlight=False)
+        else:
+            err.print("[yellow]Interrupted[/] before the first step; nothing was written.", highlight=False)
+            raise typer.Exit(130)
+        err.print(f"  {again}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130)
+    if result.resumed_from > 0 and result.steps == result.resumed_from:
+        err.print(f"the run in {result.out} is already at step {result.steps}: nothing to do", highlight=False)
     summary = {
         "out": str(result.out),
         "steps": result.steps,
