@@ -163,6 +163,8 @@ def peek_kind(path: str | Path) -> str | None:
     file that is not readable safetensors (read_file then says what is wrong)."""
     from safetensors import SafetensorError, safe_open
 
+    if not Path(path).is_file():  # never open a pipe or device
+        return None
     try:
         with safe_open(str(path), framework="pt") as f:
             return (f.metadata() or {}).get("kind")
@@ -186,6 +188,8 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
         raise SganError(f"the {what} file {path} does not exist", where=str(path), fix=f"give the path of a {wanted} file")
     if path.is_dir():
         raise SganError(f"the {what} path {path} is a folder, not a file", where=str(path), fix=f"give the path of a {wanted} file")
+    if not path.is_file():  # a named pipe or device would block or never end: never opened
+        raise SganError(f"the {what} path {path} is not a regular file (a pipe, socket or device)", where=str(path), fix=f"give the path of a {wanted} file")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})
@@ -224,6 +228,12 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
         lineage = json.loads(metadata.get("lineage", "{}"))
     except json.JSONDecodeError:
         raise SganError(f"{path} has corrupt metadata (config or lineage is not JSON)", where=str(path), fix="write the file again") from None
+    if not isinstance(config, dict) or not isinstance(lineage, dict) or not all(isinstance(v, str) for v in lineage.values()):
+        raise SganError(
+            f"{path} has corrupt metadata (config must be a JSON object, lineage an object of strings; got {type(config).__name__} and {type(lineage).__name__})",
+            where=str(path),
+            fix="write the file again with sgan",
+        )
     meta = {k: v for k, v in metadata.items() if k not in _RESERVED}
     if found not in _VALIDATORS and found in _VALIDATOR_MODULES:
         import importlib
@@ -253,6 +263,46 @@ def meta_json(file: SganFile, key: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+
+
+def meta_int(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, default: int | None = None) -> int:
+    """A whole-number metadata field, checked against ``rng`` (a :class:`sgan_cli.validation.Range`);
+    ``default`` when absent (else an error). Raises SganError naming the file and field."""
+    from .validation import check_number
+
+    raw = meta.get(key)
+    if raw is None:
+        if default is not None:
+            return default
+        raise SganError(f"{path} lacks the metadata field {key!r}", where=str(path), fix="write the file again with sgan")
+    text = raw.strip()
+    if not text.lstrip("+-").isdigit():
+        raise SganError(f"{path}: metadata field {key!r} must be a whole number, got {raw[:40]!r}", where=str(path), fix="write the file again with sgan")
+    value = int(text)
+    check_number(value, f"metadata field {key!r}", rng, where=str(path), fix="write the file again with sgan")
+    return value
+
+
+def meta_float(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, default: float | None = None, allow_nan: bool = False) -> float:
+    """A number metadata field (JSON or repr text), finite and in ``rng`` (NaN too when
+    ``allow_nan``: 'not measured'); ``default`` when absent."""
+    import math
+
+    from .validation import check_number
+
+    raw = meta.get(key)
+    if raw is None:
+        if default is not None:
+            return default
+        raise SganError(f"{path} lacks the metadata field {key!r}", where=str(path), fix="write the file again with sgan")
+    try:
+        value = float(raw)
+    except (ValueError, OverflowError):
+        raise SganError(f"{path}: metadata field {key!r} must be a number, got {raw[:40]!r}", where=str(path), fix="write the file again with sgan") from None
+    if allow_nan and math.isnan(value):
+        return value
+    check_number(value, f"metadata field {key!r}", rng, where=str(path), fix="write the file again with sgan")
+    return value
 
 
 def require_tensor(tensors: dict[str, Any], name: str, ndim: int, path: Path) -> Any:
@@ -293,13 +343,15 @@ class DictionaryFile:
 
 @register_validator("sgan.dictionary")
 def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
+    from .validation import CHANNELS, POSITIVE, SIZE, Range
+
     atoms = require_tensor(tensors, "atoms", 2, path)
-    try:
-        channels, size = int(meta["channels"]), int(meta["image_size"])
-        patch = json.loads(meta["patch"])
-    except (KeyError, ValueError):
-        raise SganError(f"{path} lacks the dictionary geometry (channels, image_size, patch)", where=str(path), fix="learn the dictionary again with sgan learn-dict") from None
-    side = size if patch is None else int(patch)
+    channels, size = meta_int(meta, "channels", path, CHANNELS), meta_int(meta, "image_size", path, SIZE)
+    patch = None if meta.get("patch", "").strip() == "null" else meta_int(meta, "patch", path, Range(1, size))
+    meta_int(meta, "stride", path, Range(1, size), default=1)
+    meta_float(meta, "alpha", path, POSITIVE, default=float("nan"), allow_nan=True)
+    meta_float(meta, "achieved_sparsity", path, Range(0, 1), default=float("nan"), allow_nan=True)
+    side = size if patch is None else patch
     expected = channels * side * side
     if atoms.shape[1] != expected:
         raise SganError(
@@ -337,12 +389,12 @@ def load_dictionary(path: str | Path) -> DictionaryFile:
     """Read and validate a ``sgan.dictionary`` file."""
     f = read_file(path, "sgan.dictionary", what="dictionary")
     atoms = f.tensors["atoms"].float()
-    patch = meta_json(f, "patch")
+    patch = None if f.meta["patch"].strip() == "null" else int(f.meta["patch"])  # all checked by the validator
     return DictionaryFile(
         atoms=atoms,
         channels=int(f.meta["channels"]),
         image_size=int(f.meta["image_size"]),
-        patch=None if patch is None else int(patch),
+        patch=patch,
         stride=int(f.meta.get("stride", "1")),
         alpha=float(f.meta.get("alpha", "nan")),
         achieved_sparsity=float(f.meta.get("achieved_sparsity", "nan")),

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .config import GanConfig, ModelConfig, SganConfig, to_dict
+from . import distributed
+from .config import GanConfig, ModelConfig, SganConfig, section_from_file, to_dict
 from .contracts import DictionaryFile, check_dictionary_fits
 from .errors import SganError
 from .losses import (
@@ -272,6 +273,24 @@ def check_train_config(cfg: SganConfig) -> None:
             raise SganError(f"{key} must be ≥ 0, got {value}", where=key, fix=f"give a non-negative {key}")
 
 
+def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, n_images: int) -> None:
+    """Refuse, before any allocation, a run whose nets (counted on the meta device: weights,
+    gradients and two Adam moments) plus the data as floats plus one batch's activations
+    cannot fit in memory (widths, z_dim, batch size, image size)."""
+    from .validation import check_batch_memory, check_memory
+
+    check_train_config(cfg)
+    gan = resolve_gan(cfg.gan)
+    with torch.device("meta"):
+        nets = [build_generator(cfg.model, geometry, dictionary), build_critic(cfg.model, gan.objective, geometry)]
+        if cfg.recon.mode != "none":
+            nets.append(build_encoder(cfg.model, geometry, cfg.recon.mode))
+    params = sum(p.numel() for net in nets for p in net.parameters())
+    image = geometry.channels * geometry.size**2 * 4
+    check_memory(params * 4 * 4 + n_images * image, f"nets of {params:,} parameters (with gradients and optimiser state) and {n_images} training images", "model.z_dim / model.*_width / --data", "use smaller widths (--set model.g_width=…), a smaller model.z_dim, or fewer images (--limit)")
+    check_batch_memory(cfg.train.batch_size, cfg.train.batch_size, image, f"{geometry.channels}×{geometry.size}×{geometry.size} training images")
+
+
 def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, device: torch.device) -> TrainState:
     """Fresh nets and optimisers, seeded by ``train.seed``."""
     import copy
@@ -285,6 +304,9 @@ def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | 
     layout = preferred_layout(device)  # before the optimisers: their states take the parameters' layout
     G = build_generator(cfg.model, geometry, dictionary).to(device, memory_format=layout)
     D = build_critic(cfg.model, gan.objective, geometry).to(device, memory_format=layout)
+    if cfg.train.sync_bn and distributed.current().distributed:  # before the optimisers take the parameters
+        G = distributed.sync_batchnorm(G, device.type == "cuda")  # type: ignore[assignment]
+        D = distributed.sync_batchnorm(D, device.type == "cuda")  # type: ignore[assignment]
     rng = torch.Generator(device="cpu").manual_seed(cfg.train.seed + 1)
     fixed_z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.train.seed + 2))
     state = TrainState(G, D, make_optimizer(G.parameters(), gan, gan.lr_g), make_optimizer(D.parameters(), gan, gan.lr_d), rng, fixed_z.to(device))
@@ -330,37 +352,37 @@ def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor, amp: torch.dt
     out: dict[str, float] = {}
     if rc.mode == "latent":
         for _ in range(rc.steps):
-            z = torch.randn(B, z_dim, generator=state.rng).to(device)
+            z = distributed.shard(torch.randn(B, z_dim, generator=state.rng)).to(device)
             with autocast(device, amp):
                 with torch.no_grad():  # E learns to invert the current G; G is not updated here
                     xg = G(z)
                 loss_e = latent_recon_loss(E(xg), z)
             state.opt_e.zero_grad(set_to_none=True)
             loss_e.backward()
-            state.opt_e.step()
+            distributed.step(state.opt_e)
             out["recon_e"] = loss_e.item()
-        x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+        x = real[distributed.shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
         with autocast(device, amp):
             with torch.no_grad():  # E frozen: z_x = E*(x) is data for the generator step
                 zx = E(x)
             loss_r = image_recon_loss(G(zx), x)
         state.opt_g.zero_grad(set_to_none=True)
         (rc.weight * loss_r).backward()
-        state.opt_g.step()
+        distributed.step(state.opt_g)
         out["recon_g"] = loss_r.item()
         return out
     for _ in range(rc.steps):  # vae
-        x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+        x = real[distributed.shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
         with autocast(device, amp):
             mu, logvar = E.stats(x)
-            eps = torch.randn(mu.shape, generator=state.rng).to(device)
+            eps = distributed.shard(torch.randn(B, mu.shape[1], generator=state.rng)).to(device)
             x_hat = G(mu.float() + torch.exp(0.5 * logvar.float()) * eps)
             loss, kl = vae_loss(x_hat, x, mu, logvar, rc.kl_weight)
         state.opt_e.zero_grad(set_to_none=True)
         state.opt_g.zero_grad(set_to_none=True)
         (rc.weight * loss).backward()
-        state.opt_e.step()
-        state.opt_g.step()
+        distributed.step(state.opt_e)
+        distributed.step(state.opt_g)
         out["vae"], out["kl"] = loss.item(), kl.item()
     return out
 
@@ -378,7 +400,8 @@ def train_steps(
 
     ``should_stop`` is asked at each iteration boundary (before an iteration starts); when it
     says True the loop returns early with ``state`` exactly as after ``state.step`` iterations
-    (sgan_cli.interrupt: Ctrl-C as a stop request).
+    (sgan_cli.interrupt: Ctrl-C as a stop request). Under torchrun the ranks' requests are
+    combined after each iteration (:func:`distributed.any_rank`), so all stop at the same step.
     Raises SganError on a NaN or inf loss (the caller keeps the last good checkpoint).
     """
     gan = resolve_gan(cfg.gan)
@@ -389,19 +412,21 @@ def train_steps(
         real = real.contiguous(memory_format=preferred_layout(device))
     n, B, z_dim = real.shape[0], cfg.train.batch_size, cfg.model.z_dim
     beta, fm = cfg.model.beta, cfg.gan.feature_matching
-    joint = D.mbd is None and not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in D.modules())
+    joint = D.mbd is None and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+    shard, step_opt = distributed.shard, distributed.step  # this rank's rows of each global draw; averaged-gradient steps
     for m in state.modules().values():
         m.train()
     t_log, imgs_log = time.perf_counter(), 0
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
+    agreed_stop = False  # under torchrun: the ranks' stop requests, combined after each iteration
     while state.step < until:
-        if should_stop is not None and should_stop():
+        if agreed_stop if distributed.current().distributed else (should_stop is not None and should_stop()):
             break
         D.requires_grad_(True)
         for _ in range(gan.critic_steps):
-            idx = torch.randint(0, n, (B,), generator=state.rng).to(device)
-            z = torch.randn(B, z_dim, generator=state.rng).to(device)
+            idx = shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)
+            z = shard(torch.randn(B, z_dim, generator=state.rng)).to(device)
             x = real[idx]
             with autocast(device, amp):
                 with torch.no_grad():  # the critic step needs G(z) as data, not G's graph
@@ -410,16 +435,16 @@ def train_steps(
                 loss_d = critic_loss(gan.objective, real_scores, fake_scores)
                 gp = torch.zeros((), device=device)
                 if gan.objective == "wgan-gp":
-                    gp = gradient_penalty(D, x, fake, generator=state.rng)
+                    gp = gradient_penalty(D, x, fake, eps=shard(torch.rand(B, generator=state.rng)))
                     loss_d = loss_d + gan.gp_lambda * gp
             state.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
-            state.opt_d.step()
+            step_opt(state.opt_d)
             if gan.objective == "wgan":
                 clip_weights(D, gan.clip)
         # the generator step needs gradients through D to the images, not to D's weights
         D.requires_grad_(False)
-        z = torch.randn(B, z_dim, generator=state.rng).to(device)
+        z = shard(torch.randn(B, z_dim, generator=state.rng)).to(device)
         with autocast(device, amp):
             fake, codes = G.forward_codes(z)
             f_fake = D.features(fake)
@@ -428,29 +453,34 @@ def train_steps(
             loss_g = loss_adv + beta * l1
             values = {"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "gp": gp.item(), "l1": l1.item()}
             if fm > 0:
-                x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+                x = real[shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
                 with torch.no_grad():
                     f_real = D.features(x)
-                loss_fm = feature_matching_loss(f_real, f_fake)
+                loss_fm = feature_matching_loss(f_real, f_fake, mean=distributed.global_mean)
                 loss_g = loss_g + fm * loss_fm
                 values["fm"] = loss_fm.item()
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        state.opt_g.step()
+        step_opt(state.opt_g)
         D.requires_grad_(True)
         state.step += 1
         if state.encoder is not None and cfg.recon.steps > 0 and state.step % cfg.recon.every == 0:
             values.update(_recon_phase(state, cfg, real, amp))
         if state.ema is not None:
             _update_ema(state.ema, G, cfg.train.ema)
+        if codes is not None:
+            values["support"] = float((codes != 0).float().mean())
+        # one collective per step: the global batch's means for the log (a NaN on any rank
+        # reaches all, so every rank stops below together), and any rank's stop request
+        asked = (should_stop is not None and should_stop()) or distributed.stop_requested()
+        agreed_stop, means = distributed.any_rank(asked, list(values.values()))
+        values = dict(zip(values, means))
         if not all(math.isfinite(v) for v in values.values()):
             raise SganError(
                 f"training diverged at step {state.step}: a loss became NaN or inf ({values})",
                 where=f"step {state.step}",
                 fix="lower the learning rates (--set gan.lr_g=…, gan.lr_d=…) or resume from the last checkpoint",
             )
-        if codes is not None:
-            values["support"] = float((codes != 0).float().mean())
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
@@ -484,6 +514,9 @@ def state_tensors(state: TrainState) -> tuple[dict[str, Tensor], dict[str, str]]
                 tensors[f"{prefix}.state.{pid}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
         meta[f"{prefix}.param_groups"] = json.dumps(sd["param_groups"])
     tensors["rng.state"] = state.rng.get_state()
+    # every rank's stream, [world size, state bytes] (a collective under torchrun: all ranks call this)
+    tensors["rng.rank_states"] = distributed.gather_rows(state.rng.get_state())
+    meta["world_size"] = str(distributed.current().size)
     tensors["fixed_z"] = state.fixed_z
     return tensors, meta
 
@@ -503,9 +536,37 @@ def load_state_tensors(state: TrainState, tensors: dict[str, Tensor], meta: dict
                 st.setdefault(int(pid), {})[name] = v
         opt.load_state_dict({"state": st, "param_groups": groups})
         _match_state_layout(opt)
-    state.rng.set_state(tensors["rng.state"])
+    ranks = tensors.get("rng.rank_states")  # absent in checkpoints from before torchrun support; clone: set_state ignores a view's offset
+    state.rng.set_state(ranks[distributed.current().rank].clone() if ranks is not None else tensors["rng.state"])
     state.fixed_z = tensors["fixed_z"].to(state.fixed_z.device)
     state.step = int(meta["step"])
+
+
+def check_checkpoint_fits(state: TrainState, tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> None:
+    """Load a checkpoint into ``state`` after checking its tensor names and shapes against the
+    nets its config builds (a critic or generator file copied over checkpoint.safetensors, a
+    hand-edited config); any mismatch is one SganError naming the file, never a traceback."""
+    fix = "resume from the checkpoint.safetensors that sgan train wrote in this run folder, or start over with --force"
+    for prefix, module in state.modules().items():
+        expected = {f"{prefix}.{k}": tuple(v.shape) for k, v in module.state_dict().items()}
+        for name, shape in expected.items():
+            if name not in tensors:
+                raise SganError(f"{path} is not a training checkpoint of this run: it lacks the tensor {name!r}", where=str(path), fix=fix)
+            if tuple(tensors[name].shape) != shape:
+                raise SganError(f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, but the run's config builds {shape}", where=str(path), fix=fix)
+        extra = sorted(k for k in tensors if k.startswith(prefix + ".") and k not in expected and not k.startswith(prefix + ".state."))
+        if extra:
+            raise SganError(f"{path}: tensors {', '.join(extra[:3])} do not belong to the run's {prefix}", where=str(path), fix=fix)
+    for name in ("rng.state", "fixed_z"):
+        if name not in tensors:
+            raise SganError(f"{path} is not a training checkpoint: it lacks the tensor {name!r}", where=str(path), fix=fix)
+    step = meta.get("step", "")
+    if not step.isdigit():
+        raise SganError(f"{path}: metadata 'step' must be a whole number ≥ 0, got {step!r}", where=str(path), fix=fix)
+    try:
+        load_state_tensors(state, tensors, meta)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
+        raise SganError(f"{path}: the optimiser or RNG state does not fit the run ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", where=str(path), fix=fix) from None
 
 
 def _match_state_layout(opt: torch.optim.Optimizer) -> None:
@@ -572,12 +633,16 @@ class TrainResult:
 def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], dictionary: DictionaryFile | None, geometry: Geometry, lineage: dict[str, str]) -> None:
     """Checkpoint, config.yaml, generator (enough alone to sample), critic and reconstructor:
     all written to temp files first, then renamed in with the checkpoint first, so no file
-    is ever ahead of the checkpoint."""
+    is ever ahead of the checkpoint. Under torchrun every rank calls it (the checkpoint
+    gathers every rank's RNG state) and rank 0 alone writes."""
     import yaml
 
     from .contracts import write_file
     from .outputs import AtomicGroup
 
+    tensors, meta = state_tensors(state)
+    if not distributed.is_main():
+        return
     conf = config_json(cfg)
     geo = {"channels": str(geometry.channels), "image_size": str(geometry.size), "step": str(state.step), "sparse": json.dumps(dictionary is not None)}
     g_tensors = dict(state.generator.state_dict())  # includes the dictionary (synthesis buffers)
@@ -589,7 +654,6 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
         g_tensors.update({f"ema.{k}": v for k, v in state.ema.state_dict().items()})
     text = yaml.safe_dump(conf, sort_keys=False)
     with AtomicGroup() as group:
-        tensors, meta = state_tensors(state)
         write_file(paths["checkpoint"], "sgan.checkpoint", tensors, config=conf, lineage=lineage, meta={**geo, **meta, "role": "checkpoint"}, force=True, group=group)
         group.add(paths["config"], lambda tmp: tmp.write_text(text))
         write_file(paths["generator"], "sgan.generator", g_tensors, config=conf, lineage=lineage, meta=g_meta, force=True, group=group)
@@ -615,6 +679,22 @@ def _write_grid(state: TrainState, path: Path) -> Tensor:
     grid = make_grid(imgs, nrow=8, scale=grid_scale(imgs.shape[-1]))
     save_png(grid, path)
     return grid
+
+
+def check_world_size(meta: dict[str, str], size: int, out: Path) -> None:
+    """A run resumes bit for bit only with the world size it was saved with (the global batch
+    is split into that many per-rank shards; BatchNorm statistics are per shard)."""
+    raw = meta.get("world_size", "1")  # absent in checkpoints from before torchrun support: one process
+    if not raw.isdigit() or int(raw) < 1:
+        raise SganError(f"{out}: checkpoint metadata 'world_size' must be a whole number ≥ 1, got {raw!r}", where=str(out), fix="resume from the checkpoint.safetensors that sgan train wrote, or start over with --force")
+    saved = int(raw)
+    if saved != size:
+        how = "without torchrun" if saved == 1 else f"with torchrun --nproc-per-node {saved} (or that many ranks over all nodes)"
+        raise SganError(
+            f"the run in {out} was trained with {saved} process(es) and this resume has {size}; it continues exactly only with the same number",
+            where=str(out),
+            fix=f"resume {how}, or start a new run with --force or another --out",
+        )
 
 
 def refuse_ignored_on_resume(out: Path, options: Sequence[str]) -> None:
@@ -654,16 +734,18 @@ def run_training(
     """
     from .outputs import locked_folder
 
-    with locked_folder(out, "sgan train"):
+    # under torchrun rank 0 holds the lock (and writes); the others read the folder once it has recovered it
+    with locked_folder(out, "sgan train") if distributed.is_main() else contextlib.nullcontext():
+        distributed.barrier()
         return _train_locked(cfg, out, resume=resume, force=force, progress=progress, stop=stop, hooks=hooks)
 
 
-def _resume_config(cfg: SganConfig, saved: dict[str, Any]) -> None:
-    """The run's own configuration wins, except how long to train and on which device."""
+def _resume_config(cfg: SganConfig, saved: dict[str, Any], path: Path) -> None:
+    """The run's own configuration wins, except how long to train and on which device; each
+    saved value is type- and range-checked like a recipe's (SganError naming ``path``)."""
     steps, device_name = cfg.train.steps, cfg.train.device
     for section in RUN_SECTIONS:
-        for key, value in saved.get(section, {}).items():
-            setattr(getattr(cfg, section), key, value)
+        setattr(cfg, section, section_from_file(saved, section, type(getattr(cfg, section)), path))
     cfg.train.steps = steps
     if device_name != "auto":  # an explicit --device moves the run (CPU ↔ CUDA)
         cfg.train.device = device_name
@@ -734,8 +816,13 @@ def _open_run(cfg: SganConfig, out: Path, resume: bool, force: bool) -> Any:
     if not paths["checkpoint"].exists():
         raise SganError(f"there is no run to resume in {out} (no checkpoint.safetensors)", where=str(out), fix="start the run without --resume")
     ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
-    _resume_config(cfg, ckpt.config)
-    done = int(ckpt.meta.get("step", "0"))
+    from .contracts import meta_int
+    from .validation import CHANNELS, INT64_MAX, SIZE, Range
+
+    meta_int(ckpt.meta, "channels", ckpt.path, CHANNELS)
+    meta_int(ckpt.meta, "image_size", ckpt.path, SIZE)
+    _resume_config(cfg, ckpt.config, ckpt.path)
+    done = meta_int(ckpt.meta, "step", ckpt.path, Range(0, INT64_MAX))
     if cfg.train.steps < done:
         raise SganError(
             f"the run in {out} is already at step {done}, so --steps {cfg.train.steps} would go back",
@@ -792,24 +879,34 @@ def _train_locked(
     arch_auto = resolve_auto(cfg)
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:
         raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
-    device = resolve_device(cfg.train.device)
+    world = distributed.current()
+    distributed.check_divisible(cfg.train.batch_size, "train.batch_size / --batch-size")
+    if ckpt is not None:
+        check_world_size(ckpt.meta, world.size, out)
+    device = distributed.local_device(resolve_device(cfg.train.device))
     data, geometry, dictionary, lineage = _run_inputs(cfg, out, ckpt)
+    check_training_fits(cfg, geometry, dictionary, len(data))
     # converted here once, so train_steps' layout conversion is a no-op (no second copy of the data)
     real = data.floats().to(device).contiguous(memory_format=preferred_layout(device))
     state = new_state(cfg, geometry, dictionary, device)
     start = 0
     precision = "bf16" if resolve_precision(cfg.train.precision, device) is not None else "fp32"
     if ckpt is not None:
-        load_state_tensors(state, ckpt.tensors, ckpt.meta)
+        check_checkpoint_fits(state, ckpt.tensors, ckpt.meta, paths["checkpoint"])
         start = state.step
         if start >= cfg.train.steps:  # already there: nothing to do, nothing rewritten
             return TrainResult(out, start, start, 0.0, {}, dictionary is not None, precision, target_steps=cfg.train.steps)
+    # every rank starts from rank 0's nets (identical already: same seed, same checkpoint)
+    distributed.broadcast_state(state.modules().values())
+    main = world.main  # under torchrun rank 0 alone writes; the other ranks compute and join the saves
+    if ckpt is not None and main:
         _trim_log(paths, start)
     # a resumed run writes in place (each save is atomic); a new one in a staging folder until its first checkpoint
-    staging = None if resume else Staging(out)
+    staging = None if resume or not main else Staging(out)
     with staging if staging is not None else contextlib.nullcontext():
         work = paths if staging is None else run_dir_paths(staging.dir)
-        work["grids"].mkdir(parents=True, exist_ok=True)
+        if main:
+            work["grids"].mkdir(parents=True, exist_ok=True)
         last: dict[str, float] = {}
         t0 = time.perf_counter()
 
@@ -824,15 +921,17 @@ def _train_locked(
             nonlocal last
             entry["wall_s"] = time.perf_counter() - t0
             last = entry
+            if not main:
+                return
             with open(work["metrics"], "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
             for hook in hooks:
                 hook.log(entry, work["metrics"].parent)
 
         def on_step(step: int) -> None:
-            if progress is not None:
+            if progress is not None and main:
                 progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")})
-            if step % cfg.train.grid_every == 0 or step == cfg.train.steps:
+            if main and (step % cfg.train.grid_every == 0 or step == cfg.train.steps):
                 grid = _write_grid(state, work["grids"] / f"step-{step:06d}.png")
                 for hook in hooks:
                     hook.grid(step, grid, work["metrics"].parent)

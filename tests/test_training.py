@@ -331,11 +331,11 @@ def test_fast_loop_computes_the_same_losses_as_the_eager_reference(digits_dict, 
 
 def test_train_config_errors_name_the_key(runner):
     for setting, message in (
-        ("train.ema=1.5", "train.ema must be in [0, 1)"), ("recon.every=0", "recon.every ≥ 1"), ("gan.feature_matching=-1", "gan.feature_matching must be ≥ 0"),
+        ("train.ema=1.5", "train.ema must be in [0, 1)"), ("recon.every=0", "recon.every must be at least 1"), ("gan.feature_matching=-1", "gan.feature_matching must be at least 0"),
         # intervals of 0 used to end in a ZeroDivisionError traceback
         ("train.log_every=0", "train.log_every must be at least 1"), ("train.save_every=0", "train.save_every must be at least 1"),
-        ("train.grid_every=-1", "train.grid_every must be at least 1"), ("model.z_dim=0", "model.z_dim must be at least 1"),
-        ("model.threshold=-1", "model.threshold must be ≥ 0"), ("gan.gp_lambda=-1", "gan.gp_lambda must be ≥ 0"),
+        ("train.grid_every=-1", "train.grid_every must be at least 1"), ("model.z_dim=0", "model.z_dim must be in [1, 65536], got 0"),
+        ("model.threshold=-1", "model.threshold must be at least 0"), ("gan.gp_lambda=-1", "gan.gp_lambda must be at least 0"),
     ):  # fmt: skip
         res = runner.invoke(app, ["train", "--set", setting, "--dry-run"])
         assert res.exit_code == 2 and message in " ".join(res.stderr.split()), (setting, res.stderr)

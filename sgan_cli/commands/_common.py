@@ -62,24 +62,55 @@ def report_usage_error(exc: ClickException) -> None:
 
 
 def handle_errors(fn: F) -> F:
-    """Turn an SganError into one message (see :func:`report_error`) and exit code 2;
+    """Check every int/float option (finite, in its range: :mod:`sgan_cli.validation`), then
+    run; turn an SganError into one message (see :func:`report_error`) and exit code 2;
     Ctrl-C into exit 130. A command's ``json_out`` parameter turns on JSON errors."""
+
+    names: dict[str, str] = {}
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..validation import check_options, option_names
+
         json_mode = bool(kwargs.get("json_out"))
         try:
+            if not names:
+                names.update(option_names(fn))
+            check_options(fn.__name__, kwargs, names)  # every number the user gave, before any work
             return fn(*args, **kwargs)
         except SganError as exc:
-            report_error(exc, json_mode)
+            if _rank0():  # under torchrun every rank meets the same error: rank 0 says it once
+                report_error(exc, json_mode)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
-            err.print("[yellow]Interrupted.[/]")
-            if json_mode:
-                print_json(error_payload("interrupted (Ctrl-C)", exit_code=EXIT_INTERRUPTED))
+            if _rank0():
+                err.print("[yellow]Interrupted.[/]")
+                if json_mode:
+                    print_json(error_payload("interrupted (Ctrl-C)", exit_code=EXIT_INTERRUPTED))
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _rank0() -> bool:
+    """Rank 0 under torchrun, or the only process (read from the environment: no torch import)."""
+    import os
+
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def refuse_torchrun(command: str) -> None:
+    """Commands that run in one process (``learn-dict``, ``encode``, ``classifier``) refuse to
+    start as several torchrun ranks: N copies would each do all the work and race to write
+    the same file. One process still uses one GPU (``--device cuda``)."""
+    import os
+
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        raise SganError(
+            f"sgan {command} runs in one process, and this is one of {os.environ['WORLD_SIZE']} torchrun ranks",
+            where="torchrun",
+            fix=f"run `sgan {command} …` without torchrun (add --device cuda for a GPU); train, sample and score run under torchrun",
+        )
 
 
 # --- the command classes ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Annotated, Optional
@@ -75,7 +76,7 @@ def train(
     feature_matching: Annotated[Optional[float], typer.Option("--feature-matching", metavar="W", help="Add feature matching on the critic's features, with this weight. (default: 0, off)", show_default=False)] = None,
     ema: Annotated[Optional[float], typer.Option("--ema", metavar="DECAY", help="Keep an EMA of the generator weights with this decay, e.g. 0.999. (default: 0, off)", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", metavar="N", help="Generator steps. (default: 2000)", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Batch size. (default: 64)", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Global batch size: under torchrun it is split evenly over the ranks (each takes batch/N). (default: 64)", show_default=False)] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     precision: Annotated[
@@ -103,6 +104,10 @@ def train(
     Examples:
       sgan train --gan wgan-gp --dict dictionary.safetensors --data digits --steps 300 --out runs/digits
       sgan train --resume runs/digits --steps 600
+      torchrun --standalone --nproc-per-node 2 -m sgan_cli train --data digits --out runs/ddp
+
+    Under torchrun (several processes or GPUs) --batch-size is the global batch; rank 0
+    writes the run folder, and --resume needs the same number of processes.
     """
     import yaml
 
@@ -136,16 +141,27 @@ def train(
                 arrow = "" if cfg.model.arch == "auto" else f" → {cfg.model.arch}"
                 err.print(f"arch auto{arrow}: {chosen}", highlight=False, soft_wrap=True)
         return
+    from ..distributed import session
     from ..interrupt import StopRequest
 
+    # curves and TensorBoard logs are drawn by rank 0, which writes the run folder
     hooks: list[object] = [CurvesHook(note=lambda text: err.print(text, highlight=False, markup=False, soft_wrap=True))]
     if tensorboard:
-        hooks.append(TensorBoardHook())
-    with progress_bar("train") as progress, StopRequest() as stop:
-        result = run_training(cfg, run_dir, resume=resume is not None, force=force, progress=progress, stop=stop, hooks=hooks)
+        hooks.append(TensorBoardHook())  # refuses at once when tensorboard is missing
+    # under torchrun: one process group; the ranks' stop requests are combined at step boundaries
+    with session("train") as world, progress_bar("train", enabled=world.main) as progress, StopRequest() as stop:
+        result = run_training(cfg, run_dir, resume=resume is not None, force=force, progress=progress, stop=stop, hooks=hooks if world.main else [])
+    if not world.main:  # rank 0 reports for the run
+        if result.interrupted:
+            raise typer.Exit(130)
+        return
     if result.interrupted:
         # Ctrl-C: the loop stopped at an iteration boundary and saved it (or had nothing to save)
-        again = f"sgan train --resume {shlex.quote(str(result.out))} --steps {result.target_steps}"
+        launcher = "sgan"
+        if world.distributed:  # the same ranks again (one node: --standalone; several: the same torchrun options)
+            one_node = os.environ.get("LOCAL_WORLD_SIZE") == str(world.size)
+            launcher = f"torchrun --standalone --nproc-per-node {world.size} -m sgan_cli" if one_node else f"torchrun (the same {world.size} ranks) -m sgan_cli"
+        again = f"{launcher} train --resume {shlex.quote(str(result.out))} --steps {result.target_steps}"
         if result.steps > result.resumed_from:
             err.print(f"[yellow]Interrupted:[/] stopped after step {result.steps} of {result.target_steps}; the checkpoint is saved. Resume with:", highlight=False)
         elif result.resumed_from > 0:
