@@ -77,7 +77,8 @@ def run_case(work: Path, name: str, seed: int, steps: int, clf: Path) -> dict:
         sgan("learn-dict", "digits", "--sparsity", "0.1", "--mean" if mean else "--no-mean", "--out", str(dictionary), "--force")
     run, samples = work / "runs" / f"{name}-s{seed}", work / "samples" / f"{name}-s{seed}"
     t0 = time.perf_counter()
-    sgan("train", "--gan", "wgan-gp", "--recon", "--dict", str(dictionary), "--data", "digits", "--steps", str(steps), "--seed", str(seed), "--out", str(run), "--force", *extra)
+    # --arch dcgan: the nets these cases were measured with (README), whatever the default
+    sgan("train", "--gan", "wgan-gp", "--recon", "--arch", "dcgan", "--dict", str(dictionary), "--data", "digits", "--steps", str(steps), "--seed", str(seed), "--out", str(run), "--force", *extra)
     train_s = time.perf_counter() - t0
     sgan("sample", str(run), "-n", "1000", "--out", str(samples), "--force")
     score = sgan("score", str(samples), "-m", "fid", "-m", "modes", "-m", "sparsity", "--ref", "digits", "--features", f"classifier:{clf}")

@@ -16,7 +16,7 @@ The eager loop always runs in fp32 with PyTorch's default NCHW layout; sgan runs
     python benchmarks/bench_train.py --mnist-root ../shared/data/mnist-5k
 
 Cases: quickstart (digits 8×8, 64-atom whole-image dictionary, WGAN-GP + reconstructor,
-the README demo's config); mnist-patch (28×28, 3×3 patch dictionary of 100 atoms, DCGAN
+the README demo's config, with the DCGAN critic it had before --arch auto); mnist-patch (28×28, 3×3 patch dictionary of 100 atoms, DCGAN
 generator emitting 100 code channels, WGAN-GP + reconstructor); mnist-dense (seed 004's
 dense DCGAN shapes, WGAN-GP). MNIST cases use random stand-in images when no root is given
 (throughput does not depend on pixel values).
@@ -45,9 +45,10 @@ from sgan_cli.contracts import DictionaryFile  # noqa: E402
 from sgan_cli.training import Geometry, new_state, train_steps  # noqa: E402
 
 CASES: dict[str, list[str]] = {
-    "quickstart": ["model.threshold=0.3", "model.beta=0.5", "recon.mode=latent"],
-    "mnist-patch": ["model.z_dim=100", "model.g_width=128", "model.d_width=32", "recon.mode=latent", "train.batch_size=50"],
-    "mnist-dense": ["model.z_dim=100", "model.g_width=256", "model.d_width=64", "train.batch_size=50"],
+    # model.arch=dcgan: the convolutional critics these cases were measured with (before --arch auto)
+    "quickstart": ["model.arch=dcgan", "model.threshold=0.3", "model.beta=0.5", "recon.mode=latent"],
+    "mnist-patch": ["model.arch=dcgan", "model.z_dim=100", "model.g_width=128", "model.d_width=32", "recon.mode=latent", "train.batch_size=50"],
+    "mnist-dense": ["model.arch=dcgan", "model.z_dim=100", "model.g_width=256", "model.d_width=64", "train.batch_size=50"],
 }
 
 

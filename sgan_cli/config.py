@@ -55,7 +55,7 @@ class DictConfig:
 class ModelConfig:
     """Generator and critic architecture (``sgan train``, DESIGN §2.2)."""
 
-    arch: str = "dcgan"  # "mlp" (seed 000), "dcgan" (seed 002) or "resnet" (residual blocks, seed 002's Table 2)
+    arch: str = "auto"  # "auto" (fits the dictionary and device: sgan_cli/auto.py), "mlp" (seed 000), "dcgan" (seed 002) or "resnet" (residual blocks, seed 002's Table 2)
     z_dim: int = 64  # latent size
     g_width: int = 256  # generator width: MLP hidden size, or DCGAN channels at the base
     d_width: int = 64  # critic width: MLP hidden size, or DCGAN first-layer channels

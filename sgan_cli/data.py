@@ -211,9 +211,71 @@ def _missing_data_error(name: str, folder: Path, files: tuple[str, ...], detail:
         where=str(folder),
         fix=(
             f"put these files in {folder}: {', '.join(files)} — or run once with network access, "
-            f"or point --data-root (or $SGAN_DATA) at a folder that holds them"
+            f"or pass --data-root DIR (or set $SGAN_DATA) where DIR/{_TORCHVISION[name][1]} holds them"
         ),
     )
+
+
+def locate_root(name: str, root: Path) -> Path:
+    """The data root torchvision wants for ``name``, from what a user may pass as ``--data-root``:
+    the root itself (holding ``MNIST/raw/…``), or a folder inside it that holds the files —
+    ``…/MNIST/raw`` or ``…/MNIST`` — whose parents are then the root. A folder that holds the
+    files but is not named like torchvision's layout is an error naming the folder to create.
+    Never creates anything."""
+    _, sub, files = _TORCHVISION[name]
+    if _has_files(root / sub, files):
+        return root
+    parts = Path(sub).parts  # e.g. ("MNIST", "raw")
+    for depth in range(len(parts), 0, -1):  # root = …/MNIST/raw, then root = …/MNIST
+        if root.parts[-depth:] == parts[:depth] and _has_files(root.parents[depth - 1] / sub, files):
+            return root.parents[depth - 1]
+    if _has_files(root, files):
+        raise SganError(
+            f"{root} holds the {name} files, but torchvision reads them from {sub}/ inside the data root",
+            where=str(root),
+            fix=f"move them into {root / sub} and pass --data-root {root}",
+        )
+    return root
+
+
+def _has_files(folder: Path, files: tuple[str, ...]) -> bool:
+    """Whether every expected file (or, for names ending in '/', folder) is in ``folder``;
+    MNIST's files count when gzipped too (torchvision unpacks them)."""
+    def present(f: str) -> bool:
+        p = folder / f.rstrip("/")
+        return p.is_dir() if f.endswith("/") else (p.is_file() or p.with_name(p.name + ".gz").is_file())
+
+    return folder.is_dir() and all(present(f) for f in files)
+
+
+def _download(build: "Callable[[str, bool], object]", root: Path) -> None:  # noqa: F821
+    """Download through torchvision into a temporary folder, then move what it wrote into
+    ``root``: a failed (offline) download leaves the data root exactly as it was."""
+    import shutil
+    import tempfile
+
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)  # offline machines must fail fast, not hang
+    tmp = Path(tempfile.mkdtemp(prefix="sgan-download-"))
+    try:
+        build(str(tmp), True)
+        root.mkdir(parents=True, exist_ok=True)
+        _merge_into(tmp, root)
+    finally:
+        socket.setdefaulttimeout(old)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _merge_into(src: Path, dst: Path) -> None:
+    """Move the tree ``src`` into ``dst``, keeping files already in ``dst``."""
+    import shutil
+
+    for item in src.iterdir():
+        target = dst / item.name
+        if item.is_dir() and target.is_dir():
+            _merge_into(item, target)
+        elif not target.exists():
+            shutil.move(str(item), str(target))
 
 
 def _load_torchvision(name: str, root: Path, split: str, download: bool) -> ImageData:
@@ -222,28 +284,28 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
     import torchvision.datasets as tvd
 
     cls_name, sub, files = _TORCHVISION[name]
+    root = locate_root(name, root)
     folder = root / sub
     cls = getattr(tvd, cls_name)
     train = split == "train"
 
-    def build(dl: bool):  # noqa: ANN202
+    def build(where: str, dl: bool):  # noqa: ANN202
         if name == "celeba":
-            return cls(str(root), split="train" if train else "test", target_type=[], download=dl)
-        return cls(str(root), train=train, download=dl)
+            return cls(where, split="train" if train else "test", target_type=[], download=dl)
+        return cls(where, train=train, download=dl)
 
     try:
-        ds = build(False)
+        if not root.is_dir():  # torchvision would create it; not yet
+            raise OSError(f"no folder {root}")
+        ds = build(str(root), False)
     except (RuntimeError, OSError) as first:
         if not download:
             raise _missing_data_error(name, folder, files, f"download disabled; {first}") from None
-        old = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(30)  # offline machines must fail fast, not hang
         try:
-            ds = build(True)
+            _download(build, root)
+            ds = build(str(root), False)
         except Exception as exc:  # noqa: BLE001 - any download failure is the same user problem
             raise _missing_data_error(name, folder, files, f"{type(exc).__name__}: {exc}") from None
-        finally:
-            socket.setdefaulttimeout(old)
     if name in ("mnist", "fashion-mnist"):
         images = ds.data[:, None].clone()  # uint8 [N, 1, 28, 28]
         labels = ds.targets.clone().long()

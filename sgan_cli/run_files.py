@@ -276,9 +276,9 @@ def load_generator(
     has_ema = f.meta.get("ema") == "true"
     if ema and not has_ema:
         raise SganError(
-            f"the generator {path} has no EMA weights (the run was trained without train.ema)",
+            f"the generator {path} has no EMA weights (the run was trained without --ema)",
             where=str(path),
-            fix="leave out --ema, or train with --set train.ema=0.999",
+            fix="leave out --ema, or train with sgan train --ema 0.999",
         )
     if ema:
         state = {k[len(EMA_PREFIX) :]: v for k, v in f.tensors.items() if k.startswith(EMA_PREFIX)}

@@ -25,7 +25,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ class ScoreOptions:
     samples: str | None
     metrics: list[str] = field(default_factory=list)  # empty: inception, plus fid when ref is given
     ref: str | None = None
-    features: str = "inception"  # "inception" or "classifier:FILE"
+    features: str | None = None  # "inception" or "classifier:FILE"; None: the --ref stats file's extractor, else inception
     weights: str | None = None  # inception weights file; None: torch hub cache, else download
     custom_weights: bool = False  # accept inception weights with another SHA-256 (labelled non-standard)
     data_root: str | None = None
@@ -368,6 +368,37 @@ class ScoreResult:
         }
 
 
+def _stats_meta(ref: str | None) -> dict[str, str] | None:
+    """The metadata of ``ref`` when it is an ``sgan.stats`` file, else None (header only)."""
+    from safetensors import safe_open
+
+    if ref is None or not ref.endswith(".safetensors") or not Path(ref).is_file() or peek_kind(ref) != "sgan.stats":
+        return None
+    with safe_open(ref, framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def resolve_features(opts: ScoreOptions) -> str:
+    """``--features`` as given; without it, the extractor a ``--ref`` statistics file was made
+    with (its classifier file, which must still be where it was; or inception); else inception.
+
+    Raises SganError naming the classifier when the statistics need one that is not there.
+    """
+    if opts.features is not None:
+        return opts.features
+    meta = _stats_meta(opts.ref)
+    if meta is None or meta.get("extractor_kind") != "classifier":
+        return "inception"
+    source = meta.get("extractor_source", "")
+    if source and Path(source).is_file():
+        return f"classifier:{source}"
+    raise SganError(
+        f"the statistics in {opts.ref} were made with the classifier {source or '(unrecorded)'} ({meta.get('extractor', '')}), which is not at that path",
+        where=f"--ref {opts.ref}",
+        fix="pass --features classifier:FILE with that classifier file",
+    )
+
+
 def _check_options(opts: ScoreOptions, metrics: list[str]) -> None:
     if opts.samples is None and opts.save_stats is None:
         raise SganError("no SAMPLES to score", where="SAMPLES", fix="give a folder or samples.safetensors, or only --ref with --save-stats to cache reference statistics")
@@ -592,6 +623,7 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
     from .distributed import is_main, local_device
 
     start = time.perf_counter()
+    opts = replace(opts, features=resolve_features(opts))  # without --features: a stats file's extractor
     metrics = resolve_metrics(opts)
     _check_options(opts, metrics)
     device = local_device(resolve_device(opts.device))  # under torchrun: this rank's GPU; each rank extracts its share

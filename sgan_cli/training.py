@@ -100,7 +100,7 @@ def resolve_gan(cfg: GanConfig) -> ResolvedGan:
 
 def _check_arch(arch: str) -> None:
     if arch not in ARCHS:
-        raise SganError(f"unknown architecture {arch!r}", where="model.arch / --arch", fix=f"use one of {', '.join(ARCHS)}")
+        raise SganError(f"unknown architecture {arch!r}", where="model.arch / --arch", fix=f"use one of auto, {', '.join(ARCHS)}")
 
 
 def _conv_body(model: ModelConfig, out_channels: int, size: int) -> nn.Module:
@@ -255,8 +255,10 @@ class TrainState:
 
 def check_train_config(cfg: SganConfig) -> None:
     """Errors a user can make in the model / recon / train sections, before any work."""
-    _check_arch(cfg.model.arch)
-    _check_arch(critic_arch(cfg.model))
+    if cfg.model.arch != "auto":  # resolved once the dictionary and device are known (sgan_cli/auto.py)
+        _check_arch(cfg.model.arch)
+    if critic_arch(cfg.model) != "auto":
+        _check_arch(critic_arch(cfg.model))
     check_sparsity_config(cfg.model)
     if cfg.recon.mode not in RECON_MODES:
         raise SganError(f"unknown reconstructor mode {cfg.recon.mode!r}", where="recon.mode / --recon", fix="use none, latent or vae")
@@ -302,6 +304,9 @@ def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | 
     """Fresh nets and optimisers, seeded by ``train.seed``."""
     import copy
 
+    from .auto import resolve_arch
+
+    resolve_arch(cfg, dictionary.patch if dictionary is not None else None, dictionary is not None, device.type)  # --arch auto
     gan = resolve_gan(cfg.gan)
     check_train_config(cfg)
     torch.manual_seed(cfg.train.seed)  # parameter initialisation: G, then D, then E
@@ -503,11 +508,17 @@ def train_steps(
         imgs_log += B * (gan.critic_steps + 1)
         if on_step is not None:
             on_step(state.step)
-        if on_log is not None and (state.step % cfg.train.log_every == 0 or state.step == until):
+        if on_log is not None and (state.step % cfg.train.log_every == 0 or state.step == until or state.step == early_log_step(cfg.train.log_every)):
             now = time.perf_counter()
             entry = {"step": state.step, **{k: v / counts[k] for k, v in sums.items()}, "images_per_s": imgs_log / max(now - t_log, 1e-9)}
             on_log(entry)
             sums, counts, t_log, imgs_log = {}, {}, now, 0
+
+
+def early_log_step(log_every: int) -> int:
+    """One early metrics.jsonl line (step 10) when the log interval is longer, so a slow run
+    shows its pace, and what it is learning, within its first steps."""
+    return 10 if log_every > 10 else log_every
 
 
 def state_tensors(state: TrainState) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -607,7 +618,7 @@ def config_json(cfg: SganConfig) -> dict[str, Any]:
 # what a run folder holds (all of it is replaced by a --force run, none of it by another command)
 RUN_OUTPUTS = (
     "checkpoint.safetensors", "generator.safetensors", "critic.safetensors", "reconstructor.safetensors",
-    "config.yaml", "metrics.jsonl", "grids", "curves.png",
+    "config.yaml", "metrics.jsonl", "grids", "curves.png", "tensorboard",
 )  # fmt: skip
 
 
@@ -636,6 +647,8 @@ class TrainResult:
     precision: str = "fp32"  # what ran: "auto" resolved on this device
     interrupted: bool = False  # stopped early on request (Ctrl-C): the checkpoint is at ``steps``
     target_steps: int = 0  # the train.steps asked for
+    arch: str = ""  # what ran: "mlp", or "dcgan, critic mlp"
+    arch_auto: str | None = None  # why, when --arch auto chose it
 
 
 def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], dictionary: DictionaryFile | None, geometry: Geometry, lineage: dict[str, str]) -> None:
@@ -673,7 +686,7 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
             write_file(paths["reconstructor"], "sgan.checkpoint", e_tensors, config=conf, lineage=lineage, meta=e_meta, force=True, group=group)
 
 
-def _write_grid(state: TrainState, path: Path) -> None:
+def _write_grid(state: TrainState, path: Path) -> Tensor:
     """Samples from the fixed z (the same 64 latents all run long), as one PNG; from the
     EMA generator when there is one (what `sgan sample --ema` draws from)."""
     from .images import grid_scale, make_grid, save_png, to_uint8
@@ -684,7 +697,9 @@ def _write_grid(state: TrainState, path: Path) -> None:
     with torch.no_grad():
         imgs = to_uint8(G(state.fixed_z).cpu())
     G.train(was_training)
-    save_png(make_grid(imgs, nrow=8, scale=grid_scale(imgs.shape[-1])), path)
+    grid = make_grid(imgs, nrow=8, scale=grid_scale(imgs.shape[-1]))
+    save_png(grid, path)
+    return grid
 
 
 def check_world_size(meta: dict[str, str], size: int, out: Path) -> None:
@@ -722,6 +737,7 @@ def run_training(
     force: bool = False,
     progress: ProgressFn | None = None,
     stop: Callable[[], bool] | None = None,
+    hooks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train per ``cfg`` into the run folder ``out`` (or continue it with ``resume``).
 
@@ -732,13 +748,17 @@ def run_training(
     asked at each iteration boundary: the run then saves a checkpoint of that boundary and
     returns with ``interrupted`` set. A NaN/inf loss raises SganError and leaves the last
     checkpoint in place; a KeyboardInterrupt inside an iteration saves nothing.
+    ``hooks`` (e.g. :class:`sgan_cli.curves.CurvesHook`) get every metrics line
+    (``hook.log(entry, folder)``, ``folder`` the one metrics.jsonl is in: the staging folder
+    until the first checkpoint), every sample grid (``hook.grid(step, uint8 [C, H, W], folder)``) and a
+    final ``hook.close(folder)``, also after an error.
     """
     from .outputs import locked_folder
 
     # under torchrun rank 0 holds the lock (and writes); the others read the folder once it has recovered it
     with locked_folder(out, "sgan train") if distributed.is_main() else contextlib.nullcontext():
         distributed.barrier()
-        return _train_locked(cfg, out, resume=resume, force=force, progress=progress, stop=stop)
+        return _train_locked(cfg, out, resume=resume, force=force, progress=progress, stop=stop, hooks=hooks)
 
 
 def _resume_config(cfg: SganConfig, saved: dict[str, Any], path: Path) -> None:
@@ -870,13 +890,16 @@ def _train_locked(
     force: bool,
     progress: ProgressFn | None,
     stop: Callable[[], bool] | None,
+    hooks: Sequence[Any] = (),
 ) -> TrainResult:
     """Stages 1–2, then the nets (fresh or from the checkpoint) and the loop with its saves."""
+    from .auto import resolve_auto
     from .dictionary import resolve_device
     from .outputs import Staging
 
     paths = run_dir_paths(out)
     ckpt = _open_run(cfg, out, resume, force)
+    arch_auto = resolve_auto(cfg)
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:
         raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
     world = distributed.current()
@@ -925,17 +948,27 @@ def _train_locked(
                 return
             with open(work["metrics"], "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
+            for hook in hooks:
+                hook.log(entry, work["metrics"].parent)
 
         def on_step(step: int) -> None:
             if progress is not None and main:
                 progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")})
             if main and (step % cfg.train.grid_every == 0 or step == cfg.train.steps):
-                _write_grid(state, work["grids"] / f"step-{step:06d}.png")
+                grid = _write_grid(state, work["grids"] / f"step-{step:06d}.png")
+                for hook in hooks:
+                    hook.grid(step, grid, work["metrics"].parent)
             if step % cfg.train.save_every == 0 and step != cfg.train.steps:
                 save()
 
-        train_steps(state, cfg, real, cfg.train.steps, on_log=on_log, on_step=on_step, should_stop=stop)
-        interrupted = state.step < cfg.train.steps
-        if state.step > start:
-            save()
-    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None, precision, interrupted, cfg.train.steps)
+        try:
+            train_steps(state, cfg, real, cfg.train.steps, on_log=on_log, on_step=on_step, should_stop=stop)
+            interrupted = state.step < cfg.train.steps
+            if state.step > start:
+                save()
+        finally:
+            for hook in hooks:
+                hook.close(work["metrics"].parent)
+    arch = cfg.model.arch if critic_arch(cfg.model) == cfg.model.arch else f"{cfg.model.arch}, critic {critic_arch(cfg.model)}"
+    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None, precision, interrupted, cfg.train.steps, arch, arch_auto)
+

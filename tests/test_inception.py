@@ -144,7 +144,7 @@ def test_cli_inception_scores_and_batch_size_independence(runner, tmp_path, weig
     _save_pngs(tmp_path / "samples", samples)
     _save_pngs(tmp_path / "real", real)
     args = ["score", str(tmp_path / "samples"), "-m", "inception", "-m", "fid", "--ref", str(tmp_path / "real"),
-            "--weights", str(weights_file), "--custom-weights", "--splits", "2", "--json"]
+            "--weights", str(weights_file), "--custom-weights", "--is-splits", "2", "--json"]
     one = runner.invoke(app, [*args, "--batch-size", "1"], catch_exceptions=False)
     assert one.exit_code == 0, one.output
     many = runner.invoke(app, [*args, "--batch-size", "4"], catch_exceptions=False)

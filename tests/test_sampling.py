@@ -162,7 +162,7 @@ def test_cli_sample_ema(runner, runs, tmp_path):
     assert torch.equal(got.tensors["images"], generate(ema, z, 16)[0])
     assert not torch.equal(got.tensors["images"], generate(plain, z, 16)[0])
     msg = error_text(invoke(runner, ["sample", str(runs["patch"]), "--ema", "--out", str(tmp_path / "x")]))
-    assert "has no EMA weights" in msg and "train.ema" in msg
+    assert "has no EMA weights" in msg and "train with sgan train --ema 0.999" in msg
     assert not (tmp_path / "x").exists()
 
 

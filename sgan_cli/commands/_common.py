@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: consoles, error reporting, progress, config resolution, JSON output."""
+"""Shared CLI plumbing: consoles, the command classes, error reporting (text or JSON),
+progress, config resolution, JSON output, options spelled once."""
 
 from __future__ import annotations
 
@@ -6,26 +7,64 @@ import functools
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from ..errors import SganError
+
+try:  # typer ≥ 0.2x carries its own copy of click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # older typer runs on click itself
+    from click.exceptions import ClickException, UsageError  # type: ignore[no-redef]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 out = Console()  # results (stdout)
 err = Console(stderr=True)  # progress and messages (stderr)
 
+# words a user may type after a flag, meaning it as the flag's value (`--json true`)
+BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f"})
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def error_payload(message: str, *, what: str | None = None, where: str | None = None, fix: str | None = None, exit_code: int = EXIT_USER_ERROR) -> dict[str, Any]:
+    """The JSON form of an error (``--json``): one object on stdout, the same exit code."""
+    return {"error": message, "what": what if what is not None else message, "where": where, "fix": fix, "exit_code": exit_code}
+
+
+def report_error(exc: SganError, json_mode: bool) -> None:
+    """The one way a user error is shown: a paragraph on stderr and, with ``--json``, also
+    one JSON object on stdout (message, what, where, fix, exit code)."""
+    err.print(f"[bold red]Error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
+    if json_mode:
+        print_json(error_payload(exc.message, what=exc.what, where=exc.where, fix=exc.fix))
+
+
+def report_usage_error(exc: ClickException) -> None:
+    """A command-line parse error (unknown option, missing argument, …) as one JSON object."""
+    ctx = getattr(exc, "ctx", None)
+    cmd = ctx.command_path if ctx is not None else "sgan"
+    message = exc.format_message()
+    what, _, fix = message.partition(" Fix: ")
+    print_json(error_payload(message, what=what, where=cmd, fix=fix or f"see {cmd} --help", exit_code=exc.exit_code))
+
 
 def handle_errors(fn: F) -> F:
     """Check every int/float option (finite, in its range: :mod:`sgan_cli.validation`), then
-    run; turn an SganError into one message on stderr and exit code 2; Ctrl-C into exit 130."""
+    run; turn an SganError into one message (see :func:`report_error`) and exit code 2;
+    Ctrl-C into exit 130. A command's ``json_out`` parameter turns on JSON errors."""
 
     names: dict[str, str] = {}
 
@@ -33,22 +72,22 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from ..validation import check_options, option_names
 
+        json_mode = bool(kwargs.get("json_out"))
         try:
             if not names:
                 names.update(option_names(fn))
             check_options(fn.__name__, kwargs, names)  # every number the user gave, before any work
             return fn(*args, **kwargs)
         except SganError as exc:
-            if not _rank0():  # under torchrun every rank meets the same error: rank 0 says it once
-                raise typer.Exit(EXIT_USER_ERROR) from None
-            from rich.markup import escape  # a message may quote text with [brackets] (paths, backend errors)
-
-            err.print(f"[bold red]Error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
+            if _rank0():  # under torchrun every rank meets the same error: rank 0 says it once
+                report_error(exc, json_mode)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
             if _rank0():
                 err.print("[yellow]Interrupted.[/]")
-            raise typer.Exit(130) from None
+                if json_mode:
+                    print_json(error_payload("interrupted (Ctrl-C)", exit_code=EXIT_INTERRUPTED))
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -74,6 +113,80 @@ def refuse_torchrun(command: str) -> None:
         )
 
 
+# --- the command classes ------------------------------------------------------------------------
+
+
+class SganGroup(TyperGroup):
+    """The ``sgan`` group. With ``--json`` anywhere on the command line, a parse error (unknown
+    option, missing argument, a flag given a value) is one JSON object on stdout as well,
+    with the same exit code (errors raised while a command runs go through handle_errors)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if "--json" not in argv or not standalone_mode:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(argv, prog_name, complete_var, False, **extra)
+        except ClickException as exc:
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(exc)
+            report_usage_error(exc)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class SganCommand(TyperCommand):
+    """Every subcommand's click command: flags are shown as flags (no ``<bool>`` value), one
+    default style (``(default: …)`` in the help text), and a flag followed by a value such
+    as ``--json true`` is an error instead of a silently misread argument."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            param.show_default = False
+            if param.param_type_name == "option" and getattr(param, "is_flag", False):
+                param.metavar = ""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        """The usage line in the usual convention: ``[OPTIONS] NAME`` for a required argument,
+        ``[NAME]`` for an optional one, ``NAME...`` for several (not typer's ``{name}``)."""
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name != "argument":
+                pieces.extend(param.get_usage_pieces(ctx))
+                continue
+            name = param.metavar or (param.name or "").upper()
+            if param.nargs != 1 and not name.endswith("..."):
+                name += "..."
+            pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def get_help_option(self, ctx: typer.Context) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    def flag_opts(self) -> set[str]:
+        return {o for p in self.params if p.param_type_name == "option" and getattr(p, "is_flag", False) for o in (*p.opts, *p.secondary_opts)}
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        flags = self.flag_opts()
+        for i, arg in enumerate(args[:-1]):
+            if arg == "--":
+                break
+            if arg in flags and args[i + 1].lower() in BOOL_WORDS:
+                raise UsageError(
+                    f"{arg} is a flag and takes no value, so {args[i + 1]!r} after it would be read as another argument."
+                    f" Fix: write {arg} alone to turn it on, or leave it out",
+                    ctx=ctx,
+                )
+        return super().parse_args(ctx, args)
+
+
 def print_fields(title: str, rows: list[tuple[str, str]]) -> None:
     """A two-column field/value table on stdout: every command's human-readable summary."""
     from rich.table import Table
@@ -94,12 +207,20 @@ def print_json(payload: dict[str, Any]) -> None:
 
 @contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int, dict[str, float]], None]]:
-    """A Rich progress bar on stderr; yields a ``(done, total, info)`` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    """Progress on stderr; yields a ``(done, total, info)`` callback.
 
+    On a terminal: a Rich bar, started at the first update (so an error raised before any
+    work shows no empty bar). Elsewhere (a log file, a pipe): plain lines, at most one every
+    :data:`PLAIN_EVERY_S` seconds, plus the last. Either way one early estimate of the time
+    left is printed once the first steps are timed (see :class:`Estimate`)."""
     if not enabled:
         yield lambda done, total, info: None
         return
+    if not err.is_terminal:
+        yield PlainProgress(description, err.print)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -110,15 +231,108 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
         console=err,
         transient=False,
     )
-    with progress:
-        task = progress.add_task(description, total=None, info="")
+    task = progress.add_task(description, total=None, info="")
+    estimate = Estimate(description)
+    started = False
 
-        def update(done: int, total: int, info: dict[str, float]) -> None:
-            shown = {k: v for k, v in info.items() if not (isinstance(v, float) and math.isnan(v))}
-            text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-            progress.update(task, completed=done, total=total, info=text)
+    def update(done: int, total: int, info: dict[str, float]) -> None:
+        nonlocal started
+        if not started:
+            progress.start()
+            started = True
+        progress.update(task, completed=done, total=total, info=info_text(info))
+        line = estimate.update(done, total)
+        if line:
+            progress.console.print(line, highlight=False, markup=False)
 
+    try:
         yield update
+    finally:
+        if started:
+            progress.stop()
+
+
+PLAIN_EVERY_S = 10.0  # seconds between plain progress lines (stderr not a terminal)
+
+
+def info_text(info: dict[str, Any]) -> str:
+    """``k=v`` pairs of a progress update, NaNs left out."""
+    shown = {k: v for k, v in info.items() if not (isinstance(v, float) and math.isnan(v))}
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Estimate:
+    """One early line with the time left, once the first steps are timed: after at least
+    ``min_done`` steps past the first update and ``min_seconds`` of them, measured from the
+    first update (so start-up work is not counted as step time)."""
+
+    def __init__(self, description: str, min_done: int = 3, min_seconds: float = 2.0, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.description, self.min_done, self.min_seconds, self.clock = description, min_done, min_seconds, clock
+        self.first: tuple[int, float] | None = None
+        self.done = False
+
+    def update(self, done: int, total: int | None) -> str | None:
+        now = self.clock()
+        if self.first is None:
+            self.first = (done, now)
+            return None
+        if self.done or not total or done >= total:
+            return None
+        steps, seconds = done - self.first[0], now - self.first[1]
+        if steps < self.min_done or seconds < self.min_seconds:
+            return None
+        self.done = True
+        left = (total - done) * seconds / steps
+        return f"{self.description}: about {_duration(left)} to go ({done}/{total} done, {seconds / steps:.3g} s each)"
+
+
+class PlainProgress:
+    """Progress as plain lines (for logs): the first update, then one line at most every
+    ``every`` seconds, and the last; each with elapsed and remaining time."""
+
+    def __init__(self, description: str, write: Callable[..., None], every: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.description, self.write, self.every, self.clock = description, write, every, clock
+        self.t0 = clock()
+        self.first: tuple[int, float] | None = None  # (done, time) at the first update: the rate is timed from there
+        self.last: float | None = None
+        self.estimate = Estimate(description, clock=clock)
+        self.finished = False
+
+    def __call__(self, done: int, total: int, info: dict[str, Any]) -> None:
+        now = self.clock()
+        if self.first is None:
+            self.first = (done, now)
+        line = self.estimate.update(done, total)
+        if line:
+            self.write(line, highlight=False, markup=False, soft_wrap=True)
+        final = bool(total) and done >= total
+        if self.finished or not (self.last is None or final or now - self.last >= self.every):
+            return
+        self.last, self.finished = now, final
+        elapsed = now - self.t0
+        if total:
+            steps, seconds = done - self.first[0], now - self.first[1]
+            left = f", {_clock((total - done) * seconds / steps)} left" if steps > 0 and seconds > 0 and not final else ""
+            head = f"{self.description} {done}/{total} ({100 * done / total:.0f}%) {_clock(elapsed)} elapsed{left}"
+        else:
+            head = f"{self.description} {done}/? {_clock(elapsed)} elapsed"
+        text = info_text(info)
+        self.write(head + (f"  {text}" if text else ""), highlight=False, markup=False, soft_wrap=True)
 
 
 # config keys whose command-line option is not --KEY (the default spelling in flag_name)
@@ -145,8 +359,15 @@ def resolve_config(recipe: str | None, sets: list[str] | None, flags: dict[str, 
 
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed. (default: 0)", show_default=False)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda. (default: auto)", show_default=False)]
-DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", help="Folder of torchvision data sets. Default: $SGAN_DATA or ~/.cache/sgan/data.", show_default=False)]
-LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.", show_default=False)]
-RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", help="YAML recipe: sections data, dict, model, gan, train (see recipes/).", show_default=False)]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set dict.atoms=100 or --set gan.lr_g=2e-4 (repeatable).", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")]
+DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", metavar="DIR", help="Folder of torchvision data sets (the one holding MNIST/, cifar-10-batches-py/, …). (default: $SGAN_DATA or ~/.cache/sgan/data)", show_default=False)]
+SplitOpt = Annotated[Optional[str], typer.Option("--split", help="train or test. (default: train)", show_default=False)]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", metavar="N", help="Use only the first N images.", show_default=False)]
+ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", metavar="N", help="Resize images to N×N.", show_default=False)]
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", metavar="FILE", help="YAML recipe: sections data, dict, model, gan, train (see recipes/).", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table (errors too).")]
+
+
+# --set with an example of a key the command reads (learn-dict reads data and dict, train the rest)
+_SET_HELP = "Override a config key, e.g. --set {} (repeatable)."
+DictSetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help=_SET_HELP.format("dict.atoms=100 or --set dict.solver=online"), show_default=False)]
+TrainSetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help=_SET_HELP.format("gan.lr_g=2e-4 or --set model.threshold=1"), show_default=False)]

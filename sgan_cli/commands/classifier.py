@@ -12,7 +12,7 @@ from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, SeedOpt, handle_
 
 @handle_errors
 def classifier(
-    data: Annotated[str, typer.Argument(help="Labelled data set: digits, mnist, fashion-mnist or cifar10. Trains on its train split, measures accuracy on its test split.", show_default=False)],
+    data: Annotated[str, typer.Argument(metavar="DATA", help="Labelled data set: digits, mnist, fashion-mnist or cifar10. Trains on its train split, measures accuracy on its test split.", show_default=False)],
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training images. (default: 15)", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per step. (default: 128)", show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Peak AdamW learning rate (one-cycle schedule). (default: 0.003)", show_default=False)] = None,

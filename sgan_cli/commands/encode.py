@@ -12,7 +12,7 @@ from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, handle_errors, p
 
 @handle_errors
 def encode(
-    data: Annotated[str, typer.Argument(help="Images: digits, mnist, fashion-mnist, cifar10, celeba, a folder of images, or a samples.safetensors.", show_default=False)],
+    data: Annotated[str, typer.Argument(metavar="INPUT", help="Images: digits, mnist, fashion-mnist, cifar10, celeba, a folder of images, or a samples.safetensors.", show_default=False)],
     reconstructor: Annotated[Optional[str], typer.Option("--reconstructor", help="A run folder (with reconstructor.safetensors) or a reconstructor file: z = E(x), reconstruction G(E(x)).", show_default=False)] = None,
     generator: Annotated[Optional[str], typer.Option("--generator", help="With --reconstructor: the generator for G(E(x)). Default: generator.safetensors beside the reconstructor.", show_default=False)] = None,
     ema: Annotated[bool, typer.Option("--ema", help="With --reconstructor: use the generator's EMA weights.")] = False,

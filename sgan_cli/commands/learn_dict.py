@@ -7,12 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, handle_errors, print_fields, refuse_torchrun, print_json, progress_bar, resolve_config
+from ._common import DataRootOpt, DeviceOpt, DictSetOpt, ImageSizeOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SplitOpt, handle_errors, print_fields, print_json, progress_bar, refuse_torchrun, resolve_config
 
 
 @handle_errors
 def learn_dict(
-    data: Annotated[Optional[str], typer.Argument(help="Data set: digits, mnist, fashion-mnist, cifar10, celeba, a folder of images, or a samples.safetensors. Default: digits (or the recipe's).", show_default=False)] = None,
+    data: Annotated[Optional[str], typer.Argument(metavar="DATA", help="Data set: digits, mnist, fashion-mnist, cifar10, celeba, a folder of images, or a samples.safetensors. Default: digits (or the recipe's).", show_default=False)] = None,
     atoms: Annotated[Optional[int], typer.Option("--atoms", "-k", help="Number of atoms K. Default: square (K = signal dimension).", show_default=False)] = None,
     patch: Annotated[Optional[int], typer.Option("--patch", help="Learn P×P×C patch atoms (seed 002); omit for whole-image atoms (seed 000).", show_default=False)] = None,
     stride: Annotated[Optional[int], typer.Option("--stride", help="Patch extraction stride. (default: 1)", show_default=False)] = None,
@@ -22,13 +22,13 @@ def learn_dict(
     max_samples: Annotated[Optional[int], typer.Option("--max-samples", help="Use at most this many signals (images or patches). (default: 100000)", show_default=False)] = None,
     seed: SeedOpt = None,
     data_root: DataRootOpt = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="train or test. (default: train)", show_default=False)] = None,
+    split: SplitOpt = None,
     limit: LimitOpt = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize images to N×N.", show_default=False)] = None,
+    image_size: ImageSizeOpt = None,
     device: DeviceOpt = None,
     recipe: RecipeOpt = None,
-    set_: SetOpt = None,
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output dictionary file.")] = Path("dictionary.safetensors"),
+    set_: DictSetOpt = None,
+    out_path: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="Output dictionary file. (default: dictionary.safetensors)", show_default=False)] = Path("dictionary.safetensors"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     json_out: JsonOpt = False,
 ) -> None:

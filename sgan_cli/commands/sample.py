@@ -12,7 +12,7 @@ from ._common import DeviceOpt, JsonOpt, SeedOpt, handle_errors, print_fields, p
 
 @handle_errors
 def sample(
-    generator: Annotated[str, typer.Argument(help="A run folder (with generator.safetensors) or a generator file.", show_default=False)],
+    generator: Annotated[str, typer.Argument(metavar="RUN_OR_GENERATOR", help="A run folder (with generator.safetensors) or a generator file.", show_default=False)],
     n: Annotated[Optional[int], typer.Option("-n", "--count", help="Number of samples; with --interpolate, number of pairs (rows). (default: 64; 8 pairs)", show_default=False)] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder. (default: samples)", show_default=False)] = Path("samples"),
     seed: SeedOpt = None,

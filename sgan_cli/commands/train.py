@@ -8,44 +8,75 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperCommand
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, err, flag_name, handle_errors, out, print_json, progress_bar, resolve_config
+from ._common import (
+    DataRootOpt, DeviceOpt, ImageSizeOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SganCommand, SplitOpt, TrainSetOpt,
+    err, flag_name, handle_errors, out, print_json, progress_bar, resolve_config,
+)  # fmt: skip
 
 
 RECON_VALUES = ("latent", "vae", "none")
+DEFAULT_OUT = Path("runs/default")
+RESUME_OUT = ""  # the value a bare --resume gets: continue the run in --out
 
 
-class TrainCommand(TyperCommand):
-    """Lets ``--recon`` stand alone (meaning ``--recon latent``) or take a mode (``--recon vae``):
-    a bare ``--recon`` gets its value inserted before click parses the arguments."""
+class TrainCommand(SganCommand):
+    """Lets ``--recon`` stand alone (meaning ``--recon latent``) or take a mode (``--recon vae``),
+    and ``--resume`` stand alone (the run in ``--out``) or name the run (``--resume runs/NAME``):
+    a bare one gets its value inserted before click parses the arguments."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         fixed: list[str] = []
         for i, arg in enumerate(args):
             fixed.append(arg)
-            if arg == "--recon" and (i + 1 == len(args) or args[i + 1] not in RECON_VALUES):
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if arg == "--recon" and (nxt is None or nxt not in RECON_VALUES):
                 fixed.append("latent")
+            if arg == "--resume" and (nxt is None or nxt.startswith("-")):
+                fixed.append(RESUME_OUT)
         return super().parse_args(ctx, fixed)
+
+
+def resume_folder(resume: str | None, out_dir: Path | None) -> Path | None:
+    """The run folder ``--resume`` continues: ``--resume RUN``, or ``--out`` with a bare
+    ``--resume``; None without ``--resume``. Two different folders are an error."""
+    from ..errors import SganError
+
+    if resume is None:
+        return None
+    if resume == RESUME_OUT:
+        return out_dir if out_dir is not None else DEFAULT_OUT
+    if out_dir is not None and Path(resume) != out_dir:
+        raise SganError(
+            f"--resume {resume} and --out {out_dir} name two different run folders",
+            where="--resume / --out",
+            fix=f"give the run once: --resume {resume} (or --out {out_dir} --resume)",
+        )
+    return Path(resume)
 
 
 @handle_errors
 def train(
     gan: Annotated[Optional[str], typer.Option("--gan", help="Objective: gan, wgan, wgan-gp or hinge. (default: wgan-gp)", show_default=False)] = None,
-    dict_path: Annotated[Optional[str], typer.Option("--dict", help="Dictionary file: a sparse generator. Omit for the dense baseline.", show_default=False)] = None,
+    dict_path: Annotated[Optional[str], typer.Option("--dict", metavar="FILE", help="Dictionary file: a sparse generator. Omit for the dense baseline.", show_default=False)] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Data set (as for learn-dict). (default: digits)", show_default=False)] = None,
     data_root: DataRootOpt = None,
+    split: SplitOpt = None,
     limit: LimitOpt = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="mlp, dcgan or resnet. (default: dcgan)", show_default=False)] = None,
+    image_size: ImageSizeOpt = None,
+    arch: Annotated[
+        Optional[str],
+        typer.Option("--arch", help="auto, mlp, dcgan or resnet. auto: mlp for a whole-image dictionary; for a patch dictionary a dcgan generator with an mlp critic on CPU (dcgan on GPU); dense: mlp on CPU, dcgan on GPU. (default: auto)", show_default=False),
+    ] = None,
     recon: Annotated[
         Optional[str],
         typer.Option("--recon", metavar="[latent|vae]", help="Third player: --recon (reconstructor E(G(z)) ≈ z, seed 002) or --recon vae (VAE encoder, seed 000). (default: none)", show_default=False),
     ] = None,
-    minibatch_disc: Annotated[Optional[int], typer.Option("--minibatch-disc", help="Minibatch discrimination with this many kernels in the critic. (default: 0, off)", show_default=False)] = None,
-    feature_matching: Annotated[Optional[float], typer.Option("--feature-matching", help="Add feature matching on the critic's features, with this weight. (default: 0, off)", show_default=False)] = None,
-    ema: Annotated[Optional[float], typer.Option("--ema", help="Keep an EMA of the generator weights with this decay, e.g. 0.999. (default: 0, off)", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Generator steps. (default: 2000)", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size: under torchrun it is split evenly over the ranks (each takes batch/N). (default: 64)", show_default=False)] = None,
+    minibatch_disc: Annotated[Optional[int], typer.Option("--minibatch-disc", metavar="B", help="Minibatch discrimination with this many kernels in the critic. (default: 0, off)", show_default=False)] = None,
+    feature_matching: Annotated[Optional[float], typer.Option("--feature-matching", metavar="W", help="Add feature matching on the critic's features, with this weight. (default: 0, off)", show_default=False)] = None,
+    ema: Annotated[Optional[float], typer.Option("--ema", metavar="DECAY", help="Keep an EMA of the generator weights with this decay, e.g. 0.999. (default: 0, off)", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", metavar="N", help="Generator steps. (default: 2000)", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Global batch size: under torchrun it is split evenly over the ranks (each takes batch/N). (default: 64)", show_default=False)] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     precision: Annotated[
@@ -53,22 +84,26 @@ def train(
         typer.Option("--precision", help="fp32; bf16 (mixed precision: bf16 matmuls and convolutions, fp32 weights and losses); auto (bf16 where the CPU/GPU has it). (default: fp32)", show_default=False),
     ] = None,
     recipe: RecipeOpt = None,
-    set_: SetOpt = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/default"),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint (up to --steps).")] = False,
+    set_: TrainSetOpt = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="RUN", help="Run folder. (default: runs/default)", show_default=False)] = None,
+    resume: Annotated[
+        Optional[str],
+        typer.Option("--resume", metavar="[RUN]", help="Continue a run from its checkpoint (up to --steps): --resume runs/NAME, or --resume alone for the run in --out.", show_default=False),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Start over in a run folder that holds a run.")] = False,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also log scalars and sample grids for TensorBoard into RUN/tensorboard (needs: pip install tensorboard).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved configuration and exit.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a GAN whose generator emits sparse codes over --dict (or pixels, without it).
 
-    Writes into --out: generator.safetensors (enough to sample), critic.safetensors,
-    checkpoint.safetensors, config.yaml, metrics.jsonl, grids/step-NNNNNN.png and, with
-    --recon, reconstructor.safetensors.
+    Writes into the run folder: generator.safetensors (enough to sample), critic.safetensors,
+    checkpoint.safetensors, config.yaml, metrics.jsonl, curves.png (with matplotlib),
+    grids/step-NNNNNN.png and, with --recon, reconstructor.safetensors.
 
     Examples:
       sgan train --gan wgan-gp --dict dictionary.safetensors --data digits --steps 300 --out runs/digits
-      sgan train --out runs/digits --resume --steps 600
+      sgan train --resume runs/digits --steps 600
       torchrun --standalone --nproc-per-node 2 -m sgan_cli train --data digits --out runs/ddp
 
     Under torchrun (several processes or GPUs) --batch-size is the global batch; rank 0
@@ -76,33 +111,46 @@ def train(
     """
     import yaml
 
+    from ..auto import resolve_auto
+    from ..curves import CurvesHook, TensorBoardHook
     from ..training import config_json, refuse_ignored_on_resume, run_training
 
     flags = {
-        "gan.objective": gan, "train.dict": dict_path, "data.name": data, "data.root": data_root, "data.limit": limit,
-        "model.arch": arch, "recon.mode": recon, "model.minibatch_disc": minibatch_disc, "gan.feature_matching": feature_matching,
-        "train.ema": ema, "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.device": device,
+        "gan.objective": gan, "train.dict": dict_path, "data.name": data, "data.root": data_root, "data.split": split,
+        "data.limit": limit, "data.image_size": image_size, "model.arch": arch, "recon.mode": recon,
+        "model.minibatch_disc": minibatch_disc, "gan.feature_matching": feature_matching, "train.ema": ema,
+        "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.device": device,
         "train.precision": precision,
     }  # fmt: skip
     cfg = resolve_config(recipe, set_, flags)
-    # with --resume the run's own configuration holds; only its length and device may change
-    ignored = [flag_name(k) for k, v in flags.items() if v is not None and k not in ("train.steps", "train.device")]
-    ignored += (["--recipe"] if recipe else []) + [f"--set {s}" for s in set_ or []]
-    if resume:
-        refuse_ignored_on_resume(out_dir, ignored)
+    run_dir = resume_folder(resume, out_dir)
+    if run_dir is None:
+        run_dir = out_dir if out_dir is not None else DEFAULT_OUT
+    else:
+        # with --resume the run's own configuration holds; only its length and device may change
+        ignored = [flag_name(k) for k, v in flags.items() if v is not None and k not in ("train.steps", "train.device")]
+        ignored += (["--recipe"] if recipe else []) + [f"--set {s}" for s in set_ or []]
+        refuse_ignored_on_resume(run_dir, ignored)
     if dry_run:
-        text = yaml.safe_dump(config_json(cfg), sort_keys=False)
+        chosen = resolve_auto(cfg, dry_run=True)
         if json_out:
             print_json(config_json(cfg))
         else:
-            out.print(text, highlight=False, markup=False)
+            out.print(yaml.safe_dump(config_json(cfg), sort_keys=False), highlight=False, markup=False)
+            if chosen:
+                arrow = "" if cfg.model.arch == "auto" else f" → {cfg.model.arch}"
+                err.print(f"arch auto{arrow}: {chosen}", highlight=False, soft_wrap=True)
         return
     from ..distributed import session
     from ..interrupt import StopRequest
 
+    # curves and TensorBoard logs are drawn by rank 0, which writes the run folder
+    hooks: list[object] = [CurvesHook(note=lambda text: err.print(text, highlight=False, markup=False, soft_wrap=True))]
+    if tensorboard:
+        hooks.append(TensorBoardHook())  # refuses at once when tensorboard is missing
     # under torchrun: one process group; the ranks' stop requests are combined at step boundaries
     with session("train") as world, progress_bar("train", enabled=world.main) as progress, StopRequest() as stop:
-        result = run_training(cfg, out_dir, resume=resume, force=force, progress=progress, stop=stop)
+        result = run_training(cfg, run_dir, resume=resume is not None, force=force, progress=progress, stop=stop, hooks=hooks if world.main else [])
     if not world.main:  # rank 0 reports for the run
         if result.interrupted:
             raise typer.Exit(130)
@@ -113,7 +161,7 @@ def train(
         if world.distributed:  # the same ranks again (one node: --standalone; several: the same torchrun options)
             one_node = os.environ.get("LOCAL_WORLD_SIZE") == str(world.size)
             launcher = f"torchrun --standalone --nproc-per-node {world.size} -m sgan_cli" if one_node else f"torchrun (the same {world.size} ranks) -m sgan_cli"
-        again = f"{launcher} train --out {shlex.quote(str(result.out))} --resume --steps {result.target_steps}"
+        again = f"{launcher} train --resume {shlex.quote(str(result.out))} --steps {result.target_steps}"
         if result.steps > result.resumed_from:
             err.print(f"[yellow]Interrupted:[/] stopped after step {result.steps} of {result.target_steps}; the checkpoint is saved. Resume with:", highlight=False)
         elif result.resumed_from > 0:
@@ -128,16 +176,25 @@ def train(
     summary = {
         "out": str(result.out),
         "steps": result.steps,
+        "steps_run": result.steps - result.resumed_from,
         "resumed_from": result.resumed_from,
         "seconds": result.seconds,
         "sparse": result.sparse,
         "precision": result.precision,
+        "arch": result.arch,
+        "arch_auto": result.arch_auto,
+        "curves": str(result.out / "curves.png") if (result.out / "curves.png").is_file() else None,
         **{f"last_{k}": v for k, v in result.last_log.items()},
     }
     if json_out:
         print_json(summary)
         return
     line = "  ".join(f"{k}={v:.4g}" for k, v in result.last_log.items() if k != "step")
-    out.print(f"trained {result.steps} steps ({'sparse' if result.sparse else 'dense'}, {result.precision}) in {result.seconds:.1f} s → {result.out}")
+    run = result.steps - result.resumed_from
+    span = f"trained {run} steps" + (f" (steps {result.resumed_from + 1}–{result.steps}, resumed from step {result.resumed_from})" if result.resumed_from else "")
+    kind = "sparse" if result.sparse else "dense"
+    out.print(f"{span}: {kind}, {result.arch}, {result.precision}, {result.seconds:.1f} s → {result.out}", highlight=False)
+    if result.arch_auto:
+        err.print(f"arch auto → {result.arch}: {result.arch_auto}", highlight=False, soft_wrap=True)
     if line:
-        err.print(f"last log: {line}", highlight=False)
+        err.print(f"last log: {line}", highlight=False, soft_wrap=True)

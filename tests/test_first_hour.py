@@ -1,0 +1,395 @@
+"""A new user's first hour (issue 15), end to end through the CLI: defaults that fit the data
+and device, ``--resume RUN``, the same data options everywhere, flags that read as flags,
+JSON errors, score with a statistics file, data-root layouts, pictures of training."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import error_text, invoke
+
+from sgan_cli.auto import resolve_arch
+from sgan_cli.commands._common import Estimate, PlainProgress
+from sgan_cli.config import DataConfig, SganConfig
+from sgan_cli.data import load_data
+
+SMALL = ["--set", "model.g_width=32", "--set", "model.d_width=16", "--set", "model.e_width=8", "--set", "model.z_dim=8", "--batch-size", "16", "--set", "gan.critic_steps=1"]
+COMMANDS = ["learn-dict", "train", "sample", "encode", "score", "classifier", "plot"]
+
+
+def _json(res) -> dict:
+    return json.loads(res.stdout)
+
+
+@pytest.fixture(scope="module")
+def dicts(tmp_path_factory):
+    """A whole-image (32 atoms) and a 3×3 patch (16 atoms) digits dictionary, through the CLI."""
+    from typer.testing import CliRunner
+
+    root = tmp_path_factory.mktemp("dicts")
+    runner = CliRunner()
+    for name, extra in (("whole", ["--atoms", "32"]), ("patch", ["--patch", "3", "--atoms", "16", "--max-samples", "5000"])):
+        res = invoke(runner, ["learn-dict", "digits", *extra, "--set", "dict.passes=2", "--out", str(root / f"{name}.safetensors"), "--json"])
+        assert res.exit_code == 0, res.output
+    return root / "whole.safetensors", root / "patch.safetensors"
+
+
+# --- 1. defaults that fit the data and the device -------------------------------------------------
+
+
+def test_arch_auto_rules():
+    """auto: mlp for whole-image atoms; dcgan generator with an mlp critic for patches on CPU,
+    dcgan critic on GPU; dense: mlp on CPU, dcgan on GPU; an explicit choice is kept."""
+    cases = [((None, True, "cpu"), ("mlp", None)), ((None, True, "cuda"), ("mlp", None)), ((3, True, "cpu"), ("dcgan", "mlp")), ((3, True, "cuda"), ("dcgan", "dcgan")), ((None, False, "cpu"), ("mlp", None)), ((None, False, "cuda"), ("dcgan", None))]
+    for (patch, sparse, device), (arch, critic) in cases:
+        cfg = SganConfig()
+        assert cfg.model.arch == "auto"
+        why = resolve_arch(cfg, patch, sparse, device)
+        assert (cfg.model.arch, cfg.model.critic_arch) == (arch, critic) and why
+    cfg = SganConfig()
+    cfg.model.arch = "dcgan"
+    assert resolve_arch(cfg, None, False, "cpu") is None and cfg.model.arch == "dcgan"
+
+
+def test_dry_run_and_summary_name_the_chosen_arch(runner, tmp_path, dicts):
+    whole, patch = dicts
+    res = invoke(runner, ["train", "--dict", str(whole), "--dry-run"])
+    assert res.exit_code == 0 and re.search(r"^  arch: mlp$", res.stdout, re.M)
+    assert "arch auto → mlp: whole-image dictionary" in res.stderr
+    res = invoke(runner, ["train", "--dict", str(patch), "--dry-run", "--json"])
+    assert (_json(res)["model"]["arch"], _json(res)["model"]["critic_arch"]) == ("dcgan", "mlp")
+    res = invoke(runner, ["train", "--dict", str(patch), "--arch", "dcgan", "--dry-run", "--json"])
+    assert (_json(res)["model"]["arch"], _json(res)["model"]["critic_arch"]) == ("dcgan", None)  # explicit: kept
+    res = invoke(runner, ["train", "--dict", str(whole), *SMALL, "--steps", "12", "--out", str(tmp_path / "r"), "--json"])
+    s = _json(res)
+    assert (s["arch"], s["steps"], s["steps_run"]) == ("mlp", 12, 12) and s["arch_auto"].startswith("whole-image dictionary")
+    assert "arch: mlp" in (tmp_path / "r" / "config.yaml").read_text()
+    # the first metrics line comes early (step 10), before the 50-step log interval
+    steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [10, 12]
+
+
+def test_early_estimate_and_plain_progress_lines():
+    t = [0.0]
+    lines: list[str] = []
+    est = Estimate("train", min_done=3, min_seconds=2.0, clock=lambda: t[0])
+    assert est.update(1, 101) is None  # the first update starts the clock
+    t[0] = 1.0
+    assert est.update(4, 101) is None  # 3 steps but only 1 s
+    t[0] = 2.0
+    line = est.update(5, 101)  # 4 steps in 2 s: 0.5 s each, 96 to go
+    assert line == "train: about 48 s to go (5/101 done, 0.5 s each)"
+    t[0] = 3.0
+    assert est.update(7, 101) is None  # once
+    t = [100.0]
+    p = PlainProgress("train", lambda text, **kw: lines.append(text), every=10.0, clock=lambda: t[0])
+    t[0] = 105.0
+    p(1, 20, {"loss_d": 0.5})
+    t[0] = 107.0
+    p(2, 20, {})  # within 10 s of the last line: silent
+    t[0] = 115.0
+    p(11, 20, {"loss_d": float("nan"), "support": 0.25})
+    t[0] = 116.0
+    p(20, 20, {})
+    p(20, 20, {})  # the last line once
+    assert lines[0] == "train 1/20 (5%) 0:00:05 elapsed  loss_d=0.5"
+    assert lines[1] == "train: about 9 s to go (11/20 done, 1 s each)"
+    assert lines[2] == "train 11/20 (55%) 0:00:15 elapsed, 0:00:09 left  support=0.25"
+    assert lines[3] == "train 20/20 (100%) 0:00:16 elapsed" and len(lines) == 4
+
+
+def test_progress_is_plain_lines_in_logs_and_absent_before_an_error(runner, tmp_path):
+    """CliRunner's stderr is not a terminal: plain lines, no Rich bar; an error raised before
+    any work shows no progress at all (it was a stray `score ━━━ 0/?`)."""
+    res = invoke(runner, ["train", *SMALL, "--steps", "3", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0
+    assert "train 3/3 (100%)" in res.stderr and "━" not in res.stderr
+    res = invoke(runner, ["score", str(tmp_path / "missing"), "--ref", "digits"])
+    assert res.exit_code == 2 and "score" not in error_text(res).split("Error:")[0] and "━" not in res.stderr
+
+
+# --- 2. --resume RUN ------------------------------------------------------------------------------
+
+
+def test_resume_takes_the_run_folder(runner, tmp_path):
+    run = tmp_path / "run"
+    assert invoke(runner, ["train", *SMALL, "--steps", "4", "--out", str(run)]).exit_code == 0
+    res = invoke(runner, ["train", "--resume", str(run), "--steps", "6"])
+    assert res.exit_code == 0, res.output
+    assert f"trained 2 steps (steps 5–6, resumed from step 4): dense, mlp, fp32" in " ".join(res.stdout.split())
+    res = invoke(runner, ["train", "--out", str(run), "--resume", "--steps", "8", "--json"])  # the old form
+    assert (_json(res)["steps"], _json(res)["steps_run"], _json(res)["resumed_from"]) == (8, 2, 6)
+    res = invoke(runner, ["train", "--steps", "9", "--out", str(run), "--resume"])  # bare, last
+    assert res.exit_code == 0 and "resumed from step 8" in res.stdout
+    msg = error_text(invoke(runner, ["train", "--resume", str(run), "--out", str(tmp_path / "other"), "--steps", "10"]))
+    assert f"--resume {run} and --out {tmp_path / 'other'} name two different run folders" in msg
+    msg = error_text(invoke(runner, ["train", "--resume", str(run), "--steps", "10", "--gan", "hinge"]))
+    assert "--gan would be ignored" in msg
+
+
+# --- 3. the same data options on every command that reads data ------------------------------------
+
+
+def test_every_data_command_has_the_data_options(runner, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    for cmd, opts in (("learn-dict", "--data-root --split --limit --image-size"), ("train", "--data-root --split --limit --image-size"),
+                      ("encode", "--data-root --split --limit --image-size"), ("score", "--data-root --split --limit --image-size"),
+                      ("classifier", "--data-root --limit --image-size")):  # fmt: skip
+        text = invoke(runner, [cmd, "--help"]).stdout
+        for opt in opts.split():
+            assert re.search(rf"{opt}\b", text), (cmd, opt)
+
+
+def test_train_image_size_and_split_and_their_fixes(runner, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, size in enumerate((8, 8, 12, 12)):
+        Image.fromarray(np.full((size, size), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    msg = error_text(invoke(runner, ["train", "--data", str(folder), *SMALL, "--steps", "1", "--out", str(tmp_path / "a")]))
+    assert "Fix: pass --image-size N to resize them all to N×N" in msg
+    res = invoke(runner, ["train", "--data", str(folder), "--image-size", "8", *SMALL, "--steps", "1", "--out", str(tmp_path / "a"), "--json"])
+    assert res.exit_code == 0, res.output
+    res = invoke(runner, ["train", "--split", "test", "--image-size", "16", *SMALL, "--steps", "1", "--out", str(tmp_path / "b"), "--dry-run", "--json"])
+    assert (_json(res)["data"]["split"], _json(res)["data"]["image_size"]) == ("test", 16)
+    res = invoke(runner, ["train", "--split", "test", "--image-size", "16", *SMALL, "--steps", "1", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0 and "image_size: 16" in (tmp_path / "b" / "config.yaml").read_text()
+    msg = error_text(invoke(runner, ["train", "--split", "validation", "--steps", "1", "--out", str(tmp_path / "c")]))
+    assert "unknown split 'validation'" in msg and "Fix: use train or test" in msg
+
+
+def test_dictionary_size_fix_is_a_real_option(runner, tmp_path, dicts):
+    whole, _ = dicts  # an 8×8 dictionary on 16×16 images: the fix names --image-size, which train has
+    msg = error_text(invoke(runner, ["train", "--dict", str(whole), "--image-size", "16", *SMALL, "--steps", "1", "--out", str(tmp_path / "a")]))
+    assert "--image-size 8" in msg
+    assert invoke(runner, ["train", "--dict", str(whole), "--image-size", "8", *SMALL, "--steps", "1", "--out", str(tmp_path / "a")]).exit_code == 0
+
+
+# --- 4. flags read as flags -----------------------------------------------------------------------
+
+
+def test_help_shows_flags_as_flags_one_default_style_and_usage_names(runner, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # one line per option
+    usage = {"learn-dict": "[OPTIONS] [DATA]", "train": "[OPTIONS]", "sample": "[OPTIONS] RUN_OR_GENERATOR", "encode": "[OPTIONS] INPUT",
+             "score": "[OPTIONS] [SAMPLES]", "classifier": "[OPTIONS] DATA", "plot": "[OPTIONS] RUN..."}  # fmt: skip
+    for cmd in COMMANDS:
+        text = invoke(runner, [cmd, "--help"]).stdout
+        assert "<bool>" not in text and "[default:" not in text, cmd
+        assert usage[cmd] in text, (cmd, text[:300])
+        assert "{" not in text.split("\n", 3)[1], cmd
+    assert "--set dict.atoms=100" in invoke(runner, ["learn-dict", "--help"]).stdout
+    assert "gan.lr_g" not in invoke(runner, ["learn-dict", "--help"]).stdout  # a key learn-dict does not read
+
+
+def test_a_flag_given_a_value_is_an_error(runner):
+    for args in (["learn-dict", "--json", "true"], ["train", "--dry-run", "--force", "false"], ["score", "--ceiling", "yes"]):
+        res = invoke(runner, args)
+        assert res.exit_code == 2, args
+        assert f"{args[-2]} is a flag and takes no value" in " ".join(res.output.split())
+
+
+# --- 5. --json errors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args,what",
+    [
+        (["learn-dict", "nothing-here", "--json"], "unknown data set 'nothing-here'"),
+        (["train", "--gan", "wgan-xx", "--dry-run", "--json"], "unknown objective 'wgan-xx'"),
+        (["sample", "no-such-run", "--json"], "no-such-run"),
+        (["encode", "digits", "--json"], "encode needs exactly one of --reconstructor and --dict"),
+        (["score", "--json"], "no SAMPLES to score"),
+        (["classifier", "nothing-here", "--json"], "unknown data set 'nothing-here'"),
+        (["plot", "no-such-run", "--json"], "no-such-run holds no metrics.jsonl"),
+    ],
+)
+def test_json_errors_are_one_object_on_stdout(runner, args, what):
+    res = invoke(runner, args)
+    assert res.exit_code == 2
+    err = _json(res)  # the whole of stdout is one JSON object
+    assert set(err) == {"error", "what", "where", "fix", "exit_code"} and err["exit_code"] == 2
+    assert what in err["what"] and err["fix"] and err["error"].startswith(err["what"].rstrip("."))
+
+
+def test_json_usage_errors_are_json_too(runner):
+    for args in (["train", "--json", "--no-such-option"], ["learn-dict", "--json", "true"], ["sample", "--json"]):
+        res = invoke(runner, args)
+        err = _json(res)
+        assert res.exit_code == err["exit_code"] == 2, args
+        assert err["where"].endswith(args[0]) and err["fix"]
+    err = _json(invoke(runner, ["learn-dict", "--json", "true"]))
+    assert err["what"].startswith("--json is a flag") and err["fix"] == "write --json alone to turn it on, or leave it out"
+
+
+# --- 6. score with a statistics file --------------------------------------------------------------
+
+
+def test_score_with_stats_uses_their_extractor(runner, tmp_path):
+    clf = tmp_path / "clf.safetensors"
+    assert invoke(runner, ["classifier", "digits", "--epochs", "1", "--limit", "400", "--out", str(clf)]).exit_code == 0
+    stats = tmp_path / "stats.safetensors"
+    assert invoke(runner, ["score", "--ref", "digits", "--ref-limit", "300", "--features", f"classifier:{clf}", "--save-stats", str(stats)]).exit_code == 0
+    res = invoke(runner, ["score", "digits", "--limit", "200", "-m", "fid", "--ref", str(stats), "--json"])
+    assert res.exit_code == 0, res.output
+    out = _json(res)
+    assert out["extractor"]["kind"] == "classifier" and out["extractor"]["source"] == str(clf) and out["metrics"]["fid"] >= 0
+    shutil.move(clf, tmp_path / "moved.safetensors")
+    msg = error_text(invoke(runner, ["score", "digits", "-m", "fid", "--ref", str(stats)]))
+    assert f"the statistics in {stats} were made with the classifier {clf}" in msg and "which is not at that path" in msg
+    assert "Fix: pass --features classifier:FILE with that classifier file" in msg
+    res = invoke(runner, ["score", "digits", "--limit", "200", "-m", "fid", "--ref", str(stats), "--features", f"classifier:{tmp_path / 'moved.safetensors'}"])
+    assert res.exit_code == 0
+
+
+# --- 7. data-root layouts -------------------------------------------------------------------------
+
+
+def _tiny_mnist(raw: Path) -> None:
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+
+    def idx(path, arr):
+        path.write_bytes(np.array([0, 0, 8, arr.ndim], dtype=np.uint8).tobytes() + np.array(arr.shape, dtype=">i4").tobytes() + arr.astype(np.uint8).tobytes())
+
+    for split, n in (("train", 6), ("t10k", 4)):
+        idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+
+
+def test_data_root_may_name_the_raw_folder(runner, tmp_path, offline_root):
+    root = tmp_path / "mnist-5k"
+    _tiny_mnist(root / "MNIST" / "raw")
+    for given in (root, root / "MNIST", root / "MNIST" / "raw"):
+        data = load_data(DataConfig(name="mnist", root=str(given), split="test"))
+        assert data.images.shape == (4, 1, 28, 28), given
+    before = sorted(str(p) for p in root.rglob("*"))
+    # the same files in a folder not laid out as torchvision wants: the message names the folder
+    flat = tmp_path / "flat"
+    shutil.copytree(root / "MNIST" / "raw", flat)
+    msg = error_text(invoke(runner, ["learn-dict", "mnist", "--data-root", str(flat)]))
+    assert f"{flat} holds the mnist files, but torchvision reads them from MNIST/raw/ inside the data root" in msg
+    assert f"Fix: move them into {flat / 'MNIST' / 'raw'} and pass --data-root {flat}" in msg
+    assert sorted(str(p) for p in root.rglob("*")) == before
+
+
+def test_offline_download_creates_no_folders(runner, offline_root, tmp_path):
+    msg = error_text(invoke(runner, ["train", "--data", "mnist", "--data-root", str(offline_root / "MNIST" / "raw"), "--steps", "1", "--out", str(tmp_path / "r")]))
+    assert "could not be downloaded" in msg and "Fix: put these files in" in msg and "--data-root DIR" in msg and "DIR/MNIST/raw holds them" in msg
+    assert list(offline_root.iterdir()) == []  # torchvision's download would have made MNIST/raw/MNIST/raw
+    missing = tmp_path / "not-yet"
+    error_text(invoke(runner, ["learn-dict", "cifar10", "--data-root", str(missing)]))
+    assert not missing.exists()
+
+
+# --- 8. smaller points ----------------------------------------------------------------------------
+
+
+def test_score_option_names(runner, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    text = invoke(runner, ["score", "--help"]).stdout
+    assert "--is-splits" in text and "--pr-k" in text and "--splits " not in text and not re.search(r"--k\s", text)
+
+
+def test_sample_ema_error_names_the_train_option(runner, tmp_path):
+    assert invoke(runner, ["train", *SMALL, "--steps", "1", "--out", str(tmp_path / "r")]).exit_code == 0
+    msg = error_text(invoke(runner, ["sample", str(tmp_path / "r"), "--ema", "--out", str(tmp_path / "s")]))
+    assert "Fix: leave out --ema, or train with sgan train --ema 0.999" in msg
+
+
+def test_demo_outputs_are_ignored_by_git():
+    ignored = (Path(__file__).parent.parent / ".gitignore").read_text().split()
+    for name in ("/dictionary.safetensors", "/atoms.png", "/runs/", "/samples/", "/digits-classifier.safetensors"):
+        assert name in ignored
+
+
+# --- pictures of training -------------------------------------------------------------------------
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def test_curves_png_in_every_run_and_sgan_plot(runner, tmp_path, dicts):
+    pytest.importorskip("matplotlib")
+    whole, _ = dicts
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert invoke(runner, ["train", *SMALL, "--steps", "4", "--set", "train.log_every=2", "--out", str(a)]).exit_code == 0
+    assert invoke(runner, ["train", "--dict", str(whole), *SMALL, "--steps", "4", "--set", "train.log_every=2", "--out", str(b)]).exit_code == 0
+    w, h = _png_size(a / "curves.png")
+    assert w > 600 and h > 250
+    res = invoke(runner, ["plot", str(a), str(b), "--out", str(tmp_path / "cmp.png"), "--json"])
+    assert res.exit_code == 0 and _json(res)["entries"] == [2, 2]
+    w2, _ = _png_size(tmp_path / "cmp.png")
+    assert w2 >= 2 * 300  # two runs side by side
+    msg = error_text(invoke(runner, ["plot", str(a), "--out", str(tmp_path / "cmp.png")]))
+    assert "already exists" in msg
+
+
+def test_curves_panels_follow_the_logged_keys(tmp_path):
+    pytest.importorskip("matplotlib")
+    from sgan_cli.curves import draw_curves, panels_for
+
+    entries = [{"step": s, "loss_d": 1.0 / s, "loss_g": -1.0, "gp": 0.1, "support": 0.5, "support_target": 0.1, "lambda": 0.3 + s / 100, "images_per_s": 1e3} for s in (10, 20, 30)]
+    assert panels_for([entries]) == ["losses", "gradient penalty", "support fraction of the codes", "soft threshold λ", "speed"]
+    assert panels_for([[{"step": 1, "loss_d": 1.0, "recon_g": float("nan")}]]) == ["losses"]
+    draw_curves([("run", entries)], tmp_path / "c.png")
+    assert _png_size(tmp_path / "c.png")[0] > 0
+
+
+def test_without_matplotlib_training_runs_and_says_so(runner, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
+    res = invoke(runner, ["train", *SMALL, "--steps", "2", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0 and not (tmp_path / "r" / "curves.png").exists()
+    assert "no curves.png: drawing it needs matplotlib (pip install 'sgan[plots]'" in " ".join(res.stderr.split())
+    msg = error_text(invoke(runner, ["plot", str(tmp_path / "r"), "--out", str(tmp_path / "c.png")]))
+    assert "drawing training curves needs matplotlib, which is not installed" in msg and "Fix: pip install 'sgan[plots]'" in msg
+
+
+def test_tensorboard_missing_is_a_clear_error(runner, tmp_path, monkeypatch):
+    import sgan_cli.curves as curves
+
+    monkeypatch.setattr(curves, "tensorboard_available", lambda: False)
+    msg = error_text(invoke(runner, ["train", *SMALL, "--steps", "1", "--tensorboard", "--out", str(tmp_path / "r")]))
+    assert "--tensorboard needs the tensorboard package" in msg and "Fix: pip install tensorboard" in msg
+    assert not (tmp_path / "r").exists()
+
+
+def test_tensorboard_logs_scalars_and_grids(runner, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "r"
+    res = invoke(runner, ["train", *SMALL, "--steps", "4", "--set", "train.log_every=2", "--set", "train.grid_every=2", "--tensorboard", "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss_d")] == [2, 4]
+    assert "train/images_per_s" in acc.Tags()["scalars"] and [e.step for e in acc.Images("samples")] == [2, 4]
+
+
+def test_main_sets_passive_openmp_waiting_unless_the_user_chose(monkeypatch):
+    import sys
+
+    from sgan_cli import cli
+
+    for preset, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        if preset is None:
+            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        else:
+            monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+        monkeypatch.setattr(sys, "argv", ["sgan", "--version"])
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert cli.os.environ["OMP_WAIT_POLICY"] == expected
