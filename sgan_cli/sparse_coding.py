@@ -201,7 +201,12 @@ class _CholeskyActiveSet:
         if s > 0:
             idx_r = self.idx[r, :s]
             g = torch.gather(self.G[j], 1, idx_r).double() * (torch.arange(s, device=self.dev)[None, :] < pos[:, None])
-            l = torch.linalg.solve_triangular(self.L[r, :s, :s], g[..., None], upper=False)[..., 0]  # [m, s]
+            if 2 * r.numel() > self.count.numel():  # most rows: solve on the view, no gather of L
+                g_all = torch.zeros(self.count.numel(), s, dtype=torch.float64, device=self.dev)
+                g_all[r] = g
+                l = torch.linalg.solve_triangular(self.L[:, :s, :s], g_all[..., None], upper=False)[r, :, 0]
+            else:
+                l = torch.linalg.solve_triangular(self.L[r, :s, :s], g[..., None], upper=False)[..., 0]  # [m, s]
             d2 = self.G[j, j].double() - l.pow(2).sum(dim=1)
             self.L[r[:, None], pos[:, None], torch.arange(s, device=self.dev)[None, :]] = l
         else:
@@ -232,9 +237,11 @@ class _CholeskyActiveSet:
         self.L[r, :s, :s] = chol
         self.count[r] = cnt
 
-    def solve(self, rhs: Tensor, s: int) -> Tensor:
-        """G_AA⁻¹ rhs for rhs [n, s] (zero beyond each count) → [n, s] in float64."""
-        return torch.cholesky_solve(rhs.double()[..., None], self.L[:, :s, :s])[..., 0]
+    def solve(self, rhs: Tensor, s: int, rows: Tensor | None = None) -> Tensor:
+        """G_AA⁻¹ rhs for rhs [m, s] (zero beyond each count) → [m, s] in float64, for all
+        signals or for the signals ``rows`` [m]."""
+        L = self.L[:, :s, :s] if rows is None else self.L[rows, :s, :s]
+        return torch.cholesky_solve(rhs.double()[..., None], L)[..., 0]
 
 
 def lars_path(
@@ -285,13 +292,26 @@ def lars_path(
         n_act = sets.count.clone()  # [n]
         lam_hist.append(lam.clone())
         act_hist.append(n_act)
-        s = sets.width()
-        order = sets.idx[:, :s]  # [n, s] active atoms in order of entry (padding: atom 0)
-        valid = sets.valid(s)
-        sign = torch.sign(torch.gather(c, 1, order)) * valid  # sign(c_j) = sign(a_j) on the active set
-        w_s = (sets.solve(sign, s) * valid).to(dt)  # G_AA w = sign
-        w = torch.zeros(n, K, dtype=dt, device=dev).scatter_add_(1, order, w_s)  # [n, K]
-        u = w @ G  # rate of decrease of every correlation per unit step
+        # once most paths have ended, only the live signals are solved and multiplied
+        # (paths differ in length: the batch runs as long as its longest one)
+        n_live = int((~done).sum())
+        live_rows = rows[~done] if n_live < 0.75 * n else None
+        cnt = sets.count if live_rows is None else sets.count[live_rows]
+        s = int(cnt.max())
+        order = sets.idx[:, :s] if live_rows is None else sets.idx[live_rows, :s]  # active atoms in entry order
+        valid = torch.arange(s, device=dev)[None, :] < cnt[:, None]
+        c_rows = c if live_rows is None else c[live_rows]
+        sign = torch.sign(torch.gather(c_rows, 1, order)) * valid  # sign(c_j) = sign(a_j) on the active set
+        w_s = (sets.solve(sign, s, live_rows) * valid).to(dt)  # G_AA w = sign
+        w_rows = torch.zeros(order.shape[0], K, dtype=dt, device=dev).scatter_add_(1, order, w_s)
+        u_rows = w_rows @ G  # rate of decrease of every correlation per unit step
+        if live_rows is None:
+            w, u = w_rows, u_rows
+        else:
+            w = torch.zeros(n, K, dtype=dt, device=dev)
+            u = torch.zeros(n, K, dtype=dt, device=dev)
+            w[live_rows] = w_rows
+            u[live_rows] = u_rows
         lam_ = lam[:, None]
         eps = 1e-9 * lam_
         # entering atoms: |c_j − γu_j| = λ − γ for an inactive j
