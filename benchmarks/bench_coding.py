@@ -125,7 +125,7 @@ def run_case(name: str, Ytrain: torch.Tensor, Y: torch.Tensor, K: int, alpha: fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mnist-root", type=Path, default=None)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "coding.json")
     args = parser.parse_args()
