@@ -31,6 +31,7 @@ def main() -> None:
         ["bench_precision.py"],
         ["bench_sample.py"],
         ["bench_score.py", *mnist],
+        ["bench_ddp.py"],
     ]
     failed = []
     for script, *rest in runs:

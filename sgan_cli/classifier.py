@@ -229,15 +229,19 @@ def save_classifier(path: str | Path, net: LeNet, info: ClassifierInfo, config: 
 
 
 def _info_from_meta(meta: dict[str, str], path: Path) -> ClassifierInfo:
-    try:
-        return ClassifierInfo(
-            dataset=meta["dataset"], channels=int(meta["channels"]), image_size=int(meta["image_size"]),
-            n_classes=int(meta["n_classes"]), width=int(meta["width"]), feature_dim=int(meta["feature_dim"]),
-            test_accuracy=float(meta["test_accuracy"]), n_train=int(meta["n_train"]), n_test=int(meta["n_test"]),
-            arch=meta.get("arch", ARCH),
-        )
-    except (KeyError, ValueError) as exc:
-        raise SganError(f"{path} lacks classifier metadata ({exc})", where=str(path), fix="train the classifier again with sgan classifier") from None
+    from .contracts import meta_float, meta_int
+    from .validation import CHANNELS, INT64_MAX, SIZE, Range
+
+    if "dataset" not in meta:
+        raise SganError(f"{path} lacks classifier metadata ('dataset')", where=str(path), fix="train the classifier again with sgan classifier")
+    widths = Range(1, 65536)
+    return ClassifierInfo(
+        dataset=meta["dataset"], channels=meta_int(meta, "channels", path, CHANNELS), image_size=meta_int(meta, "image_size", path, SIZE),
+        n_classes=meta_int(meta, "n_classes", path, Range(1, 100_000)), width=meta_int(meta, "width", path, widths),
+        feature_dim=meta_int(meta, "feature_dim", path, widths), test_accuracy=meta_float(meta, "test_accuracy", path, Range(0, 1)),
+        n_train=meta_int(meta, "n_train", path, Range(0, INT64_MAX)), n_test=meta_int(meta, "n_test", path, Range(0, INT64_MAX)),
+        arch=meta.get("arch", ARCH),
+    )
 
 
 @register_validator("sgan.classifier")
@@ -245,7 +249,8 @@ def _validate_classifier(tensors: dict[str, Any], meta: dict[str, str], path: Pa
     info = _info_from_meta(meta, path)
     if info.arch != ARCH:
         raise SganError(f"{path} holds a classifier of architecture {info.arch!r}; this sgan reads {ARCH!r}", where=str(path), fix="train it again with sgan classifier")
-    expected = LeNet(info.channels, info.image_size, info.n_classes, info.width, info.feature_dim).state_dict()
+    with torch.device("meta"):  # shapes only: nothing allocated, whatever sizes the metadata claims
+        expected = LeNet(info.channels, info.image_size, info.n_classes, info.width, info.feature_dim).state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     wrong = sorted(k for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape))

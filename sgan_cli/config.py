@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SganError
+from .validation import AT_LEAST_1, FRACTION_OPEN, LEARNING_RATE, NON_NEGATIVE, POSITIVE, SEED, SIZE, Range, check_number
 
 
 @dataclass
@@ -99,7 +100,7 @@ class TrainConfig:
 
     dict: str | None = None  # dictionary file: sparse generator; None: dense baseline (tanh on pixels)
     steps: int = 2000  # generator steps
-    batch_size: int = 64  # images per critic and generator step
+    batch_size: int = 64  # images per critic and generator step; the global batch under torchrun (split over the ranks)
     seed: int = 0  # seeds initialisation, data order, z and the gradient penalty's ε
     log_every: int = 50  # steps between metrics.jsonl lines
     grid_every: int = 500  # steps between grids/step-NNNNNN.png (fixed z)
@@ -107,6 +108,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
     ema: float = 0.0  # decay of an exponential moving average of the generator weights (e.g. 0.999); 0: off
     precision: str = "fp32"  # "fp32"; "bf16" (mixed: bf16 matmuls/convs, fp32 weights and losses); "auto" (bf16 where the hardware has it)
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics of the global batch (SyncBatchNorm) instead of each rank's shard
 
 
 @dataclass
@@ -119,6 +121,58 @@ class SganConfig:
     gan: GanConfig = field(default_factory=GanConfig)
     recon: ReconConfig = field(default_factory=ReconConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# the range of every int and float key (beside the fields above: a new numeric field needs a
+# line here, tests/test_validation.py checks); set_value checks defaults, recipes, --set and
+# flags against it, and configs read back from files go through the same check
+RANGES: dict[str, Range] = {
+    "data.limit": AT_LEAST_1,
+    "data.image_size": SIZE,
+    "dict.atoms": Range(1, 2**20),
+    "dict.patch": Range(2, 4096),
+    "dict.stride": AT_LEAST_1,
+    "dict.sparsity": FRACTION_OPEN,
+    "dict.alpha": POSITIVE,
+    "dict.passes": Range(0, 1e6, lo_open=True),
+    "dict.batch_size": AT_LEAST_1,
+    "dict.max_samples": Range(2, 2**63 - 1),
+    "dict.heldout": Range(0, 1, hi_open=True),
+    "dict.seed": SEED,
+    "model.z_dim": Range(1, 65536),
+    "model.g_width": Range(1, 65536),
+    "model.d_width": Range(1, 65536),
+    "model.threshold": NON_NEGATIVE,
+    "model.beta": NON_NEGATIVE,
+    "model.e_width": Range(1, 65536),
+    "model.minibatch_disc": Range(0, 65536),
+    "model.mbd_dim": Range(1, 65536),
+    "gan.critic_steps": Range(1, 1000),
+    "gan.lr_g": LEARNING_RATE,
+    "gan.lr_d": LEARNING_RATE,
+    "gan.beta1": Range(0, 1, hi_open=True),
+    "gan.beta2": Range(0, 1, hi_open=True),
+    "gan.clip": POSITIVE,
+    "gan.gp_lambda": NON_NEGATIVE,
+    "gan.feature_matching": NON_NEGATIVE,
+    "recon.steps": Range(0, 1000),
+    "recon.weight": NON_NEGATIVE,
+    "recon.kl_weight": NON_NEGATIVE,
+    "recon.every": AT_LEAST_1,
+    "recon.lr": LEARNING_RATE,
+    "train.steps": AT_LEAST_1,
+    "train.batch_size": AT_LEAST_1,
+    "train.seed": SEED,
+    "train.log_every": AT_LEAST_1,
+    "train.grid_every": AT_LEAST_1,
+    "train.save_every": AT_LEAST_1,
+    "train.ema": Range(0, 1, hi_open=True),
+}
+
+
+def check_range(key: str, value: Any, source: str) -> None:
+    """``value`` of config ``key`` is finite and in ``RANGES[key]`` (None passes)."""
+    check_number(value, key, RANGES.get(key), where=source, fix=f"give {key} a value {RANGES[key].describe()}" if key in RANGES else None)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -156,7 +210,10 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             return int(value)
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an int beyond float range
+                raise SganError(f"{key} is too large ({value})", where=source, fix=f"give {key} a smaller value") from None
         if isinstance(value, str):  # YAML 1.1 reads "1e-2" as a string
             try:
                 return float(value)
@@ -210,7 +267,30 @@ def set_value(cfg: SganConfig, dotted: str, value: Any, source: str) -> None:
             where=source,
             fix=f"keys of section {section!r} are: {', '.join(fields)}",
         )
-    setattr(obj, key, _coerce(value, fields[key], dotted, source))
+    coerced = _coerce(value, fields[key], dotted, source)
+    check_range(f"{section}.{key}", coerced, source)
+    setattr(obj, key, coerced)
+
+
+def section_from_file(config: Any, section: str, cls: type, path: Path, *, required: bool = True) -> Any:
+    """The ``section`` of a config read from a file, as a ``cls`` instance whose every field
+    has passed the same type and range checks as a recipe (keys this sgan lacks are dropped;
+    missing keys keep their defaults). Raises SganError naming the file."""
+    if not isinstance(config, dict):
+        raise SganError(f"{path} holds a config that is a {type(config).__name__}, not a mapping", where=str(path), fix="write the file again with sgan")
+    values = config.get(section)
+    if values is None and not required:
+        return cls()
+    if not isinstance(values, dict):
+        raise SganError(f"{path} has no {section} section in its config (or it is not a mapping)", where=str(path), fix="write the file again with sgan")
+    obj = cls()
+    hints = _hints(cls)
+    for key, value in values.items():
+        if key in hints:
+            coerced = _coerce(value, hints[key], f"{section}.{key}", f"the config in {path}")
+            check_range(f"{section}.{key}", coerced, f"the config in {path}")
+            setattr(obj, key, coerced)
+    return obj
 
 
 def parse_set(expr: str) -> tuple[str, Any]:
@@ -227,19 +307,40 @@ def parse_set(expr: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(recipe: str | Path | None = None, sets: list[str] | None = None) -> SganConfig:
-    """Defaults, then the recipe file, then each ``--set`` in order."""
+MAX_RECIPE_BYTES = 1_000_000
+
+
+def read_recipe(path: Path) -> Any:
+    """A recipe file parsed as YAML: a regular file of at most 1 MB of UTF-8 text, without
+    aliases (``*name``: recipes do not need them, and nested aliases explode in size)."""
     import yaml
 
+    try:
+        if not path.is_file():
+            raise SganError(f"the recipe {path} is not a regular file", where=str(path), fix="give the path of a YAML recipe file")
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise SganError(f"the recipe {path} is larger than {MAX_RECIPE_BYTES} bytes", where=str(path), fix="give a YAML recipe (a few lines, see recipes/)")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SganError(f"the recipe {path} is not UTF-8 text (byte {exc.start})", where=str(path), fix="save the recipe as UTF-8") from None
+    except OSError as exc:
+        raise SganError(f"cannot read the recipe {path} ({exc.strerror})", where=str(path), fix="check the path and its permissions") from None
+    try:
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise SganError(f"the recipe {path} uses YAML aliases (*name)", where=str(path), fix="write each value out instead of referring to an anchor")
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise SganError(f"the recipe {path} is not valid YAML ({exc})", where=str(path), fix="fix the YAML syntax") from None
+
+
+def load_config(recipe: str | Path | None = None, sets: list[str] | None = None) -> SganConfig:
+    """Defaults, then the recipe file, then each ``--set`` in order."""
     cfg = SganConfig()
     if recipe is not None:
         path = Path(recipe)
-        if not path.is_file():
+        if not path.exists():
             raise SganError(f"the recipe {path} does not exist", where=str(path), fix="give the path of a YAML recipe, e.g. recipes/quickstart.yaml")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SganError(f"the recipe {path} is not valid YAML ({exc})", where=str(path), fix="fix the YAML syntax") from None
+        data = read_recipe(path)
         apply_mapping(cfg, data, f"recipe {path}")
     for expr in sets or []:
         key, value = parse_set(expr)

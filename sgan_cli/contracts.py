@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 from . import __version__
 from .errors import SganError
+from .outputs import AtomicGroup, _file_in_the_way, atomic_write, check_folder_writable, ensure_folder, remove_stale_temps
 
 # kind → current schema version; bump a schema when a kind's tensors or fields change
 SCHEMAS: dict[str, int] = {
@@ -67,25 +66,10 @@ def content_hash(tensors: Mapping[str, Any]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _file_in_the_way(folder: Path) -> Path | None:
-    """The nearest existing ancestor of ``folder`` (itself included) when it is not a folder."""
-    for p in (folder, *folder.parents):
-        if p.exists():
-            return None if p.is_dir() else p
-    return None
-
-
-def ensure_folder(folder: Path) -> None:
-    """``mkdir -p folder``, or one SganError when an existing file is in the way."""
-    blocker = _file_in_the_way(folder)
-    if blocker is not None:
-        raise SganError(f"cannot create the folder {folder}: {blocker} is a file", where=str(folder), fix="choose an output path that is not inside a file")
-    folder.mkdir(parents=True, exist_ok=True)
-
-
 def check_writable(path: Path, force: bool) -> None:
-    """Refuse to replace an existing output unless ``force``, or to write inside a file; called
-    before long work starts."""
+    """Refuse to replace an existing output unless ``force``, to write inside a file, or to write
+    into a folder sgan cannot write to; called before long work starts. Removes temp files of
+    ``path`` that a killed sgan left behind."""
     blocker = _file_in_the_way(path.parent)
     if blocker is not None:
         raise SganError(f"cannot write {path}: {blocker} is a file, not a folder", where=str(path), fix="choose an output path that is not inside a file")
@@ -97,23 +81,18 @@ def check_writable(path: Path, force: bool) -> None:
         )
     if path.exists() and path.is_dir():
         raise SganError(f"the output path {path} is a folder", where=str(path), fix="give a file name with --out")
+    check_folder_writable(path.parent)
+    remove_stale_temps(path.parent, path.name)
 
 
-def atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place.
-
-    A crash or Ctrl-C leaves either the old file or none, never a truncated one.
-    """
-    ensure_folder(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def atomic_write_bytes(path: Path, write: Callable[[Path], None], group: AtomicGroup | None = None) -> None:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place (at the end
+    of ``group`` when given). A crash or Ctrl-C leaves either the old file or none, never a
+    truncated one; the file's mode follows the umask (sgan_cli.outputs)."""
+    if group is not None:
+        group.add(Path(path), write)
+    else:
+        atomic_write(Path(path), write)
 
 
 def write_file(
@@ -125,8 +104,10 @@ def write_file(
     lineage: Mapping[str, str] | None = None,
     meta: Mapping[str, Any] | None = None,
     force: bool = False,
+    group: AtomicGroup | None = None,
 ) -> str:
-    """Write an sgan file atomically; returns its content hash.
+    """Write an sgan file atomically (renamed in at the end of ``group`` when given); returns
+    its content hash.
 
     ``meta`` values are stored as strings (JSON for non-strings) under their own keys.
     """
@@ -148,7 +129,7 @@ def write_file(
             raise ValueError(f"metadata key {key!r} is reserved")
         metadata[key] = value if isinstance(value, str) else json.dumps(value)
     prepared = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    atomic_write_bytes(path, lambda tmp: save_file(prepared, str(tmp), metadata=metadata))
+    atomic_write_bytes(path, lambda tmp: save_file(prepared, str(tmp), metadata=metadata), group)
     return content_hash(prepared)
 
 
@@ -182,6 +163,8 @@ def peek_kind(path: str | Path) -> str | None:
     file that is not readable safetensors (read_file then says what is wrong)."""
     from safetensors import SafetensorError, safe_open
 
+    if not Path(path).is_file():  # never open a pipe or device
+        return None
     try:
         with safe_open(str(path), framework="pt") as f:
             return (f.metadata() or {}).get("kind")
@@ -205,6 +188,8 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
         raise SganError(f"the {what} file {path} does not exist", where=str(path), fix=f"give the path of a {wanted} file")
     if path.is_dir():
         raise SganError(f"the {what} path {path} is a folder, not a file", where=str(path), fix=f"give the path of a {wanted} file")
+    if not path.is_file():  # a named pipe or device would block or never end: never opened
+        raise SganError(f"the {what} path {path} is not a regular file (a pipe, socket or device)", where=str(path), fix=f"give the path of a {wanted} file")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})
@@ -243,6 +228,12 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
         lineage = json.loads(metadata.get("lineage", "{}"))
     except json.JSONDecodeError:
         raise SganError(f"{path} has corrupt metadata (config or lineage is not JSON)", where=str(path), fix="write the file again") from None
+    if not isinstance(config, dict) or not isinstance(lineage, dict) or not all(isinstance(v, str) for v in lineage.values()):
+        raise SganError(
+            f"{path} has corrupt metadata (config must be a JSON object, lineage an object of strings; got {type(config).__name__} and {type(lineage).__name__})",
+            where=str(path),
+            fix="write the file again with sgan",
+        )
     meta = {k: v for k, v in metadata.items() if k not in _RESERVED}
     if found not in _VALIDATORS and found in _VALIDATOR_MODULES:
         import importlib
@@ -272,6 +263,46 @@ def meta_json(file: SganFile, key: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+
+
+def meta_int(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, default: int | None = None) -> int:
+    """A whole-number metadata field, checked against ``rng`` (a :class:`sgan_cli.validation.Range`);
+    ``default`` when absent (else an error). Raises SganError naming the file and field."""
+    from .validation import check_number
+
+    raw = meta.get(key)
+    if raw is None:
+        if default is not None:
+            return default
+        raise SganError(f"{path} lacks the metadata field {key!r}", where=str(path), fix="write the file again with sgan")
+    text = raw.strip()
+    if not text.lstrip("+-").isdigit():
+        raise SganError(f"{path}: metadata field {key!r} must be a whole number, got {raw[:40]!r}", where=str(path), fix="write the file again with sgan")
+    value = int(text)
+    check_number(value, f"metadata field {key!r}", rng, where=str(path), fix="write the file again with sgan")
+    return value
+
+
+def meta_float(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, default: float | None = None, allow_nan: bool = False) -> float:
+    """A number metadata field (JSON or repr text), finite and in ``rng`` (NaN too when
+    ``allow_nan``: 'not measured'); ``default`` when absent."""
+    import math
+
+    from .validation import check_number
+
+    raw = meta.get(key)
+    if raw is None:
+        if default is not None:
+            return default
+        raise SganError(f"{path} lacks the metadata field {key!r}", where=str(path), fix="write the file again with sgan")
+    try:
+        value = float(raw)
+    except (ValueError, OverflowError):
+        raise SganError(f"{path}: metadata field {key!r} must be a number, got {raw[:40]!r}", where=str(path), fix="write the file again with sgan") from None
+    if allow_nan and math.isnan(value):
+        return value
+    check_number(value, f"metadata field {key!r}", rng, where=str(path), fix="write the file again with sgan")
+    return value
 
 
 def require_tensor(tensors: dict[str, Any], name: str, ndim: int, path: Path) -> Any:
@@ -312,13 +343,15 @@ class DictionaryFile:
 
 @register_validator("sgan.dictionary")
 def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
+    from .validation import CHANNELS, POSITIVE, SIZE, Range
+
     atoms = require_tensor(tensors, "atoms", 2, path)
-    try:
-        channels, size = int(meta["channels"]), int(meta["image_size"])
-        patch = json.loads(meta["patch"])
-    except (KeyError, ValueError):
-        raise SganError(f"{path} lacks the dictionary geometry (channels, image_size, patch)", where=str(path), fix="learn the dictionary again with sgan learn-dict") from None
-    side = size if patch is None else int(patch)
+    channels, size = meta_int(meta, "channels", path, CHANNELS), meta_int(meta, "image_size", path, SIZE)
+    patch = None if meta.get("patch", "").strip() == "null" else meta_int(meta, "patch", path, Range(1, size))
+    meta_int(meta, "stride", path, Range(1, size), default=1)
+    meta_float(meta, "alpha", path, POSITIVE, default=float("nan"), allow_nan=True)
+    meta_float(meta, "achieved_sparsity", path, Range(0, 1), default=float("nan"), allow_nan=True)
+    side = size if patch is None else patch
     expected = channels * side * side
     if atoms.shape[1] != expected:
         raise SganError(
@@ -356,12 +389,12 @@ def load_dictionary(path: str | Path) -> DictionaryFile:
     """Read and validate a ``sgan.dictionary`` file."""
     f = read_file(path, "sgan.dictionary", what="dictionary")
     atoms = f.tensors["atoms"].float()
-    patch = meta_json(f, "patch")
+    patch = None if f.meta["patch"].strip() == "null" else int(f.meta["patch"])  # all checked by the validator
     return DictionaryFile(
         atoms=atoms,
         channels=int(f.meta["channels"]),
         image_size=int(f.meta["image_size"]),
-        patch=None if patch is None else int(patch),
+        patch=patch,
         stride=int(f.meta.get("stride", "1")),
         alpha=float(f.meta.get("alpha", "nan")),
         achieved_sparsity=float(f.meta.get("achieved_sparsity", "nan")),

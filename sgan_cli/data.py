@@ -12,12 +12,14 @@ sets stay compact in memory.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DataConfig
 from .errors import SganError
+from .outputs import check_folder_complete
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -112,12 +114,33 @@ def load_data(cfg: DataConfig) -> ImageData:
             where=name,
             fix=f"use one of {', '.join(DATASET_NAMES)}, a folder of images, or a samples.safetensors file",
         )
+    check_nonempty(data)
     if cfg.limit is not None and cfg.limit < len(data):  # before resizing: only what is kept
         data.images = data.images[: cfg.limit]
         data.labels = None if data.labels is None else data.labels[: cfg.limit]
     if cfg.image_size is not None:
         data = resize(data, cfg.image_size)
     return data
+
+
+def check_nonempty(data: ImageData) -> None:
+    """A data set with no images, no channels or no pixels, or labels outside its classes,
+    is one SganError naming its source."""
+    shape = tuple(int(x) for x in data.images.shape)
+    if len(shape) != 4 or 0 in shape:
+        raise SganError(
+            f"the data set {data.source} has no usable images (shape {shape}: images × channels × height × width)",
+            where=data.source,
+            fix="give a data set with at least one image of at least one channel",
+        )
+    if data.labels is not None and data.n_classes is not None and data.labels.numel():
+        lo, hi = int(data.labels.min()), int(data.labels.max())
+        if lo < 0 or hi >= data.n_classes:
+            raise SganError(
+                f"the labels in {data.source} run from {lo} to {hi}, outside the {data.n_classes} classes 0..{data.n_classes - 1}",
+                where=data.source,
+                fix="restore the label files (they may be corrupt or of another data set)",
+            )
 
 
 def resize(data: ImageData, size: int) -> ImageData:
@@ -129,6 +152,10 @@ def resize(data: ImageData, size: int) -> ImageData:
         raise SganError(f"--image-size must be positive, got {size}", where="data.image_size", fix="give a size such as 28 or 64")
     if data.images.shape[-2:] == (size, size):
         return data
+    from .validation import check_memory
+
+    n, c = data.images.shape[0], data.images.shape[1]
+    check_memory(n * c * size * size + min(n, 4096) * c * size * size * 8, f"{n} images of {c}×{size}×{size}", "--image-size", "give a smaller --image-size, or fewer images with --limit")
     out = []
     for chunk in data.images.split(4096):  # bounded memory for large sets
         x = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -219,11 +246,60 @@ def _celeba_images(ds: object, size: int = 64) -> "torch.Tensor":  # noqa: F821
     return torch.from_numpy(out)
 
 
+MAX_IMAGE_PIXELS = 8192 * 8192  # per image, read from the header before decoding (PIL warns from 89 M)
+
+
+def decode_image(path: Path) -> "np.ndarray":  # noqa: F821
+    """One image file → uint8 [H, W] (gray) or [H, W, 3] (colour), every PIL mode decoded
+    to its meaning: 16-bit gray (I;16, I) scaled by 255/65535, not clipped; gray + alpha
+    (LA) and palette images by their visible values; 1-bit as 0/255; RGBA without alpha.
+    The header's size is checked before any pixel is decoded (decompression bombs).
+    Raises SganError naming the file."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own check below names the file and the limit
+    try:
+        with Image.open(path) as im:
+            Image.MAX_IMAGE_PIXELS = pil_limit
+            w, h = im.size
+            if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
+                raise SganError(
+                    f"the image {path} declares {w}×{h} pixels, outside what sgan reads (1 to {MAX_IMAGE_PIXELS:,} pixels)",
+                    where=str(path),
+                    fix="remove or replace the file (it may be corrupt or a decompression bomb)",
+                )
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                a = np.asarray(im).astype(np.float64)
+                return np.rint(np.clip(a, 0, 65535) * (255.0 / 65535.0)).astype(np.uint8)
+            if mode == "F":  # 32-bit float gray (TIFF): read as 0..255 values
+                return np.rint(np.clip(np.asarray(im, dtype=np.float64), 0, 255)).astype(np.uint8)
+            if mode in ("L", "1"):
+                return np.asarray(im.convert("L"), dtype=np.uint8)
+            if mode == "LA":
+                return np.asarray(im.convert("L"), dtype=np.uint8)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except SganError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise SganError(f"cannot read the image {path} ({exc})", where=str(path), fix="remove or replace the broken file") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
+
+
+def _is_gray(a: "np.ndarray") -> bool:  # noqa: F821
+    return a.ndim == 2 or bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+
 def _load_folder(folder: Path, size: int | None) -> ImageData:
-    """Every image file in the folder (sorted by name); grayscale if all are, else RGB."""
+    """Every image file in the folder (sorted by name): one channel when every image is
+    gray-valued (gray, 16-bit gray, gray + alpha, or colour/palette images whose three
+    channels are equal), else RGB. Special files (pipes, devices) are skipped unread."""
     import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -235,36 +311,33 @@ def _load_folder(folder: Path, size: int | None) -> ImageData:
             where=str(folder),
             fix="give a folder of image files, e.g. the one `sgan sample` wrote",
         )
-    pics = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                pics.append(im.copy())
-        except (UnidentifiedImageError, OSError) as exc:
-            raise SganError(f"cannot read the image {f} ({exc})", where=str(f), fix="remove or replace the broken file") from None
-    gray = all(p.mode in ("L", "1", "I;16", "I") for p in pics)
-    mode = "L" if gray else "RGB"
-    sizes = {p.size for p in pics}
+    arrays = [decode_image(f) for f in files]
+    gray = all(_is_gray(a) for a in arrays)
+    sizes = {(a.shape[1], a.shape[0]) for a in arrays}
     if size is None and len(sizes) > 1:
         raise SganError(
             f"the images in {folder} have different sizes ({', '.join(f'{w}×{h}' for w, h in sorted(sizes)[:4])}…)",
             where=str(folder),
             fix="pass --image-size N to resize them all to N×N",
         )
-    if size is None and pics[0].size[0] != pics[0].size[1]:
-        w, h = pics[0].size  # every net, dictionary and metric here works on square images
-        raise SganError(f"the images in {folder} are {w}×{h}, not square", where=str(folder), fix="pass --image-size N to resize them to N×N")
-    target = (size, size) if size is not None else pics[0].size
-    arrs = []
-    for p in pics:
-        p = p.convert(mode)
-        if p.size != target:
-            p = p.resize(target, Image.BILINEAR)
-        a = np.asarray(p, dtype=np.uint8)
-        arrs.append(a[None] if gray else a.transpose(2, 0, 1))
-    images = torch.from_numpy(np.stack(arrs))
+    w0, h0 = arrays[0].shape[1], arrays[0].shape[0]
+    if size is None and w0 != h0:  # every net, dictionary and metric here works on square images
+        raise SganError(f"the images in {folder} are {w0}×{h0}, not square", where=str(folder), fix="pass --image-size N to resize them to N×N")
+    target = (size, size) if size is not None else (w0, h0)
+    from .validation import check_memory
+
+    check_memory(len(arrays) * (1 if gray else 3) * target[0] * target[1], f"{len(arrays)} images of {target[0]}×{target[1]}", str(folder), "pass a smaller --image-size, or use fewer images")
+    out = []
+    for a in arrays:
+        a = (a if a.ndim == 2 else a[..., 0]) if gray else (np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a)
+        if (a.shape[1], a.shape[0]) != target:
+            a = np.asarray(Image.fromarray(a).resize(target, Image.BILINEAR), dtype=np.uint8)
+        out.append(a[None] if gray else a.transpose(2, 0, 1))
+    images = torch.from_numpy(np.stack(out))
     return ImageData(images, None, folder.name, str(folder))
+
+
+_NUMBERED_PNG = re.compile(r"^\d{6,}\.png$")  # the numbered images sgan sample writes (as sampling.PNG_NAME)
 
 
 def sample_folder_file(path: Path) -> Path | None:
@@ -275,7 +348,16 @@ def sample_folder_file(path: Path) -> Path | None:
     not its numbered PNGs plus a grid of another size."""
     if not path.is_dir():
         return None
-    return next((f for f in (path / "samples.safetensors", path / "interpolation.safetensors") if f.is_file()), None)
+    check_folder_complete(path)  # not a folder sgan is still writing (or was killed while swapping)
+    found = next((f for f in (path / "samples.safetensors", path / "interpolation.safetensors") if f.is_file()), None)
+    if found is None and (path / "grid.png").is_file() and any(_NUMBERED_PNG.match(p.name) for p in path.iterdir()):
+        # the layout of sgan sample without its samples file: an older sgan killed mid-way
+        raise SganError(
+            f"the folder {path} looks like an incomplete sgan sample output: numbered PNGs and grid.png but no samples.safetensors",
+            where=str(path),
+            fix="sample again into it with --force, or move grid.png out of it to read the PNGs as a plain folder of images",
+        )
+    return found
 
 
 def _load_samples(path: Path) -> ImageData:

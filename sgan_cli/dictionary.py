@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -468,21 +470,39 @@ class DictionaryJob:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" → CUDA when present, else CPU; an explicit "cuda" without a GPU is an error."""
+    """"auto" → CUDA when present, else CPU; "cpu", "cuda", "cuda:N" (N < the GPU count) and
+    "mps" (Apple GPUs) when this machine has them. Anything else ("meta", "tpu", a GPU that
+    is absent) is one SganError before any work."""
     from .errors import SganError
 
+    name = name.strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SganError("CUDA was requested but no GPU is available", where="--device", fix="use --device cpu or auto")
-    try:
+    usable = "auto, cpu" + (", cuda" if torch.cuda.is_available() else "") + (", mps" if _mps_available() else "")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise SganError("CUDA was requested but no GPU is available", where="--device", fix=f"use --device {usable}")
+        index = name.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise SganError(f"no GPU {name!r} on this machine ({torch.cuda.device_count()} GPU(s): cuda:0 …)", where="--device", fix=f"use --device {usable}")
         return torch.device(name)
-    except RuntimeError:
-        raise SganError(f"unknown device {name!r}", where="--device", fix="use auto, cpu or cuda") from None
+    if name == "mps":
+        if not _mps_available():
+            raise SganError("the Apple GPU (mps) was requested but this machine has none", where="--device", fix=f"use --device {usable}")
+        return torch.device("mps")
+    raise SganError(f"unknown device {name!r}", where="--device", fix=f"use {usable}")
 
 
-def check_dict_config(cfg: "DictConfig", channels: int, image_size: int) -> None:  # noqa: F821
-    """Reject impossible settings with one clear message each, before any work starts."""
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def check_dict_config(cfg: "DictConfig", channels: int, image_size: int, n_images: int | None = None) -> None:  # noqa: F821
+    """Reject impossible settings with one clear message each, before any work starts
+    (including sizes that cannot fit in memory: atoms × dimension, Gram matrices, signals)."""
     from .errors import SganError
 
     if cfg.sparsity is not None and not 0.0 < cfg.sparsity < 1.0:
@@ -508,6 +528,16 @@ def check_dict_config(cfg: "DictConfig", channels: int, image_size: int) -> None
         raise SganError(f"dict.heldout must be in [0, 1), got {cfg.heldout}", where="dict.heldout", fix="give a fraction such as 0.1")
     if cfg.solver not in ("auto", "passes", "online"):
         raise SganError(f"unknown solver {cfg.solver!r}", where="dict.solver", fix="use auto, passes or online")
+    from .validation import check_memory
+
+    side = image_size if cfg.patch is None else cfg.patch
+    dim = channels * side * side
+    k = cfg.atoms or dim
+    # atoms, their gradient/statistics (≈4 copies of K×dim), Gram matrices K×K, and the signals
+    positions = 1 if cfg.patch is None else max(1, (image_size - cfg.patch) // cfg.stride + 1) ** 2
+    n_signals = min(cfg.max_samples, (n_images if n_images is not None else cfg.max_samples) * positions)
+    need = 4 * (4 * k * dim + 2 * k * k + n_signals * (dim + k))
+    check_memory(need, f"a dictionary of {k} atoms of {dim} values on {n_signals} signals", "--atoms / --image-size / --max-samples", "give fewer --atoms, a smaller --image-size or --patch, or fewer --max-samples")
 
 
 DEFAULT_SPARSITY = 0.1
@@ -556,7 +586,7 @@ def signals_from_images(data: "ImageData", cfg: "DictConfig", gen: torch.Generat
 
 def learn_from_config(data: "ImageData", cfg: "DictConfig", progress: ProgressFn | None = None) -> DictionaryJob:  # noqa: F821
     """Validate the settings, cut the signals and learn the dictionary they describe."""
-    check_dict_config(cfg, data.channels, data.image_size)
+    check_dict_config(cfg, data.channels, data.image_size, len(data))
     device = resolve_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)
     Y = signals_from_images(data, cfg, gen)
@@ -576,3 +606,57 @@ def learn_from_config(data: "ImageData", cfg: "DictConfig", progress: ProgressFn
         progress=progress,
     )
     return DictionaryJob(learned, data.name, data.channels, data.image_size, cfg.patch, cfg.stride, int(Y.shape[0]), str(device))
+
+
+# --- the `sgan learn-dict` pipeline, as named stages ---------------------------------------------
+
+
+@dataclass
+class LearnDictRun:
+    """What :func:`run_learn_dict` did, for the command to print."""
+
+    job: DictionaryJob
+    out: Path
+    atoms_png: Path
+    hash: str
+    seconds: float
+
+
+def atoms_png_path(out_path: Path) -> Path:
+    """``atoms.png`` beside ``dictionary.safetensors``; ``NAME_atoms.png`` beside other names."""
+    return out_path.with_name("atoms.png" if out_path.stem == "dictionary" else f"{out_path.stem}_atoms.png")
+
+
+def run_learn_dict(cfg: "SganConfig", out_path: Path, force: bool = False, progress: ProgressFn | None = None) -> LearnDictRun:  # noqa: F821
+    """``sgan learn-dict``: check outputs and device → load images → learn → dictionary file → atoms.png."""
+    import time
+
+    from .config import to_dict
+    from .contracts import check_writable, save_dictionary
+    from .data import load_data
+    from .images import save_atoms_png
+
+    png_path = atoms_png_path(out_path)
+    check_writable(out_path, force)
+    check_writable(png_path, force)
+    resolve_device(cfg.dict.device)  # an absent or unknown device fails before the images load
+    images = load_data(cfg.data)
+    start = time.perf_counter()
+    job = learn_from_config(images, cfg.dict, progress)
+    seconds = time.perf_counter() - start
+    digest = save_dictionary(out_path, job, {"data": to_dict(cfg.data), "dict": to_dict(cfg.dict)}, force=force)
+    side = job.image_size if job.patch is None else job.patch
+    save_atoms_png(job.learned.atoms, job.channels, side, png_path)
+    return LearnDictRun(job, out_path, png_path, digest, seconds)
+
+
+def learn_dict_summary(run: LearnDictRun) -> dict[str, Any]:
+    """The record ``sgan learn-dict --json`` prints."""
+    job, r = run.job, run.job.learned
+    return {
+        "out": str(run.out), "atoms_png": str(run.atoms_png), "hash": run.hash, "dataset": job.dataset, "channels": job.channels,
+        "image_size": job.image_size, "patch": job.patch, "stride": job.stride, "n_atoms": int(r.atoms.shape[0]), "dim": int(r.atoms.shape[1]),
+        "n_signals": job.n_signals, "n_heldout": r.n_heldout, "target_sparsity": r.target_sparsity, "achieved_sparsity": r.achieved_sparsity,
+        "alpha": r.alpha, "objective": r.objective, "psnr_db": r.psnr, "solver": r.solver, "steps": r.steps, "device": job.device,
+        "seconds": run.seconds,
+    }  # fmt: skip

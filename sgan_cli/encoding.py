@@ -323,3 +323,155 @@ def _validate_latents(tensors: dict[str, Any], meta: dict[str, str], path: Path)
 def load_latents(path: str | Path) -> SganFile:
     """Read and validate an ``sgan.latents`` file (for ``score`` and other readers)."""
     return read_file(path, "sgan.latents", what="latents")
+
+
+# --- the `sgan encode` pipeline, as named stages -------------------------------------------------
+
+
+@dataclass
+class EncodeRequest:
+    """What ``sgan encode`` was asked for (the command's options, unparsed)."""
+
+    data: str
+    reconstructor: str | None = None
+    generator: str | None = None
+    ema: bool = False
+    dictionary: str | None = None
+    method: str = "omp"
+    nonzeros: int | None = None
+    alpha: float | None = None
+    stride: int | None = None
+    data_root: str | None = None
+    split: str = "train"
+    limit: int | None = None
+    image_size: int | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    out: Path = Path("latents.safetensors")
+    force: bool = False
+
+    @property
+    def grid_path(self) -> Path:
+        """``reconstructions.png`` beside ``latents.safetensors``; ``NAME_reconstructions.png`` beside others."""
+        return self.out.with_name("reconstructions.png" if self.out.stem == "latents" else f"{self.out.stem}_reconstructions.png")
+
+
+@dataclass
+class EncodeRun:
+    """What :func:`run_encode` did, for the command to print."""
+
+    request: EncodeRequest
+    encoded: Encoded
+    images: ImageData
+    meta: dict[str, str]
+    lineage: dict[str, str]
+    source: str  # what encoded the images, in words
+    how: str  # the coding method, in words
+    coder: DictionaryCoder | None  # None for a reconstructor
+    hash: str
+    device: torch.device
+
+
+def check_encode_request(req: EncodeRequest) -> None:
+    """Stage 1: contradictory or missing options, and the outputs' writability, before any work."""
+    from .contracts import check_writable
+
+    if (req.reconstructor is None) == (req.dictionary is None):
+        raise SganError(
+            "encode needs exactly one of --reconstructor and --dict",
+            where="--reconstructor / --dict",
+            fix="give --reconstructor RUN (latents z) or --dict dictionary.safetensors (sparse codes)",
+        )
+    if req.dictionary is None and (req.nonzeros is not None or req.alpha is not None or req.stride is not None or req.method != "omp"):
+        raise SganError("--method, --nonzeros, --alpha and --stride apply to --dict only", where="--reconstructor", fix="leave them out, or encode with --dict")
+    if req.dictionary is not None and (req.generator is not None or req.ema):
+        raise SganError("--generator and --ema apply to --reconstructor only", where="--dict", fix="leave them out, or encode with --reconstructor")
+    if req.dictionary is not None:
+        check_coder_flags(req.method, req.nonzeros, req.alpha)
+    check_writable(req.out, req.force)
+    check_writable(req.grid_path, req.force)
+
+
+def _data_config(req: EncodeRequest) -> Any:
+    from .config import DataConfig
+
+    return DataConfig(name=req.data, root=req.data_root, split=req.split, limit=req.limit, image_size=req.image_size)
+
+
+def encode_over_dictionary(req: EncodeRequest, device: torch.device, progress: ProgressFn | None) -> tuple[Encoded, ImageData, dict[str, str], dict[str, str], str, str, DictionaryCoder]:
+    """Stage 2a: sparse codes of the images over a dictionary file."""
+    from .contracts import check_dictionary_fits, load_dictionary
+    from .data import load_data
+
+    assert req.dictionary is not None
+    d = load_dictionary(req.dictionary)
+    images = load_data(_data_config(req))
+    check_dictionary_fits(d, images.channels, images.image_size, req.dictionary)
+    coder = resolve_coder(d, images.image_size, req.method, req.nonzeros, req.alpha, req.stride)
+    enc = encode_dictionary(images, d, coder, batch_size=req.batch_size, device=device, progress=progress)
+    meta = {
+        "mode": "dictionary", "method": coder.method, "dictionary": str(req.dictionary),
+        "nonzeros": str(coder.nonzeros) if coder.nonzeros is not None else "null",
+        "alpha": repr(coder.alpha) if coder.alpha is not None else "null",
+        "patch": str(d.patch) if d.patch is not None else "null", "stride": str(coder.stride) if coder.stride is not None else "null",
+    }  # fmt: skip
+    source = f"{req.dictionary} ({d.n_atoms} " + ("whole-image atoms)" if d.patch is None else f"{d.patch}×{d.patch} patch atoms, stride {coder.stride})")
+    how = f"OMP, {coder.nonzeros} non-zeros per signal" if coder.method == "omp" else f"lasso (LARS), α = {coder.alpha:.4g}"
+    return enc, images, meta, {"dictionary": d.hash}, source, how, coder
+
+
+def encode_through_reconstructor(req: EncodeRequest, device: torch.device, progress: ProgressFn | None) -> tuple[Encoded, ImageData, dict[str, str], dict[str, str], str, str]:
+    """Stage 2b: latents z = E(x) of a trained reconstructor, and G(E(x))."""
+    from .data import load_data
+    from .run_files import load_reconstructor
+
+    assert req.reconstructor is not None
+    r = load_reconstructor(req.reconstructor, generator=req.generator, ema=req.ema, device=device)
+    images = load_data(_data_config(req))
+    enc = encode_reconstructor(images, r, batch_size=req.batch_size, progress=progress)
+    meta = {"mode": "reconstructor", "method": "reconstructor", "recon_mode": r.mode, "reconstructor": str(r.path), "generator": str(r.generator.path), "ema": "true" if req.ema else "false"}
+    lineage = {"reconstructor": r.hash, "generator": r.generator.hash}
+    if r.generator.dictionary is not None and r.generator.dictionary.hash:
+        lineage["dictionary"] = r.generator.dictionary.hash
+    source = f"{r.path} ({r.mode}) with {r.generator.path}"
+    how = "z = E(x) (μ of the VAE encoder)" if r.mode == "vae" else "z = E(x)"
+    return enc, images, meta, lineage, source, how
+
+
+def run_encode(req: EncodeRequest, progress: ProgressFn | None = None) -> EncodeRun:
+    """``sgan encode``: check → encode (dictionary or reconstructor) → latents file → comparison grid."""
+    from .config import to_dict
+    from .dictionary import resolve_device
+    from .images import save_png
+
+    check_encode_request(req)
+    device = resolve_device(req.device)
+    coder = None
+    if req.dictionary is not None:
+        enc, images, meta, lineage, source, how, coder = encode_over_dictionary(req, device, progress)
+    else:
+        enc, images, meta, lineage, source, how = encode_through_reconstructor(req, device, progress)
+    meta.update(input=req.data, source=images.source)
+    settings: dict[str, object] = {"input": req.data, "split": req.split, "limit": req.limit, "image_size": req.image_size}
+    if coder is not None:
+        settings.update(dictionary=str(req.dictionary), method=coder.method, nonzeros=coder.nonzeros, alpha=coder.alpha, stride=coder.stride)
+    else:
+        settings.update(reconstructor=meta["reconstructor"], generator=meta["generator"], ema=req.ema)
+    digest = save_latents(req.out, enc, meta=meta, lineage=lineage, config={"data": to_dict(_data_config(req)), "encode": settings}, force=req.force)
+    save_png(comparison_grid(enc), req.grid_path)
+    return EncodeRun(req, enc, images, meta, lineage, source, how, coder, digest, device)
+
+
+def encode_summary(run: EncodeRun) -> dict[str, Any]:
+    """The record ``sgan encode --json`` prints."""
+    enc, n = run.encoded, int(run.encoded.originals.shape[0])
+    support = None if enc.support_fraction != enc.support_fraction else enc.support_fraction  # NaN → None (dense generator)
+    summary: dict[str, Any] = {
+        "input": run.request.data, "n": n, "mode": run.meta["mode"], "method": run.meta["method"], "mean_psnr": enc.mean_psnr,
+        "min_psnr": float(enc.psnr.min()) if n else None, "support_fraction": support, "seconds": enc.seconds,
+        "images_per_s": n / max(enc.seconds, 1e-9), "out": str(run.request.out), "grid": str(run.request.grid_path),
+        "hash": run.hash, "lineage": run.lineage, "device": str(run.device),
+    }  # fmt: skip
+    if run.coder is not None:
+        summary.update(nonzeros=run.coder.nonzeros, alpha=run.coder.alpha, stride=run.coder.stride)
+    return summary

@@ -100,10 +100,15 @@ def check_images(extractor: Extractor, images: Tensor, what: str) -> None:
             raise SganError(f"the {what} images have {c} channels; the Inception network reads 1 or 3", fix="score grayscale or RGB images")
         return
     if c != extractor.channels or h != extractor.image_size or w != extractor.image_size:
+        fixes = []  # only the fixes that would work
+        if h != extractor.image_size or w != extractor.image_size:
+            fixes.append(f"pass --image-size {extractor.image_size} to resize them")
+        if c != extractor.channels:
+            fixes.append(f"give {extractor.channels}-channel images ({'grayscale' if extractor.channels == 1 else 'colour'})")
         raise SganError(
             f"the {what} images are {c}×{h}×{w}, but the classifier reads {extractor.channels}×{extractor.image_size}×{extractor.image_size}",
             where=extractor.source,
-            fix=f"pass --image-size {extractor.image_size} to resize them, or use a classifier trained on such images",
+            fix=f"{' and '.join(fixes)}, or use a classifier trained on such images",
         )
 
 
@@ -118,23 +123,44 @@ def extract(extractor: Extractor, images: Tensor, batch_size: int, device: torch
 
     Each image's features depend only on that image (eval-mode BatchNorm, no dropout), so
     results do not depend on ``batch_size`` beyond float rounding in the convolutions.
+    Under torchrun each rank extracts every W-th batch (the batches one process makes) and
+    the ranks combine them: every rank returns all N rows, bit-identical to one process.
     """
+    from . import distributed
+
     if batch_size < 1:
         raise SganError(f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size")
     n = int(images.shape[0])
     net = extractor.net.to(device, extractor.dtype).eval()
-    feats = torch.empty(n, extractor.dim, dtype=extractor.dtype)
-    logits = torch.empty(n, extractor.n_classes, dtype=extractor.dtype)
-    done = 0
+    world = distributed.current()
+    alloc = torch.zeros if world.distributed else torch.empty  # rows of other ranks stay 0 for the combination
+    feats = alloc(n, extractor.dim, dtype=extractor.dtype)
+    logits = alloc(n, extractor.n_classes, dtype=extractor.dtype)
+    n_batches = -(-n // batch_size)
     with torch.inference_mode():
-        for chunk in images.split(batch_size):
-            f, lg = net(chunk.to(device, non_blocking=True))
-            feats[done : done + chunk.shape[0]] = f.cpu()
-            logits[done : done + chunk.shape[0]] = lg.cpu()
-            done += int(chunk.shape[0])
+        for done_batches, b in enumerate(distributed.owned(n_batches), 1):
+            lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+            f, lg = net(images[lo:hi].to(device, non_blocking=True))
+            feats[lo:hi] = f.cpu()
+            logits[lo:hi] = lg.cpu()
             if progress is not None:
-                progress(done, n, {})
+                progress(hi if not world.distributed else min(n, done_batches * world.size * batch_size), n, {})
+    if world.distributed:
+        feats, logits = distributed.combine(feats), distributed.combine(logits)
+    check_finite_features(extractor, feats, logits)
     return Features(feats, logits)
+
+
+def check_finite_features(extractor: Extractor, feats: Tensor, logits: Tensor) -> None:
+    """NaN or ±inf features (a broken extractor, e.g. a classifier with a NaN weight) would
+    turn every metric into NaN or a linear-algebra failure: one SganError instead."""
+    bad = int((~torch.isfinite(feats)).any(dim=1).sum()) + int((~torch.isfinite(logits)).any(dim=1).sum())
+    if bad:
+        raise SganError(
+            f"the feature extractor gave non-finite values (NaN or inf) for {bad} image(s); no score computed from them can be trusted",
+            where=extractor.source,
+            fix="use another extractor (a classifier trained again with sgan classifier, or the standard Inception weights)",
+        )
 
 
 def class_predictions(extractor: Extractor, images: Tensor, batch_size: int, device: torch.device, logits: Tensor | None = None) -> tuple[Tensor, int]:

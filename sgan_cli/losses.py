@@ -14,6 +14,8 @@ precision the nets ran in (``train.precision``): its inputs are cast first (a no
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -48,17 +50,20 @@ def generator_loss(objective: str, fake_scores: Tensor) -> Tensor:
     raise ValueError(f"unknown objective {objective!r}")
 
 
-def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator | None = None, eps: Tensor | None = None) -> Tensor:
     """WGAN-GP penalty mean_i (‖∇ₓD(x̂_i)‖₂ − 1)² with x̂ = εx + (1 − ε)G(z), ε ~ U[0, 1] per sample.
 
     The norm is over each sample's *whole flattened* gradient [C·H·W] — taking it per pixel
     (over channels only) is a well-known bug in public code and penalises something else.
-    Returns the unweighted penalty; the caller multiplies by λ (10 by default). ∇ₓD comes from
+    ``eps`` [B] gives ε instead of drawing it from ``generator`` (a rank's share of the
+    global batch's ε under torchrun). Returns the unweighted penalty; the caller multiplies by λ (10 by default). ∇ₓD comes from
     :func:`sgan_cli.input_grad.input_gradient`: a first-order graph for sgan's critics (no
     double backward), autograd's ``create_graph`` gradient for any other critic.
     """
     b = real.shape[0]
-    eps = torch.rand(b, *([1] * (real.dim() - 1)), generator=generator, device=real.device, dtype=real.dtype)
+    if eps is None:
+        eps = torch.rand(b, generator=generator, device=real.device, dtype=real.dtype)
+    eps = eps.to(real.device, real.dtype).view(b, *([1] * (real.dim() - 1)))
     x_hat = eps * real + (1.0 - eps) * fake.detach()
     grad = input_gradient(critic, x_hat)  # [B, C, H, W], differentiable in the critic's weights
     norms = grad.float().reshape(b, -1).norm(2, dim=1)  # [B]
@@ -103,6 +108,10 @@ def vae_loss(x_hat: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kl_weight: fl
     return ((rec + kl_weight * kl) / n_pix).mean(), (kl / n_pix).mean()
 
 
-def feature_matching_loss(real_features: Tensor, fake_features: Tensor) -> Tensor:
-    """Seed 003: ‖E_x f(x) − E_z f(G(z))‖² over the critic's penultimate features f [B, A]."""
-    return (real_features.float().mean(0) - fake_features.float().mean(0)).pow(2).sum()
+def feature_matching_loss(real_features: Tensor, fake_features: Tensor, mean: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Seed 003: ‖E_x f(x) − E_z f(G(z))‖² over the critic's penultimate features f [B, A].
+
+    ``mean`` [B, A] → [A] replaces the batch mean (the global batch's mean under torchrun).
+    """
+    mean = mean or (lambda t: t.mean(0))
+    return (mean(real_features.float()) - mean(fake_features.float())).pow(2).sum()

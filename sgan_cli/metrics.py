@@ -93,17 +93,26 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     usual scipy.linalg.sqrtm of the non-symmetric Σ₁Σ₂ is slower, can return spurious
     imaginary parts and fails on singular covariances (dead ReLU features), which this
     form handles without an ε on the diagonal.
+
+    FID is a squared distance, so it is never reported below 0: rounding can make the sum
+    of the four terms slightly negative (−3·10⁻¹¹ for a set against itself); such values
+    are returned as 0.0.
     """
     if a.mean.shape != b.mean.shape:
         raise SganError(f"feature sizes differ ({a.mean.shape[0]} and {b.mean.shape[0]})", fix="compute both sets with the same extractor")
     diff = a.mean - b.mean
     d = int(a.mean.shape[0])
     if a.centered is not None and b.centered is not None and min(a.n, b.n) < d:
-        return float(diff @ diff + torch.trace(a.cov) + torch.trace(b.cov) - 2 * _trace_sqrt_from_rows(a.centered, b.centered))
+        return _at_least_zero(float(diff @ diff + torch.trace(a.cov) + torch.trace(b.cov) - 2 * _trace_sqrt_from_rows(a.centered, b.centered)))
     root = psd_sqrt(a.cov)
     m = root @ b.cov @ root
     tr_covmean = _psd_eigvals(torch.linalg.eigvalsh((m + m.T) / 2)).sqrt().sum()
-    return float(diff @ diff + torch.trace(a.cov) + torch.trace(b.cov) - 2 * tr_covmean)
+    return _at_least_zero(float(diff @ diff + torch.trace(a.cov) + torch.trace(b.cov) - 2 * tr_covmean))
+
+
+def _at_least_zero(x: float) -> float:
+    """Clamp rounding below 0 to 0.0; NaN stays NaN (a gate must see it)."""
+    return x if x != x else max(0.0, x)
 
 
 def _trace_sqrt_from_rows(a: Tensor, b: Tensor) -> Tensor:

@@ -14,7 +14,6 @@ used) under the prefix ``encoder.``; G(E(x)) needs the generator file of the sam
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,11 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig
-from .contracts import DictionaryFile, SganFile, content_hash, load_dictionary, read_file, register_validator, require_tensor
+from .config import ModelConfig, section_from_file
+from .contracts import DictionaryFile, SganFile, content_hash, load_dictionary, meta_int, read_file, register_validator, require_tensor
 from .errors import SganError
+from .outputs import check_folder_complete
+from .validation import CHANNELS, INT64_MAX, SIZE, Range
 from .training import Geometry, build_encoder, build_generator
 
 M = TypeVar("M", bound=nn.Module)
@@ -106,6 +107,7 @@ def resolve_run_file(path: str | Path, name: str, what: str) -> Path:
     """A run folder → its ``name``; a file → itself. A folder without the file is an error."""
     p = Path(path)
     if p.is_dir():
+        check_folder_complete(p)
         inside = p / name
         if not inside.exists():
             present = sorted(x.name for x in p.glob("*.safetensors"))
@@ -118,11 +120,12 @@ def resolve_run_file(path: str | Path, name: str, what: str) -> Path:
     return p
 
 
+_META_RANGES = {"channels": CHANNELS, "image_size": SIZE, "step": Range(0, INT64_MAX), "dictionary_stride": Range(1, SIZE.hi)}
+
+
 def _int_meta(meta: dict[str, str], key: str, path: Path) -> int:
-    try:
-        return int(meta[key])
-    except (KeyError, ValueError):
-        raise SganError(f"{path} lacks the metadata field {key!r} (or it is not a number)", where=str(path), fix="write the file again with sgan train") from None
+    """A whole-number geometry field (channels, image_size, step, dictionary_stride), in range."""
+    return meta_int(meta, key, path, _META_RANGES.get(key))
 
 
 @register_validator("sgan.generator")
@@ -131,6 +134,8 @@ def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Pat
     channels, size = _int_meta(meta, "channels", path), _int_meta(meta, "image_size", path)
     if meta.get("sparse") not in ("true", "false"):
         raise SganError(f"{path} does not say whether its generator is sparse (metadata 'sparse')", where=str(path), fix="write the file again with sgan train")
+    _int_meta({"step": "0", **meta}, "step", path)
+    _int_meta({"dictionary_stride": "1", **meta}, "dictionary_stride", path)
     if meta["sparse"] == "false":
         return
     if "synthesis.atoms" in tensors:
@@ -157,11 +162,7 @@ def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Pat
 
 def model_config(config: dict[str, Any], path: Path) -> ModelConfig:
     """The ``model`` section of a file's config as a ModelConfig (keys this sgan lacks are dropped)."""
-    section = config.get("model")
-    if not isinstance(section, dict):
-        raise SganError(f"{path} has no model section in its config", where=str(path), fix="write the file again with sgan train")
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    return ModelConfig(**{k: v for k, v in section.items() if k in known})
+    return section_from_file(config, "model", ModelConfig, path)
 
 
 def generator_dictionary(f: SganFile) -> GeneratorDictionary | None:
@@ -174,7 +175,7 @@ def generator_dictionary(f: SganFile) -> GeneratorDictionary | None:
     else:
         kernel = f.tensors["synthesis.kernel"].float()  # [K, C, P, P]
         atoms, patch = kernel.reshape(kernel.shape[0], -1), int(kernel.shape[-1])
-    stride = int(f.meta.get("dictionary_stride", "1"))
+    stride = _int_meta({"dictionary_stride": "1", **f.meta}, "dictionary_stride", f.path)
     return GeneratorDictionary(atoms, channels, size, patch, stride, f.lineage.get("dictionary", ""), str(f.path))
 
 
@@ -216,6 +217,25 @@ def _swap_state(state: dict[str, Tensor], d: GeneratorDictionary, channels: int)
 def _build_and_load(build: Callable[[], M], state: dict[str, Tensor], path: Path, what: str, fix: str) -> M:
     """Build a net from a file's config and load the file's weights into it; a mismatch
     (another version, a hand-edited config) is one clear error instead of a traceback."""
+    try:
+        with torch.device("meta"):  # names and shapes first, nothing allocated
+            expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    except (RuntimeError, ValueError) as exc:
+        raise SganError(f"the config in {path} does not describe a {what} sgan can build ({str(exc).splitlines()[0]})", where=str(path), fix=fix) from None
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in expected if k in state and tuple(state[k].shape) != expected[k])
+    if missing or extra or wrong:
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing[:3])}" if missing else "",
+                f"unexpected {', '.join(extra[:3])}" if extra else "",
+                f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, the config builds {expected[wrong[0]]}" if wrong else "",
+            )
+            if part
+        )
+        raise SganError(f"the weights in {path} do not fit the {what} its config describes ({detail})", where=str(path), fix=fix)
     try:
         net = build()
         net.load_state_dict(state)
@@ -278,7 +298,7 @@ def load_generator(
         path=path,
         ema=ema,
         has_ema=has_ema,
-        step=int(f.meta.get("step", "0")),
+        step=_int_meta({"step": "0", **f.meta}, "step", path),
         device=dev,
     )
 

@@ -27,7 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .contracts import ensure_folder, register_validator, require_tensor, write_file
+from . import distributed
+from .contracts import register_validator, require_tensor, write_file
+from .outputs import Staging, locked_folder
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
 from .run_files import LoadedGenerator
@@ -138,16 +140,24 @@ def generate(
 
     ``on_batch(start, images_uint8)`` sees every batch as it is made (PNG writing), so
     nothing but the outputs kept grows with N.
+
+    Under torchrun each rank makes every W-th batch (:func:`distributed.owned`), the very
+    batches one process makes, and the ranks combine them: every rank returns all N images,
+    bit-identical to one process; ``on_batch`` then sees every batch after the combination.
     """
     check_batch_size(batch_size)
     n = z.shape[0]
     C, S = g.geometry.channels, g.geometry.size
-    images = torch.empty(n, C, S, S, dtype=torch.uint8)
-    codes_out = torch.empty(n, *g.code_shape) if keep_codes and g.code_shape is not None else None
+    world = distributed.current()
+    alloc = torch.zeros if world.distributed else torch.empty  # rows of other ranks stay 0 for the combination
+    images = alloc(n, C, S, S, dtype=torch.uint8)
+    codes_out = alloc(n, *g.code_shape) if keep_codes and g.code_shape is not None else None
     nonzero, total = 0, 0
+    starts = list(range(0, n, batch_size))
+    mine = [starts[i] for i in distributed.owned(len(starts))]
     start_t = time.perf_counter()
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
+        for done_batches, start in enumerate(mine, 1):
             zb = z[start : start + batch_size].to(g.device)
             x, codes = g.module.forward_codes(zb)
             imgs = to_uint8(x.clamp(-1.0, 1.0)).cpu()
@@ -157,13 +167,32 @@ def generate(
                 total += codes.numel()
                 if codes_out is not None:
                     codes_out[start : start + zb.shape[0]] = codes.float().cpu()
-            if on_batch is not None:
+            if on_batch is not None and not world.distributed:
                 on_batch(start, imgs)
             if progress is not None:
-                done = start + zb.shape[0]
+                done = min(n, start + zb.shape[0]) if not world.distributed else min(n, done_batches * world.size * batch_size)
                 progress(done, n, {"img/s": done / max(time.perf_counter() - start_t, 1e-9)})
+    if world.distributed:
+        images = distributed.combine(images)
+        codes_out = distributed.combine(codes_out) if codes_out is not None else None
+        nonzero, total = distributed.combine(torch.tensor([nonzero, total], dtype=torch.int64)).tolist()
+        if on_batch is not None:
+            for start in starts:
+                on_batch(start, images[start : start + batch_size])
     support = nonzero / total if total else math.nan
     return images, codes_out, support, time.perf_counter() - start_t
+
+
+def check_sample_fits(g: LoadedGenerator, total: int, batch_size: int, codes: str) -> None:
+    """Refuse, before any allocation, a request whose kept outputs (uint8 images, latents,
+    codes when kept) and one batch cannot fit in memory (-n, --interpolate, --batch-size)."""
+    from .validation import check_batch_memory, check_memory
+
+    C, S = g.geometry.channels, g.geometry.size
+    code_values = math.prod(g.code_shape) if g.code_shape is not None else 0
+    per = C * S * S + g.z_dim * 4 + (code_values * 4 if codes == "always" else 0)
+    check_memory(total * per, f"{total} samples of {C}×{S}×{S}", "-n / --interpolate", "ask for fewer samples (-n) or fewer interpolation points (--interpolate), and split large requests over several runs with other --seed values")
+    check_batch_memory(batch_size, total, C * S * S * 4 + code_values * 4, f"{C}×{S}×{S} samples")
 
 
 def check_batch_size(batch_size: int) -> int:
@@ -219,15 +248,12 @@ def plan_outputs(folder: Path, interpolate: bool, pngs: bool, force: bool) -> Sa
     return outs
 
 
-def clear_numbered_pngs(folder: Path) -> int:
-    """Remove the numbered PNGs an earlier ``sgan sample`` wrote (with --force), so the folder
-    read back as a data set holds only the new samples. Returns how many were removed."""
+def old_numbered_pngs(folder: Path) -> list[str]:
+    """The numbered PNGs an earlier ``sgan sample`` wrote into ``folder`` (replaced with --force,
+    so the folder read back as a data set holds only the new samples)."""
     if not folder.is_dir():
-        return 0
-    old = [p for p in folder.iterdir() if PNG_NAME.match(p.name) and p.is_file()]
-    for p in old:
-        p.unlink()
-    return len(old)
+        return []
+    return sorted(p.name for p in folder.iterdir() if PNG_NAME.match(p.name) and p.is_file())
 
 
 def save_samples(path: Path, gen: Generated, g: LoadedGenerator, meta: dict[str, Any], force: bool) -> str:
@@ -262,6 +288,9 @@ def _validate_samples(tensors: dict[str, Any], meta: dict[str, str], path: Path)
     images = require_tensor(tensors, "images", 4, path)
     if images.dtype != torch.uint8:
         raise SganError(f"{path}: images must be uint8, found {images.dtype}", where=str(path), fix="write the samples again with sgan sample")
+    _, c, h, w = (int(x) for x in images.shape)
+    if not 1 <= c <= 4 or h < 1 or w < 1:
+        raise SganError(f"{path}: images of shape {tuple(images.shape)} have no pixels or {c} channels (1 to 4 are images)", where=str(path), fix="write the samples again with sgan sample")
     for name in ("z", "codes", "labels"):
         t = tensors.get(name)
         if t is not None and (t.ndim == 0 or t.shape[0] != images.shape[0]):
@@ -305,26 +334,31 @@ def run_sample(
     check_batch_size(batch_size)
     if interp not in INTERPOLATIONS:
         raise SganError(f"unknown interpolation {interp!r}", where="--interp", fix=f"use one of {', '.join(INTERPOLATIONS)}")
+    check_sample_fits(g, n * (interpolate or 1), batch_size, codes)
     outs = plan_outputs(folder, interpolate is not None, pngs, force)
     if interpolate is not None:
         z = interpolation_latents(seed, n, interpolate, g.z_dim, interp)
     else:
         z = draw_latents(seed, 0, n, g.z_dim)
     keep, note = codes_decision(g, z.shape[0], codes)
-    ensure_folder(folder)
-    removed = clear_numbered_pngs(folder) if outs.pngs and force else 0
-    if force:  # a run that stops half-way must not leave the old samples file beside new PNGs
-        outs.samples.unlink(missing_ok=True)
-        outs.grid.unlink(missing_ok=True)
-    digits = png_digits(n)
-    on_batch = (lambda start, imgs: write_pngs(folder, start, imgs, digits)) if outs.pngs else None
-    images, code_t, support, seconds = generate(g, z, batch_size, keep_codes=keep, on_batch=on_batch, progress=progress)
-    gen = Generated(images, z, code_t, support, note, seconds)
-    meta: dict[str, Any] = {"seed": str(seed), "latent_chunk": str(LATENT_CHUNK)}
-    if interpolate is not None:
-        meta.update(interpolate=str(interpolate), interpolation=interp, pairs=str(n))
-        save_png(grid_image(images, nrow=interpolate), outs.grid)
-    else:
-        save_png(grid_image(images[:64], nrow=8), outs.grid)
-    digest = save_samples(outs.samples, gen, g, meta, force)
-    return SampleRun(outs, gen, digest, removed)
+    if not distributed.is_main():  # under torchrun: the other ranks make their batches, rank 0 writes
+        images, code_t, support, seconds = generate(g, z, batch_size, keep_codes=keep, progress=progress)
+        return SampleRun(outs, Generated(images, z, code_t, support, note, seconds), "", 0)
+    with locked_folder(folder, "sgan sample"), Staging(folder) as staging:
+        outs = plan_outputs(folder, interpolate is not None, pngs, force)  # again, now that the folder is ours
+        staged = SampleOutputs(staging.dir, staging.dir / outs.samples.name, staging.dir / outs.grid.name, outs.pngs)
+        digits = png_digits(n)
+        on_batch = (lambda start, imgs: write_pngs(staging.dir, start, imgs, digits)) if outs.pngs else None
+        images, code_t, support, seconds = generate(g, z, batch_size, keep_codes=keep, on_batch=on_batch, progress=progress)
+        gen = Generated(images, z, code_t, support, note, seconds)
+        meta: dict[str, Any] = {"seed": str(seed), "latent_chunk": str(LATENT_CHUNK)}
+        if interpolate is not None:
+            meta.update(interpolate=str(interpolate), interpolation=interp, pairs=str(n))
+            save_png(grid_image(images, nrow=interpolate), staged.grid)
+        else:
+            save_png(grid_image(images[:64], nrow=8), staged.grid)
+        digest = save_samples(staged.samples, gen, g, meta, force=False)
+        # swap in: with --force the old samples file, grid and numbered PNGs go, only once the new ones are complete
+        old_pngs = old_numbered_pngs(folder) if outs.pngs else []
+        staging.publish(remove=[p.name for p in (outs.samples, outs.grid) if p.exists()] + old_pngs, commit=outs.samples.name)
+    return SampleRun(outs, gen, digest, len(old_pngs))

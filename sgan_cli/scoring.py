@@ -22,6 +22,7 @@ the result says so.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,7 +101,10 @@ class Threshold:
     above: bool  # True: fail when value > bound (--fail-above); False: fail when value < bound
 
     def failed(self, value: float) -> bool:
-        return value > self.bound if self.above else value < self.bound
+        """True unless ``value`` meets the bound; NaN (or None) never meets one."""
+        if value is None or value != value:
+            return True
+        return not (value <= self.bound) if self.above else not (value >= self.bound)
 
     def __str__(self) -> str:
         return f"{self.key} {'≤' if self.above else '≥'} {self.bound:g}"
@@ -130,6 +134,8 @@ def parse_thresholds(above: list[str], below: list[str], metrics: list[str]) -> 
                 bound = None  # type: ignore[assignment]
             if not sep or bound is None or not key:
                 raise SganError(f"{flag} {item!r} is not of the form metric=value", where=flag, fix=f"write e.g. {flag} fid=30")
+            if not math.isfinite(bound):
+                raise SganError(f"{flag} {item!r}: the bound must be a finite number, got {bound}", where=flag, fix=f"write e.g. {flag} {key}=30")
             if key not in allowed:
                 raise SganError(
                     f"{flag} {item!r} names {key!r}, which this run does not compute",
@@ -142,7 +148,7 @@ def parse_thresholds(above: list[str], below: list[str], metrics: list[str]) -> 
 
 def check_thresholds(values: dict[str, float], thresholds: list[Threshold]) -> list[str]:
     """The bounds that the values miss, as readable strings (empty: all met)."""
-    return [f"{t.key} = {values[t.key]:.6g}, required {t}" for t in thresholds if t.failed(values[t.key])]
+    return [f"{t.key} = {values.get(t.key, float('nan')):.6g}, required {t}" for t in thresholds if t.failed(values.get(t.key, float("nan")))]
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -254,6 +260,8 @@ def _validate_stats(tensors: dict[str, Tensor], meta: dict[str, str], path: Path
         raise SganError(f"{path}: the statistics tensors have inconsistent shapes", where=str(path), fix="write them again with sgan score --save-stats")
     if "extractor" not in meta:
         raise SganError(f"{path} does not record its feature extractor", where=str(path), fix="write it again with sgan score --save-stats")
+    if any(not bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
+        raise SganError(f"{path} holds non-finite (NaN or inf) statistics", where=str(path), fix="write them again with sgan score --save-stats and a working extractor")
 
 
 def load_stats(path: Path, extractor: Extractor) -> Reference:
@@ -398,112 +406,157 @@ def _ceiling_subset(heldout: Features, n: int, seed: int) -> Features:
     return Features(heldout.features[pick], heldout.logits[pick])
 
 
-def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult:
-    """Load, extract, compute; the single entry point of ``sgan score``."""
-    from .dictionary import resolve_device
-    from .sparse_coding import support_fraction
+@dataclass
+class ExtractionPlan:
+    """What the extractor must do, decided (and sizes checked) before any extraction."""
 
-    start = time.perf_counter()
-    metrics = resolve_metrics(opts)
-    _check_options(opts, metrics)
-    device = resolve_device(opts.device)
+    extractor: Extractor | None  # None: no metric needs features
+    batch: int  # images per forward pass
+    want_ceiling: bool  # also score held-out real images (the real-data value)
+    stacked: bool  # modes of colour digits through a 1-channel classifier, channel by channel
+    extract_samples: bool  # the samples' features are needed (not only their per-channel classes)
+
+
+def _stage_progress(progress: ProgressFn | None) -> Callable[[str], ProgressFn | None]:
+    """A progress callback per named stage ("reference", "samples", …)."""
 
     def stage(name: str) -> ProgressFn | None:
         if progress is None:
             return None
         return lambda done, total, info: progress(done, total, {"stage": name, **info})
 
-    samples = load_images(opts.samples, opts.split, opts, opts.limit, "samples") if opts.samples is not None else None
-    if samples is not None:
-        if "sparsity" in metrics and samples.codes is None and samples.recorded_support is None:
-            raise SganError(
-                f"--metric sparsity reads the codes stored with samples (or the support fraction `sgan sample` recorded over all of them), and {samples.source} has neither",
-                where=samples.source,
-                fix="score a samples.safetensors written by `sgan sample` from a sparse generator (without --limit when its codes were left out)",
-            )
-        if "psnr" in metrics and samples.originals is None:
-            raise SganError(
-                f"--metric psnr compares reconstructions with originals, and {samples.source} is not a latents file",
-                where=samples.source,
-                fix="score a latents.safetensors written by `sgan encode`",
-            )
+    return stage
+
+
+def load_samples(opts: ScoreOptions, metrics: list[str]) -> ImageSet | None:
+    """Stage 1: the images to score, checked against what the metrics need from them."""
+    if opts.samples is None:
+        return None
+    samples = load_images(opts.samples, opts.split, opts, opts.limit, "samples")
+    if "sparsity" in metrics and samples.codes is None and samples.recorded_support is None:
+        raise SganError(
+            f"--metric sparsity reads the codes stored with samples (or the support fraction `sgan sample` recorded over all of them), and {samples.source} has neither",
+            where=samples.source,
+            fix="score a samples.safetensors written by `sgan sample` from a sparse generator (without --limit when its codes were left out)",
+        )
+    if "psnr" in metrics and samples.originals is None:
+        raise SganError(
+            f"--metric psnr compares reconstructions with originals, and {samples.source} is not a latents file",
+            where=samples.source,
+            fix="score a latents.safetensors written by `sgan encode`",
+        )
+    return samples
+
+
+def plan_extraction(opts: ScoreOptions, metrics: list[str], samples: ImageSet | None) -> ExtractionPlan:
+    """Stage 2: load the extractor and decide what goes through it; the samples' shape and
+    the batch's memory are checked here, before any extraction."""
+    from .validation import check_batch_memory
 
     needs_extractor = any(m in NEEDS_FEATURES for m in metrics) or opts.save_stats is not None
     extractor = load_extractor(opts.features, opts.weights, opts.custom_weights, opts.download) if needs_extractor else None
     batch = opts.batch_size or (50 if extractor is not None and extractor.kind == "inception" else 500)
     want_ceiling = extractor is not None and (opts.ceiling if opts.ceiling is not None else extractor.kind == "classifier")
-    # what the samples need from the extractor, decided (and their size checked) before any extraction:
     # stacked colour digits (modes only) are classified per channel, everything else whole
     stacked = samples is not None and extractor is not None and "modes" in metrics and extractor.kind == "classifier" and extractor.channels == 1 and samples.images.shape[1] > 1
     extract_samples = samples is not None and extractor is not None and (bool([m for m in metrics if m in NEEDS_FEATURES and m != "modes"]) or (not stacked and "modes" in metrics))
     if extract_samples:
         check_images(extractor, samples.images, "samples")  # type: ignore[union-attr, arg-type]
+    if extractor is not None:
+        per_image = 3 * 299 * 299 * 4 if extractor.kind == "inception" else (extractor.channels or 1) * (extractor.image_size or 1) ** 2 * 8
+        n = len(samples.images) if samples is not None else batch
+        check_batch_memory(batch, max(n, 1) if samples is not None else batch, per_image, "images through the feature extractor")
+    return ExtractionPlan(extractor, batch, want_ceiling, stacked, extract_samples)
 
-    # the reference: a stats file, or images to extract
-    ref: Reference | None = None
-    if opts.ref is not None and extractor is not None and (any(m in NEEDS_REF for m in metrics) or want_ceiling or opts.save_stats):
-        ref_path = Path(opts.ref)
-        if ref_path.suffix == ".safetensors" and ref_path.is_file() and peek_kind(ref_path) == "sgan.stats":
-            if opts.save_stats is not None:
-                raise SganError(f"--ref {ref_path} is already a statistics file", where="--save-stats", fix="drop --save-stats")
-            ref = load_stats(ref_path, extractor)
-        else:
-            ref_images = load_images(opts.ref, opts.ref_split, opts, opts.ref_limit, "reference")
-            check_images(extractor, ref_images.images, "reference")
-            feats = extract(extractor, ref_images.images, batch, device, stage("reference"))
-            is_dataset = ref_images.kind == "dataset"
-            ref = Reference(
-                description=f"{ref_images.name}" + (f" {ref_images.split} split" if is_dataset else "") + f" ({ref_images.source})",
-                features=feats,
-                stats=feature_stats(feats.features),
-                from_stats_file=False,
-                dataset=ref_images.name if is_dataset else None,
-                split=ref_images.split,
-            )
-            if is_dataset and want_ceiling:
-                held_split = OTHER_SPLIT[ref_images.split or "train"]
-                held = load_images(opts.ref, held_split, opts, None, "held-out reference")
-                check_images(extractor, held.images, "held-out reference")
-                held_images = held.images
-                if opts.save_stats is None and samples is not None:
-                    # only the rows the ceiling will use (_ceiling_subset's seeded pick, applied to
-                    # the images): a stats file keeps them all, a plain score need not extract them
-                    held_images = held_images[_ceiling_pick(len(held_images), len(samples.images), opts.seed)]
-                ref.heldout = extract(extractor, held_images, batch, device, stage("held-out"))
-                ref.heldout_description = f"{held.name} {held_split} split ({len(held.images)} images)"
+
+def build_reference(opts: ScoreOptions, metrics: list[str], plan: ExtractionPlan, samples: ImageSet | None, device: torch.device, stage: Callable[[str], ProgressFn | None]) -> Reference | None:
+    """Stage 3: the reference — a stats file, or real images extracted (and, for a data set
+    with the real-data value wanted, the held-out rows of its other split)."""
+    extractor = plan.extractor
+    if opts.ref is None or extractor is None or not (any(m in NEEDS_REF for m in metrics) or plan.want_ceiling or opts.save_stats):
+        return None
+    ref_path = Path(opts.ref)
+    if ref_path.suffix == ".safetensors" and ref_path.is_file() and peek_kind(ref_path) == "sgan.stats":
+        if opts.save_stats is not None:
+            raise SganError(f"--ref {ref_path} is already a statistics file", where="--save-stats", fix="drop --save-stats")
+        return load_stats(ref_path, extractor)
+    ref_images = load_images(opts.ref, opts.ref_split, opts, opts.ref_limit, "reference")
+    check_images(extractor, ref_images.images, "reference")
+    feats = extract(extractor, ref_images.images, plan.batch, device, stage("reference"))
+    is_dataset = ref_images.kind == "dataset"
+    ref = Reference(
+        description=f"{ref_images.name}" + (f" {ref_images.split} split" if is_dataset else "") + f" ({ref_images.source})",
+        features=feats,
+        stats=feature_stats(feats.features),
+        from_stats_file=False,
+        dataset=ref_images.name if is_dataset else None,
+        split=ref_images.split,
+    )
+    if is_dataset and plan.want_ceiling:
+        held_split = OTHER_SPLIT[ref_images.split or "train"]
+        held = load_images(opts.ref, held_split, opts, None, "held-out reference")
+        check_images(extractor, held.images, "held-out reference")
+        held_images = held.images
+        if opts.save_stats is None and samples is not None:
+            # only the rows the ceiling will use (_ceiling_subset's seeded pick, applied to
+            # the images): a stats file keeps them all, a plain score need not extract them
+            held_images = held_images[_ceiling_pick(len(held_images), len(samples.images), opts.seed)]
+        ref.heldout = extract(extractor, held_images, plan.batch, device, stage("held-out"))
+        ref.heldout_description = f"{held.name} {held_split} split ({len(held.images)} images)"
+    return ref
+
+
+@dataclass
+class Scores:
+    values: dict[str, float]
+    ceiling: dict[str, float] | None
+    ceiling_note: str
+
+
+def compute_scores(
+    opts: ScoreOptions, metrics: list[str], samples: ImageSet | None, plan: ExtractionPlan, ref: Reference | None, device: torch.device, stage: Callable[[str], ProgressFn | None]
+) -> Scores:
+    """Stage 4: extract the samples and compute every metric; then the real-data value
+    (held-out real images scored the same way) when wanted."""
+    from .sparse_coding import support_fraction
 
     values: dict[str, float] = {}
-    ceiling: dict[str, float] | None = None
-    ceiling_note = ""
-    if samples is not None:
-        feats = None
-        if extractor is not None and any(m in NEEDS_FEATURES for m in metrics):
-            if extract_samples:
-                feats = extract(extractor, samples.images, batch, device, stage("samples"))
-            modes = class_predictions(extractor, samples.images, batch, device, None if feats is None else feats.logits) if "modes" in metrics else None
-            values = feature_metrics(feats, ref, metrics, opts, modes)
-            if want_ceiling:
-                if ref is None or ref.heldout is None:
-                    ceiling_note = (
-                        "no real-data value: it needs --ref to be a data set name (or its --save-stats file), whose other split is held out"
-                    )
-                else:
-                    real = _ceiling_subset(ref.heldout, len(samples.images), opts.seed)
-                    real_modes = (real.logits.argmax(dim=1), extractor.n_classes) if modes is not None and not stacked else None
-                    ceiling_metrics = [m for m in metrics if m in NEEDS_FEATURES and (m != "modes" or real_modes is not None)]
-                    ceiling = feature_metrics(real, ref, ceiling_metrics, opts, real_modes)
-                    ceiling_note = f"{len(real.features)} real images of the {ref.heldout_description or 'held-out split'}, scored like the samples against the reference"
-        if "sparsity" in metrics:
-            values["sparsity"] = support_fraction(samples.codes) if samples.codes is not None else samples.recorded_support
-        if "psnr" in metrics:
-            p = mean_psnr(samples.originals, samples.images)
-            values |= {"psnr": p.mean, "psnr_std": p.std}
+    if samples is None:
+        return Scores(values, None, "")
+    extractor = plan.extractor
+    ceiling, note = None, ""
+    if extractor is not None and any(m in NEEDS_FEATURES for m in metrics):
+        feats = extract(extractor, samples.images, plan.batch, device, stage("samples")) if plan.extract_samples else None
+        modes = class_predictions(extractor, samples.images, plan.batch, device, None if feats is None else feats.logits) if "modes" in metrics else None
+        values = feature_metrics(feats, ref, metrics, opts, modes)
+        if plan.want_ceiling:
+            ceiling, note = real_data_value(opts, metrics, samples, plan, ref, modes is not None)
+    if "sparsity" in metrics:
+        values["sparsity"] = support_fraction(samples.codes) if samples.codes is not None else samples.recorded_support  # type: ignore[assignment]
+    if "psnr" in metrics:
+        p = mean_psnr(samples.originals, samples.images)  # type: ignore[arg-type]
+        values |= {"psnr": p.mean, "psnr_std": p.std}
+    return Scores(values, ceiling, note)
 
-    # written last: a score that fails on its samples leaves no statistics file behind
-    stats_hash = None
-    if opts.save_stats is not None and ref is not None and extractor is not None:
-        stats_hash = save_stats(Path(opts.save_stats), ref, extractor, opts.force)
 
+def real_data_value(opts: ScoreOptions, metrics: list[str], samples: ImageSet, plan: ExtractionPlan, ref: Reference | None, modes: bool) -> tuple[dict[str, float] | None, str]:
+    """Stage 5, the ceiling: as many held-out real images as samples, scored like them."""
+    if ref is None or ref.heldout is None:
+        return None, "no real-data value: it needs --ref to be a data set name (or its --save-stats file), whose other split is held out"
+    extractor = plan.extractor
+    assert extractor is not None
+    real = _ceiling_subset(ref.heldout, len(samples.images), opts.seed)
+    real_modes = (real.logits.argmax(dim=1), extractor.n_classes) if modes and not plan.stacked else None
+    ceiling_metrics = [m for m in metrics if m in NEEDS_FEATURES and (m != "modes" or real_modes is not None)]
+    ceiling = feature_metrics(real, ref, ceiling_metrics, opts, real_modes)
+    return ceiling, f"{len(real.features)} real images of the {ref.heldout_description or 'held-out split'}, scored like the samples against the reference"
+
+
+def result_record(
+    opts: ScoreOptions, metrics: list[str], samples: ImageSet | None, plan: ExtractionPlan, ref: Reference | None, scores: Scores, device: torch.device, stats_hash: str | None, seconds: float
+) -> ScoreResult:
+    """Stage 6: what the command prints (table or JSON)."""
+    extractor, values = plan.extractor, scores.values
     return ScoreResult(
         metrics=metrics,
         values=values,
@@ -519,14 +572,36 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
             "dim": extractor.dim, "n_classes": extractor.n_classes, "accuracy": extractor.accuracy, "dataset": extractor.dataset,
             "label": extractor.label,
         },
-        ceiling=ceiling,
-        ceiling_note=ceiling_note,
+        ceiling=scores.ceiling,
+        ceiling_note=scores.ceiling_note,
         settings={
             "seed": opts.seed, "splits": opts.splits, "kid_subsets": opts.kid_subsets, "kid_subset_size": opts.kid_subset_size,
-            "k": opts.k, "batch_size": batch, "device": str(device),
+            "k": opts.k, "batch_size": plan.batch, "device": str(device),
             "kid_subset_size_used": None if "kid" not in values else min(opts.kid_subset_size, ref.stats.n, samples.images.shape[0]),  # type: ignore[union-attr]
         },
         stats_file=opts.save_stats,
         stats_hash=stats_hash,
-        seconds=time.perf_counter() - start,
-    )
+        seconds=seconds,
+    )  # fmt: skip
+
+
+def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult:
+    """The single entry point of ``sgan score``: options → samples → extraction plan →
+    reference → scores (and the real-data value) → statistics file → result record."""
+    from .dictionary import resolve_device
+    from .distributed import is_main, local_device
+
+    start = time.perf_counter()
+    metrics = resolve_metrics(opts)
+    _check_options(opts, metrics)
+    device = local_device(resolve_device(opts.device))  # under torchrun: this rank's GPU; each rank extracts its share
+    stage = _stage_progress(progress)
+    samples = load_samples(opts, metrics)
+    plan = plan_extraction(opts, metrics, samples)
+    ref = build_reference(opts, metrics, plan, samples, device, stage)
+    scores = compute_scores(opts, metrics, samples, plan, ref, device, stage)
+    # written last: a score that fails on its samples leaves no statistics file behind
+    stats_hash = None
+    if opts.save_stats is not None and ref is not None and plan.extractor is not None and is_main():  # rank 0 writes under torchrun
+        stats_hash = save_stats(Path(opts.save_stats), ref, plan.extractor, opts.force)
+    return result_record(opts, metrics, samples, plan, ref, scores, device, stats_hash, time.perf_counter() - start)

@@ -10,6 +10,7 @@ run continues bit for bit on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -21,8 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .config import GanConfig, ModelConfig, SganConfig, to_dict
-from .contracts import DictionaryFile, check_dictionary_fits, ensure_folder
+from . import distributed
+from .config import GanConfig, ModelConfig, SganConfig, section_from_file, to_dict
+from .contracts import DictionaryFile, check_dictionary_fits
 from .errors import SganError
 from .losses import (
     OBJECTIVES,
@@ -269,6 +271,24 @@ def check_train_config(cfg: SganConfig) -> None:
             raise SganError(f"{key} must be ≥ 0, got {value}", where=key, fix=f"give a non-negative {key}")
 
 
+def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, n_images: int) -> None:
+    """Refuse, before any allocation, a run whose nets (counted on the meta device: weights,
+    gradients and two Adam moments) plus the data as floats plus one batch's activations
+    cannot fit in memory (widths, z_dim, batch size, image size)."""
+    from .validation import check_batch_memory, check_memory
+
+    check_train_config(cfg)
+    gan = resolve_gan(cfg.gan)
+    with torch.device("meta"):
+        nets = [build_generator(cfg.model, geometry, dictionary), build_critic(cfg.model, gan.objective, geometry)]
+        if cfg.recon.mode != "none":
+            nets.append(build_encoder(cfg.model, geometry, cfg.recon.mode))
+    params = sum(p.numel() for net in nets for p in net.parameters())
+    image = geometry.channels * geometry.size**2 * 4
+    check_memory(params * 4 * 4 + n_images * image, f"nets of {params:,} parameters (with gradients and optimiser state) and {n_images} training images", "model.z_dim / model.*_width / --data", "use smaller widths (--set model.g_width=…), a smaller model.z_dim, or fewer images (--limit)")
+    check_batch_memory(cfg.train.batch_size, cfg.train.batch_size, image, f"{geometry.channels}×{geometry.size}×{geometry.size} training images")
+
+
 def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, device: torch.device) -> TrainState:
     """Fresh nets and optimisers, seeded by ``train.seed``."""
     import copy
@@ -279,6 +299,9 @@ def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | 
     layout = preferred_layout(device)  # before the optimisers: their states take the parameters' layout
     G = build_generator(cfg.model, geometry, dictionary).to(device, memory_format=layout)
     D = build_critic(cfg.model, gan.objective, geometry).to(device, memory_format=layout)
+    if cfg.train.sync_bn and distributed.current().distributed:  # before the optimisers take the parameters
+        G = distributed.sync_batchnorm(G, device.type == "cuda")  # type: ignore[assignment]
+        D = distributed.sync_batchnorm(D, device.type == "cuda")  # type: ignore[assignment]
     rng = torch.Generator(device="cpu").manual_seed(cfg.train.seed + 1)
     fixed_z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.train.seed + 2))
     state = TrainState(G, D, make_optimizer(G.parameters(), gan, gan.lr_g), make_optimizer(D.parameters(), gan, gan.lr_d), rng, fixed_z.to(device))
@@ -324,37 +347,37 @@ def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor, amp: torch.dt
     out: dict[str, float] = {}
     if rc.mode == "latent":
         for _ in range(rc.steps):
-            z = torch.randn(B, z_dim, generator=state.rng).to(device)
+            z = distributed.shard(torch.randn(B, z_dim, generator=state.rng)).to(device)
             with autocast(device, amp):
                 with torch.no_grad():  # E learns to invert the current G; G is not updated here
                     xg = G(z)
                 loss_e = latent_recon_loss(E(xg), z)
             state.opt_e.zero_grad(set_to_none=True)
             loss_e.backward()
-            state.opt_e.step()
+            distributed.step(state.opt_e)
             out["recon_e"] = loss_e.item()
-        x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+        x = real[distributed.shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
         with autocast(device, amp):
             with torch.no_grad():  # E frozen: z_x = E*(x) is data for the generator step
                 zx = E(x)
             loss_r = image_recon_loss(G(zx), x)
         state.opt_g.zero_grad(set_to_none=True)
         (rc.weight * loss_r).backward()
-        state.opt_g.step()
+        distributed.step(state.opt_g)
         out["recon_g"] = loss_r.item()
         return out
     for _ in range(rc.steps):  # vae
-        x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+        x = real[distributed.shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
         with autocast(device, amp):
             mu, logvar = E.stats(x)
-            eps = torch.randn(mu.shape, generator=state.rng).to(device)
+            eps = distributed.shard(torch.randn(B, mu.shape[1], generator=state.rng)).to(device)
             x_hat = G(mu.float() + torch.exp(0.5 * logvar.float()) * eps)
             loss, kl = vae_loss(x_hat, x, mu, logvar, rc.kl_weight)
         state.opt_e.zero_grad(set_to_none=True)
         state.opt_g.zero_grad(set_to_none=True)
         (rc.weight * loss).backward()
-        state.opt_e.step()
-        state.opt_g.step()
+        distributed.step(state.opt_e)
+        distributed.step(state.opt_g)
         out["vae"], out["kl"] = loss.item(), kl.item()
     return out
 
@@ -366,9 +389,14 @@ def train_steps(
     until: int,
     on_log: Callable[[dict[str, float]], None] | None = None,
     on_step: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     """Advance ``state`` to generator step ``until`` on the images ``real`` [N, C, H, W] in [−1, 1].
 
+    ``should_stop`` is asked at each iteration boundary (before an iteration starts); when it
+    says True the loop returns early with ``state`` exactly as after ``state.step`` iterations
+    (sgan_cli.interrupt: Ctrl-C as a stop request). Under torchrun the ranks' requests are
+    combined after each iteration (:func:`distributed.any_rank`), so all stop at the same step.
     Raises SganError on a NaN or inf loss (the caller keeps the last good checkpoint).
     """
     gan = resolve_gan(cfg.gan)
@@ -379,17 +407,21 @@ def train_steps(
         real = real.contiguous(memory_format=preferred_layout(device))
     n, B, z_dim = real.shape[0], cfg.train.batch_size, cfg.model.z_dim
     beta, fm = cfg.model.beta, cfg.gan.feature_matching
-    joint = D.mbd is None and not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in D.modules())
+    joint = D.mbd is None and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+    shard, step_opt = distributed.shard, distributed.step  # this rank's rows of each global draw; averaged-gradient steps
     for m in state.modules().values():
         m.train()
     t_log, imgs_log = time.perf_counter(), 0
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
+    agreed_stop = False  # under torchrun: the ranks' stop requests, combined after each iteration
     while state.step < until:
+        if agreed_stop if distributed.current().distributed else (should_stop is not None and should_stop()):
+            break
         D.requires_grad_(True)
         for _ in range(gan.critic_steps):
-            idx = torch.randint(0, n, (B,), generator=state.rng).to(device)
-            z = torch.randn(B, z_dim, generator=state.rng).to(device)
+            idx = shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)
+            z = shard(torch.randn(B, z_dim, generator=state.rng)).to(device)
             x = real[idx]
             with autocast(device, amp):
                 with torch.no_grad():  # the critic step needs G(z) as data, not G's graph
@@ -398,16 +430,16 @@ def train_steps(
                 loss_d = critic_loss(gan.objective, real_scores, fake_scores)
                 gp = torch.zeros((), device=device)
                 if gan.objective == "wgan-gp":
-                    gp = gradient_penalty(D, x, fake, generator=state.rng)
+                    gp = gradient_penalty(D, x, fake, eps=shard(torch.rand(B, generator=state.rng)))
                     loss_d = loss_d + gan.gp_lambda * gp
             state.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
-            state.opt_d.step()
+            step_opt(state.opt_d)
             if gan.objective == "wgan":
                 clip_weights(D, gan.clip)
         # the generator step needs gradients through D to the images, not to D's weights
         D.requires_grad_(False)
-        z = torch.randn(B, z_dim, generator=state.rng).to(device)
+        z = shard(torch.randn(B, z_dim, generator=state.rng)).to(device)
         with autocast(device, amp):
             fake, codes = G.forward_codes(z)
             f_fake = D.features(fake)
@@ -416,29 +448,34 @@ def train_steps(
             loss_g = loss_adv + beta * l1
             values = {"loss_d": loss_d.item(), "loss_g": loss_adv.item(), "gp": gp.item(), "l1": l1.item()}
             if fm > 0:
-                x = real[torch.randint(0, n, (B,), generator=state.rng).to(device)]
+                x = real[shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
                 with torch.no_grad():
                     f_real = D.features(x)
-                loss_fm = feature_matching_loss(f_real, f_fake)
+                loss_fm = feature_matching_loss(f_real, f_fake, mean=distributed.global_mean)
                 loss_g = loss_g + fm * loss_fm
                 values["fm"] = loss_fm.item()
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        state.opt_g.step()
+        step_opt(state.opt_g)
         D.requires_grad_(True)
         state.step += 1
         if state.encoder is not None and cfg.recon.steps > 0 and state.step % cfg.recon.every == 0:
             values.update(_recon_phase(state, cfg, real, amp))
         if state.ema is not None:
             _update_ema(state.ema, G, cfg.train.ema)
+        if codes is not None:
+            values["support"] = float((codes != 0).float().mean())
+        # one collective per step: the global batch's means for the log (a NaN on any rank
+        # reaches all, so every rank stops below together), and any rank's stop request
+        asked = (should_stop is not None and should_stop()) or distributed.stop_requested()
+        agreed_stop, means = distributed.any_rank(asked, list(values.values()))
+        values = dict(zip(values, means))
         if not all(math.isfinite(v) for v in values.values()):
             raise SganError(
                 f"training diverged at step {state.step}: a loss became NaN or inf ({values})",
                 where=f"step {state.step}",
                 fix="lower the learning rates (--set gan.lr_g=…, gan.lr_d=…) or resume from the last checkpoint",
             )
-        if codes is not None:
-            values["support"] = float((codes != 0).float().mean())
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
@@ -466,6 +503,9 @@ def state_tensors(state: TrainState) -> tuple[dict[str, Tensor], dict[str, str]]
                 tensors[f"{prefix}.state.{pid}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
         meta[f"{prefix}.param_groups"] = json.dumps(sd["param_groups"])
     tensors["rng.state"] = state.rng.get_state()
+    # every rank's stream, [world size, state bytes] (a collective under torchrun: all ranks call this)
+    tensors["rng.rank_states"] = distributed.gather_rows(state.rng.get_state())
+    meta["world_size"] = str(distributed.current().size)
     tensors["fixed_z"] = state.fixed_z
     return tensors, meta
 
@@ -485,9 +525,37 @@ def load_state_tensors(state: TrainState, tensors: dict[str, Tensor], meta: dict
                 st.setdefault(int(pid), {})[name] = v
         opt.load_state_dict({"state": st, "param_groups": groups})
         _match_state_layout(opt)
-    state.rng.set_state(tensors["rng.state"])
+    ranks = tensors.get("rng.rank_states")  # absent in checkpoints from before torchrun support; clone: set_state ignores a view's offset
+    state.rng.set_state(ranks[distributed.current().rank].clone() if ranks is not None else tensors["rng.state"])
     state.fixed_z = tensors["fixed_z"].to(state.fixed_z.device)
     state.step = int(meta["step"])
+
+
+def check_checkpoint_fits(state: TrainState, tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> None:
+    """Load a checkpoint into ``state`` after checking its tensor names and shapes against the
+    nets its config builds (a critic or generator file copied over checkpoint.safetensors, a
+    hand-edited config); any mismatch is one SganError naming the file, never a traceback."""
+    fix = "resume from the checkpoint.safetensors that sgan train wrote in this run folder, or start over with --force"
+    for prefix, module in state.modules().items():
+        expected = {f"{prefix}.{k}": tuple(v.shape) for k, v in module.state_dict().items()}
+        for name, shape in expected.items():
+            if name not in tensors:
+                raise SganError(f"{path} is not a training checkpoint of this run: it lacks the tensor {name!r}", where=str(path), fix=fix)
+            if tuple(tensors[name].shape) != shape:
+                raise SganError(f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, but the run's config builds {shape}", where=str(path), fix=fix)
+        extra = sorted(k for k in tensors if k.startswith(prefix + ".") and k not in expected and not k.startswith(prefix + ".state."))
+        if extra:
+            raise SganError(f"{path}: tensors {', '.join(extra[:3])} do not belong to the run's {prefix}", where=str(path), fix=fix)
+    for name in ("rng.state", "fixed_z"):
+        if name not in tensors:
+            raise SganError(f"{path} is not a training checkpoint: it lacks the tensor {name!r}", where=str(path), fix=fix)
+    step = meta.get("step", "")
+    if not step.isdigit():
+        raise SganError(f"{path}: metadata 'step' must be a whole number ≥ 0, got {step!r}", where=str(path), fix=fix)
+    try:
+        load_state_tensors(state, tensors, meta)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
+        raise SganError(f"{path}: the optimiser or RNG state does not fit the run ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", where=str(path), fix=fix) from None
 
 
 def _match_state_layout(opt: torch.optim.Optimizer) -> None:
@@ -515,6 +583,13 @@ def config_json(cfg: SganConfig) -> dict[str, Any]:
     return out
 
 
+# what a run folder holds (all of it is replaced by a --force run, none of it by another command)
+RUN_OUTPUTS = (
+    "checkpoint.safetensors", "generator.safetensors", "critic.safetensors", "reconstructor.safetensors",
+    "config.yaml", "metrics.jsonl", "grids", "curves.png",
+)  # fmt: skip
+
+
 def run_dir_paths(out: Path) -> dict[str, Path]:
     return {
         "generator": out / "generator.safetensors",
@@ -538,14 +613,24 @@ class TrainResult:
     last_log: dict[str, float]
     sparse: bool
     precision: str = "fp32"  # what ran: "auto" resolved on this device
+    interrupted: bool = False  # stopped early on request (Ctrl-C): the checkpoint is at ``steps``
+    target_steps: int = 0  # the train.steps asked for
 
 
-def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], dictionary: DictionaryFile | None, geometry: Geometry) -> None:
-    """Generator (enough alone to sample), critic and checkpoint, each written atomically."""
+def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], dictionary: DictionaryFile | None, geometry: Geometry, lineage: dict[str, str]) -> None:
+    """Checkpoint, config.yaml, generator (enough alone to sample), critic and reconstructor:
+    all written to temp files first, then renamed in with the checkpoint first, so no file
+    is ever ahead of the checkpoint. Under torchrun every rank calls it (the checkpoint
+    gathers every rank's RNG state) and rank 0 alone writes."""
+    import yaml
+
     from .contracts import write_file
+    from .outputs import AtomicGroup
 
+    tensors, meta = state_tensors(state)
+    if not distributed.is_main():
+        return
     conf = config_json(cfg)
-    lineage = {"dictionary": dictionary.hash} if dictionary is not None else {}
     geo = {"channels": str(geometry.channels), "image_size": str(geometry.size), "step": str(state.step), "sparse": json.dumps(dictionary is not None)}
     g_tensors = dict(state.generator.state_dict())  # includes the dictionary (synthesis buffers)
     if dictionary is not None:
@@ -554,15 +639,17 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
     g_meta = {**geo, "ema": json.dumps(state.ema is not None)}
     if state.ema is not None:  # the averaged weights beside the raw ones: `sgan sample --ema`
         g_tensors.update({f"ema.{k}": v for k, v in state.ema.state_dict().items()})
-    write_file(paths["generator"], "sgan.generator", g_tensors, config=conf, lineage=lineage, meta=g_meta, force=True)
-    c_tensors = {f"critic.{k}": v for k, v in state.critic.state_dict().items()}
-    write_file(paths["critic"], "sgan.checkpoint", c_tensors, config=conf, lineage=lineage, meta={**geo, "role": "critic"}, force=True)
-    if state.encoder is not None:
-        e_tensors = {f"encoder.{k}": v for k, v in state.encoder.state_dict().items()}
-        e_meta = {**geo, "role": "reconstructor", "recon_mode": state.encoder.mode}
-        write_file(paths["reconstructor"], "sgan.checkpoint", e_tensors, config=conf, lineage=lineage, meta=e_meta, force=True)
-    tensors, meta = state_tensors(state)
-    write_file(paths["checkpoint"], "sgan.checkpoint", tensors, config=conf, lineage=lineage, meta={**geo, **meta, "role": "checkpoint"}, force=True)
+    text = yaml.safe_dump(conf, sort_keys=False)
+    with AtomicGroup() as group:
+        write_file(paths["checkpoint"], "sgan.checkpoint", tensors, config=conf, lineage=lineage, meta={**geo, **meta, "role": "checkpoint"}, force=True, group=group)
+        group.add(paths["config"], lambda tmp: tmp.write_text(text))
+        write_file(paths["generator"], "sgan.generator", g_tensors, config=conf, lineage=lineage, meta=g_meta, force=True, group=group)
+        c_tensors = {f"critic.{k}": v for k, v in state.critic.state_dict().items()}
+        write_file(paths["critic"], "sgan.checkpoint", c_tensors, config=conf, lineage=lineage, meta={**geo, "role": "critic"}, force=True, group=group)
+        if state.encoder is not None:
+            e_tensors = {f"encoder.{k}": v for k, v in state.encoder.state_dict().items()}
+            e_meta = {**geo, "role": "reconstructor", "recon_mode": state.encoder.mode}
+            write_file(paths["reconstructor"], "sgan.checkpoint", e_tensors, config=conf, lineage=lineage, meta=e_meta, force=True, group=group)
 
 
 def _write_grid(state: TrainState, path: Path) -> None:
@@ -577,6 +664,22 @@ def _write_grid(state: TrainState, path: Path) -> None:
         imgs = to_uint8(G(state.fixed_z).cpu())
     G.train(was_training)
     save_png(make_grid(imgs, nrow=8, scale=grid_scale(imgs.shape[-1])), path)
+
+
+def check_world_size(meta: dict[str, str], size: int, out: Path) -> None:
+    """A run resumes bit for bit only with the world size it was saved with (the global batch
+    is split into that many per-rank shards; BatchNorm statistics are per shard)."""
+    raw = meta.get("world_size", "1")  # absent in checkpoints from before torchrun support: one process
+    if not raw.isdigit() or int(raw) < 1:
+        raise SganError(f"{out}: checkpoint metadata 'world_size' must be a whole number ≥ 1, got {raw!r}", where=str(out), fix="resume from the checkpoint.safetensors that sgan train wrote, or start over with --force")
+    saved = int(raw)
+    if saved != size:
+        how = "without torchrun" if saved == 1 else f"with torchrun --nproc-per-node {saved} (or that many ranks over all nodes)"
+        raise SganError(
+            f"the run in {out} was trained with {saved} process(es) and this resume has {size}; it continues exactly only with the same number",
+            where=str(out),
+            fix=f"resume {how}, or start a new run with --force or another --out",
+        )
 
 
 def refuse_ignored_on_resume(out: Path, options: Sequence[str]) -> None:
@@ -597,74 +700,219 @@ def run_training(
     resume: bool = False,
     force: bool = False,
     progress: ProgressFn | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train per ``cfg`` into the run folder ``out`` (or continue it with ``resume``).
 
-    Ctrl-C writes a checkpoint of the last finished step and re-raises KeyboardInterrupt;
-    a NaN/inf loss raises SganError and leaves the last periodic checkpoint in place.
+    The folder is locked for the whole run (a second process is refused, sgan_cli.outputs).
+    A new run (or ``force``) is built in a staging folder inside ``out`` and swapped in at its
+    first checkpoint, replacing every output of an old run at once; nothing of it is left if
+    it fails before then. ``stop`` (e.g. a Ctrl-C :class:`sgan_cli.interrupt.StopRequest`) is
+    asked at each iteration boundary: the run then saves a checkpoint of that boundary and
+    returns with ``interrupted`` set. A NaN/inf loss raises SganError and leaves the last
+    checkpoint in place; a KeyboardInterrupt inside an iteration saves nothing.
     """
-    import yaml
+    from .outputs import locked_folder
 
-    from .contracts import atomic_write_bytes, load_dictionary, read_file
-    from .data import load_data
-    from .dictionary import resolve_device
+    # under torchrun rank 0 holds the lock (and writes); the others read the folder once it has recovered it
+    with locked_folder(out, "sgan train") if distributed.is_main() else contextlib.nullcontext():
+        distributed.barrier()
+        return _train_locked(cfg, out, resume=resume, force=force, progress=progress, stop=stop)
+
+
+def _resume_config(cfg: SganConfig, saved: dict[str, Any], path: Path) -> None:
+    """The run's own configuration wins, except how long to train and on which device; each
+    saved value is type- and range-checked like a recipe's (SganError naming ``path``)."""
+    steps, device_name = cfg.train.steps, cfg.train.device
+    for section in RUN_SECTIONS:
+        setattr(cfg, section, section_from_file(saved, section, type(getattr(cfg, section)), path))
+    cfg.train.steps = steps
+    if device_name != "auto":  # an explicit --device moves the run (CPU ↔ CUDA)
+        cfg.train.device = device_name
+
+
+def _absolute_inputs(cfg: SganConfig) -> None:
+    """Record input paths as absolute paths, so a run resumed from another working folder (or a
+    copied run) finds the same data."""
+    from .data import DATASET_NAMES
+
+    if cfg.data.root:
+        cfg.data.root = str(Path(cfg.data.root).expanduser().resolve())
+    if cfg.data.name not in DATASET_NAMES and Path(cfg.data.name).exists():
+        cfg.data.name = str(Path(cfg.data.name).resolve())
+
+
+def checkpoint_dictionary(ckpt: Any) -> Any:
+    """The dictionary a run trains with, rebuilt from the generator's synthesis buffers in its
+    checkpoint (a resumed run needs no dictionary file, so a copied run resumes anywhere);
+    None for a dense run."""
+    from .contracts import SganFile
+    from .run_files import generator_dictionary
+
+    head = "generator."
+    g = SganFile(ckpt.path, "sgan.generator", ckpt.schema, {k[len(head) :]: v for k, v in ckpt.tensors.items() if k.startswith(head)}, ckpt.config, ckpt.lineage, ckpt.meta)
+    if g.meta.get("sparse") != "true":
+        return None
+    if "synthesis.atoms" not in g.tensors and "synthesis.kernel" not in g.tensors:
+        raise SganError(f"the checkpoint {ckpt.path} of a sparse run holds no dictionary (generator.synthesis.*)", where=str(ckpt.path), fix="start the run again with --force")
+    return generator_dictionary(g)
+
+
+def _trim_log(paths: dict[str, Path], step: int) -> None:
+    """After an interruption, forget what the run logged past its checkpoint (it is redone):
+    metrics.jsonl keeps its entries up to ``step`` (and drops a line torn by a kill), grids of
+    later steps are removed."""
+    from .outputs import atomic_write
+
+    if paths["metrics"].exists():
+        kept = []
+        for line in paths["metrics"].read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
+                kept.append(line + "\n")
+        atomic_write(paths["metrics"], lambda tmp: tmp.write_text("".join(kept)))
+    if paths["grids"].is_dir():
+        for png in paths["grids"].glob("step-*.png"):
+            digits = png.stem[len("step-") :]
+            if digits.isdigit() and int(digits) > step:
+                png.unlink()
+
+
+def _open_run(cfg: SganConfig, out: Path, resume: bool, force: bool) -> Any:
+    """Stage 1: what is in the (locked) folder decides. With ``resume``: its checkpoint (an
+    SganFile), whose configuration then holds in ``cfg``; ``--steps`` below its step is refused
+    before anything is written. Without: None, refusing a folder that holds a run unless ``force``."""
+    from .contracts import read_file
 
     paths = run_dir_paths(out)
-    if resume:
-        ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
-        saved = ckpt.config
-        # the run's own configuration wins, except how long to train and on which device
-        steps, device_name = cfg.train.steps, cfg.train.device
-        for section in RUN_SECTIONS:
-            for key, value in saved.get(section, {}).items():
-                setattr(getattr(cfg, section), key, value)
-        cfg.train.steps = steps
-        if device_name != "auto":  # an explicit --device moves the run (CPU ↔ CUDA)
-            cfg.train.device = device_name
-    elif paths["checkpoint"].exists() and not force:
-        raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")
-    if cfg.train.steps < 1 or cfg.train.batch_size < 1:
-        raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
-    device = resolve_device(cfg.train.device)
+    if not resume:
+        if paths["checkpoint"].exists() and not force:
+            raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")
+        _absolute_inputs(cfg)
+        return None
+    if not paths["checkpoint"].exists():
+        raise SganError(f"there is no run to resume in {out} (no checkpoint.safetensors)", where=str(out), fix="start the run without --resume")
+    ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
+    from .contracts import meta_int
+    from .validation import CHANNELS, INT64_MAX, SIZE, Range
+
+    meta_int(ckpt.meta, "channels", ckpt.path, CHANNELS)
+    meta_int(ckpt.meta, "image_size", ckpt.path, SIZE)
+    _resume_config(cfg, ckpt.config, ckpt.path)
+    done = meta_int(ckpt.meta, "step", ckpt.path, Range(0, INT64_MAX))
+    if cfg.train.steps < done:
+        raise SganError(
+            f"the run in {out} is already at step {done}, so --steps {cfg.train.steps} would go back",
+            where=str(out),
+            fix=f"give --steps above {done} to train further, or start over with --force",
+        )
+    return ckpt
+
+
+def _run_inputs(cfg: SganConfig, out: Path, ckpt: Any) -> tuple[Any, Geometry, DictionaryFile | None, dict[str, str]]:
+    """Stage 2: the data, its geometry, the dictionary and the lineage recorded in every file.
+    A resumed run takes its atoms from the checkpoint and refuses data whose content changed."""
+    from .contracts import content_hash, load_dictionary
+    from .data import load_data
+
     data = load_data(cfg.data)
     geometry = Geometry(data.channels, data.image_size)
+    data_hash = content_hash({"images": data.images})
     dictionary = None
-    if cfg.train.dict is not None:
+    if ckpt is not None:
+        recorded = ckpt.lineage.get("data")
+        if recorded is not None and recorded != data_hash:
+            raise SganError(
+                f"the training data {data.source} changed since the run in {out} started (content {data_hash[:19]}…, the run's {recorded[:19]}…)",
+                where=data.source,
+                fix="restore the run's data, or start a new run with --force or another --out",
+            )
+        dictionary = checkpoint_dictionary(ckpt)
+    elif cfg.train.dict is not None:
         dictionary = load_dictionary(cfg.train.dict)
-        check_dictionary_fits(dictionary, geometry.channels, geometry.size, cfg.train.dict)
+    if dictionary is not None:
+        check_dictionary_fits(dictionary, geometry.channels, geometry.size, cfg.train.dict or str(out))
+    lineage = {"data": data_hash, **({"dictionary": dictionary.hash} if dictionary is not None and dictionary.hash else {})}
+    return data, geometry, dictionary, lineage
+
+
+def _train_locked(
+    cfg: SganConfig,
+    out: Path,
+    *,
+    resume: bool,
+    force: bool,
+    progress: ProgressFn | None,
+    stop: Callable[[], bool] | None,
+) -> TrainResult:
+    """Stages 1–2, then the nets (fresh or from the checkpoint) and the loop with its saves."""
+    from .dictionary import resolve_device
+    from .outputs import Staging
+
+    paths = run_dir_paths(out)
+    ckpt = _open_run(cfg, out, resume, force)
+    if cfg.train.steps < 1 or cfg.train.batch_size < 1:
+        raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
+    world = distributed.current()
+    distributed.check_divisible(cfg.train.batch_size, "train.batch_size / --batch-size")
+    if ckpt is not None:
+        check_world_size(ckpt.meta, world.size, out)
+    device = distributed.local_device(resolve_device(cfg.train.device))
+    data, geometry, dictionary, lineage = _run_inputs(cfg, out, ckpt)
+    check_training_fits(cfg, geometry, dictionary, len(data))
     # converted here once, so train_steps' layout conversion is a no-op (no second copy of the data)
     real = data.floats().to(device).contiguous(memory_format=preferred_layout(device))
     state = new_state(cfg, geometry, dictionary, device)
     start = 0
-    if resume:
-        load_state_tensors(state, ckpt.tensors, ckpt.meta)
-        start = state.step
-    ensure_folder(paths["grids"])  # the run folder too
-    text = yaml.safe_dump(config_json(cfg), sort_keys=False)
-    atomic_write_bytes(paths["config"], lambda tmp: tmp.write_text(text))
-    last: dict[str, float] = {}
-    t0 = time.perf_counter()
-
-    def on_log(entry: dict[str, float]) -> None:
-        nonlocal last
-        entry["wall_s"] = time.perf_counter() - t0
-        last = entry
-        with open(paths["metrics"], "a") as fh:
-            fh.write(json.dumps(entry) + "\n")
-
-    def on_step(step: int) -> None:
-        if progress is not None:
-            progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")})
-        if step % cfg.train.grid_every == 0 or step == cfg.train.steps:
-            _write_grid(state, paths["grids"] / f"step-{step:06d}.png")
-        if step % cfg.train.save_every == 0 and step != cfg.train.steps:
-            _save_outputs(state, cfg, paths, dictionary, geometry)
-
-    try:
-        train_steps(state, cfg, real, cfg.train.steps, on_log=on_log, on_step=on_step)
-    except KeyboardInterrupt:
-        _save_outputs(state, cfg, paths, dictionary, geometry)
-        raise
-    _save_outputs(state, cfg, paths, dictionary, geometry)
     precision = "bf16" if resolve_precision(cfg.train.precision, device) is not None else "fp32"
-    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None, precision)
+    if ckpt is not None:
+        check_checkpoint_fits(state, ckpt.tensors, ckpt.meta, paths["checkpoint"])
+        start = state.step
+        if start >= cfg.train.steps:  # already there: nothing to do, nothing rewritten
+            return TrainResult(out, start, start, 0.0, {}, dictionary is not None, precision, target_steps=cfg.train.steps)
+    # every rank starts from rank 0's nets (identical already: same seed, same checkpoint)
+    distributed.broadcast_state(state.modules().values())
+    main = world.main  # under torchrun rank 0 alone writes; the other ranks compute and join the saves
+    if ckpt is not None and main:
+        _trim_log(paths, start)
+    # a resumed run writes in place (each save is atomic); a new one in a staging folder until its first checkpoint
+    staging = None if resume or not main else Staging(out)
+    with staging if staging is not None else contextlib.nullcontext():
+        work = paths if staging is None else run_dir_paths(staging.dir)
+        if main:
+            work["grids"].mkdir(parents=True, exist_ok=True)
+        last: dict[str, float] = {}
+        t0 = time.perf_counter()
+
+        def save() -> None:
+            nonlocal work
+            _save_outputs(state, cfg, work, dictionary, geometry, lineage)
+            if staging is not None and not staging.published:  # the new run's first checkpoint: swap it in
+                staging.publish(remove=[name for name in RUN_OUTPUTS if (out / name).exists()], commit=paths["checkpoint"].name)
+                work = paths
+
+        def on_log(entry: dict[str, float]) -> None:
+            nonlocal last
+            entry["wall_s"] = time.perf_counter() - t0
+            last = entry
+            if not main:
+                return
+            with open(work["metrics"], "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+
+        def on_step(step: int) -> None:
+            if progress is not None and main:
+                progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")})
+            if main and (step % cfg.train.grid_every == 0 or step == cfg.train.steps):
+                _write_grid(state, work["grids"] / f"step-{step:06d}.png")
+            if step % cfg.train.save_every == 0 and step != cfg.train.steps:
+                save()
+
+        train_steps(state, cfg, real, cfg.train.steps, on_log=on_log, on_step=on_step, should_stop=stop)
+        interrupted = state.step < cfg.train.steps
+        if state.step > start:
+            save()
+    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None, precision, interrupted, cfg.train.steps)

@@ -35,8 +35,8 @@ def test_folder_of_images(tmp_path):
 
 
 def test_folder_mixed_sizes_needs_image_size(tmp_path):
-    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
-    Image.new("RGB", (9, 9)).save(tmp_path / "b.png")
+    Image.new("RGB", (8, 8), (200, 30, 10)).save(tmp_path / "a.png")
+    Image.new("RGB", (9, 9), (200, 30, 10)).save(tmp_path / "b.png")
     with pytest.raises(SganError, match="different sizes.*--image-size"):
         load_data(DataConfig(name=str(tmp_path)))
     assert load_data(DataConfig(name=str(tmp_path), image_size=8)).images.shape == (2, 3, 8, 8)

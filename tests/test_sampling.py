@@ -270,7 +270,7 @@ def test_cli_outputs_are_not_overwritten_without_force(runner, runs, tmp_path):
     [
         (["-n", "0"], "-n must be at least 1"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--interpolate", "1"], "at least 2 points per pair"),
+        (["--interpolate", "1"], "--interpolate must be at least 2, got 1"),
         (["--interpolate", "4", "--interp", "cubic"], "unknown interpolation 'cubic'"),
         (["--interp", "cubic"], "unknown interpolation 'cubic'"),
         (["--device", "tpu"], "unknown device 'tpu'"),

@@ -137,7 +137,9 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoint(tmp_path, monkeypatch)
     assert all(torch.isfinite(t).all() for t in ckpt.tensors.values() if t.is_floating_point())
 
 
-def test_ctrl_c_writes_checkpoint(tmp_path, monkeypatch):
+def test_interrupt_inside_an_iteration_saves_nothing_half_done(tmp_path, monkeypatch):
+    """A KeyboardInterrupt in the middle of an iteration (a second Ctrl-C) must not checkpoint
+    the half-updated nets: a new run leaves no folder, a resumed one keeps its last checkpoint."""
     import sgan_cli.training as tr
 
     real_loss = tr.generator_loss
@@ -152,8 +154,14 @@ def test_ctrl_c_writes_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(tr, "generator_loss", interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_training(_cfg(steps=8), tmp_path / "run")
-    ckpt = read_file(tmp_path / "run" / "checkpoint.safetensors", "sgan.checkpoint")
-    assert ckpt.meta["step"] == "3"
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(tr, "generator_loss", real_loss)
+    run_training(_cfg(steps=10), tmp_path / "run2")  # checkpoint at 10
+    calls["n"] = 0
+    monkeypatch.setattr(tr, "generator_loss", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(_cfg(steps=20), tmp_path / "run2", resume=True)
+    assert read_file(tmp_path / "run2" / "checkpoint.safetensors", "sgan.checkpoint").meta["step"] == "10"
 
 
 def test_model_errors(tmp_path):
@@ -173,8 +181,9 @@ def test_model_errors(tmp_path):
 
 
 def test_resume_without_a_run(tmp_path):
-    with pytest.raises(SganError, match="checkpoint file .* does not exist"):
+    with pytest.raises(SganError, match="no run to resume in .*no checkpoint.safetensors"):
         run_training(_cfg(steps=2), tmp_path / "nothing", resume=True)
+    assert not (tmp_path / "nothing").exists()
 
 
 def test_reconstructor_lowers_latent_error(tmp_path, digits_dict):
@@ -322,11 +331,11 @@ def test_fast_loop_computes_the_same_losses_as_the_eager_reference(digits_dict, 
 
 def test_train_config_errors_name_the_key(runner):
     for setting, message in (
-        ("train.ema=1.5", "train.ema must be in [0, 1)"), ("recon.every=0", "recon.every ≥ 1"), ("gan.feature_matching=-1", "gan.feature_matching must be ≥ 0"),
+        ("train.ema=1.5", "train.ema must be in [0, 1)"), ("recon.every=0", "recon.every must be at least 1"), ("gan.feature_matching=-1", "gan.feature_matching must be at least 0"),
         # intervals of 0 used to end in a ZeroDivisionError traceback
         ("train.log_every=0", "train.log_every must be at least 1"), ("train.save_every=0", "train.save_every must be at least 1"),
-        ("train.grid_every=-1", "train.grid_every must be at least 1"), ("model.z_dim=0", "model.z_dim must be at least 1"),
-        ("model.threshold=-1", "model.threshold must be ≥ 0"), ("gan.gp_lambda=-1", "gan.gp_lambda must be ≥ 0"),
+        ("train.grid_every=-1", "train.grid_every must be at least 1"), ("model.z_dim=0", "model.z_dim must be in [1, 65536], got 0"),
+        ("model.threshold=-1", "model.threshold must be at least 0"), ("gan.gp_lambda=-1", "gan.gp_lambda must be at least 0"),
     ):  # fmt: skip
         res = runner.invoke(app, ["train", "--set", setting, "--dry-run"])
         assert res.exit_code == 2 and message in " ".join(res.stderr.split()), (setting, res.stderr)

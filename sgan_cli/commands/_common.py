@@ -24,20 +24,54 @@ err = Console(stderr=True)  # progress and messages (stderr)
 
 
 def handle_errors(fn: F) -> F:
-    """Turn an SganError into one message on stderr and exit code 2; Ctrl-C into exit 130."""
+    """Check every int/float option (finite, in its range: :mod:`sgan_cli.validation`), then
+    run; turn an SganError into one message on stderr and exit code 2; Ctrl-C into exit 130."""
+
+    names: dict[str, str] = {}
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..validation import check_options, option_names
+
         try:
+            if not names:
+                names.update(option_names(fn))
+            check_options(fn.__name__, kwargs, names)  # every number the user gave, before any work
             return fn(*args, **kwargs)
         except SganError as exc:
-            err.print(f"[bold red]Error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            if not _rank0():  # under torchrun every rank meets the same error: rank 0 says it once
+                raise typer.Exit(EXIT_USER_ERROR) from None
+            from rich.markup import escape  # a message may quote text with [brackets] (paths, backend errors)
+
+            err.print(f"[bold red]Error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
-            err.print("[yellow]Interrupted.[/]")
+            if _rank0():
+                err.print("[yellow]Interrupted.[/]")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _rank0() -> bool:
+    """Rank 0 under torchrun, or the only process (read from the environment: no torch import)."""
+    import os
+
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def refuse_torchrun(command: str) -> None:
+    """Commands that run in one process (``learn-dict``, ``encode``, ``classifier``) refuse to
+    start as several torchrun ranks: N copies would each do all the work and race to write
+    the same file. One process still uses one GPU (``--device cuda``)."""
+    import os
+
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        raise SganError(
+            f"sgan {command} runs in one process, and this is one of {os.environ['WORLD_SIZE']} torchrun ranks",
+            where="torchrun",
+            fix=f"run `sgan {command} …` without torchrun (add --device cuda for a GPU); train, sample and score run under torchrun",
+        )
 
 
 def print_fields(title: str, rows: list[tuple[str, str]]) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, SeedOpt, handle_errors, print_fields, print_json, progress_bar
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, SeedOpt, handle_errors, print_fields, refuse_torchrun, print_json, progress_bar
 
 
 @handle_errors
@@ -34,7 +34,9 @@ def classifier(
     Examples:
       sgan classifier digits --out digits-classifier.safetensors
       sgan classifier mnist --data-root ../shared/data/mnist-5k --out mnist-classifier.safetensors
+      (one process: under torchrun it refuses to start)
     """
+    refuse_torchrun("classifier")
     from dataclasses import asdict
 
     from ..classifier import ClassifierConfig, save_classifier, train_from_data

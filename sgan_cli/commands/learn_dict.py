@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, handle_errors, print_fields, print_json, progress_bar, resolve_config
-
-
-def atoms_png_path(out_path: Path) -> Path:
-    """``atoms.png`` beside ``dictionary.safetensors``; ``NAME_atoms.png`` beside other names."""
-    return out_path.with_name("atoms.png" if out_path.stem == "dictionary" else f"{out_path.stem}_atoms.png")
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SetOpt, handle_errors, print_fields, refuse_torchrun, print_json, progress_bar, resolve_config
 
 
 @handle_errors
@@ -45,12 +39,11 @@ def learn_dict(
     Examples:
       sgan learn-dict digits --sparsity 0.1
       sgan learn-dict mnist --data-root ../shared/data/mnist-5k --patch 3 --atoms 100
+
+    Runs in one process (one GPU with --device cuda); under torchrun it refuses to start.
     """
-    from ..config import to_dict
-    from ..contracts import check_writable, save_dictionary
-    from ..data import load_data
-    from ..dictionary import learn_from_config
-    from ..images import save_atoms_png
+    refuse_torchrun("learn-dict")
+    from ..dictionary import learn_dict_summary, run_learn_dict
 
     cfg = resolve_config(
         recipe,
@@ -61,46 +54,14 @@ def learn_dict(
             "dict.sparsity": sparsity, "dict.alpha": alpha, "dict.max_samples": max_samples, "dict.seed": seed,
             "dict.device": device,
         },
-    )
-    png_path = atoms_png_path(out_path)
-    check_writable(out_path, force)
-    check_writable(png_path, force)
-    images = load_data(cfg.data)
-    start = time.perf_counter()
+    )  # fmt: skip
     with progress_bar("learn-dict") as progress:
-        job = learn_from_config(images, cfg.dict, progress)
-    seconds = time.perf_counter() - start
-    digest = save_dictionary(out_path, job, {"data": to_dict(cfg.data), "dict": to_dict(cfg.dict)}, force=force)
-    side = job.image_size if job.patch is None else job.patch
-    save_atoms_png(job.learned.atoms, job.channels, side, png_path)
-
-    r = job.learned
-    summary = {
-        "out": str(out_path),
-        "atoms_png": str(png_path),
-        "hash": digest,
-        "dataset": job.dataset,
-        "channels": job.channels,
-        "image_size": job.image_size,
-        "patch": job.patch,
-        "stride": job.stride,
-        "n_atoms": int(r.atoms.shape[0]),
-        "dim": int(r.atoms.shape[1]),
-        "n_signals": job.n_signals,
-        "n_heldout": r.n_heldout,
-        "target_sparsity": r.target_sparsity,
-        "achieved_sparsity": r.achieved_sparsity,
-        "alpha": r.alpha,
-        "objective": r.objective,
-        "psnr_db": r.psnr,
-        "solver": r.solver,
-        "steps": r.steps,
-        "device": job.device,
-        "seconds": seconds,
-    }
+        run = run_learn_dict(cfg, out_path, force, progress)
+    summary = learn_dict_summary(run)
     if json_out:
         print_json(summary)
         return
+    job, r = run.job, run.job.learned
     geometry = "whole images" if job.patch is None else f"{job.patch}×{job.patch} patches, stride {job.stride}"
     rows = [
         ("data", f"{job.dataset}: {job.channels}×{job.image_size}×{job.image_size}, {geometry}"),
@@ -110,8 +71,8 @@ def learn_dict(
         ("alpha", f"{r.alpha:.5g}"),
         ("objective", f"{r.objective:.5g}  (½‖y − aD‖² + α‖a‖₁ per held-out signal)"),
         ("PSNR", f"{r.psnr:.2f} dB (held out)"),
-        ("solver", f"{r.solver}, {r.steps} steps on {job.device}, {seconds:.1f} s"),
-        ("files", f"{out_path}  {png_path}"),
-        ("hash", digest),
+        ("solver", f"{r.solver}, {r.steps} steps on {job.device}, {run.seconds:.1f} s"),
+        ("files", f"{run.out}  {run.atoms_png}"),
+        ("hash", run.hash),
     ]
-    print_fields(f"Dictionary {out_path}", rows)
+    print_fields(f"Dictionary {run.out}", rows)

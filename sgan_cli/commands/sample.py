@@ -36,20 +36,25 @@ def sample(
       sgan sample runs/quickstart -n 1000 --out samples/
       sgan sample runs/quickstart --interpolate 10 --interp slerp --out interp/
       sgan sample runs/quickstart --dict other.safetensors -n 64 --out swapped/
+      torchrun --standalone --nproc-per-node 2 -m sgan_cli sample runs/quickstart -n 50000 --out samples/
     """
     from ..dictionary import resolve_device
+    from ..distributed import local_device, session
     from ..run_files import describe, load_generator
     from ..sampling import run_sample
 
-    dev = resolve_device(device or "auto")
-    g = load_generator(generator, ema=ema, dictionary=dict_path, device=dev)
     count = n if n is not None else (8 if interpolate is not None else 64)
-    with progress_bar("sample") as progress:
-        run = run_sample(
-            g, out_dir, n=count, seed=seed if seed is not None else 0, batch_size=batch_size,
-            codes="auto" if codes is None else ("always" if codes else "never"), pngs=png,
-            interpolate=interpolate, interp=interp, force=force, progress=progress,
-        )  # fmt: skip
+    with session("sample") as world:  # under torchrun: each rank makes its share of the batches, rank 0 writes
+        dev = local_device(resolve_device(device or "auto"))
+        g = load_generator(generator, ema=ema, dictionary=dict_path, device=dev)
+        with progress_bar("sample", enabled=world.main) as progress:
+            run = run_sample(
+                g, out_dir, n=count, seed=seed if seed is not None else 0, batch_size=batch_size,
+                codes="auto" if codes is None else ("always" if codes else "never"), pngs=png,
+                interpolate=interpolate, interp=interp, force=force, progress=progress,
+            )  # fmt: skip
+    if not world.main:
+        return
     gen = run.generated
     n_images = int(gen.images.shape[0])
     summary = {

@@ -76,6 +76,7 @@ def score(
       sgan score samples.safetensors -m fid -m kid -m modes --ref digits --features classifier:digits-classifier.safetensors
       sgan score --ref mnist --features classifier:clf.safetensors --save-stats mnist-stats.safetensors
       sgan score samples/ -m fid --ref mnist-stats.safetensors --features classifier:clf.safetensors --fail-above fid=30
+      torchrun --standalone --nproc-per-node 2 -m sgan_cli score samples/ -m inception -m fid --ref cifar10
     """
     from ..scoring import ScoreOptions, check_thresholds, parse_thresholds, resolve_metrics
     from ..scoring import score as run_score
@@ -86,9 +87,13 @@ def score(
         batch_size=batch_size, device=device or "auto", seed=0 if seed is None else seed, splits=splits, kid_subsets=kid_subsets,
         kid_subset_size=kid_subset_size, k=k, ceiling=ceiling, save_stats=None if save_stats is None else str(save_stats), force=force,
     )
+    from ..distributed import session
+
     thresholds = parse_thresholds(list(fail_above or []), list(fail_below or []), resolve_metrics(opts))
-    with progress_bar("score") as progress:
-        result = run_score(opts, progress)
+    with session("score") as world, progress_bar("score", enabled=world.main) as progress:
+        result = run_score(opts, progress)  # under torchrun: each rank extracts its share, every rank computes the metrics
+    if not world.main:  # rank 0 reports (and exits 1 on a missed bound, like every rank below)
+        raise typer.Exit(EXIT_THRESHOLD) if check_thresholds(result.values, thresholds) else typer.Exit(0)
     failures = check_thresholds(result.values, thresholds)
     if json_out:
         print_json({**result.to_json(), "thresholds": {"checked": [str(t) for t in thresholds], "failed": failures}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -43,7 +45,7 @@ def train(
     feature_matching: Annotated[Optional[float], typer.Option("--feature-matching", help="Add feature matching on the critic's features, with this weight. (default: 0, off)", show_default=False)] = None,
     ema: Annotated[Optional[float], typer.Option("--ema", help="Keep an EMA of the generator weights with this decay, e.g. 0.999. (default: 0, off)", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Generator steps. (default: 2000)", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size. (default: 64)", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size: under torchrun it is split evenly over the ranks (each takes batch/N). (default: 64)", show_default=False)] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     precision: Annotated[
@@ -67,6 +69,10 @@ def train(
     Examples:
       sgan train --gan wgan-gp --dict dictionary.safetensors --data digits --steps 300 --out runs/digits
       sgan train --out runs/digits --resume --steps 600
+      torchrun --standalone --nproc-per-node 2 -m sgan_cli train --data digits --out runs/ddp
+
+    Under torchrun (several processes or GPUs) --batch-size is the global batch; rank 0
+    writes the run folder, and --resume needs the same number of processes.
     """
     import yaml
 
@@ -91,8 +97,34 @@ def train(
         else:
             out.print(text, highlight=False, markup=False)
         return
-    with progress_bar("train") as progress:
-        result = run_training(cfg, out_dir, resume=resume, force=force, progress=progress)
+    from ..distributed import session
+    from ..interrupt import StopRequest
+
+    # under torchrun: one process group; the ranks' stop requests are combined at step boundaries
+    with session("train") as world, progress_bar("train", enabled=world.main) as progress, StopRequest() as stop:
+        result = run_training(cfg, out_dir, resume=resume, force=force, progress=progress, stop=stop)
+    if not world.main:  # rank 0 reports for the run
+        if result.interrupted:
+            raise typer.Exit(130)
+        return
+    if result.interrupted:
+        # Ctrl-C: the loop stopped at an iteration boundary and saved it (or had nothing to save)
+        launcher = "sgan"
+        if world.distributed:  # the same ranks again (one node: --standalone; several: the same torchrun options)
+            one_node = os.environ.get("LOCAL_WORLD_SIZE") == str(world.size)
+            launcher = f"torchrun --standalone --nproc-per-node {world.size} -m sgan_cli" if one_node else f"torchrun (the same {world.size} ranks) -m sgan_cli"
+        again = f"{launcher} train --out {shlex.quote(str(result.out))} --resume --steps {result.target_steps}"
+        if result.steps > result.resumed_from:
+            err.print(f"[yellow]Interrupted:[/] stopped after step {result.steps} of {result.target_steps}; the checkpoint is saved. Resume with:", highlight=False)
+        elif result.resumed_from > 0:
+            err.print(f"[yellow]Interrupted[/] before a step was done; the run is still at step {result.steps}. Resume with:", highlight=False)
+        else:
+            err.print("[yellow]Interrupted[/] before the first step; nothing was written.", highlight=False)
+            raise typer.Exit(130)
+        err.print(f"  {again}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130)
+    if result.resumed_from > 0 and result.steps == result.resumed_from:
+        err.print(f"the run in {result.out} is already at step {result.steps}: nothing to do", highlight=False)
     summary = {
         "out": str(result.out),
         "steps": result.steps,

@@ -1,0 +1,448 @@
+"""Publishing outputs safely: atomic files, folder locks, staged folders swapped in when complete.
+
+Three guarantees every command that writes relies on (README "Outputs, --force, Ctrl-C, locking"):
+
+* **Atomic files.** A file is written to a temp file beside it (``.NAME.<host>-<pid>-<rand>.tmp``)
+  and renamed into place, so a reader sees the old file or the new one, never a torn one. The
+  file gets the permissions the umask allows (0666 & ~umask), not ``mkstemp``'s 0600. Temp files
+  left by a killed process (its pid is gone on this host) are removed the next time sgan writes
+  that output or locks that folder; readers never look at them.
+* **Locked folders.** ``sgan train`` holds an OS lock (``fcntl.flock``) on ``OUT/.sgan.lock`` for
+  its whole run, ``sgan sample`` on its output folder: a second process is refused with a message
+  naming the holder (pid, host, command, start time). The kernel drops the lock when its holder
+  dies (even by kill -9), so a stale lock is simply taken over. On network file systems flock is
+  as good as the file system's lock support (NFSv4: works across hosts; without lock support the
+  error says so and ``SGAN_NO_LOCK=1`` runs unlocked).
+* **Staged folders.** New outputs are built in ``OUT/.sgan-staging-*`` and swapped in when complete
+  (:class:`Staging`). The swap is a handful of renames guarded by a marker file
+  (``OUT/.sgan-publishing``): while it exists, readers refuse the folder as incomplete, and the
+  next sgan process that locks the folder finishes the swap. Old outputs are moved aside first and
+  deleted only after the new ones are in place.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import SganError
+
+LOCK_NAME = ".sgan.lock"
+PUBLISHING = ".sgan-publishing"  # marker: a swap of staged outputs is under way (or was interrupted)
+STAGING_PREFIX = ".sgan-staging-"
+TRASH_PREFIX = ".sgan-trash-"
+
+_HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+# temp files: ".NAME.<host tag>-<pid>-<random>.tmp" (sgan since 0.x) or mkstemp's ".NAME.<8 chars>.tmp" (older)
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[A-Za-z0-9_]+|[A-Za-z0-9_]{8})\.tmp$")
+_umask_lock = threading.Lock()
+
+
+# ----------------------------------------------------------------------------- permissions
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it, under a lock)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file: 0666 & ~umask."""
+    return 0o666 & ~current_umask()
+
+
+def folder_mode() -> int:
+    return 0o777 & ~current_umask()
+
+
+# ----------------------------------------------------------------------------- temp files
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh temp file beside ``path`` (created empty, umask-respecting mode), named so that a
+    later run can tell whether its writer is still alive."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_HOST_TAG}-{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def is_stale_temp(p: Path) -> bool:
+    """An sgan temp file whose writer is gone: a dead pid on this host, or the older mkstemp
+    naming (written before pids were recorded) untouched for an hour."""
+    m = _TMP.match(p.name)
+    if m is None:
+        return False
+    if m.group("pid") is None:
+        try:
+            return time.time() - p.stat().st_mtime > 3600
+        except OSError:
+            return False
+    return m.group("host") == _HOST_TAG and not _pid_alive(int(m.group("pid")))
+
+
+def remove_stale_temps(folder: Path, name: str | None = None) -> int:
+    """Delete stale sgan temp files in ``folder`` (only those of output ``name`` when given).
+    Returns how many were removed."""
+    if not folder.is_dir():
+        return 0
+    pattern = f".{glob_escape(name)}.*.tmp" if name is not None else ".*.tmp"
+    removed = 0
+    for p in folder.glob(pattern):
+        m = _TMP.match(p.name)
+        if m is not None and (name is None or m.group("name") == name) and is_stale_temp(p):
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place.
+
+    A crash or Ctrl-C leaves either the old file or none, never a truncated one; an OS error
+    (no permission, disk full) is one SganError naming the file.
+    """
+    with AtomicGroup() as group:
+        group.add(path, write)
+
+
+class AtomicGroup:
+    """Several files written to temp files first, then renamed into place in the order added
+    (so the first one added — a checkpoint — is never behind the others). Leaving the block
+    with an exception removes the temp files and renames nothing."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Path, Path]] = []
+
+    def add(self, path: Path, write: Callable[[Path], None]) -> None:
+        path = Path(path)
+        try:
+            ensure_folder(path.parent)
+            tmp = temp_path(path)
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+        self.pending.append((tmp, path))
+        try:
+            write(tmp)
+            os.chmod(tmp, file_mode())  # after writing: some writers (safetensors) replace the file
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+
+    def __enter__(self) -> AtomicGroup:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            try:
+                for tmp, path in self.pending:
+                    os.replace(tmp, path)
+            except OSError as err:
+                self._discard()
+                raise _os_error(err, path) from None
+        else:
+            self._discard()
+
+    def _discard(self) -> None:
+        for tmp, _ in self.pending:
+            tmp.unlink(missing_ok=True)
+
+
+def _os_error(exc: OSError, path: Path) -> SganError:
+    why = exc.strerror or str(exc)
+    return SganError(f"cannot write {path}: {why}", where=str(path), fix="choose an output location you can write to (free space, permissions)")
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest existing ancestor of ``folder`` (itself included) when it is not a folder."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
+def ensure_folder(folder: Path) -> None:
+    """``mkdir -p folder``, or one SganError when an existing file is in the way or the folder
+    cannot be created."""
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        raise SganError(f"cannot create the folder {folder}: {blocker} is a file", where=str(folder), fix="choose an output path that is not inside a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SganError(f"cannot create the folder {folder}: {exc.strerror or exc}", where=str(folder), fix="choose a folder you can write to with --out") from None
+
+
+def check_folder_writable(folder: Path) -> None:
+    """Before any work: sgan can create files in ``folder`` (or create it). Probes by creating
+    and removing a temp file in the nearest existing folder, so a read-only folder, a read-only
+    file system or a full quota is refused up front rather than after the work."""
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        raise SganError(f"cannot write into {folder}: {blocker} is a file, not a folder", where=str(folder), fix="choose an output path that is not inside a file")
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".sgan-probe-"):
+            pass
+    except OSError as exc:
+        raise SganError(
+            f"cannot write into {existing if existing == folder else folder}: {exc.strerror or exc}",
+            where=str(existing),
+            fix="choose a folder you can write to with --out (or fix its permissions)",
+        ) from None
+
+
+def check_folder_complete(folder: Path) -> None:
+    """Readers: refuse a folder whose outputs are being swapped in (or were, when a process was
+    killed in the middle)."""
+    if (folder / PUBLISHING).exists():
+        raise SganError(
+            f"the folder {folder} is incomplete: sgan was writing new outputs into it (still running, or killed while swapping them in)",
+            where=str(folder),
+            fix="wait for the writing process to finish; if none is running, any sgan train/sample into that folder completes the swap",
+        )
+
+
+# ----------------------------------------------------------------------------- locks
+
+
+def _holder_text(command: str) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": stamp})
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        info = json.loads(text)
+        return f"pid {info['pid']} on {info['host']}, {info['command']}, since {info['since']}"
+    except (ValueError, KeyError, TypeError):
+        return "a process that did not say who it is"
+
+
+class FolderLock:
+    """An exclusive ``flock`` on ``folder/.sgan.lock``, held until :meth:`release`."""
+
+    def __init__(self, folder: Path, fd: int | None) -> None:
+        self.folder = folder
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+
+def acquire_lock(folder: Path, command: str) -> FolderLock:
+    """Lock ``folder`` (created if needed) for ``command`` or raise SganError naming the holder."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no locking
+        return FolderLock(folder, None)
+    check_folder_writable(folder)
+    ensure_folder(folder)
+    path = folder / LOCK_NAME
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise SganError(f"cannot create the lock file {path}: {exc.strerror or exc}", where=str(folder), fix="choose a folder you can write to with --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe_holder(os.pread(fd, 4096, 0).decode(errors="replace"))
+            os.close(fd)
+            raise SganError(
+                f"the folder {folder} is in use by another sgan process ({holder})",
+                where=str(folder),
+                fix="wait for it to finish or stop it, or choose another --out",
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL) and os.environ.get("SGAN_NO_LOCK") == "1":
+                return FolderLock(folder, None)
+            raise SganError(
+                f"cannot lock {path}: the file system does not support file locks ({exc.strerror or exc})",
+                where=str(folder),
+                fix="write to a local folder, or set SGAN_NO_LOCK=1 to run without locking (then make sure no other process writes there)",
+            ) from None
+        # the lock file may have been removed (and recreated) between open and flock: retry then
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, _holder_text(command).encode(), 0)
+    return FolderLock(folder, fd)
+
+
+@contextmanager
+def locked_folder(folder: Path, command: str) -> Iterator[FolderLock]:
+    """Hold the folder's lock; finish an interrupted swap and remove stale temp files and
+    staging folders first (nobody else can be using them while we hold the lock). A folder this
+    call created is removed again when the block wrote nothing into it (it failed or stopped early)."""
+    created = not folder.exists()
+    lock = acquire_lock(folder, command)
+    try:
+        recover(folder)
+        yield lock
+    finally:
+        if created and lock.fd is not None and _only_lock_left(folder):
+            (folder / LOCK_NAME).unlink(missing_ok=True)
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        lock.release()
+
+
+def _only_lock_left(folder: Path) -> bool:
+    try:
+        return [p.name for p in folder.iterdir()] == [LOCK_NAME]
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------------------- staging and swap
+
+
+class Staging:
+    """A hidden folder inside ``folder`` where new outputs are built, swapped in by :meth:`publish`.
+
+    Only use it while holding the folder's lock. Leaving without publishing (an error, Ctrl-C)
+    removes the staging folder; a kill -9 leaves it for the next lock holder to remove.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        ensure_folder(folder)
+        self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+        os.chmod(self.dir, folder_mode())
+        self.published = False
+
+    def publish(self, remove: Sequence[str], commit: str | None) -> None:
+        """Swap the staged outputs in: move the old outputs named in ``remove`` aside, move every
+        staged entry into the folder (``commit`` — the file that says the folder is complete —
+        last), then delete the old ones. Guarded by the marker file (see module doc)."""
+        trash = tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=self.folder)
+        plan = {"staging": self.dir.name, "trash": Path(trash).name, "remove": list(remove), "commit": commit, "phase": 1}
+        with _signals_held():  # Ctrl-C waits for the few renames of the swap
+            _write_plan(self.folder, plan)
+            self.published = True  # from here on the staged files belong to the swap (finished by recover)
+            _apply(self.folder, plan)
+
+    def discard(self) -> None:
+        if not self.published:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Block SIGINT and SIGTERM for the block; a signal that arrives meanwhile acts after it."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, OSError, ValueError):  # not POSIX
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _write_plan(folder: Path, plan: dict[str, object]) -> None:
+    text = json.dumps(plan)
+    atomic_write(folder / PUBLISHING, lambda tmp: tmp.write_text(text))
+
+
+def _apply(folder: Path, plan: dict) -> None:  # type: ignore[type-arg]
+    """The swap, idempotent per phase so that an interrupted one can be rolled forward:
+    phase 1 moves old outputs to the trash folder, phase 2 moves staged entries in."""
+    staging, trash = folder / plan["staging"], folder / plan["trash"]
+    if plan["phase"] == 1:
+        trash.mkdir(exist_ok=True)
+        for name in plan["remove"]:
+            p = folder / name
+            if p.exists() or p.is_symlink():
+                os.replace(p, trash / name)
+        plan["phase"] = 2
+        _write_plan(folder, plan)
+    if staging.is_dir():
+        commit = plan.get("commit")
+        names = sorted(p.name for p in staging.iterdir() if p.name != commit)
+        if commit is not None and (staging / commit).exists():
+            names.append(commit)
+        for name in names:
+            target = folder / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)  # a folder of the same name that was not listed as old
+            os.replace(staging / name, target)
+    (folder / PUBLISHING).unlink(missing_ok=True)
+    shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def recover(folder: Path) -> None:
+    """Under the folder's lock: finish a swap a killed process left half done, then remove
+    staging and trash folders and temp files nobody is writing any more."""
+    marker = folder / PUBLISHING
+    if marker.exists():
+        try:
+            plan = json.loads(marker.read_text())
+            plan["phase"], plan["remove"], plan["staging"], plan["trash"]  # noqa: B018 (fields present)
+        except (ValueError, KeyError, TypeError, OSError):
+            raise SganError(
+                f"the folder {folder} holds an unreadable swap record {marker}",
+                where=str(folder),
+                fix=f"inspect the folder; delete {marker} when its outputs are as you want them",
+            ) from None
+        _apply(folder, plan)
+    for p in folder.iterdir():
+        if p.is_dir() and (p.name.startswith(STAGING_PREFIX) or p.name.startswith(TRASH_PREFIX)):
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.is_dir() and not p.is_symlink():
+            remove_stale_temps(p)  # e.g. grids/
+    remove_stale_temps(folder)
