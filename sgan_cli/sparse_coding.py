@@ -182,13 +182,6 @@ class _CholeskyActiveSet:
         L[:, : self.S, : self.S] = self.L
         self.idx, self.L, self.S = idx, L, new
 
-    def width(self) -> int:
-        """Columns in use: the largest active count."""
-        return int(self.count.max()) if self.count.numel() else 0
-
-    def valid(self, s: int) -> Tensor:
-        return torch.arange(s, device=self.dev)[None, :] < self.count[:, None]
-
     def add(self, mask: Tensor, atom: Tensor) -> None:
         """Append atom[r] to the active set of every signal r where mask[r] (no duplicates)."""
         r = self.rows[mask]
