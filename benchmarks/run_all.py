@@ -25,6 +25,7 @@ def main() -> None:
     mnist = ["--mnist-root", str(args.mnist_root)] if args.mnist_root else []
     runs = [
         ["bench_learn_dict.py", *(mnist if mnist else ["--cases", "a", "b"])],
+        ["bench_coding.py", *mnist],
         ["bench_train.py", *mnist],
         ["bench_penalty.py"],
         ["bench_precision.py"],

@@ -103,25 +103,62 @@ def init_atoms(Y: Tensor, n_atoms: int, generator: torch.Generator, max_rows: in
     return F.normalize(atoms, dim=1)
 
 
-def update_atoms(atoms: Tensor, stat_aa: Tensor, stat_ay: Tensor, sweeps: int = 1) -> Tensor:
+def update_atoms(atoms: Tensor, stat_aa: Tensor, stat_ay: Tensor, sweeps: int = 1, block: int = 64) -> Tensor:
     """Block-coordinate descent on the surrogate ½Tr(DᵀD·AA) − Tr(D·AY) (Mairal 2009, Alg. 2).
 
     atoms [K, dim]; stat_aa = Σ aaᵀ [K, K]; stat_ay = Σ a yᵀ [K, dim]. Atom k moves to
-    d_k + (AY_k − AA_k D)/AA_kk and is projected back onto the unit sphere. Atoms no code
-    uses (AA_kk ≈ 0) are left for :func:`revive_atoms`.
+    d_k + (AY_k − AA_k D)/AA_kk and is projected back onto the unit sphere, one atom after
+    the other (Gauss–Seidel). The residuals AY_k − AA_k D of a block of ``block`` atoms come
+    from one matrix product, then each atom's change is folded into the rest of its block by
+    a rank-one update: the same sweep as atom-by-atom matrix–vector products, with one
+    product per block. On the CPU the per-atom vector work runs in NumPy (about 1 µs per call
+    against torch's 5–10 µs: the loop over atoms is pure overhead at these sizes). Atoms no
+    code uses (AA_kk ≈ 0) are left for :func:`revive_atoms`.
     """
     D = atoms.clone()
     diag = stat_aa.diagonal()
-    floor = 1e-10 * float(diag.max().clamp_min(1e-30))
     K = D.shape[0]
+    use = (diag > 1e-10 * diag.max().clamp_min(1e-30)).tolist()
+    inv = (1.0 / diag.clamp_min(1e-30)).tolist()
+    on_cpu = D.device.type == "cpu"
     for _ in range(sweeps):
-        for k in range(K):
-            akk = diag[k]
-            if float(akk) <= floor:
-                continue
-            u = D[k] + (stat_ay[k] - stat_aa[k] @ D) / akk
-            D[k] = u / u.norm().clamp_min(1e-12)
+        for b0 in range(0, K, block):
+            b1 = min(K, b0 + block)
+            R = stat_ay[b0:b1] - stat_aa[b0:b1] @ D  # [B, dim] residuals of the block's atoms
+            coupling = stat_aa[b0:b1, b0:b1]  # [B, B]
+            if on_cpu:
+                _sweep_block_numpy(D[b0:b1].numpy(), R.numpy(), coupling.numpy(), use[b0:b1], inv[b0:b1])
+            else:
+                _sweep_block_torch(D[b0:b1], R, coupling, use[b0:b1], inv[b0:b1])
     return D
+
+
+def _sweep_block_numpy(D, R, coupling, use: list[bool], inv: list[float]) -> None:  # noqa: ANN001 (ndarrays)
+    """In place on D [B, dim]: sequential atom updates within one block (see update_atoms)."""
+    import numpy as np
+
+    for i in range(D.shape[0]):
+        if not use[i]:
+            continue
+        u = D[i] + R[i] * inv[i]
+        u /= max(float(np.sqrt(u @ u)), 1e-12)
+        delta = u - D[i]
+        D[i] = u
+        if i + 1 < D.shape[0]:
+            R[i + 1 :] -= np.outer(coupling[i + 1 :, i], delta)
+
+
+def _sweep_block_torch(D: Tensor, R: Tensor, coupling: Tensor, use: list[bool], inv: list[float]) -> None:
+    """The same sweep as :func:`_sweep_block_numpy` with torch ops (GPU)."""
+    for i in range(D.shape[0]):
+        if not use[i]:
+            continue
+        u = D[i] + R[i] * inv[i]
+        u = u / u.norm().clamp_min(1e-12)
+        delta = u - D[i]
+        D[i] = u
+        if i + 1 < D.shape[0]:
+            R[i + 1 :].addr_(coupling[i + 1 :, i], delta, alpha=-1.0)
 
 
 def revive_atoms(atoms: Tensor, stat_aa: Tensor, batch: Tensor, generator: torch.Generator) -> Tensor:

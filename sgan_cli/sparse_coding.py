@@ -148,6 +148,95 @@ class LarsPath:
         return torch.where(ended & (self.lam_max > alpha), last, counts)
 
 
+class _CholeskyActiveSet:
+    """Batched active sets with their Cholesky factors, grown one atom at a time.
+
+    For n signals: ``idx`` [n, S] holds each signal's active atoms in order of entry,
+    ``count`` [n] how many, and ``L`` [n, S, S] the lower Cholesky factor of the active
+    Gram matrix G_AA (identity beyond ``count``, so padded systems solve to zero). Adding
+    atom j to a signal appends one row, l = L⁻¹G_Aj and √(G_jj − ‖l‖²) (one batched
+    triangular solve, O(s²) per signal, instead of an O(s³) refactorisation; Golub & Van
+    Loan §6.5.4, the update SPAMS' LARS and OMP use). Removing an atom (a lasso path event,
+    rare) refactorises the affected signals. The factor is kept in float64 whatever the
+    signals' dtype: coherent patch dictionaries make G_AA ill-conditioned.
+    """
+
+    def __init__(self, n: int, gram: Tensor, capacity: int) -> None:
+        self.G = gram
+        self.dev = gram.device
+        self.cap = capacity
+        self.count = torch.zeros(n, dtype=torch.long, device=self.dev)
+        self.S = 0  # allocated width
+        self.idx = torch.zeros(n, 0, dtype=torch.long, device=self.dev)
+        self.L = torch.zeros(n, 0, 0, dtype=torch.float64, device=self.dev)
+        self.rows = torch.arange(n, device=self.dev)
+
+    def _grow(self, width: int) -> None:
+        if width <= self.S:
+            return
+        new = min(self.cap, max(width, 2 * self.S, 8))
+        n = self.count.shape[0]
+        idx = torch.zeros(n, new, dtype=torch.long, device=self.dev)
+        idx[:, : self.S] = self.idx
+        L = torch.eye(new, dtype=torch.float64, device=self.dev).repeat(n, 1, 1)
+        L[:, : self.S, : self.S] = self.L
+        self.idx, self.L, self.S = idx, L, new
+
+    def add(self, mask: Tensor, atom: Tensor) -> None:
+        """Append atom[r] to the active set of every signal r where mask[r] (no duplicates)."""
+        r = self.rows[mask]
+        if r.numel() == 0:
+            return
+        s = int(self.count[r].max())
+        self._grow(s + 1)
+        j = atom[r]
+        pos = self.count[r]
+        if s > 0:
+            idx_r = self.idx[r, :s]
+            g = torch.gather(self.G[j], 1, idx_r).double() * (torch.arange(s, device=self.dev)[None, :] < pos[:, None])
+            if 2 * r.numel() > self.count.numel():  # most rows: solve on the view, no gather of L
+                g_all = torch.zeros(self.count.numel(), s, dtype=torch.float64, device=self.dev)
+                g_all[r] = g
+                l = torch.linalg.solve_triangular(self.L[:, :s, :s], g_all[..., None], upper=False)[r, :, 0]
+            else:
+                l = torch.linalg.solve_triangular(self.L[r, :s, :s], g[..., None], upper=False)[..., 0]  # [m, s]
+            d2 = self.G[j, j].double() - l.pow(2).sum(dim=1)
+            self.L[r[:, None], pos[:, None], torch.arange(s, device=self.dev)[None, :]] = l
+        else:
+            d2 = self.G[j, j].double()
+        self.L[r, pos, pos] = d2.clamp_min(1e-12).sqrt()
+        self.idx[r, pos] = j
+        self.count[r] += 1
+
+    def remove(self, mask: Tensor, atom: Tensor) -> None:
+        """Drop atom[r] from the active set of every signal r where mask[r]; refactorise those."""
+        r = self.rows[mask]
+        if r.numel() == 0:
+            return
+        s = int(self.count[r].max())
+        idx_r = self.idx[r, :s]
+        valid = torch.arange(s, device=self.dev)[None, :] < self.count[r][:, None]
+        keep = valid & (idx_r != atom[r][:, None])
+        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept atoms first, in entry order
+        idx_new = torch.gather(idx_r, 1, order)
+        cnt = self.count[r] - 1
+        v = torch.arange(s, device=self.dev)[None, :] < cnt[:, None]
+        idx_new = torch.where(v, idx_new, torch.zeros_like(idx_new))
+        pair = v[:, :, None] & v[:, None, :]
+        eye = torch.eye(s, dtype=torch.float64, device=self.dev)
+        g_ss = torch.where(pair, self.G[idx_new[:, :, None], idx_new[:, None, :]].double(), eye)
+        chol, _ = torch.linalg.cholesky_ex(g_ss)
+        self.idx[r, :s] = idx_new
+        self.L[r, :s, :s] = chol
+        self.count[r] = cnt
+
+    def solve(self, rhs: Tensor, s: int, rows: Tensor | None = None) -> Tensor:
+        """G_AA⁻¹ rhs for rhs [m, s] (zero beyond each count) → [m, s] in float64, for all
+        signals or for the signals ``rows`` [m]."""
+        L = self.L[:, :s, :s] if rows is None else self.L[rows, :s, :s]
+        return torch.cholesky_solve(rhs.double()[..., None], L)[..., 0]
+
+
 def lars_path(
     Y: Tensor,
     atoms: Tensor,
@@ -160,12 +249,13 @@ def lars_path(
 
     Y [n, dim], atoms [K, dim] → codes [n, K] with the exact lasso support. Every signal
     walks its own regularisation path from λ = max|Dᵀy| down to α; each step moves all
-    signals at once: the active sets (≤ dim atoms, padded to the largest one in the batch)
-    give batched [n, s, s] solves for the equiangular direction, and the step length is the
-    first event per signal — an atom enters, an active coefficient crosses zero and leaves
-    (the lasso modification), or λ reaches α. Steps ≈ support size, so it is fast exactly
-    where first-order methods are slow: coherent, overcomplete dictionaries with small
-    supports (3×3 patch dictionaries, where FISTA needs thousands of iterations).
+    signals at once: the active sets (≤ dim atoms) keep Cholesky factors of their Gram
+    matrices updated one atom at a time (:class:`_CholeskyActiveSet`), so the equiangular
+    direction costs two triangular solves per signal, and the step length is the first
+    event per signal — an atom enters, an active coefficient crosses zero and leaves (the
+    lasso modification), or λ reaches α. Steps ≈ support size, so it is fast exactly where
+    first-order methods are slow: coherent, overcomplete dictionaries with small supports.
+    Reference: SPAMS' ``lasso`` (Mairal, Cholesky-updated LARS on the Gram matrix).
     """
     n, dim = Y.shape
     K = atoms.shape[0]
@@ -181,8 +271,10 @@ def lars_path(
     lam_max = lam.clone()
     done = lam <= alpha
     active = torch.zeros(n, K, dtype=torch.bool, device=dev)
+    sets = _CholeskyActiveSet(n, G, min(K, dim))
     first = c.abs().argmax(dim=1)
     active[rows[~done], first[~done]] = True
+    sets.add(~done, first)
     # an atom that just left sits exactly on |c_j| = λ; it must not re-enter at once
     just_left = torch.zeros(n, K, dtype=torch.bool, device=dev)
     inf = torch.tensor(float("inf"), dtype=dt, device=dev)
@@ -190,25 +282,29 @@ def lars_path(
     for step in range(steps):
         if bool(done.all()):
             break
-        n_act = active.sum(dim=1)  # [n]
+        n_act = sets.count.clone()  # [n]
         lam_hist.append(lam.clone())
         act_hist.append(n_act)
-        s = int(n_act.max())
-        # active atoms first (stable order), padded to s columns
-        order = torch.argsort((~active).to(torch.int8), dim=1, stable=True)[:, :s]  # [n, s]
-        valid = torch.arange(s, device=dev)[None, :] < n_act[:, None]  # [n, s]
-        pair = valid[:, :, None] & valid[:, None, :]
-        g_ss = torch.where(pair, G[order[:, :, None], order[:, None, :]], torch.eye(s, dtype=dt, device=dev))
-        sign = torch.sign(torch.gather(c, 1, order)) * valid  # sign(c_j) = sign(a_j) on the active set
-        # G_AA w = sign: G_AA is symmetric positive definite, so Cholesky (half LU's cost)
-        chol, info = torch.linalg.cholesky_ex(g_ss)
-        w_s = torch.cholesky_solve(sign[..., None], chol)
-        if bool((info != 0).any()):  # singular active set (duplicate atoms): least squares
-            bad = info != 0
-            w_s[bad] = torch.linalg.pinv(g_ss[bad]) @ sign[bad][..., None]
-        w_s = w_s[..., 0] * valid
-        w = torch.zeros(n, K, dtype=dt, device=dev).scatter_(1, order, w_s)  # [n, K]
-        u = w @ G  # rate of decrease of every correlation per unit step
+        # once most paths have ended, only the live signals are solved and multiplied
+        # (paths differ in length: the batch runs as long as its longest one)
+        n_live = int((~done).sum())
+        live_rows = rows[~done] if n_live < 0.75 * n else None
+        cnt = sets.count if live_rows is None else sets.count[live_rows]
+        s = int(cnt.max())
+        order = sets.idx[:, :s] if live_rows is None else sets.idx[live_rows, :s]  # active atoms in entry order
+        valid = torch.arange(s, device=dev)[None, :] < cnt[:, None]
+        c_rows = c if live_rows is None else c[live_rows]
+        sign = torch.sign(torch.gather(c_rows, 1, order)) * valid  # sign(c_j) = sign(a_j) on the active set
+        w_s = (sets.solve(sign, s, live_rows) * valid).to(dt)  # G_AA w = sign
+        w_rows = torch.zeros(order.shape[0], K, dtype=dt, device=dev).scatter_add_(1, order, w_s)
+        u_rows = w_rows @ G  # rate of decrease of every correlation per unit step
+        if live_rows is None:
+            w, u = w_rows, u_rows
+        else:
+            w = torch.zeros(n, K, dtype=dt, device=dev)
+            u = torch.zeros(n, K, dtype=dt, device=dev)
+            w[live_rows] = w_rows
+            u[live_rows] = u_rows
         lam_ = lam[:, None]
         eps = 1e-9 * lam_
         # entering atoms: |c_j − γu_j| = λ − γ for an inactive j
@@ -237,13 +333,16 @@ def lars_path(
         leave = live & ~stop & (g_out < g_in)
         enter = live & ~stop & ~leave
         active[rows[enter], j_in[enter]] = True
-        active[rows[leave], j_out[leave]] = False
-        codes[rows[leave], j_out[leave]] = 0.0
+        sets.add(enter, j_in)
+        if bool(leave.any()):
+            active[rows[leave], j_out[leave]] = False
+            codes[rows[leave], j_out[leave]] = 0.0
+            sets.remove(leave, j_out)
         just_left.zero_()
         just_left[rows[leave], j_out[leave]] = True
         done = done | stop
         if stop_active is not None:
-            done = done | (active.sum(dim=1) >= stop_active)
+            done = done | (sets.count >= stop_active)
     path = LarsPath(
         lam=torch.stack(lam_hist) if lam_hist else torch.zeros(0, n, dtype=dt, device=dev),
         n_active=torch.stack(act_hist) if act_hist else torch.zeros(0, n, dtype=torch.long, device=dev),
@@ -257,11 +356,14 @@ def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
     """Orthogonal matching pursuit with exactly ``n_nonzero`` atoms per signal, batched.
 
     Y [n, dim], atoms [K, dim] → codes [n, K]. Each step picks, for every signal at once, the
-    atom most correlated with its residual, then re-solves least squares on the selected
-    atoms (a batched [n, s, s] solve), so the loop runs over the sparsity level s, never over
-    signals.
+    atom most correlated with its residual, appends it to a Cholesky factor of the selected
+    Gram matrix (:class:`_CholeskyActiveSet`) and re-solves least squares on the selected
+    atoms with two triangular solves; the residual correlations Dᵀy − G_S c come from one
+    dense [n, K] × [K, K] product. This is Batch-OMP (Rubinstein, Zibulevsky & Elad 2008),
+    the algorithm of SPAMS' ``omp`` and scikit-learn's ``orthogonal_mp_gram``; the loop runs
+    over the sparsity level, never over signals.
     """
-    n, _ = Y.shape
+    n, dim = Y.shape
     K = atoms.shape[0]
     s = max(0, min(n_nonzero, K))
     codes = torch.zeros(n, K, dtype=Y.dtype, device=Y.device)
@@ -269,26 +371,22 @@ def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
         return codes
     gram = atoms @ atoms.T  # [K, K]
     corr0 = Y @ atoms.T  # [n, K]
-    idx = torch.empty(n, 0, dtype=torch.long, device=Y.device)
-    rows = torch.arange(n, device=Y.device)
-    coef = torch.empty(n, 0, dtype=Y.dtype, device=Y.device)
+    sets = _CholeskyActiveSet(n, gram, s)
+    everyone = torch.ones(n, dtype=torch.bool, device=Y.device)
     chosen = torch.zeros(n, K, dtype=torch.bool, device=Y.device)
-    for _ in range(s):
+    rows = torch.arange(n, device=Y.device)
+    resid_corr = corr0
+    for j in range(s):
         # residual correlation Dᵀ(y − D_S c) = corr0 − G[:, S] c, without forming residuals
-        if idx.shape[1] > 0:
-            g_sel = gram[idx]  # [n, j, K]
-            resid_corr = corr0 - torch.einsum("nj,njk->nk", coef, g_sel)
-        else:
-            resid_corr = corr0
         score = resid_corr.abs().masked_fill(chosen, -1.0)
         new = score.argmax(dim=1)  # [n]
         chosen[rows, new] = True
-        idx = torch.cat([idx, new[:, None]], dim=1)  # [n, j+1]
-        g_ss = gram[idx[:, :, None], idx[:, None, :]]  # [n, j+1, j+1]
-        rhs = torch.gather(corr0, 1, idx)  # [n, j+1]
-        eye = torch.eye(idx.shape[1], dtype=Y.dtype, device=Y.device)
-        coef = torch.linalg.solve(g_ss + 1e-10 * eye, rhs[..., None])[..., 0]
-    codes.scatter_(1, idx, coef)
+        sets.add(everyone, new)
+        idx = sets.idx[:, : j + 1]
+        coef = sets.solve(torch.gather(corr0, 1, idx), j + 1).to(Y.dtype)  # [n, j+1]
+        codes.zero_().scatter_(1, idx, coef)
+        if j + 1 < s:
+            resid_corr = corr0 - codes @ gram
     return codes
 
 

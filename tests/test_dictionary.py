@@ -106,3 +106,38 @@ def test_default_sparsity_adapts_to_reachable_support():
     assert target_sparsity_for(DictConfig(), dim=27, n_atoms=100) == 0.1  # 3×3 RGB, as in seed 002
     assert target_sparsity_for(DictConfig(), dim=9, n_atoms=100) == pytest.approx(0.03)
     assert target_sparsity_for(DictConfig(sparsity=0.05), dim=9, n_atoms=100) == 0.05
+
+
+def _reference_sweep(atoms, stat_aa, stat_ay):
+    """Mairal 2009 Alg. 2 atom by atom, as written in the paper (the blocked sweep must equal it)."""
+    D = atoms.clone().double()
+    aa, ay = stat_aa.double(), stat_ay.double()
+    for k in range(D.shape[0]):
+        if aa[k, k] <= 1e-10 * aa.diagonal().max():
+            continue
+        u = D[k] + (ay[k] - aa[k] @ D) / aa[k, k]
+        D[k] = u / u.norm()
+    return D
+
+
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_blocked_atom_sweep_equals_atom_by_atom(block):
+    from sgan_cli.dictionary import _sweep_block_numpy, _sweep_block_torch, update_atoms
+
+    g = torch.Generator().manual_seed(0)
+    K, dim = 50, 20
+    atoms = F.normalize(torch.randn(K, dim, generator=g, dtype=torch.float64), dim=1)
+    A = torch.randn(300, K, generator=g, dtype=torch.float64) * (torch.rand(300, K, generator=g) < 0.2)
+    A[:, 3] = 0.0  # an unused atom stays where it is
+    Y = torch.randn(300, dim, generator=g, dtype=torch.float64)
+    aa, ay = A.T @ A, A.T @ Y
+    ref = _reference_sweep(atoms, aa, ay)
+    ours = update_atoms(atoms, aa, ay, block=block)
+    assert torch.allclose(ours, ref, atol=1e-10)
+    assert torch.equal(ours[3], atoms[3])
+    # the torch path (GPU) does the same sweep
+    D, R = atoms.clone(), ay - aa @ atoms
+    use = (aa.diagonal() > 1e-10 * aa.diagonal().max()).tolist()
+    inv = (1.0 / aa.diagonal().clamp_min(1e-30)).tolist()
+    _sweep_block_torch(D, R, aa, use, inv)
+    assert torch.allclose(D, ref, atol=1e-10)

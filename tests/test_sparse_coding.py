@@ -95,3 +95,32 @@ def test_psnr_closed_form():
     x = torch.zeros(2, 4)
     y = torch.full((2, 4), 0.2)  # mse 0.04 → 10·log10(4 / 0.04) = 20 dB
     assert torch.allclose(psnr(x, y), torch.tensor([20.0, 20.0], dtype=torch.float64))
+
+
+def test_lars_with_leaving_atoms_matches_sklearn():
+    # coherent overcomplete atoms and a small α: many paths drop an atom (the lasso
+    # modification), which refactorises the Cholesky factors of those signals
+    from sgan_cli.sparse_coding import lars_path
+
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(6, 10, generator=g, dtype=torch.float64)
+    atoms = torch.nn.functional.normalize(torch.randn(40, 6, generator=g, dtype=torch.float64) @ base + 0.3 * torch.randn(40, 10, generator=g, dtype=torch.float64), dim=1)
+    Y = torch.randn(64, 10, generator=g, dtype=torch.float64)
+    alpha = 0.01
+    ours, path = lars_path(Y, atoms, alpha)
+    left = (path.n_active[1:] < path.n_active[:-1]).any(dim=0)
+    assert int(left.sum()) >= 5  # the case under test happened
+    ref = torch.from_numpy(sparse_encode(Y.numpy(), atoms.numpy(), algorithm="lasso_lars", alpha=alpha))
+    assert lasso_objective(Y, atoms, ours, alpha) <= lasso_objective(Y, atoms, ref, alpha) + 1e-9
+    assert torch.allclose(ours, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 9, 31])
+def test_omp_large_k_matches_sklearn(k):
+    # k beyond the first allocation of the Cholesky factor (8 columns) and up to dim − 1
+    Y, atoms = _problem(n=50, dim=32, k=60, seed=2)
+    ours = omp(Y, atoms, k)
+    gram = (atoms @ atoms.T).numpy()
+    ref = orthogonal_mp_gram(gram, (Y @ atoms.T).numpy().T, n_nonzero_coefs=k).T
+    assert ((ours != 0).sum(dim=1) == k).all()
+    assert np.allclose(ours.numpy(), ref, atol=1e-8)
