@@ -66,14 +66,33 @@ def resolve_sparsity(model: ModelConfig, n_atoms: int, achieved: float) -> Resol
     control = model.sparsity
     known = math.isfinite(achieved) and 0.0 < achieved < 1.0
     if control == "auto":
-        # a dictionary that records no support (not written by learn-dict) keeps T_λ's fixed λ
-        control = "learn" if model.learn_threshold else DEFAULT_SPARSITY_CONTROL if known or model.support_target is not None else "fixed"
+        # a support target the user gave is the controller's; a dictionary that records no
+        # support (not written by learn-dict) keeps T_λ's fixed λ
+        if model.learn_threshold:
+            control = "learn"
+        elif model.support_target is not None and model.topk is None:
+            control = "controller"
+        else:
+            control = DEFAULT_SPARSITY_CONTROL if known or model.topk is not None else "fixed"
     if control == "topk":
-        if model.topk is None and not known:
+        if model.threshold != ModelConfig.threshold:
+            raise SganError(
+                f"model.threshold={model.threshold} sets λ of the soft threshold, but the codes are made by top-k (model.sparsity {model.sparsity!r} resolves to topk), which has no λ",
+                where="model.threshold",
+                fix="drop model.threshold, or add --set model.sparsity=fixed (or learn, controller) to use the soft threshold",
+            )
+        if model.topk is None and model.support_target is not None:
+            k = max(1, round(model.support_target * n_atoms))
+        elif model.topk is None and not known:
             raise SganError("the dictionary records no achieved support to choose k from", where="model.topk", fix="give --set model.topk=K")
-        k = model.topk if model.topk is not None else max(1, round(achieved * n_atoms))
-        if k > n_atoms:
-            raise SganError(f"model.topk {k} exceeds the dictionary's {n_atoms} atoms", where="model.topk", fix=f"give at most {n_atoms}")
+        else:
+            k = model.topk if model.topk is not None else max(1, round(achieved * n_atoms))
+        if k >= n_atoms:
+            raise SganError(
+                f"model.topk {k} keeps every one of the dictionary's {n_atoms} atoms, so the codes would not be sparse",
+                where="model.topk",
+                fix=f"give fewer than {n_atoms} non-zeros per code vector",
+            )
         return ResolvedSparsity(control, k, k / n_atoms)
     target = model.support_target if model.support_target is not None else (achieved if known else None)
     if control == "controller" and target is None:
@@ -86,7 +105,8 @@ def record_sparsity(model: ModelConfig, resolved: ResolvedSparsity) -> None:
     model.sparsity = resolved.control
     model.learn_threshold = resolved.control == "learn"
     model.topk = resolved.k
-    model.support_target = resolved.target
+    if resolved.control != "topk":  # top-k's support is k/K, told by model.topk; a user's target stays as given
+        model.support_target = resolved.target
 
 
 def legacy_sparsity(model: ModelConfig, saved_section: dict) -> None:

@@ -38,7 +38,7 @@ from .losses import (
     latent_recon_loss,
     vae_loss,
 )
-from .nets import FEATURES, Critic, DCGANBody, Encoder, Generator, MLPBody, PatchSynthesis, ResNetBody, SupportController, WholeImageSynthesis
+from .nets import FEATURES, Critic, DCGANBody, Encoder, Generator, MLPBody, PatchSynthesis, ResNetBody, SoftThreshold, SupportController, WholeImageSynthesis
 from .sparsity import ResolvedSparsity, check_sparsity_config, head_lambda, legacy_sparsity, make_controller, record_sparsity, resolve_sparsity, sparse_head
 
 ARCHS = ("mlp", "dcgan", "resnet")
@@ -257,8 +257,13 @@ def check_train_config(cfg: SganConfig) -> None:
     """Errors a user can make in the model / recon / train sections, before any work."""
     if cfg.model.arch != "auto":  # resolved once the dictionary and device are known (sgan_cli/auto.py)
         _check_arch(cfg.model.arch)
-    if critic_arch(cfg.model) != "auto":
-        _check_arch(critic_arch(cfg.model))
+    if cfg.model.critic_arch is not None and cfg.model.critic_arch not in ARCHS:
+        # no "auto" here: without critic_arch the critic follows model.arch (auto included)
+        raise SganError(
+            f"unknown critic architecture {cfg.model.critic_arch!r}",
+            where="model.critic_arch",
+            fix=f"use one of {', '.join(ARCHS)}, or leave model.critic_arch unset (null) to follow --arch",
+        )
     check_sparsity_config(cfg.model)
     if cfg.recon.mode not in RECON_MODES:
         raise SganError(f"unknown reconstructor mode {cfg.recon.mode!r}", where="recon.mode / --recon", fix="use none, latent or vae")
@@ -346,6 +351,9 @@ def _update_ema(ema: Generator, G: Generator, decay: float) -> None:
             pe.lerp_(p, 1.0 - decay)
         for be, b in zip(ema.buffers(), G.buffers()):
             be.copy_(b)
+        for me, m in zip(ema.modules(), G.modules()):  # a controlled λ's float mirror follows its buffer
+            if isinstance(me, SoftThreshold) and not me.learnable:
+                me.lam_value = m.lam_value
 
 
 def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor, amp: torch.dtype | None = None) -> dict[str, float]:
@@ -481,6 +489,8 @@ def train_steps(
                 global_support = float(distributed.global_mean((codes != 0).float().flatten(1).mean(1)))
                 state.controller.update(global_support)
                 values["support_target"] = state.controller.target
+            elif cfg.model.sparsity == "topk" and cfg.model.topk is not None:
+                values["support_target"] = cfg.model.topk / codes.shape[1]  # k of K per code vector
             elif cfg.model.support_target is not None:
                 values["support_target"] = cfg.model.support_target
             lam = head_lambda(G.threshold)

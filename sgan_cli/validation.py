@@ -149,9 +149,12 @@ def available_memory() -> int:
     env = os.environ.get("SGAN_MAX_MEMORY")
     if env:
         try:
-            return int(float(env))
+            value = float(env)
         except ValueError:
-            raise SganError(f"SGAN_MAX_MEMORY={env!r} is not a number of bytes", where="$SGAN_MAX_MEMORY", fix="set it to e.g. 8e9, or unset it") from None
+            value = math.nan
+        if not (math.isfinite(value) and value >= 1):
+            raise SganError(f"SGAN_MAX_MEMORY={env!r} is not a finite, positive number of bytes", where="$SGAN_MAX_MEMORY", fix="set it to e.g. 8e9, or unset it")
+        return int(value)
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX

@@ -196,9 +196,11 @@ def test_sparsity_config_errors(tmp_path, digits_dicts):
     base = [f"train.dict={digits_dicts['whole']}", "model.arch=mlp", "train.steps=1"]
     for extra, match in (
         ("model.sparsity=sparse", "unknown sparsity control"),
-        ("model.topk=1000", "exceeds the dictionary"),
+        ("model.topk=1000", "keeps every one of the dictionary's 64 atoms"),
+        ("model.topk=64", "keeps every one of the dictionary's 64 atoms"),  # k = K: nothing sparse
+        ("model.threshold=1", "model.threshold=1.0 sets λ of the soft threshold, but the codes are made by top-k"),
     ):
-        cfg = load_config(None, [*base, extra, *(["model.sparsity=topk"] if "topk" in extra else [])])
+        cfg = load_config(None, [*base, extra, *(["model.sparsity=topk"] if "topk" in extra else [])])  # threshold: under auto
         with pytest.raises(SganError, match=match):
             run_training(cfg, tmp_path / "run", force=True)
     for extra in ("model.topk=0", "model.support_target=1.5", "model.controller_gain=0", "data.seed=-1"):  # refused where the config is read
@@ -266,3 +268,38 @@ def test_stacked_mnist_modes_match_score_counting(tiny_mnist):
 def test_stacked_mnist_offline_names_the_mnist_files(offline_root):
     with pytest.raises(SganError, match="train-images-idx3-ubyte"):
         load_data(DataConfig(name="stacked-mnist", root=str(offline_root)))
+
+
+def test_resolution_keeps_what_the_user_gave():
+    from sgan_cli.config import ModelConfig
+    from sgan_cli.sparsity import record_sparsity, resolve_sparsity
+
+    # a support target under auto is the controller's target, kept as given (not k/K of top-k)
+    model = ModelConfig(support_target=0.05)
+    resolved = resolve_sparsity(model, 100, 0.1)
+    assert (resolved.control, resolved.target) == ("controller", 0.05)
+    record_sparsity(model, resolved)
+    assert model.support_target == 0.05
+    # top-k with a target and no k: k = round(target·K); the user's target is not rewritten
+    model = ModelConfig(sparsity="topk", support_target=0.05)
+    resolved = resolve_sparsity(model, 100, 0.1)
+    assert (resolved.k, resolved.target) == (5, 0.05)
+    record_sparsity(model, resolved)
+    assert (model.topk, model.support_target) == (5, 0.05)
+    # default top-k records k, and no target of its own (k/K would be refused as 1.0 for k = K)
+    model = ModelConfig()
+    record_sparsity(model, resolve_sparsity(model, 64, 0.1))
+    assert (model.sparsity, model.topk, model.support_target) == ("topk", 6, None)
+
+
+def test_ema_generator_follows_the_controlled_lambda():
+    from torch import nn
+
+    from sgan_cli.training import _update_ema
+
+    G, ema = nn.Sequential(nn.Linear(3, 8), SoftThreshold(0.3)), nn.Sequential(nn.Linear(3, 8), SoftThreshold(0.3))
+    G[1].set_lambda(1.7)
+    _update_ema(ema, G, 0.9)
+    u = torch.linspace(-3, 3, 13)
+    assert ema[1].lam_value == G[1].lam_value
+    assert torch.equal(ema[1](u), G[1](u))  # the forward uses the new λ, not the one it was built with

@@ -169,7 +169,7 @@ def test_interrupt_inside_an_iteration_saves_nothing_half_done(tmp_path, monkeyp
 def test_model_errors(tmp_path):
     with pytest.raises(SganError, match="unknown architecture 'resnet50'"):
         run_training(_cfg("model.arch=resnet50"), tmp_path / "a")
-    with pytest.raises(SganError, match="unknown architecture 'vit'"):
+    with pytest.raises(SganError, match="unknown critic architecture 'vit'"):
         run_training(_cfg("model.critic_arch=vit"), tmp_path / "a")
     with pytest.raises(SganError, match="BatchNorm in a WGAN-GP critic"):
         run_training(_cfg("gan.objective=wgan-gp", "model.critic_norm=batch"), tmp_path / "b")

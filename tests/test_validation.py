@@ -232,3 +232,16 @@ def test_resume_checks_the_checkpoint_against_its_config(runner, tiny_run, tmp_p
     shutil.copy(run / "critic.safetensors", ckpt)
     msg = error_text(invoke(runner, ["train", "--out", str(run), "--resume", "--steps", "4"]))
     assert "is not a training checkpoint of this run: it lacks the tensor 'generator." in msg
+
+
+@pytest.mark.parametrize("value", ["inf", "-5", "nan", "lots"])
+def test_a_memory_limit_that_is_not_a_positive_number_is_refused(runner, tmp_path, monkeypatch, value):
+    monkeypatch.setenv("SGAN_MAX_MEMORY", value)
+    msg = error_text(invoke(runner, ["learn-dict", "digits", "--out", str(tmp_path / "d.safetensors")]))
+    assert f"SGAN_MAX_MEMORY={value!r} is not a finite, positive number of bytes" in msg
+    assert _no_outputs(tmp_path) == []
+
+
+def test_critic_arch_auto_is_refused_by_dry_run(runner):
+    msg = error_text(invoke(runner, ["train", "--set", "model.critic_arch=auto", "--dry-run"]))
+    assert "unknown critic architecture 'auto'" in msg and "leave model.critic_arch unset (null) to follow --arch" in msg
