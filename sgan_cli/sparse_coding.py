@@ -156,14 +156,24 @@ class _CholeskyActiveSet:
     Gram matrix G_AA (identity beyond ``count``, so padded systems solve to zero). Adding
     atom j to a signal appends one row, l = L⁻¹G_Aj and √(G_jj − ‖l‖²) (one batched
     triangular solve, O(s²) per signal, instead of an O(s³) refactorisation; Golub & Van
-    Loan §6.5.4, the update SPAMS' LARS and OMP use). Removing an atom (a lasso path event,
-    rare) refactorises the affected signals. The factor is kept in float64 whatever the
-    signals' dtype: coherent patch dictionaries make G_AA ill-conditioned.
+    Loan §6.5.4, the update SPAMS' LARS and OMP use). An atom with d² = G_jj − ‖l‖² ≤
+    ``pivot_tol``·G_jj lies in the span of the active atoms (a duplicate, a collinear atom)
+    and is not added: :meth:`add` reports it to the caller. Removing an atom (a lasso path
+    event, rare) refactorises the affected signals. The factor is kept in float64 whatever
+    the signals' dtype: coherent patch dictionaries make G_AA ill-conditioned.
     """
+
+    # d² ≤ 100 ulps of G's dtype, relative to G_jj, is rounding: for exact duplicates d²
+    # comes out at ±5e-16 from float64 and float32 Gram matrices alike, while atoms entering
+    # the tests' coherent dictionaries and a learned digits dictionary (cond 1e9) have
+    # d² ≥ 1e-5 in LARS and ≥ 1e-9 in OMP up to 62 of its 64 atoms (beyond: ±5e-15, noise).
+    # In float64 it is a pivot of 1.5e-7, that of scikit-learn's lars_path (1e-7).
+    PIVOT_TOL_ULPS = 100.0
 
     def __init__(self, n: int, gram: Tensor, capacity: int) -> None:
         self.G = gram
         self.dev = gram.device
+        self.pivot_tol = self.PIVOT_TOL_ULPS * torch.finfo(gram.dtype).eps
         self.cap = capacity
         self.count = torch.zeros(n, dtype=torch.long, device=self.dev)
         self.S = 0  # allocated width
@@ -182,15 +192,25 @@ class _CholeskyActiveSet:
         L[:, : self.S, : self.S] = self.L
         self.idx, self.L, self.S = idx, L, new
 
-    def add(self, mask: Tensor, atom: Tensor) -> None:
-        """Append atom[r] to the active set of every signal r where mask[r] (no duplicates)."""
+    def add(self, mask: Tensor, atom: Tensor) -> Tensor:
+        """Append atom[r] to the active set of every signal r where mask[r] (no duplicates).
+
+        Returns ``dependent`` [n] bool: the signals whose atom was *not* added because it lies
+        (numerically) in the span of their active atoms, d² = G_jj − ‖L⁻¹G_Aj‖² ≤
+        ``pivot_tol``·G_jj; a factor with such a pivot is singular, and every solve
+        through it returns inf/NaN or round-off blown up by 1/d. scikit-learn treats such
+        regressors the same way (``lars_path``: "Regressors in active set degenerate",
+        ``orthogonal_mp_gram``: "selected atoms are dependent").
+        """
+        dependent = torch.zeros_like(mask)
         r = self.rows[mask]
         if r.numel() == 0:
-            return
+            return dependent
         s = int(self.count[r].max())
         self._grow(s + 1)
         j = atom[r]
         pos = self.count[r]
+        g_jj = self.G[j, j].double()
         if s > 0:
             idx_r = self.idx[r, :s]
             g = torch.gather(self.G[j], 1, idx_r).double() * (torch.arange(s, device=self.dev)[None, :] < pos[:, None])
@@ -200,13 +220,19 @@ class _CholeskyActiveSet:
                 l = torch.linalg.solve_triangular(self.L[:, :s, :s], g_all[..., None], upper=False)[r, :, 0]
             else:
                 l = torch.linalg.solve_triangular(self.L[r, :s, :s], g[..., None], upper=False)[..., 0]  # [m, s]
-            d2 = self.G[j, j].double() - l.pow(2).sum(dim=1)
-            self.L[r[:, None], pos[:, None], torch.arange(s, device=self.dev)[None, :]] = l
+            d2 = g_jj - l.pow(2).sum(dim=1)
         else:
-            d2 = self.G[j, j].double()
-        self.L[r, pos, pos] = d2.clamp_min(1e-12).sqrt()
+            l = None
+            d2 = g_jj
+        ok = d2 > self.pivot_tol * g_jj  # [m]; NaN (a non-finite Gram entry) is not ok either
+        dependent[r[~ok]] = True
+        r, j, pos, d2 = r[ok], j[ok], pos[ok], d2[ok]
+        if l is not None:
+            self.L[r[:, None], pos[:, None], torch.arange(s, device=self.dev)[None, :]] = l[ok]
+        self.L[r, pos, pos] = d2.sqrt()
         self.idx[r, pos] = j
         self.count[r] += 1
+        return dependent
 
     def remove(self, mask: Tensor, atom: Tensor) -> None:
         """Drop atom[r] from the active set of every signal r where mask[r]; refactorise those."""
@@ -225,7 +251,19 @@ class _CholeskyActiveSet:
         pair = v[:, :, None] & v[:, None, :]
         eye = torch.eye(s, dtype=torch.float64, device=self.dev)
         g_ss = torch.where(pair, self.G[idx_new[:, :, None], idx_new[:, None, :]].double(), eye)
-        chol, _ = torch.linalg.cholesky_ex(g_ss)
+        chol, info = torch.linalg.cholesky_ex(g_ss)
+        bad = info != 0
+        if bool(bad.any()):
+            # a subset of atoms that passed the pivot test can only fail by rounding: factor
+            # G_AA + δI instead, δ from the pivot tolerance up by 10× until it succeeds
+            sub = g_ss[bad]
+            delta = self.pivot_tol * sub.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)
+            for _ in range(30):
+                fixed, info = torch.linalg.cholesky_ex(sub + delta[:, None, None] * eye)
+                if not bool(info.any()):
+                    break
+                delta = torch.where(info != 0, 10.0 * delta, delta)
+            chol[bad] = fixed
         self.idx[r, :s] = idx_new
         self.L[r, :s, :s] = chol
         self.count[r] = cnt
@@ -274,9 +312,13 @@ def lars_path(
     sets = _CholeskyActiveSet(n, G, min(K, dim))
     first = c.abs().argmax(dim=1)
     active[rows[~done], first[~done]] = True
-    sets.add(~done, first)
+    sets.add(~done, first)  # a single atom: dependent only if it is zero (then λ_max = 0, done)
     # an atom that just left sits exactly on |c_j| = λ; it must not re-enter at once
     just_left = torch.zeros(n, K, dtype=torch.bool, device=dev)
+    # atoms in the span of a signal's active set (duplicates, collinear atoms): they cannot
+    # enter the factor, and adding nothing to the solution while that span stands, they stay
+    # out until an atom leaves (scikit-learn's lars_path drops them the same way)
+    dependent = torch.zeros(n, K, dtype=torch.bool, device=dev)
     inf = torch.tensor(float("inf"), dtype=dt, device=dev)
     steps = max_steps if max_steps is not None else 4 * K + 10
     for step in range(steps):
@@ -311,7 +353,7 @@ def lars_path(
         g1 = (lam_ - c) / (1.0 - u)
         g2 = (lam_ + c) / (1.0 + u)
         # at most dim atoms can be active: beyond that the active Gram matrix is singular
-        can_enter = ~active & ~just_left & (n_act < dim)[:, None]
+        can_enter = ~active & ~just_left & ~dependent & (n_act < dim)[:, None]
         g1 = torch.where((g1 > eps) & can_enter, g1, inf)
         g2 = torch.where((g2 > eps) & can_enter, g2, inf)
         g_in, j_in = torch.minimum(g1, g2).min(dim=1)
@@ -332,14 +374,25 @@ def lars_path(
         stop = live & (g_stop <= torch.minimum(g_in, g_out))
         leave = live & ~stop & (g_out < g_in)
         enter = live & ~stop & ~leave
-        active[rows[enter], j_in[enter]] = True
-        sets.add(enter, j_in)
+        rejected = sets.add(enter, j_in)  # the step above stays on the path: the event was spurious
+        added = enter & ~rejected
+        active[rows[added], j_in[added]] = True
+        dependent[rows[rejected], j_in[rejected]] = True
         if bool(leave.any()):
             active[rows[leave], j_out[leave]] = False
             codes[rows[leave], j_out[leave]] = 0.0
             sets.remove(leave, j_out)
         just_left.zero_()
         just_left[rows[leave], j_out[leave]] = True
+        if bool(leave.any()):
+            # the span shrank: dependent atoms may enter again, but not at once; neither may
+            # copies of the atom that left (±, the pivot test on the span of that atom alone),
+            # which sit on |c_j| = λ exactly as it does
+            g_out_rows = G[j_out[leave]]  # [m, K]
+            g_oo = torch.gather(g_out_rows, 1, j_out[leave][:, None])
+            copies = (G.diagonal()[None, :] - g_out_rows.pow(2) / g_oo) <= sets.pivot_tol * G.diagonal()[None, :]
+            just_left[leave] |= dependent[leave] | copies
+            dependent[leave] = False
         done = done | stop
         if stop_active is not None:
             done = done | (sets.count >= stop_active)
@@ -353,7 +406,7 @@ def lars_path(
 
 
 def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
-    """Orthogonal matching pursuit with exactly ``n_nonzero`` atoms per signal, batched.
+    """Orthogonal matching pursuit with ``n_nonzero`` atoms per signal, batched.
 
     Y [n, dim], atoms [K, dim] → codes [n, K]. Each step picks, for every signal at once, the
     atom most correlated with its residual, appends it to a Cholesky factor of the selected
@@ -361,7 +414,10 @@ def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
     atoms with two triangular solves; the residual correlations Dᵀy − G_S c come from one
     dense [n, K] × [K, K] product. This is Batch-OMP (Rubinstein, Zibulevsky & Elad 2008),
     the algorithm of SPAMS' ``omp`` and scikit-learn's ``orthogonal_mp_gram``; the loop runs
-    over the sparsity level, never over signals.
+    over the sparsity level, never over signals. A signal stops early, with fewer non-zeros,
+    when its best next atom lies in the span of the selected ones (d² ≤ tol·G_jj, see
+    :meth:`_CholeskyActiveSet.add`): its residual is then orthogonal to every atom it could
+    still use (n_nonzero > rank, duplicated atoms), as in scikit-learn's ``orthogonal_mp_gram``.
     """
     n, dim = Y.shape
     K = atoms.shape[0]
@@ -372,7 +428,7 @@ def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
     gram = atoms @ atoms.T  # [K, K]
     corr0 = Y @ atoms.T  # [n, K]
     sets = _CholeskyActiveSet(n, gram, s)
-    everyone = torch.ones(n, dtype=torch.bool, device=Y.device)
+    live = torch.ones(n, dtype=torch.bool, device=Y.device)  # signals still adding atoms
     chosen = torch.zeros(n, K, dtype=torch.bool, device=Y.device)
     rows = torch.arange(n, device=Y.device)
     resid_corr = corr0
@@ -380,11 +436,16 @@ def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
         # residual correlation Dᵀ(y − D_S c) = corr0 − G[:, S] c, without forming residuals
         score = resid_corr.abs().masked_fill(chosen, -1.0)
         new = score.argmax(dim=1)  # [n]
-        chosen[rows, new] = True
-        sets.add(everyone, new)
-        idx = sets.idx[:, : j + 1]
-        coef = sets.solve(torch.gather(corr0, 1, idx), j + 1).to(Y.dtype)  # [n, j+1]
-        codes.zero_().scatter_(1, idx, coef)
+        # the best atom lies in the span of the selected ones: the residual is already
+        # orthogonal to it, so the signal is as well represented as it will get; stop there
+        # (scikit-learn's orthogonal_mp_gram stops on "selected atoms are dependent" too)
+        live &= ~sets.add(live, new)
+        chosen[rows[live], new[live]] = True
+        width = int(sets.count.max())
+        idx = sets.idx[:, :width]
+        valid = torch.arange(width, device=Y.device)[None, :] < sets.count[:, None]
+        coef = sets.solve(torch.gather(corr0, 1, idx) * valid, width).to(Y.dtype) * valid  # [n, width]
+        codes.zero_().scatter_add_(1, idx, coef)  # padding adds zeros to atom 0
         if j + 1 < s:
             resid_corr = corr0 - codes @ gram
     return codes

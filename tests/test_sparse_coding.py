@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -124,3 +126,91 @@ def test_omp_large_k_matches_sklearn(k):
     ref = orthogonal_mp_gram(gram, (Y @ atoms.T).numpy().T, n_nonzero_coefs=k).T
     assert ((ours != 0).sum(dim=1) == k).all()
     assert np.allclose(ours.numpy(), ref, atol=1e-8)
+
+
+def _duplicated_atoms(dtype, n=64, dim=12, seed=0):
+    # 20 random unit-norm atoms, then exact copies of 5 of them: every copy lies in the span
+    # of its original, so the lasso and OMP optima are those of the 20 distinct atoms
+    g = torch.Generator().manual_seed(seed)
+    distinct = torch.nn.functional.normalize(torch.randn(20, dim, generator=g, dtype=torch.float64), dim=1)
+    copies = [0, 3, 7, 11, 15]
+    Y = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    return Y.to(dtype), torch.cat([distinct, distinct[copies]]).to(dtype), distinct, copies
+
+
+def _fold(codes, copies):
+    """Codes over the duplicated atoms → codes over the distinct ones (a copy's share to its original)."""
+    return codes[:, :20].double().index_add(1, torch.tensor(copies), codes[:, 20:].double())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lars_on_duplicated_atoms_reaches_the_distinct_atoms_optimum(dtype):
+    # a copy enters the factor with pivot d² = 0 (it used to return NaN codes in float64);
+    # splitting a coefficient between an atom and its copy leaves ½‖y − aD‖² + α‖a‖₁ unchanged
+    # (same signs), so the optimum equals scikit-learn's exact lasso on the 20 distinct atoms
+    import warnings
+
+    Y, atoms, distinct, copies = _duplicated_atoms(dtype)
+    alpha = 0.05
+    ours = lasso_lars(Y, atoms, alpha)
+    assert bool(torch.isfinite(ours).all())
+    Y64 = Y.double()
+    ref = torch.from_numpy(sparse_encode(Y64.numpy(), distinct.numpy(), algorithm="lasso_lars", alpha=alpha))
+    f_ours = lasso_objective(Y64, atoms.double(), ours.double(), alpha)
+    f_ref = lasso_objective(Y64, distinct, ref, alpha)
+    assert f_ours == pytest.approx(f_ref, abs=1e-8)
+    assert torch.allclose(_fold(ours, copies), ref, atol=1e-6 if dtype == torch.float64 else 1e-4)
+    # scikit-learn on the duplicated atoms warns "Regressors in active set degenerate" and
+    # stops early on these signals; it is never better
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref_dup = torch.from_numpy(sparse_encode(Y64.numpy(), atoms.double().numpy(), algorithm="lasso_lars", alpha=alpha))
+    assert f_ours <= lasso_objective(Y64, atoms.double(), ref_dup, alpha) + 1e-9
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_omp_on_duplicated_atoms_matches_sklearn_and_stops_at_full_rank(dtype):
+    import warnings
+
+    Y, atoms, distinct, copies = _duplicated_atoms(dtype)
+    Y64 = Y.double()
+    # below the rank: a copy is never chosen (its residual correlation is 0 after its original)
+    ours = omp(Y, atoms, 5)
+    ref = orthogonal_mp_gram((distinct @ distinct.T).numpy(), (Y64 @ distinct.T).numpy().T, n_nonzero_coefs=5).T
+    assert bool(torch.isfinite(ours).all())
+    assert np.allclose(_fold(ours, copies).numpy(), ref, atol=1e-8 if dtype == torch.float64 else 1e-4)
+    # 14 > dim = 12 non-zeros: after 12 atoms the residual is 0 and every further atom is
+    # dependent; each signal stops there (float32 codes used to blow up to 1e16 / NaN), as
+    # scikit-learn's orthogonal_mp_gram does ("selected atoms are dependent")
+    ours = omp(Y, atoms, 14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = orthogonal_mp_gram((atoms.double() @ atoms.double().T).numpy(), (Y64 @ atoms.double().T).numpy().T, n_nonzero_coefs=14).T
+    assert bool(torch.isfinite(ours).all())
+    assert torch.equal((ours != 0).sum(dim=1), torch.from_numpy((ref != 0).sum(axis=1)))  # 12 each
+    resid = (Y64 - ours.double() @ atoms.double()).norm(dim=1) / Y64.norm(dim=1)
+    assert float(resid.max()) <= (1e-12 if dtype == torch.float64 else 1e-5)
+
+
+def test_active_set_rejects_dependent_atoms_and_refactors_a_singular_remainder():
+    from sgan_cli.sparse_coding import _CholeskyActiveSet
+
+    gram = torch.eye(4, dtype=torch.float64)
+    gram[3, 3], gram[1, 3], gram[3, 1] = 2.0, math.sqrt(2.0), math.sqrt(2.0)  # atom 3 = √2 · atom 1
+    sets = _CholeskyActiveSet(2, gram, 4)
+    both, first = torch.tensor([True, True]), torch.tensor([True, False])
+    assert not bool(sets.add(both, torch.tensor([0, 0]))[0])
+    assert not bool(sets.add(first, torch.tensor([1, 1])).any())
+    assert not bool(sets.add(both, torch.tensor([2, 2])).any())
+    # active {0, 1, 2} and {0, 2}: atom 3 is in the first span only
+    assert sets.add(both, torch.tensor([3, 3])).tolist() == [True, False]
+    assert sets.count.tolist() == [3, 3]
+    # the Gram matrix changes under the set (atom 2 := atom 1): removing atom 0 leaves the
+    # first signal {1, 2}, singular, where cholesky_ex fails; its factor and solves stay finite
+    gram[1, 2] = gram[2, 1] = 1.0
+    sets.remove(both, torch.tensor([0, 0]))
+    assert sets.count.tolist() == [2, 2] and sets.idx[:, :2].tolist() == [[1, 2], [2, 3]]
+    assert bool(torch.isfinite(sets.L).all())
+    assert bool(torch.isfinite(sets.solve(torch.ones(2, 2, dtype=torch.float64), 2)).all())
+    L1 = sets.L[1, :2, :2]
+    assert torch.allclose(L1 @ L1.T, gram[[2, 3]][:, [2, 3]])  # the regular signal: exact factor

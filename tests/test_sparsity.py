@@ -162,8 +162,11 @@ def test_default_sparse_generator_ends_at_the_dictionarys_support(tmp_path, digi
     g = json.loads(__import__("safetensors").safe_open(str(tmp_path / "run" / "generator.safetensors"), "pt").metadata()["config"])
     assert g["model"]["sparsity"] == DEFAULT_SPARSITY_CONTROL  # recorded resolved, not "auto"
     # the target logged beside the support is the one the control aims at: k/K for top-k
-    target = g["model"]["topk"] / d.n_atoms if DEFAULT_SPARSITY_CONTROL == "topk" else d.achieved_sparsity
-    assert lines[-1]["support_target"] == pytest.approx(target) == g["model"]["support_target"]
+    if DEFAULT_SPARSITY_CONTROL == "topk":  # k is recorded; the user gave no target, so none is written
+        assert lines[-1]["support_target"] == pytest.approx(g["model"]["topk"] / d.n_atoms)
+        assert g["model"]["support_target"] is None
+    else:
+        assert lines[-1]["support_target"] == pytest.approx(d.achieved_sparsity) == g["model"]["support_target"]
 
 
 @pytest.mark.parametrize("kind, arch", [("whole", "mlp"), ("patch", "dcgan")])

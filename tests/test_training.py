@@ -331,7 +331,9 @@ def test_fast_loop_computes_the_same_losses_as_the_eager_reference(digits_dict, 
     expected = eager_steps(ref, cfg, real, 4, plain_optimizers(ref, cfg))
     for got, want in zip(logged, expected):
         for k, v in want.items():
-            assert got[k] == pytest.approx(v, rel=1e-4, abs=1e-5), (k, got[k], v)
+            # abs: losses near 0 are differences of critic means; float32 convolutions in another
+            # memory layout round differently with the thread count (1.1e-5 seen with 1 thread)
+            assert got[k] == pytest.approx(v, rel=1e-4, abs=3e-5), (k, got[k], v)
 
 
 def test_train_config_errors_name_the_key(runner):
