@@ -45,9 +45,21 @@ app.command("plot", cls=SganCommand)(plot.plot)
 
 
 def main() -> None:
-    # Before torch loads OpenMP: threads that sleep instead of spinning while they wait. On a
-    # shared 2-core CPU (load ≈ 10) spinning made the README's MNIST walk-through train at
-    # 130–210 images/s against 2,540 with passive waiting (DESIGN §5: equal on a quiet machine).
-    # An OMP_WAIT_POLICY the user set wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Before torch loads OpenMP. Several ranks on one host share its cores, and spinning
+    # OpenMP threads then stall each other (a shared 2-core CPU at load ≈ 10: 130–210 images/s
+    # against 2,540 with passive waiting), so torchrun's ranks wait passively. One process
+    # keeps OpenMP's default: on a quiet 2-core CPU passive waiting trained the demo 1.75×
+    # slower (README, Multiple processes). An OMP_WAIT_POLICY the user set wins.
+    if _ranks_on_this_host() > 1:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app()
+
+
+def _ranks_on_this_host() -> int:
+    """torchrun's LOCAL_WORLD_SIZE (else WORLD_SIZE); 1 outside torchrun or when unreadable
+    (sgan_cli.distributed reports malformed values)."""
+    for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1

@@ -379,12 +379,17 @@ def test_tensorboard_logs_scalars_and_grids(runner, tmp_path):
     assert "train/images_per_s" in acc.Tags()["scalars"] and [e.step for e in acc.Images("samples")] == [2, 4]
 
 
-def test_main_sets_passive_openmp_waiting_unless_the_user_chose(monkeypatch):
+def test_main_sets_passive_openmp_waiting_for_several_ranks_unless_the_user_chose(monkeypatch):
     import sys
 
     from sgan_cli import cli
 
-    for preset, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+    # (ranks on this host, the user's policy) → the policy sgan runs with (None: unset, OpenMP's default)
+    for ranks, preset, expected in ((None, None, None), ("1", None, None), ("2", None, "PASSIVE"), ("2", "ACTIVE", "ACTIVE"), ("x", None, None)):
+        for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE"):
+            monkeypatch.delenv(name, raising=False)
+        if ranks is not None:
+            monkeypatch.setenv("LOCAL_WORLD_SIZE", ranks)
         if preset is None:
             monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
         else:
@@ -392,4 +397,4 @@ def test_main_sets_passive_openmp_waiting_unless_the_user_chose(monkeypatch):
         monkeypatch.setattr(sys, "argv", ["sgan", "--version"])
         with pytest.raises(SystemExit):
             cli.main()
-        assert cli.os.environ["OMP_WAIT_POLICY"] == expected
+        assert cli.os.environ.get("OMP_WAIT_POLICY") == expected, (ranks, preset)
