@@ -257,17 +257,6 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
     )
 
 
-def meta_json(file: SganFile, key: str) -> Any:
-    """A kind-specific metadata field decoded from JSON (strings stay strings)."""
-    raw = file.meta.get(key)
-    if raw is None:
-        raise SganError(f"{file.path} lacks the metadata field {key!r}", where=str(file.path), fix="write the file again with sgan")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
 def meta_int(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, default: int | None = None) -> int:
     """A whole-number metadata field, checked against ``rng`` (a :class:`sgan_cli.validation.Range`);
     ``default`` when absent (else an error). Raises SganError naming the file and field."""
