@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,8 +66,16 @@ def ddp(tmp_path_factory):
     plan.write_text(json.dumps({"commands": commands, "out": str(work)}))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(ROOT / "tests" / "ddp_worker.py"), str(plan)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    # its own process group, so a timeout ends the ranks too (killing torchrun alone orphans
+    # them, blocked in a collective for good)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-4000:]
     ranks = [json.loads((work / f"rank{r}.json").read_text()) for r in (0, 1)]
     return {"work": work, "dict": dictionary, "clf": clf, "ranks": ranks, "train": train}
 
