@@ -14,6 +14,8 @@ An explicit ``--arch`` (or ``model.critic_arch``) is never changed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import SganConfig
 
 AUTO = "auto"
@@ -39,11 +41,12 @@ def resolve_arch(cfg: SganConfig, patch: int | None, sparse: bool, device_type: 
     return f"dense generator on {device_type}: {model.arch}"
 
 
-def resolve_auto(cfg: SganConfig, dry_run: bool = False) -> str | None:
-    """:func:`resolve_arch` for a training config: reads the dictionary (its patch size) and
-    resolves the device. Errors (missing dictionary, CUDA absent) are the usual SganErrors;
-    with ``dry_run`` a dictionary that does not exist yet leaves ``auto`` in place (a recipe
-    may name one a later ``learn-dict`` writes) and says so."""
+def resolve_auto(cfg: SganConfig, dry_run: bool = False, dictionary: Any = None) -> str | None:
+    """:func:`resolve_arch` for a training config: reads the dictionary (its patch size) unless
+    the loaded ``dictionary`` is given, and resolves the device. Errors (missing dictionary,
+    CUDA absent) are the usual SganErrors; with ``dry_run`` a dictionary that does not exist
+    yet leaves ``auto`` in place (a recipe may name one a later ``learn-dict`` writes) and
+    says so."""
     if cfg.model.arch != AUTO:
         return None
     from pathlib import Path
@@ -53,8 +56,10 @@ def resolve_auto(cfg: SganConfig, dry_run: bool = False) -> str | None:
     patch = None
     if dry_run and cfg.train.dict is not None and not Path(cfg.train.dict).is_file():
         return f"decided when the dictionary {cfg.train.dict} exists (whole-image atoms: mlp; patch atoms: dcgan)"
-    if cfg.train.dict is not None:
+    if dictionary is not None:
+        patch = dictionary.patch
+    elif cfg.train.dict is not None:
         from .contracts import load_dictionary
 
         patch = load_dictionary(cfg.train.dict).patch
-    return resolve_arch(cfg, patch, cfg.train.dict is not None, resolve_device(cfg.train.device).type)
+    return resolve_arch(cfg, patch, dictionary is not None or cfg.train.dict is not None, resolve_device(cfg.train.device).type)

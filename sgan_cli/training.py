@@ -909,7 +909,6 @@ def _train_locked(
 
     paths = run_dir_paths(out)
     ckpt = _open_run(cfg, out, resume, force)
-    arch_auto = resolve_auto(cfg)
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:
         raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
     world = distributed.current()
@@ -918,6 +917,7 @@ def _train_locked(
         check_world_size(ckpt.meta, world.size, out)
     device = distributed.local_device(resolve_device(cfg.train.device))
     data, geometry, dictionary, lineage = _run_inputs(cfg, out, ckpt)
+    arch_auto = resolve_auto(cfg, dictionary=dictionary)  # the dictionary read once, above
     check_training_fits(cfg, geometry, dictionary, len(data))
     # converted here once, so train_steps' layout conversion is a no-op (no second copy of the data)
     real = data.floats().to(device).contiguous(memory_format=preferred_layout(device))
