@@ -231,12 +231,14 @@ class TensorBoardHook:
             self.writer = None
 
 
-def plot_runs(runs: Sequence[Path], out: Path) -> Path:
-    """``sgan plot``: the curves of several runs, side by side, into ``out``."""
+def plot_runs(runs: Sequence[Path], out: Path) -> list[int]:
+    """``sgan plot``: the curves of several runs, side by side, into ``out``; returns the
+    number of logged entries of each run."""
     if not runs:
         raise SganError("no run folders to plot", where="RUN", fix="give one or more run folders, e.g. sgan plot runs/a runs/b")
     data = [(str(run), read_metrics(run)) for run in runs]
     empty = [label for label, entries in data if not entries]
     if empty:
         raise SganError(f"{empty[0]} has an empty metrics.jsonl", where=empty[0], fix="train at least train.log_every steps")
-    return draw_curves(data, out)
+    draw_curves(data, out)
+    return [len(entries) for _, entries in data]

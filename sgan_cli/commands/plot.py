@@ -27,12 +27,12 @@ def plot(
       sgan plot runs/dense runs/sparse --out compare.png
     """
     from ..contracts import check_writable
-    from ..curves import plot_runs, read_metrics
+    from ..curves import plot_runs
 
     path = out_path if out_path is not None else Path("curves-compare.png")
     check_writable(path, force)
-    plot_runs(runs, path)
-    summary = {"out": str(path), "runs": [str(r) for r in runs], "entries": [len(read_metrics(r)) for r in runs]}
+    entries = plot_runs(runs, path)
+    summary = {"out": str(path), "runs": [str(r) for r in runs], "entries": entries}
     if json_out:
         print_json(summary)
         return
