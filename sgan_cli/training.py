@@ -840,6 +840,8 @@ def _open_run(cfg: SganConfig, out: Path, resume: bool, force: bool) -> Any:
     from .contracts import read_file
 
     paths = run_dir_paths(out)
+    if resume and force:
+        raise SganError("--resume continues the run and --force starts it over: they cannot go together", where=str(out), fix="drop --force to continue the run, or drop --resume to start over")
     if not resume:
         if paths["checkpoint"].exists() and not force:
             raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")

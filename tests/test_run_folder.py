@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import error_text
+from helpers import error_text, invoke
 from safetensors.torch import load_file
 
 from sgan_cli import outputs
@@ -425,3 +425,10 @@ def test_numbered_pngs_and_a_grid_without_the_samples_file_are_not_read_as_compl
     from sgan_cli.data import load_data
 
     assert len(load_data(DataConfig(name=str(folder)))) == 4
+
+
+def test_resume_and_force_together_are_refused(runner, tmp_path):
+    out = tmp_path / "run"
+    msg = error_text(invoke(runner, ["train", "--resume", str(out), "--force", "--steps", "2"]))
+    assert "--resume continues the run and --force starts it over: they cannot go together" in msg
+    assert not out.exists()
