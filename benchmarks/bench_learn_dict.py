@@ -11,7 +11,10 @@ reference, …) so load changes on a shared machine hit both alike. Every dictio
 objective ½‖Y − AD‖²/n + α‖A‖₁/n is measured the same way, with exact lasso codes of every
 signal (sgan's ``lasso_lars``); that evaluation is not timed. For each reference point the
 table gives the fastest sgan run at an equal or better objective, and the time ratio.
-Both sides run with ``--threads`` threads and OMP_WAIT_POLICY=PASSIVE (DESIGN §5).
+Both sides run with ``--threads`` threads in one process, one after the other, under
+OpenMP's default wait policy — what ``sgan learn-dict`` runs under (the CLI sets PASSIVE
+only for several torchrun ranks on one host; PASSIVE made sgan's small-problem steps up
+to 4× slower here and SPAMS no faster).
 
     python benchmarks/bench_learn_dict.py                    # all cases
     python benchmarks/bench_learn_dict.py --cases a b        # some
@@ -31,18 +34,16 @@ import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared 2-core machines: DESIGN §5, for both sides alike
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 try:  # optional, GPL-3.0: only ever imported by benchmarks
     import spams  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the machine
     spams = None
 
-from sgan_cli.dictionary import extract_signals, learn_dictionary  # noqa: E402
-from sgan_cli.sparse_coding import lasso_lars, lasso_objective, support_fraction  # noqa: E402
+from sgan_cli.dictionary import extract_signals, learn_dictionary
+from sgan_cli.sparse_coding import lasso_lars, lasso_objective, support_fraction
 
 HERE = Path(__file__).resolve().parent
 
@@ -70,7 +71,7 @@ def case_signals(case: str, mnist_root: Path) -> tuple[torch.Tensor, int, float,
 
 # budgets per case: sgan (solver, passes per run) and SPAMS (minibatch iterations per run)
 SCHEDULES: dict[str, tuple[str, list[float]]] = {
-    "a": ("passes", [3, 6, 12, 24]),
+    "a": ("passes", [15, 20, 25, 30, 40, 50, 70, 100, 150, 250]),
     "b": ("online", [0.05, 0.1, 0.25, 0.5, 1.0]),
     "c": ("passes", [2, 3, 4, 6]),
 }
@@ -151,7 +152,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [run_case(c, args.mnist_root, args.reference, args.threads) for c in args.cases]
     load = os.getloadavg()
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, load {load[0]:.1f}"
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, load {load[0]:.1f}"
+    )
     print(f"\nlearn-dict vs {args.reference} — {machine}")
     header = f"{'case':<28} {'α':>5} {'ref s':>8} {'ref obj':>10} {'sgan s':>8} {'sgan obj':>10} {'passes':>7} {'sgan/ref time':>14}"
     print(header)

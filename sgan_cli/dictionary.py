@@ -394,6 +394,13 @@ def _run_online(
     return atoms, alpha, n_steps, ewa, history
 
 
+# the "passes" schedule codes all signals at once where n·K² is at most FULL_BATCH_FLOPS (a
+# few milliseconds of BLAS on one core), with at most FULL_BATCH_FISTA FISTA iterations per
+# epoch; see _run_passes
+FULL_BATCH_FLOPS = 2e8
+FULL_BATCH_FISTA = 30
+
+
 def _run_passes(
     Y: Tensor,
     atoms: Tensor,
@@ -406,15 +413,31 @@ def _run_passes(
     gen: torch.Generator,
     progress: ProgressFn | None,
 ) -> _RunResult:
-    """Whole passes over Y with warm-started FISTA codes and replaced (exact) statistics."""
+    """Whole passes over Y with warm-started FISTA codes and replaced (exact) statistics.
+
+    The minibatch is sized to the machine's cost model: where one FISTA iteration over *all*
+    signals is cheap (n·K² ≤ ``FULL_BATCH_FLOPS``, e.g. digits 1,617 × K = 64) per-call
+    overhead, not arithmetic, bounds a 256-signal step, so every epoch codes all signals at
+    once with at most ``FULL_BATCH_FISTA`` warm-started iterations (an inexact block
+    coordinate step: the dictionary moves right after, so exact codes would be wasted) and
+    takes one exact dictionary update; 60 epochs by default (on digits at 0.1 support,
+    seeds 0–3: held-out PSNR 18.40 dB in 0.55 s, against 18.34 dB in 0.76 s for 256-signal
+    steps; quiet 2-core AMD EPYC). Larger problems (mnist-5k
+    K = 784) are compute-bound and take 256-signal steps with codes solved to tolerance
+    (their codes feed sums that many later updates reuse). Measured against SPAMS' trainDL
+    in ``benchmarks/bench_learn_dict.py`` (README "learn-dict against SPAMS").
+    """
     n, dim = Y.shape
     K = atoms.shape[0]
-    m = min(batch_size or 256, n)
+    full = batch_size is None and n * K * K <= FULL_BATCH_FLOPS
+    m = n if full else min(batch_size or 256, n)
     n_batches = int(math.ceil(n / m))
-    # default: about 150 minibatch steps, within 4–20 passes (small sets need many passes,
-    # large ones few; scikit-learn's early stopping lands at 1.6–8 passes on ours)
-    default = min(20, max(4, math.ceil(150 / n_batches)))
+    # default: 60 full-batch epochs, or about 150 minibatch updates within 4–20 passes (small
+    # sets need many passes, large ones few; scikit-learn's early stopping lands at 1.6–8
+    # passes on ours)
+    default = 60 if full else min(20, max(4, math.ceil(150 / n_batches)))
     n_passes = max(1, int(math.ceil(passes if passes is not None else default)))
+    max_iter = FULL_BATCH_FISTA if full else 100
     codes = torch.zeros(n, K, device=Y.device)  # latest code of every signal     [n, K]
     stat_aa = torch.zeros(K, K, device=Y.device)  # Σ_i a_i a_iᵀ over latest codes [K, K]
     stat_ay = torch.zeros(K, dim, device=Y.device)  # Σ_i a_i y_iᵀ               [K, dim]
@@ -432,7 +455,7 @@ def _run_passes(
             gram = atoms @ atoms.T
             lip, lip_vec = lipschitz(gram, lip_vec, iters=10 if lip_vec is not None else 50)
             old = codes[idx]
-            new = lasso_fista(Yb, atoms, alpha, codes0=old, max_iter=100, tol=1e-4, gram=gram, lip=lip)
+            new = lasso_fista(Yb, atoms, alpha, codes0=old, max_iter=max_iter, tol=1e-4, gram=gram, lip=lip)
             codes[idx] = new
             if p == 0:
                 # first pass: Mairal's forgetting, early codes came from poor dictionaries
