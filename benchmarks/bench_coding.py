@@ -11,7 +11,8 @@ signals are coded in float64 by
   ``sparse_encode(algorithm="omp")``.
 
 The implementations are timed alternately (sgan, SPAMS, scikit-learn, repeated ``--repeats``
-times; the best time of each is kept) with 2 threads each, and the codes are compared: the
+times; the best time of each is kept) with 2 threads each, in one process under OpenMP's
+default wait policy (what ``sgan encode`` runs under), and the codes are compared: the
 largest coefficient difference and the objective (lasso) or residual (OMP) of each.
 
     python benchmarks/bench_coding.py                       # digits and 3×3×3 patches
@@ -28,13 +29,11 @@ import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared 2-core machines: DESIGN §5, for every library alike
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from sgan_cli.dictionary import learn_dictionary  # noqa: E402
-from sgan_cli.sparse_coding import lasso_lars, lasso_objective, omp  # noqa: E402
+from sgan_cli.dictionary import learn_dictionary
+from sgan_cli.sparse_coding import lasso_lars, lasso_objective, omp
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,8 +43,10 @@ except ImportError:  # pragma: no cover - depends on the machine
     spams = None
 
 
-def cases(mnist_root: Path | None) -> list[tuple[str, torch.Tensor, torch.Tensor, int, float]]:
-    """(name, training signals, coded signals, K, α) per case."""
+def cases(mnist_root: Path | None) -> list[tuple[str, torch.Tensor, torch.Tensor, int, float, float | None]]:
+    """(name, training signals, coded signals, K, α, learning passes) per case: the
+    dictionary is learned with the solver's default schedule (passes None), or 2 passes
+    where that would take minutes (mnist-5k)."""
     import sys
 
     sys.path.insert(0, str(HERE))
@@ -53,15 +54,15 @@ def cases(mnist_root: Path | None) -> list[tuple[str, torch.Tensor, torch.Tensor
 
     out = []
     Y, K, alpha, _ = case_signals("a", Path("."))
-    out.append(("digits 8×8, K=64", Y, Y, K, alpha))
+    out.append(("digits 8×8, K=64", Y, Y, K, alpha, None))
     Y, K, alpha, _ = case_signals("b", Path("."))
-    out.append(("3×3×3 patches, K=100", Y[:50_000], Y[50_000:70_000], K, alpha))
+    out.append(("3×3×3 patches, K=100", Y[:50_000], Y[50_000:70_000], K, alpha, None))
     if mnist_root is not None:
         import torchvision
 
         Y, K, alpha, _ = case_signals("c", mnist_root)
         test = torchvision.datasets.MNIST(str(mnist_root), train=False, download=False)
-        out.append(("mnist-5k 28×28, K=784", Y, test.data.reshape(-1, 784).float() / 127.5 - 1.0, K, alpha))
+        out.append(("mnist-5k 28×28, K=784", Y, test.data.reshape(-1, 784).float() / 127.5 - 1.0, K, alpha, 2.0))
     return out
 
 
@@ -72,10 +73,10 @@ def timed(fn, repeats: int, slot: list[float]):  # noqa: ANN001, ANN201
     return out
 
 
-def run_case(name: str, Ytrain: torch.Tensor, Y: torch.Tensor, K: int, alpha: float, repeats: int) -> dict:
+def run_case(name: str, Ytrain: torch.Tensor, Y: torch.Tensor, K: int, alpha: float, passes: float | None, repeats: int) -> dict:
     from sklearn.decomposition import sparse_encode
 
-    atoms = learn_dictionary(Ytrain, K, alpha=alpha, target_sparsity=None, passes=2, heldout_fraction=0.0, evaluate=False).atoms
+    atoms = learn_dictionary(Ytrain, K, alpha=alpha, target_sparsity=None, passes=passes, heldout_fraction=0.0, evaluate=False).atoms
     D64, Y64 = atoms.double(), Y.double()
     k = max(1, round(0.1 * K))
     Xf = np.asfortranarray(Y64.numpy().T)  # SPAMS: signals as columns
@@ -132,7 +133,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [run_case(*c, repeats=args.repeats) for c in cases(args.mnist_root)]
     load = os.getloadavg()
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, load {load[0]:.1f}"
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, load {load[0]:.1f}"
+    )
     print(f"\nsparse coding throughput (signals/s, float64, best of {args.repeats} alternating runs) — {machine}")
     ref = "spams" if spams else "sklearn"
     header = f"{'case':<24} {'coder':<6} {'sgan':>9} {'SPAMS':>9} {'sklearn':>9} {'sgan/' + ref:>12} {'max |Δcode|':>12}"
