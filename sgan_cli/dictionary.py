@@ -13,7 +13,8 @@ block-coordinate sweep on the surrogate they define. Two schedules, all in batch
 * ``passes`` (data revisited many times, e.g. whole images): every signal keeps its latest
   code, which warm-starts its next FISTA solve; the first pass accumulates statistics with
   forgetting, later passes *replace* a signal's old contribution (the incremental variant
-  of Mairal et al. 2010 §3.4), so the statistics are exact full-data sums;
+  of Mairal et al. 2010 §3.4), so the statistics are exact full-data sums; on small
+  problems every epoch codes all signals at once (see :func:`_run_passes`);
 * ``online`` (large redundant data seen about once, e.g. patches): exact codes of each
   minibatch by a batched LARS homotopy and forgetting statistics. On coherent patch
   dictionaries FISTA is far from the exact codes even after hundreds of iterations, and
@@ -422,10 +423,10 @@ def _run_passes(
     coordinate step: the dictionary moves right after, so exact codes would be wasted) and
     takes one exact dictionary update; 60 epochs by default (on digits at 0.1 support,
     seeds 0–3: held-out PSNR 18.40 dB in 0.55 s, against 18.34 dB in 0.76 s for 256-signal
-    steps; quiet 2-core AMD EPYC). Larger problems (mnist-5k
-    K = 784) are compute-bound and take 256-signal steps with codes solved to tolerance
-    (their codes feed sums that many later updates reuse). Measured against SPAMS' trainDL
-    in ``benchmarks/bench_learn_dict.py`` (README "learn-dict against SPAMS").
+    steps; quiet 2-core AMD EPYC). Larger problems (mnist-5k, K = 784) are compute-bound and
+    take 256-signal steps with codes solved to tolerance (their codes feed sums that many
+    later updates reuse). Measured against SPAMS' trainDL in
+    ``benchmarks/bench_learn_dict.py`` (README, Benchmarks).
     """
     n, dim = Y.shape
     K = atoms.shape[0]
