@@ -25,9 +25,15 @@ Methods (equal generator steps, batch, critic and latent size; see README "Resul
   stacked-dense, stacked-patch, stacked-patch-recon   stacked MNIST (three digits as RGB channels,
                      1,000 modes): modes covered and KL to uniform, per-channel classifier
 
-Sizes (chosen to fit about 3 hours on 2 quiet cores, from the 1,200-step timings of the
-previous study: dense 121 s, whole 144 s, patch 446 s, patch-recon 534 s): 700 generator
-steps, 2,000 samples, 3 seeds, 16 methods (48 runs, about 2.3 h of training).
+Sizes: the defaults (700 generator steps, 2,000 samples, 3 seeds, 16 methods: 48 runs) were
+sized from the previous study's timings for about 3 hours on 2 quiet cores. The README's
+table was made with less, to fit one working session on 2 shared cores (about 2 h 10 min
+with other work beside it): 500 steps, every method for seed 0, then seeds 1 and 2 for the
+main comparisons, method by method:
+
+    python benchmarks/study_mnist.py --steps 500 --seeds 0
+    for m in dense patch-topk patch-recon stacked-dense stacked-patch stacked-patch-recon whole-topk patch-fixed; do
+        python benchmarks/study_mnist.py --steps 500 --seeds 1 2 --methods $m; done
 """
 
 from __future__ import annotations
@@ -220,11 +226,14 @@ def summary(work: Path, docs: Path) -> str:
 
 
 def dictionary_levels(work: Path) -> dict[str, float]:
-    """The support fraction of exact lasso codes of held-out real images, per dictionary."""
+    """The support fraction of exact lasso codes of held-out real images, per dictionary of
+    the mnist generators in the support figure (whole-image and patch)."""
+    if str(ROOT) not in sys.path:  # run from a checkout without an install, as the CLI calls are
+        sys.path.insert(0, str(ROOT))
     from sgan_cli.contracts import load_dictionary
 
     levels = {}
-    for name in ("whole", "patch", "stacked"):
+    for name in ("whole", "patch"):
         path = work / f"dict-{name}.safetensors"
         if path.exists():
             levels[name] = load_dictionary(path).achieved_sparsity
