@@ -200,7 +200,8 @@ def summary(work: Path, docs: Path) -> str:
     for (obj, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], list(METHODS).index(kv[0][1]) if kv[0][1] in METHODS else len(METHODS), kv[0][1])):
         cells = [fmt([v for v in (_metric(r, n) for r in rs) if v is not None]) for n in names]
         lines.append(f"| {obj} | {method} | {len(rs)} | " + " | ".join(cells) + f" | {statistics.mean(r['train_s'] for r in rs):.0f} |")
-    ceiling = rows[-1]["score"].get("ceiling") or {}
+    # the real-data scores, from the latest run that has them (stacked runs score modes only)
+    ceiling = next((r["score"]["ceiling"] for r in reversed(rows) if r["score"].get("ceiling")), {})
     if ceiling:
         cells = []
         for n in names:
