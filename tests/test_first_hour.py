@@ -209,7 +209,8 @@ def test_a_flag_given_a_value_is_an_error(runner):
         (["plot", "no-such-run", "--json"], "no-such-run holds no metrics.jsonl"),
     ],
 )
-def test_json_errors_are_one_object_on_stdout(runner, args, what):
+def test_json_errors_are_one_object_on_stdout(runner, args, what, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # default output paths (dictionary.safetensors, …) must not exist
     res = invoke(runner, args)
     assert res.exit_code == 2
     err = _json(res)  # the whole of stdout is one JSON object
