@@ -27,7 +27,7 @@ Methods (equal generator steps, batch, critic and latent size; see README "Resul
 
 Sizes: the defaults (700 generator steps, 2,000 samples, 3 seeds, 16 methods: 48 runs) were
 sized from the previous study's timings for about 3 hours on 2 quiet cores. The README's
-table was made with less, to fit one working session on 2 shared cores (about 2 h 10 min
+table was made with less, to fit one working session on 2 shared cores (about 2 h 20 min
 with other work beside it): 500 steps, every method for seed 0, then seeds 1 and 2 for the
 main comparisons, method by method:
 
