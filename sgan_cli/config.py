@@ -185,6 +185,16 @@ def check_range(key: str, value: Any, source: str) -> None:
     check_number(value, key, RANGES.get(key), where=source, fix=f"give {key} a value {RANGES[key].describe()}" if key in RANGES else None)
 
 
+def check_ranges(cfg: Any, sections: tuple[str, ...], source: str) -> None:
+    """Every key of ``RANGES`` in these sections of ``cfg`` (a built config, e.g. one made in
+    Python rather than read from a recipe) is finite and in range — the same rule recipes,
+    ``--set`` values and files get."""
+    for key in RANGES:
+        section, name = key.split(".", 1)
+        if section in sections:
+            check_range(key, getattr(getattr(cfg, section), name), source)
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The config tree as plain JSON/YAML-ready data."""
     return dataclasses.asdict(cfg)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .config import ModelConfig
+from .config import ModelConfig, check_range
 from .errors import SganError
 from .nets import SoftThreshold, SupportController, TopK
 
@@ -50,12 +50,8 @@ def check_sparsity_config(model: ModelConfig) -> None:
             where="model.learn_threshold / model.sparsity",
             fix="use --set model.sparsity=learn alone, or drop model.learn_threshold",
         )
-    if model.topk is not None and model.topk < 1:
-        raise SganError(f"model.topk must be at least 1, got {model.topk}", where="model.topk", fix="give a number of non-zeros per code vector, or null for round(s·K)")
-    if model.support_target is not None and not (math.isfinite(model.support_target) and 0.0 < model.support_target < 1.0):
-        raise SganError(f"model.support_target must be strictly between 0 and 1, got {model.support_target}", where="model.support_target", fix="give a fraction such as 0.1, or null for the dictionary's support")
-    if not (math.isfinite(model.controller_gain) and 0.0 < model.controller_gain <= 1.0):
-        raise SganError(f"model.controller_gain must be in (0, 1], got {model.controller_gain}", where="model.controller_gain", fix="use e.g. 0.05")
+    for key in ("topk", "support_target", "controller_gain"):  # the one range rule (config.RANGES)
+        check_range(f"model.{key}", getattr(model, key), "the model configuration")
 
 
 def resolve_sparsity(model: ModelConfig, n_atoms: int, achieved: float) -> ResolvedSparsity:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed
-from .config import GanConfig, ModelConfig, SganConfig, section_from_file, to_dict
+from .config import GanConfig, ModelConfig, SganConfig, check_ranges, section_from_file, to_dict
 from .contracts import DictionaryFile, check_dictionary_fits
 from .errors import SganError
 from .losses import (
@@ -267,24 +267,9 @@ def check_train_config(cfg: SganConfig) -> None:
     check_sparsity_config(cfg.model)
     if cfg.recon.mode not in RECON_MODES:
         raise SganError(f"unknown reconstructor mode {cfg.recon.mode!r}", where="recon.mode / --recon", fix="use none, latent or vae")
-    if cfg.recon.steps < 0 or cfg.recon.every < 1:
-        raise SganError("recon.steps must be ≥ 0 and recon.every ≥ 1", where="recon.steps / recon.every", fix="e.g. --set recon.steps=1")
-    if not 0.0 <= cfg.train.ema < 1.0:
-        raise SganError(f"train.ema must be in [0, 1), got {cfg.train.ema}", where="train.ema / --ema", fix="use e.g. 0.999, or 0 to turn it off")
-    if cfg.gan.feature_matching < 0:
-        raise SganError("gan.feature_matching must be ≥ 0", where="gan.feature_matching", fix="use e.g. 1.0, or 0 to turn it off")
     if cfg.train.precision not in PRECISIONS:
         raise SganError(f"unknown precision {cfg.train.precision!r}", where="train.precision / --precision", fix="use fp32, bf16 or auto")
-    positive = {
-        "train.log_every": cfg.train.log_every, "train.grid_every": cfg.train.grid_every, "train.save_every": cfg.train.save_every,
-        "model.z_dim": cfg.model.z_dim, "model.g_width": cfg.model.g_width, "model.d_width": cfg.model.d_width, "model.e_width": cfg.model.e_width,
-    }  # fmt: skip
-    for key, value in positive.items():
-        if value < 1:
-            raise SganError(f"{key} must be at least 1, got {value}", where=key, fix=f"e.g. --set {key}=64")
-    for key, value in (("model.threshold", cfg.model.threshold), ("model.beta", cfg.model.beta), ("gan.gp_lambda", cfg.gan.gp_lambda), ("gan.clip", cfg.gan.clip)):
-        if value < 0:
-            raise SganError(f"{key} must be ≥ 0, got {value}", where=key, fix=f"give a non-negative {key}")
+    check_ranges(cfg, ("model", "gan", "recon", "train"), "the training configuration")
 
 
 def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, n_images: int) -> None:
