@@ -9,6 +9,8 @@ overwrite an existing file unless asked to.
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -268,7 +270,7 @@ def meta_int(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, def
             return default
         raise SganError(f"{path} lacks the metadata field {key!r}", where=str(path), fix="write the file again with sgan")
     text = raw.strip()
-    if not text.lstrip("+-").isdigit():
+    if re.fullmatch(r"[+-]?[0-9]+", text) is None:  # ASCII digits: str.isdigit takes '²', and '+-5' passed
         raise SganError(f"{path}: metadata field {key!r} must be a whole number, got {raw[:40]!r}", where=str(path), fix="write the file again with sgan")
     value = int(text)
     check_number(value, f"metadata field {key!r}", rng, where=str(path), fix="write the file again with sgan")

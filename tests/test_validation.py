@@ -205,6 +205,8 @@ def test_dictionary_metadata_is_type_and_range_checked(runner, tmp_path):
         ({"stride": "one"}, "metadata field 'stride' must be a whole number"),
         ({"channels": "-1"}, "metadata field 'channels' must be in [1, 4], got -1"),
         ({"patch": "[3]"}, "metadata field 'patch' must be a whole number"),
+        ({"stride": "+-5"}, "metadata field 'stride' must be a whole number"),  # passed the old digit test, then int() raised
+        ({"stride": "²"}, "metadata field 'stride' must be a whole number"),
     ):
         path = tmp_path / "keep-d.safetensors"
         write_file(path, "sgan.dictionary", {"atoms": atoms}, meta={**meta, **changes}, force=True)
