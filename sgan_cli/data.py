@@ -349,7 +349,6 @@ def decode_image(path: Path) -> "np.ndarray":  # noqa: F821
     Image.MAX_IMAGE_PIXELS = None  # our own check below names the file and the limit
     try:
         with Image.open(path) as im:
-            Image.MAX_IMAGE_PIXELS = pil_limit
             w, h = im.size
             if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
                 raise SganError(
@@ -363,9 +362,7 @@ def decode_image(path: Path) -> "np.ndarray":  # noqa: F821
                 return np.rint(np.clip(a, 0, 65535) * (255.0 / 65535.0)).astype(np.uint8)
             if mode == "F":  # 32-bit float gray (TIFF): read as 0..255 values
                 return np.rint(np.clip(np.asarray(im, dtype=np.float64), 0, 255)).astype(np.uint8)
-            if mode in ("L", "1"):
-                return np.asarray(im.convert("L"), dtype=np.uint8)
-            if mode == "LA":
+            if mode in ("L", "1", "LA"):
                 return np.asarray(im.convert("L"), dtype=np.uint8)
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except SganError:

@@ -495,8 +495,8 @@ def plan_extraction(opts: ScoreOptions, metrics: list[str], samples: ImageSet | 
         check_images(extractor, samples.images, "samples")  # type: ignore[union-attr, arg-type]
     if extractor is not None:
         per_image = 3 * 299 * 299 * 4 if extractor.kind == "inception" else (extractor.channels or 1) * (extractor.image_size or 1) ** 2 * 8
-        n = len(samples.images) if samples is not None else batch
-        check_batch_memory(batch, max(n, 1) if samples is not None else batch, per_image, "images through the feature extractor")
+        n = max(len(samples.images), 1) if samples is not None else batch
+        check_batch_memory(batch, n, per_image, "images through the feature extractor")
     return ExtractionPlan(extractor, batch, want_ceiling, stacked, extract_samples)
 
 

@@ -468,10 +468,11 @@ def train_steps(
         step_opt(state.opt_g)
         D.requires_grad_(True)
         if codes is not None:
-            values["support"] = float((codes != 0).float().mean())
+            support = (codes != 0).float().flatten(1).mean(1)  # [B] per code vector's image
+            values["support"] = float(support.mean())
             if state.controller is not None:
                 # the global batch's support (the same on every rank under torchrun), so λ stays identical
-                global_support = float(distributed.global_mean((codes != 0).float().flatten(1).mean(1)))
+                global_support = float(distributed.global_mean(support))
                 state.controller.update(global_support)
                 values["support_target"] = state.controller.target
             elif cfg.model.sparsity == "topk" and cfg.model.topk is not None:
