@@ -191,7 +191,7 @@ def encode_dictionary(
     caller has checked the dictionary fits them (``contracts.check_dictionary_fits``)."""
     dev = torch.device(device)
     atoms = d.atoms.to(dev)
-    mean = d.mean.to(dev) if d.mean is not None else torch.zeros(atoms.shape[1], device=dev)  # [dim]
+    mean = d.mean.to(dev)  # [dim]; load_dictionary gives zeros for files without a mean
     n, S = len(data), data.image_size
     if d.patch is None:
         code_shape: tuple[int, ...] = (d.n_atoms,)
