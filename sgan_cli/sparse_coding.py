@@ -121,7 +121,7 @@ def lasso_lars(
     max_steps: int | None = None,
 ) -> Tensor:
     """Exact lasso codes [n, K] of (1) by the batched LARS-lasso homotopy (see :func:`lars_path`)."""
-    return lars_path(Y, atoms, alpha, gram=gram, max_steps=max_steps)[0]
+    return _lars(Y, atoms, alpha, gram, max_steps, None, record=False)[0]
 
 
 @dataclass
@@ -159,8 +159,15 @@ class _CholeskyActiveSet:
     Loan §6.5.4, the update SPAMS' LARS and OMP use). An atom with d² = G_jj − ‖l‖² ≤
     ``pivot_tol``·G_jj lies in the span of the active atoms (a duplicate, a collinear atom)
     and is not added: :meth:`add` reports it to the caller. Removing an atom (a lasso path
-    event, rare) refactorises the affected signals. The factor is kept in float64 whatever
+    event) refactorises the affected signals. The factor is kept in float64 whatever
     the signals' dtype: coherent patch dictionaries make G_AA ill-conditioned.
+
+    :meth:`add` and :meth:`solve` touch every signal with masked writes instead of selecting
+    the masked ones: no host synchronisation and no data-dependent shapes, which on the CPU
+    cost more than the arithmetic at these sizes. They solve with the whole allocated
+    factor (S grows by a quarter when full), never a slice of it: torch copies a strided
+    slice before its batched LAPACK call, which made a solve 6× slower (500 factors of 160
+    atoms, 2-core AMD EPYC). :meth:`keep` drops finished signals.
     """
 
     # d² ≤ 100 ulps of G's dtype, relative to G_jj, is rounding: for exact duplicates d²
@@ -171,12 +178,12 @@ class _CholeskyActiveSet:
     PIVOT_TOL_ULPS = 100.0
 
     def __init__(self, n: int, gram: Tensor, capacity: int) -> None:
-        self.G = gram
+        self.G = gram.double()  # the same tensor when gram is float64
         self.dev = gram.device
         self.pivot_tol = self.PIVOT_TOL_ULPS * torch.finfo(gram.dtype).eps
         self.cap = capacity
         self.count = torch.zeros(n, dtype=torch.long, device=self.dev)
-        self.S = 0  # allocated width
+        self.S = 0  # allocated width ≥ count.max()
         self.idx = torch.zeros(n, 0, dtype=torch.long, device=self.dev)
         self.L = torch.zeros(n, 0, 0, dtype=torch.float64, device=self.dev)
         self.rows = torch.arange(n, device=self.dev)
@@ -184,13 +191,18 @@ class _CholeskyActiveSet:
     def _grow(self, width: int) -> None:
         if width <= self.S:
             return
-        new = min(self.cap, max(width, 2 * self.S, 8))
+        new = min(self.cap, max(width, self.S + max(8, self.S // 4)))
         n = self.count.shape[0]
         idx = torch.zeros(n, new, dtype=torch.long, device=self.dev)
         idx[:, : self.S] = self.idx
         L = torch.eye(new, dtype=torch.float64, device=self.dev).repeat(n, 1, 1)
         L[:, : self.S, : self.S] = self.L
         self.idx, self.L, self.S = idx, L, new
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the signals ``rows`` [m] (indices into the current signals), in that order."""
+        self.count, self.idx, self.L = self.count[rows], self.idx[rows], self.L[rows]
+        self.rows = torch.arange(rows.shape[0], device=self.dev)
 
     def add(self, mask: Tensor, atom: Tensor) -> Tensor:
         """Append atom[r] to the active set of every signal r where mask[r] (no duplicates).
@@ -200,49 +212,39 @@ class _CholeskyActiveSet:
         ``pivot_tol``·G_jj; a factor with such a pivot is singular, and every solve
         through it returns inf/NaN or round-off blown up by 1/d. scikit-learn treats such
         regressors the same way (``lars_path``: "Regressors in active set degenerate",
-        ``orthogonal_mp_gram``: "selected atoms are dependent").
+        ``orthogonal_mp_gram``: "selected atoms are dependent"). Signals whose set is full
+        (``count`` = capacity) must not be in ``mask``.
         """
-        dependent = torch.zeros_like(mask)
-        r = self.rows[mask]
-        if r.numel() == 0:
-            return dependent
-        s = int(self.count[r].max())
-        self._grow(s + 1)
-        j = atom[r]
-        pos = self.count[r]
-        g_jj = self.G[j, j].double()
-        if s > 0:
-            idx_r = self.idx[r, :s]
-            g = torch.gather(self.G[j], 1, idx_r).double() * (torch.arange(s, device=self.dev)[None, :] < pos[:, None])
-            if 2 * r.numel() > self.count.numel():  # most rows: solve on the view, no gather of L
-                g_all = torch.zeros(self.count.numel(), s, dtype=torch.float64, device=self.dev)
-                g_all[r] = g
-                l = torch.linalg.solve_triangular(self.L[:, :s, :s], g_all[..., None], upper=False)[r, :, 0]
-            else:
-                l = torch.linalg.solve_triangular(self.L[r, :s, :s], g[..., None], upper=False)[..., 0]  # [m, s]
-            d2 = g_jj - l.pow(2).sum(dim=1)
-        else:
-            l = None
-            d2 = g_jj
-        ok = d2 > self.pivot_tol * g_jj  # [m]; NaN (a non-finite Gram entry) is not ok either
-        dependent[r[~ok]] = True
-        r, j, pos, d2 = r[ok], j[ok], pos[ok], d2[ok]
-        if l is not None:
-            self.L[r[:, None], pos[:, None], torch.arange(s, device=self.dev)[None, :]] = l[ok]
-        self.L[r, pos, pos] = d2.sqrt()
-        self.idx[r, pos] = j
-        self.count[r] += 1
-        return dependent
+        n = self.count.shape[0]
+        if n == 0:
+            return torch.zeros_like(mask)
+        if self.S < self.cap:
+            self._grow(int(self.count.max()) + 1)
+        S = self.S
+        pos = self.count.clamp(max=S - 1)  # the row to append; clamped rows are not in mask
+        g_jj = self.G[atom, atom]
+        valid = torch.arange(S, device=self.dev)[None, :] < self.count[:, None]
+        g = self.G[atom[:, None], self.idx] * valid  # [n, S] = G_Aj, zero-padded
+        l = torch.linalg.solve_triangular(self.L, g[..., None], upper=False)[..., 0]
+        d2 = g_jj - l.pow(2).sum(dim=1)
+        ok = d2 > self.pivot_tol * g_jj  # NaN (a non-finite Gram entry) is not ok either
+        take = mask & ok
+        self.L[self.rows, pos] = torch.where(take[:, None], l, self.L[self.rows, pos])
+        self.L[self.rows, pos, pos] = torch.where(take, d2.clamp_min(0.0).sqrt(), self.L[self.rows, pos, pos])
+        self.idx[self.rows, pos] = torch.where(take, atom, self.idx[self.rows, pos])
+        self.count += take
+        return mask & ~ok
 
-    def remove(self, mask: Tensor, atom: Tensor) -> None:
-        """Drop atom[r] from the active set of every signal r where mask[r]; refactorise those."""
-        r = self.rows[mask]
+    def remove(self, r: Tensor, atom: Tensor) -> None:
+        """Drop atom[i] from the active set of signal r[i] for every i; refactorise those.
+
+        r [m] signal indices (distinct), atom [m] one of each signal's active atoms."""
         if r.numel() == 0:
             return
         s = int(self.count[r].max())
         idx_r = self.idx[r, :s]
         valid = torch.arange(s, device=self.dev)[None, :] < self.count[r][:, None]
-        keep = valid & (idx_r != atom[r][:, None])
+        keep = valid & (idx_r != atom[:, None])
         order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept atoms first, in entry order
         idx_new = torch.gather(idx_r, 1, order)
         cnt = self.count[r] - 1
@@ -250,7 +252,7 @@ class _CholeskyActiveSet:
         idx_new = torch.where(v, idx_new, torch.zeros_like(idx_new))
         pair = v[:, :, None] & v[:, None, :]
         eye = torch.eye(s, dtype=torch.float64, device=self.dev)
-        g_ss = torch.where(pair, self.G[idx_new[:, :, None], idx_new[:, None, :]].double(), eye)
+        g_ss = torch.where(pair, self.G[idx_new[:, :, None], idx_new[:, None, :]], eye)
         chol, info = torch.linalg.cholesky_ex(g_ss)
         bad = info != 0
         if bool(bad.any()):
@@ -268,11 +270,13 @@ class _CholeskyActiveSet:
         self.L[r, :s, :s] = chol
         self.count[r] = cnt
 
-    def solve(self, rhs: Tensor, s: int, rows: Tensor | None = None) -> Tensor:
-        """G_AA⁻¹ rhs for rhs [m, s] (zero beyond each count) → [m, s] in float64, for all
-        signals or for the signals ``rows`` [m]."""
-        L = self.L[:, :s, :s] if rows is None else self.L[rows, :s, :s]
-        return torch.cholesky_solve(rhs.double()[..., None], L)[..., 0]
+    def solve(self, rhs: Tensor) -> Tensor:
+        """G_AA⁻¹ rhs for rhs [n, s], s ≤ S, zero beyond each count → [n, s] in float64 (two
+        batched triangular solves: faster than ``cholesky_solve``'s batched LAPACK calls)."""
+        s = rhs.shape[1]
+        b = torch.nn.functional.pad(rhs.double(), (0, self.S - s))[..., None]
+        half = torch.linalg.solve_triangular(self.L, b, upper=False)
+        return torch.linalg.solve_triangular(self.L.mT, half, upper=True)[:, :s, 0]
 
 
 def lars_path(
@@ -285,124 +289,171 @@ def lars_path(
 ) -> tuple[Tensor, LarsPath]:
     """Exact lasso (1) by the LARS-lasso homotopy (Efron et al. 2004), batched over signals.
 
-    Y [n, dim], atoms [K, dim] → codes [n, K] with the exact lasso support. Every signal
-    walks its own regularisation path from λ = max|Dᵀy| down to α; each step moves all
-    signals at once: the active sets (≤ dim atoms) keep Cholesky factors of their Gram
-    matrices updated one atom at a time (:class:`_CholeskyActiveSet`), so the equiangular
-    direction costs two triangular solves per signal, and the step length is the first
-    event per signal — an atom enters, an active coefficient crosses zero and leaves (the
-    lasso modification), or λ reaches α. Steps ≈ support size, so it is fast exactly where
-    first-order methods are slow: coherent, overcomplete dictionaries with small supports.
-    Reference: SPAMS' ``lasso`` (Mairal, Cholesky-updated LARS on the Gram matrix).
+    Y [n, dim], atoms [K, dim] → codes [n, K] with the exact lasso support, and the record
+    of every signal's path (:class:`LarsPath`). Every signal walks its own regularisation
+    path from λ = max|Dᵀy| down to α (or until ``stop_active`` atoms are active); each step
+    moves all signals at once: the active sets (≤ dim atoms) keep Cholesky factors of their
+    Gram matrices updated one atom at a time (:class:`_CholeskyActiveSet`), so the
+    equiangular direction costs two triangular solves per signal, and the step length is
+    the first event per signal — an atom enters, an active coefficient crosses zero and
+    leaves (the lasso modification), or λ reaches α. Steps ≈ support size, so it is fast
+    exactly where first-order methods are slow: coherent, overcomplete dictionaries with
+    small supports. Paths differ in length; signals whose path has ended are set aside
+    whenever they are half of those still carried, so a step costs what its live signals
+    need. Reference: SPAMS' ``lasso`` (Mairal, Cholesky-updated LARS on the Gram matrix).
     """
+    return _lars(Y, atoms, alpha, gram, max_steps, stop_active, record=True)  # type: ignore[return-value]
+
+
+class _LarsState:
+    """The per-signal state of :func:`_lars` for the signals still carried (``orig`` [m]: their
+    rows in the caller's batch): correlations c = Dᵀ(y − aD) and Dᵀy [m, K], codes [m, K], λ [m],
+    and the masks of atoms that may not enter: active, dependent (in the span of the active
+    set) and just_left (sat on |c_j| = λ a step ago)."""
+
+    def __init__(self, corr: Tensor, sets: _CholeskyActiveSet) -> None:
+        m, K = corr.shape
+        self.orig = torch.arange(m, device=corr.device)
+        self.corr = corr
+        self.c = corr.clone()
+        self.codes = torch.zeros_like(corr)
+        self.lam = corr.abs().amax(dim=1) if m else torch.zeros(0, dtype=corr.dtype, device=corr.device)
+        self.active = torch.zeros(m, K, dtype=torch.bool, device=corr.device)
+        self.dependent = torch.zeros_like(self.active)
+        self.just_left = torch.zeros_like(self.active)
+        self.done = torch.zeros(m, dtype=torch.bool, device=corr.device)
+        self.sets = sets
+
+    def keep(self, rows: Tensor) -> None:
+        for name in ("orig", "corr", "c", "codes", "lam", "active", "dependent", "just_left", "done"):
+            setattr(self, name, getattr(self, name)[rows])
+        self.sets.keep(rows)
+
+
+def _lars(
+    Y: Tensor,
+    atoms: Tensor,
+    alpha: float,
+    gram: Tensor | None,
+    max_steps: int | None,
+    stop_active: int | None,
+    record: bool,
+) -> tuple[Tensor, LarsPath | None]:
+    """The homotopy of :func:`lars_path`; ``record=False`` skips the path record."""
     n, dim = Y.shape
     K = atoms.shape[0]
     dev, dt = Y.device, Y.dtype
     G = atoms @ atoms.T if gram is None else gram  # [K, K]
     corr = Y @ atoms.T  # [n, K] = Dᵀy
-    codes = torch.zeros(n, K, dtype=dt, device=dev)
-    rows = torch.arange(n, device=dev)
+    out = torch.zeros(n, K, dtype=dt, device=dev)
+    st = _LarsState(corr, _CholeskyActiveSet(n, G, min(K, dim)))
+    lam_max = st.lam.clone()
+    st.done = st.lam <= alpha
+    first = st.c.abs().argmax(dim=1) if n else torch.zeros(0, dtype=torch.long, device=dev)
+    st.active.scatter_(1, first[:, None], (~st.done)[:, None])
+    st.sets.add(~st.done, first)  # a single atom: dependent only if it is zero (then λ_max = 0, done)
+    # the record, over all n signals: λ and active counts at the start of every step
+    lam_all, cnt_all = lam_max.clone(), st.sets.count.clone()
     lam_hist: list[Tensor] = []
     act_hist: list[Tensor] = []
-    c = corr.clone()  # correlations with the residual, Dᵀ(y − aD)
-    lam = c.abs().max(dim=1).values if n else torch.zeros(0, dtype=dt, device=dev)  # [n] current point on the path
-    lam_max = lam.clone()
-    done = lam <= alpha
-    active = torch.zeros(n, K, dtype=torch.bool, device=dev)
-    sets = _CholeskyActiveSet(n, G, min(K, dim))
-    first = c.abs().argmax(dim=1)
-    active[rows[~done], first[~done]] = True
-    sets.add(~done, first)  # a single atom: dependent only if it is zero (then λ_max = 0, done)
-    # an atom that just left sits exactly on |c_j| = λ; it must not re-enter at once
-    just_left = torch.zeros(n, K, dtype=torch.bool, device=dev)
-    # atoms in the span of a signal's active set (duplicates, collinear atoms): they cannot
-    # enter the factor, and adding nothing to the solution while that span stands, they stay
-    # out until an atom leaves (scikit-learn's lars_path drops them the same way)
-    dependent = torch.zeros(n, K, dtype=torch.bool, device=dev)
     inf = torch.tensor(float("inf"), dtype=dt, device=dev)
+    diag_G = G.diagonal()[None, :]
     steps = max_steps if max_steps is not None else 4 * K + 10
+    left_last = False
+    n_live = int((~st.done).sum())
     for step in range(steps):
-        if bool(done.all()):
+        if n_live == 0:
             break
-        n_act = sets.count.clone()  # [n]
-        lam_hist.append(lam.clone())
-        act_hist.append(n_act)
-        # once most paths have ended, only the live signals are solved and multiplied
-        # (paths differ in length: the batch runs as long as its longest one)
-        n_live = int((~done).sum())
-        live_rows = rows[~done] if n_live < 0.75 * n else None
-        cnt = sets.count if live_rows is None else sets.count[live_rows]
-        s = int(cnt.max())
-        order = sets.idx[:, :s] if live_rows is None else sets.idx[live_rows, :s]  # active atoms in entry order
-        valid = torch.arange(s, device=dev)[None, :] < cnt[:, None]
-        c_rows = c if live_rows is None else c[live_rows]
-        sign = torch.sign(torch.gather(c_rows, 1, order)) * valid  # sign(c_j) = sign(a_j) on the active set
-        w_s = (sets.solve(sign, s, live_rows) * valid).to(dt)  # G_AA w = sign
-        w_rows = torch.zeros(order.shape[0], K, dtype=dt, device=dev).scatter_add_(1, order, w_s)
-        u_rows = w_rows @ G  # rate of decrease of every correlation per unit step
-        if live_rows is None:
-            w, u = w_rows, u_rows
-        else:
-            w = torch.zeros(n, K, dtype=dt, device=dev)
-            u = torch.zeros(n, K, dtype=dt, device=dev)
-            w[live_rows] = w_rows
-            u[live_rows] = u_rows
-        lam_ = lam[:, None]
-        eps = 1e-9 * lam_
-        # entering atoms: |c_j − γu_j| = λ − γ for an inactive j
-        g1 = (lam_ - c) / (1.0 - u)
-        g2 = (lam_ + c) / (1.0 + u)
+        if record:
+            lam_all[st.orig] = st.lam
+            cnt_all[st.orig] = st.sets.count
+            lam_hist.append(lam_all.clone())
+            act_hist.append(cnt_all.clone())
+        if n_live <= st.lam.shape[0] // 2:  # set finished paths aside
+            fin = torch.nonzero(st.done).flatten()
+            out[st.orig[fin]] = st.codes[fin]
+            st.keep(torch.nonzero(~st.done).flatten())
+        sets, m = st.sets, st.lam.shape[0]
+        order = sets.idx  # active atoms in entry order, [m, S]
+        valid = torch.arange(sets.S, device=dev)[None, :] < sets.count[:, None]
+        sign = torch.sign(torch.gather(st.c, 1, order)) * valid  # sign(c_j) = sign(a_j) on the active set
+        w_s = sets.solve(sign).to(dt)  # G_AA w = sign (zero beyond each count)
+        w = torch.zeros(m, K, dtype=dt, device=dev).scatter_add_(1, order, w_s)  # padding adds 0 to atom 0
+        u = w @ G  # rate of decrease of every correlation per unit step
+        lam_ = st.lam[:, None]
+        # entering atoms: |c_j − γu_j| = λ − γ for an inactive j, at γ = (λ ∓ c_j)/(1 ∓ u_j);
+        # as rates r = 1/γ the first event is the largest positive r, and γ ≤ ε (r ≥ 1/ε,
+        # ε = 1e-9·λ) is rounding at an atom already on the boundary
+        r_plus = (1.0 - u) / (lam_ - st.c)  # c_j reaches +λ
+        r_minus = (1.0 + u) / (lam_ + st.c)  # c_j reaches −λ
+        if left_last:
+            # an atom that just left (or was freed by a leave) sits on |c_j| = λ: its root on
+            # that side is where it stands (γ = 0 up to rounding), the other side's is a
+            # genuine event (it re-enters with the opposite sign)
+            r_plus.masked_fill_(st.just_left & (st.c > 0), -math.inf)
+            r_minus.masked_fill_(st.just_left & (st.c < 0), -math.inf)
+        rate = torch.maximum(r_plus, r_minus)
+        blocked = st.active | st.dependent | ~(rate < 1e9 / lam_)  # ~(<): also NaN
+        rate.masked_fill_(blocked, -math.inf)
+        r_in, j_in = rate.max(dim=1)
         # at most dim atoms can be active: beyond that the active Gram matrix is singular
-        can_enter = ~active & ~just_left & ~dependent & (n_act < dim)[:, None]
-        g1 = torch.where((g1 > eps) & can_enter, g1, inf)
-        g2 = torch.where((g2 > eps) & can_enter, g2, inf)
-        g_in, j_in = torch.minimum(g1, g2).min(dim=1)
+        g_in = torch.where((r_in > 0) & (sets.count < dim), 1.0 / r_in, inf)
         # leaving atoms: a_j + γw_j crosses zero
-        g_out_all = -codes / w
-        g_out_all = torch.where(active & (g_out_all > eps), g_out_all, inf)
-        g_out, j_out = g_out_all.min(dim=1)
-        g_stop = (lam - alpha).clamp_min(0.0)
-        gamma = torch.minimum(torch.minimum(g_in, g_out), g_stop)
-        gamma = torch.where(done, torch.zeros_like(gamma), gamma)
-        codes += gamma[:, None] * w
-        lam = lam - gamma
+        a_s = torch.gather(st.codes, 1, order)
+        g_out_s = -a_s / w_s
+        g_out_s = torch.where(valid & (g_out_s > 1e-9 * lam_), g_out_s, inf)
+        g_out, p_out = g_out_s.min(dim=1)  # S ≥ 1: the first atom was added above
+        j_out = torch.gather(order, 1, p_out[:, None])[:, 0]
+        g_stop = (st.lam - alpha).clamp_min(0.0)
+        g_event = torch.minimum(g_in, g_out)
+        gamma = torch.where(st.done, torch.zeros_like(g_stop), torch.minimum(g_event, g_stop))
+        st.codes.addcmul_(gamma[:, None], w)
+        st.lam = st.lam - gamma
         if step % 16 == 15:
-            c = corr - codes @ G  # exact now and then, against rounding drift
+            st.c = st.corr - st.codes @ G  # exact now and then, against rounding drift
         else:
-            c -= gamma[:, None] * u  # c(γ) = c − γ·u, exact in exact arithmetic
-        live = ~done
-        stop = live & (g_stop <= torch.minimum(g_in, g_out))
+            st.c.addcmul_(gamma[:, None], u, value=-1.0)  # c(γ) = c − γ·u, exact in exact arithmetic
+        live = ~st.done
+        stop = live & (g_stop <= g_event)
         leave = live & ~stop & (g_out < g_in)
         enter = live & ~stop & ~leave
         rejected = sets.add(enter, j_in)  # the step above stays on the path: the event was spurious
-        added = enter & ~rejected
-        active[rows[added], j_in[added]] = True
-        dependent[rows[rejected], j_in[rejected]] = True
-        if bool(leave.any()):
-            active[rows[leave], j_out[leave]] = False
-            codes[rows[leave], j_out[leave]] = 0.0
-            sets.remove(leave, j_out)
-        just_left.zero_()
-        just_left[rows[leave], j_out[leave]] = True
-        if bool(leave.any()):
+        at_in = j_in[:, None]
+        st.active.scatter_(1, at_in, st.active.gather(1, at_in) | (enter & ~rejected)[:, None])
+        st.dependent.scatter_(1, at_in, st.dependent.gather(1, at_in) | rejected[:, None])
+        if left_last:
+            st.just_left.zero_()
+        rows = torch.nonzero(leave).flatten()
+        left_last = rows.numel() > 0
+        if left_last:
+            j_left = j_out[rows]
+            st.active[rows, j_left] = False
+            st.codes[rows, j_left] = 0.0
+            sets.remove(rows, j_left)
             # the span shrank: dependent atoms may enter again, but not at once; neither may
-            # copies of the atom that left (±, the pivot test on the span of that atom alone),
-            # which sit on |c_j| = λ exactly as it does
-            g_out_rows = G[j_out[leave]]  # [m, K]
-            g_oo = torch.gather(g_out_rows, 1, j_out[leave][:, None])
-            copies = (G.diagonal()[None, :] - g_out_rows.pow(2) / g_oo) <= sets.pivot_tol * G.diagonal()[None, :]
-            just_left[leave] |= dependent[leave] | copies
-            dependent[leave] = False
-        done = done | stop
+            # the atom that left nor its copies (±, the pivot test on the span of that atom
+            # alone), which sit on |c_j| = λ exactly as it does
+            g_left = G[j_left]  # [l, K]
+            g_ll = torch.gather(g_left, 1, j_left[:, None])
+            copies = (diag_G - g_left.pow(2) / g_ll) <= sets.pivot_tol * diag_G
+            st.just_left[rows] = st.dependent[rows] | copies
+            st.just_left[rows, j_left] = True
+            st.dependent[rows] = False
+        st.done = st.done | stop
         if stop_active is not None:
-            done = done | (sets.count >= stop_active)
+            st.done = st.done | (sets.count >= stop_active)
+        n_live = int((~st.done).sum())
+    out[st.orig] = st.codes
+    if not record:
+        return out, None
+    lam_all[st.orig] = st.lam
     path = LarsPath(
         lam=torch.stack(lam_hist) if lam_hist else torch.zeros(0, n, dtype=dt, device=dev),
         n_active=torch.stack(act_hist) if act_hist else torch.zeros(0, n, dtype=torch.long, device=dev),
-        lam_end=lam,
+        lam_end=lam_all,
         lam_max=lam_max,
     )
-    return codes, path
+    return out, path
 
 
 def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
@@ -441,10 +492,10 @@ def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
         # (scikit-learn's orthogonal_mp_gram stops on "selected atoms are dependent" too)
         live &= ~sets.add(live, new)
         chosen[rows[live], new[live]] = True
-        width = int(sets.count.max())
-        idx = sets.idx[:, :width]
+        width = sets.S
+        idx = sets.idx
         valid = torch.arange(width, device=Y.device)[None, :] < sets.count[:, None]
-        coef = sets.solve(torch.gather(corr0, 1, idx) * valid, width).to(Y.dtype) * valid  # [n, width]
+        coef = sets.solve(torch.gather(corr0, 1, idx) * valid).to(Y.dtype) * valid  # [n, width]
         codes.zero_().scatter_add_(1, idx, coef)  # padding adds zeros to atom 0
         if j + 1 < s:
             resid_corr = corr0 - codes @ gram
