@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .sparse_coding import lars_path, lasso_fista, lasso_lars, lasso_objective, lipschitz, psnr, support_fraction
+from .sparse_coding import LarsPath, lars_path, lasso_fista, lasso_lars, lasso_objective, lipschitz, psnr, support_fraction
 
 
 @dataclass
@@ -187,30 +187,23 @@ def find_alpha(Y: Tensor, atoms: Tensor, target: float, rel_tol: float = 0.02) -
     exact solve at the chosen α returns the codes. Should the record be inconclusive
     (paths cut short), a bisection on exact solves takes over. Returns (α, codes at α).
     """
-    n, dim = Y.shape
-    K = atoms.shape[0]
+    path = _path_to_target(Y, atoms, target)
+    if path is None:
+        return 0.0, torch.zeros(Y.shape[0], atoms.shape[0], dtype=Y.dtype, device=Y.device)
     gram = atoms @ atoms.T
-    # paths run to twice the target support: enough for the crossing, and LARS steps get
-    # dearer as active sets grow (an [n, s, s] solve each)
-    cap = min(K, dim, int(math.ceil(2 * target * K)) + 1)
-    _, path = lars_path(Y, atoms, 0.0, gram=gram, stop_active=cap)
-    alpha_max = float(path.lam_max.max()) if n else 0.0
-    if alpha_max <= 0:
-        return 0.0, torch.zeros(n, K, dtype=Y.dtype, device=Y.device)
-
-    def predicted(alpha: float) -> float:
-        return float(path.support_counts(alpha).double().mean()) / K
+    K = atoms.shape[0]
 
     def exact(alpha: float) -> tuple[float, Tensor]:
         codes = lasso_lars(Y, atoms, alpha, gram=gram)
         return support_fraction(codes), codes
 
-    alpha = _bisect_log(predicted, target, alpha_max * 1e-6, alpha_max, rel_tol=rel_tol / 4, steps=60)
+    alpha = _predicted_alpha(path, target, K, rel_tol)
     s, codes = exact(alpha)
     if abs(s - target) <= rel_tol * target:
         return alpha, codes
     best = (abs(s - target), alpha, codes)
     # the prediction is close (paths cut at the cap only under-count): search near it
+    alpha_max = float(path.lam_max.max())
     lo, hi = (alpha, min(alpha * 4, alpha_max)) if s > target else (alpha / 4, alpha)
 
     def measured(a: float) -> float:
@@ -222,6 +215,36 @@ def find_alpha(Y: Tensor, atoms: Tensor, target: float, rel_tol: float = 0.02) -
 
     _bisect_log(measured, target, lo, hi, rel_tol=rel_tol, steps=20)
     return best[1], best[2]
+
+
+def predict_alpha(Y: Tensor, atoms: Tensor, target: float, rel_tol: float = 0.02) -> float:
+    """α predicted by :func:`find_alpha`'s path record alone, without its exact check (the
+    record under-counts only signals whose path passed twice the target support): for
+    the interim re-tuning during learning, which the final :func:`find_alpha` corrects."""
+    path = _path_to_target(Y, atoms, target)
+    return 0.0 if path is None else _predicted_alpha(path, target, atoms.shape[0], rel_tol)
+
+
+def _path_to_target(Y: Tensor, atoms: Tensor, target: float) -> LarsPath | None:
+    """Every signal's lasso path down to twice the target support; None if all codes are 0."""
+    n, dim = Y.shape
+    K = atoms.shape[0]
+    # paths run to twice the target support: enough for the crossing, and LARS steps get
+    # dearer as active sets grow (an [n, s, s] solve each)
+    cap = min(K, dim, int(math.ceil(2 * target * K)) + 1)
+    _, path = lars_path(Y, atoms, 0.0, stop_active=cap)
+    alpha_max = float(path.lam_max.max()) if n else 0.0
+    return path if alpha_max > 0 else None
+
+
+def _predicted_alpha(path: LarsPath, target: float, K: int, rel_tol: float) -> float:
+    """Bisection in log α on the path record for support fraction = target."""
+    alpha_max = float(path.lam_max.max())
+
+    def predicted(alpha: float) -> float:
+        return float(path.support_counts(alpha).double().mean()) / K
+
+    return _bisect_log(predicted, target, alpha_max * 1e-6, alpha_max, rel_tol=rel_tol / 4, steps=60)
 
 
 def _bisect_log(support: Callable[[float], float], target: float, a_lo: float, a_hi: float, rel_tol: float, steps: int) -> float:
@@ -312,13 +335,13 @@ def learn_dictionary(
     atoms = init_atoms(Y_train, n_atoms, gen).to(dev)
     if alpha is None:
         assert target_sparsity is not None
-        alpha, _ = find_alpha(Y_held, atoms, target_sparsity)
+        alpha = predict_alpha(Y_held, atoms, target_sparsity)
     retune: Callable[[Tensor], float] | None = None
     if target_sparsity is not None:
         target = target_sparsity
 
         def retune(current: Tensor) -> float:
-            return find_alpha(Y_held, current, target)[0]
+            return predict_alpha(Y_held, current, target)
 
     run = _run_online if solver == "online" else _run_passes
     atoms, alpha, steps, cost, history = run(

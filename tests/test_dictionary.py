@@ -11,7 +11,7 @@ from sklearn.decomposition import MiniBatchDictionaryLearning
 from sgan_cli.config import DictConfig
 from sgan_cli.data import load_data
 from sgan_cli.config import DataConfig
-from sgan_cli.dictionary import extract_signals, find_alpha, learn_dictionary, learn_from_config
+from sgan_cli.dictionary import extract_signals, find_alpha, learn_dictionary, learn_from_config, predict_alpha
 from sgan_cli.errors import SganError
 from sgan_cli.sparse_coding import lasso_lars, lasso_objective, support_fraction
 
@@ -71,6 +71,19 @@ def test_find_alpha_is_monotone_target(digits):
     a_sparse, codes = find_alpha(digits[:300], atoms, 0.05)
     assert a_sparse > a_dense
     assert abs(support_fraction(codes) - 0.05) <= 0.02 * 0.05 + 1e-9 or abs(support_fraction(codes) - 0.05) < 0.01
+
+
+@pytest.mark.parametrize("target", [0.05, 0.2])
+def test_predicted_alpha_is_the_exact_alpha_when_no_path_is_cut(digits, target):
+    # the interim re-tuning skips find_alpha's exact check; where every path reaches twice
+    # the target support (digits, K = dim = 64), the path record is exact: same α, and the
+    # exact codes at that α hit the target
+    atoms = F.normalize(digits[:64].clone(), dim=1)
+    Y = digits[300:700]
+    alpha = predict_alpha(Y, atoms, target)
+    a_exact, codes = find_alpha(Y, atoms, target)
+    assert alpha == a_exact
+    assert abs(support_fraction(lasso_lars(Y, atoms, alpha)) - target) <= 0.02 * target
 
 
 def test_patch_layout_matches_conv_transpose():
