@@ -21,8 +21,9 @@ block-coordinate sweep on the surrogate they define. Two schedules, all in batch
   inexact codes bias the statistics: exactness is what reaches scikit-learn's objective.
 
 α is a poor knob for sparsity (DESIGN: the α giving 10 % support ranged from 0.016 to 0.36),
-so :func:`find_alpha` tunes α against exact lasso codes of held-out signals, before and
-during learning and once more on the final dictionary.
+so α is tuned on the lasso paths of held-out signals: :func:`predict_alpha` from the path
+record alone before and during learning, :func:`find_alpha` (the record, then a check
+against exact codes) on the final dictionary.
 """
 
 from __future__ import annotations
@@ -187,10 +188,10 @@ def find_alpha(Y: Tensor, atoms: Tensor, target: float, rel_tol: float = 0.02) -
     exact solve at the chosen α returns the codes. Should the record be inconclusive
     (paths cut short), a bisection on exact solves takes over. Returns (α, codes at α).
     """
-    path = _path_to_target(Y, atoms, target)
+    gram = atoms @ atoms.T
+    path = _path_to_target(Y, atoms, target, gram)
     if path is None:
         return 0.0, torch.zeros(Y.shape[0], atoms.shape[0], dtype=Y.dtype, device=Y.device)
-    gram = atoms @ atoms.T
     K = atoms.shape[0]
 
     def exact(alpha: float) -> tuple[float, Tensor]:
@@ -218,21 +219,25 @@ def find_alpha(Y: Tensor, atoms: Tensor, target: float, rel_tol: float = 0.02) -
 
 
 def predict_alpha(Y: Tensor, atoms: Tensor, target: float, rel_tol: float = 0.02) -> float:
-    """α predicted by :func:`find_alpha`'s path record alone, without its exact check (the
-    record under-counts only signals whose path passed twice the target support): for
-    the interim re-tuning during learning, which the final :func:`find_alpha` corrects."""
-    path = _path_to_target(Y, atoms, target)
+    """α for support fraction ≈ target from :func:`find_alpha`'s path record alone, without
+    its check against exact codes, for signals Y [n, dim] and atoms [K, dim]; 0.0 when every
+    code is zero at any α (n = 0, or Y ⟂ atoms). The record under-counts only signals whose
+    path went past the cap (2·target·K + 1 atoms, at most min(K, dim)), so this is
+    :func:`find_alpha`'s first guess: the interim re-tuning during learning uses it, and
+    the final :func:`find_alpha` checks it."""
+    path = _path_to_target(Y, atoms, target, atoms @ atoms.T)
     return 0.0 if path is None else _predicted_alpha(path, target, atoms.shape[0], rel_tol)
 
 
-def _path_to_target(Y: Tensor, atoms: Tensor, target: float) -> LarsPath | None:
-    """Every signal's lasso path down to twice the target support; None if all codes are 0."""
+def _path_to_target(Y: Tensor, atoms: Tensor, target: float, gram: Tensor) -> LarsPath | None:
+    """Every signal's lasso path until 2·target·K + 1 atoms are active (at most min(K, dim));
+    None if all codes are zero at any α."""
     n, dim = Y.shape
     K = atoms.shape[0]
-    # paths run to twice the target support: enough for the crossing, and LARS steps get
-    # dearer as active sets grow (an [n, s, s] solve each)
+    # twice the target support: enough for the crossing, and LARS steps get dearer as
+    # active sets grow (an [n, s, s] solve each)
     cap = min(K, dim, int(math.ceil(2 * target * K)) + 1)
-    _, path = lars_path(Y, atoms, 0.0, stop_active=cap)
+    _, path = lars_path(Y, atoms, 0.0, gram=gram, stop_active=cap)
     alpha_max = float(path.lam_max.max()) if n else 0.0
     return path if alpha_max > 0 else None
 
@@ -315,7 +320,8 @@ def learn_dictionary(
     it is re-tuned ``retarget`` times during learning and once at the end so that the exact
     codes of held-out signals have support fraction ``target_sparsity``. ``evaluate=False``
     skips the final exact coding of the held-out signals (benchmarks time learning alone);
-    sparsity, objective and PSNR are then NaN.
+    sparsity, objective and PSNR are then NaN, and α is the last interim one
+    (:func:`predict_alpha`, unchecked).
     """
     if (alpha is None) == (target_sparsity is None):
         raise ValueError("give exactly one of alpha and target_sparsity")

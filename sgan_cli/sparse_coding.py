@@ -163,11 +163,13 @@ class _CholeskyActiveSet:
     the signals' dtype: coherent patch dictionaries make G_AA ill-conditioned.
 
     :meth:`add` and :meth:`solve` touch every signal with masked writes instead of selecting
-    the masked ones: no host synchronisation and no data-dependent shapes, which on the CPU
-    cost more than the arithmetic at these sizes. They solve with the whole allocated
-    factor (S grows by a quarter when full), never a slice of it: torch copies a strided
-    slice before its batched LAPACK call, which made a solve 6× slower (500 factors of 160
-    atoms, 2-core AMD EPYC). :meth:`keep` drops finished signals.
+    the masked ones (selection means data-dependent shapes and a host synchronisation per
+    call, which on the CPU cost more than the arithmetic at these sizes); :meth:`add` reads
+    the counts' maximum only when a host-side bound of it reaches the allocated width S.
+    Both solve with the whole allocated factor (S grows by a quarter, at least 8), never a
+    slice of it: torch copies a strided slice before its batched LAPACK call, which made a
+    solve 6× slower (500 factors of 160 atoms, 2-core AMD EPYC). :meth:`keep` drops
+    finished signals.
     """
 
     # d² ≤ 100 ulps of G's dtype, relative to G_jj, is rounding: for exact duplicates d²
@@ -184,6 +186,7 @@ class _CholeskyActiveSet:
         self.cap = capacity
         self.count = torch.zeros(n, dtype=torch.long, device=self.dev)
         self.S = 0  # allocated width ≥ count.max()
+        self.bound = 0  # host-side bound ≥ count.max(), one more per add
         self.idx = torch.zeros(n, 0, dtype=torch.long, device=self.dev)
         self.L = torch.zeros(n, 0, 0, dtype=torch.float64, device=self.dev)
         self.rows = torch.arange(n, device=self.dev)
@@ -203,6 +206,7 @@ class _CholeskyActiveSet:
         """Keep only the signals ``rows`` [m] (indices into the current signals), in that order."""
         self.count, self.idx, self.L = self.count[rows], self.idx[rows], self.L[rows]
         self.rows = torch.arange(rows.shape[0], device=self.dev)
+        self.bound = min(self.bound, int(self.count.max()) if rows.numel() else 0)
 
     def add(self, mask: Tensor, atom: Tensor) -> Tensor:
         """Append atom[r] to the active set of every signal r where mask[r] (no duplicates).
@@ -212,15 +216,19 @@ class _CholeskyActiveSet:
         ``pivot_tol``·G_jj; a factor with such a pivot is singular, and every solve
         through it returns inf/NaN or round-off blown up by 1/d. scikit-learn treats such
         regressors the same way (``lars_path``: "Regressors in active set degenerate",
-        ``orthogonal_mp_gram``: "selected atoms are dependent"). Signals whose set is full
-        (``count`` = capacity) must not be in ``mask``.
+        ``orthogonal_mp_gram``: "selected atoms are dependent"). A signal whose set is full
+        (``count`` = capacity) takes no atom and is not reported.
         """
         n = self.count.shape[0]
         if n == 0:
             return torch.zeros_like(mask)
-        if self.S < self.cap:
-            self._grow(int(self.count.max()) + 1)
+        if self.bound >= self.S and self.S < self.cap:  # the factor may be full: look, grow
+            self.bound = int(self.count.max())
+            self._grow(self.bound + 1)
+        self.bound = min(self.bound + 1, self.cap)
         S = self.S
+        if S == 0:  # capacity 0 (signals of dimension 0): nothing can be added
+            return torch.zeros_like(mask)
         pos = self.count.clamp(max=S - 1)  # the row to append; clamped rows are not in mask
         g_jj = self.G[atom, atom]
         valid = torch.arange(S, device=self.dev)[None, :] < self.count[:, None]
@@ -228,12 +236,12 @@ class _CholeskyActiveSet:
         l = torch.linalg.solve_triangular(self.L, g[..., None], upper=False)[..., 0]
         d2 = g_jj - l.pow(2).sum(dim=1)
         ok = d2 > self.pivot_tol * g_jj  # NaN (a non-finite Gram entry) is not ok either
-        take = mask & ok
+        take = mask & ok & (self.count < S)
         self.L[self.rows, pos] = torch.where(take[:, None], l, self.L[self.rows, pos])
         self.L[self.rows, pos, pos] = torch.where(take, d2.clamp_min(0.0).sqrt(), self.L[self.rows, pos, pos])
         self.idx[self.rows, pos] = torch.where(take, atom, self.idx[self.rows, pos])
         self.count += take
-        return mask & ~ok
+        return mask & ~ok & (self.count < S)
 
     def remove(self, r: Tensor, atom: Tensor) -> None:
         """Drop atom[i] from the active set of signal r[i] for every i; refactorise those.
@@ -272,7 +280,8 @@ class _CholeskyActiveSet:
 
     def solve(self, rhs: Tensor) -> Tensor:
         """G_AA⁻¹ rhs for rhs [n, s], s ≤ S, zero beyond each count → [n, s] in float64 (two
-        batched triangular solves: faster than ``cholesky_solve``'s batched LAPACK calls)."""
+        batched triangular solves: faster than ``cholesky_solve``'s batched LAPACK calls;
+        rhs is zero-padded to the factor's width S)."""
         s = rhs.shape[1]
         b = torch.nn.functional.pad(rhs.double(), (0, self.S - s))[..., None]
         half = torch.linalg.solve_triangular(self.L, b, upper=False)
@@ -306,10 +315,12 @@ def lars_path(
 
 
 class _LarsState:
-    """The per-signal state of :func:`_lars` for the signals still carried (``orig`` [m]: their
-    rows in the caller's batch): correlations c = Dᵀ(y − aD) and Dᵀy [m, K], codes [m, K], λ [m],
-    and the masks of atoms that may not enter: active, dependent (in the span of the active
-    set) and just_left (sat on |c_j| = λ a step ago)."""
+    """The per-signal state of :func:`_lars` for the m signals still carried: ``orig`` [m]
+    their rows in the caller's batch, correlations ``c`` = Dᵀ(y − aD) and ``corr`` = Dᵀy
+    [m, K], ``codes`` [m, K], ``lam`` (λ) [m], ``done`` [m], and [m, K] masks: ``active``,
+    ``dependent`` (in the span of the active set: may not enter until an atom leaves) and
+    ``just_left`` (on |c_j| = λ after the last step's leave: its root on that side is
+    excluded for one step)."""
 
     def __init__(self, corr: Tensor, sets: _CholeskyActiveSet) -> None:
         m, K = corr.shape
@@ -325,6 +336,7 @@ class _LarsState:
         self.sets = sets
 
     def keep(self, rows: Tensor) -> None:
+        """Keep only the signals ``rows`` [m'] (indices into the carried ones), in that order."""
         for name in ("orig", "corr", "c", "codes", "lam", "active", "dependent", "just_left", "done"):
             setattr(self, name, getattr(self, name)[rows])
         self.sets.keep(rows)
@@ -339,7 +351,8 @@ def _lars(
     stop_active: int | None,
     record: bool,
 ) -> tuple[Tensor, LarsPath | None]:
-    """The homotopy of :func:`lars_path`; ``record=False`` skips the path record."""
+    """The homotopy of :func:`lars_path`: (codes [n, K], its :class:`LarsPath`), or (codes,
+    None) with ``record=False``, which skips the record (:func:`lasso_lars`)."""
     n, dim = Y.shape
     K = atoms.shape[0]
     dev, dt = Y.device, Y.dtype
@@ -386,15 +399,16 @@ def _lars(
         # ε = 1e-9·λ) is rounding at an atom already on the boundary
         r_plus = (1.0 - u) / (lam_ - st.c)  # c_j reaches +λ
         r_minus = (1.0 + u) / (lam_ + st.c)  # c_j reaches −λ
+        r_cap = 1e9 / lam_
+        r_plus.masked_fill_(~(r_plus < r_cap), -math.inf)  # ~(<): NaN too
+        r_minus.masked_fill_(~(r_minus < r_cap), -math.inf)
         if left_last:
             # an atom that just left (or was freed by a leave) sits on |c_j| = λ: its root on
             # that side is where it stands (γ = 0 up to rounding), the other side's is a
             # genuine event (it re-enters with the opposite sign)
             r_plus.masked_fill_(st.just_left & (st.c > 0), -math.inf)
             r_minus.masked_fill_(st.just_left & (st.c < 0), -math.inf)
-        rate = torch.maximum(r_plus, r_minus)
-        blocked = st.active | st.dependent | ~(rate < 1e9 / lam_)  # ~(<): also NaN
-        rate.masked_fill_(blocked, -math.inf)
+        rate = torch.maximum(r_plus, r_minus).masked_fill_(st.active | st.dependent, -math.inf)
         r_in, j_in = rate.max(dim=1)
         # at most dim atoms can be active: beyond that the active Gram matrix is singular
         g_in = torch.where((r_in > 0) & (sets.count < dim), 1.0 / r_in, inf)

@@ -74,10 +74,10 @@ def test_find_alpha_is_monotone_target(digits):
 
 
 @pytest.mark.parametrize("target", [0.05, 0.2])
-def test_predicted_alpha_is_the_exact_alpha_when_no_path_is_cut(digits, target):
-    # the interim re-tuning skips find_alpha's exact check; where every path reaches twice
-    # the target support (digits, K = dim = 64), the path record is exact: same α, and the
-    # exact codes at that α hit the target
+def test_predicted_alpha_is_find_alphas_when_its_check_passes(digits, target):
+    # the interim re-tuning skips find_alpha's check against exact codes; the prediction is
+    # find_alpha's first guess, which its check accepts here: same α, and the exact codes
+    # at that α hit the target
     atoms = F.normalize(digits[:64].clone(), dim=1)
     Y = digits[300:700]
     alpha = predict_alpha(Y, atoms, target)

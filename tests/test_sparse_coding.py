@@ -123,16 +123,20 @@ def test_lars_lets_a_dropped_atom_re_enter_with_the_opposite_sign(alpha):
     # further down, must take it back with the other sign (full support at α → 0 on a
     # square dictionary); blocking a dropped atom for a whole step used to end such paths
     # at α with it missing (objective 0.0197 against 2e-30 on a 4 × 4 case)
-    worst = 0.0
+    from sgan_cli.sparse_coding import lars_path
+
+    worst, dropped = 0.0, 0
     for seed in range(10):
         for n, dim, k in ((9, 4, 4), (20, 6, 10)):
             Y, atoms = _problem(n=n, dim=dim, k=k, seed=seed)
-            ours = lasso_lars(Y, atoms, alpha)
+            ours, path = lars_path(Y, atoms, alpha)
+            dropped += int((path.n_active[1:] < path.n_active[:-1]).any(dim=0).sum())
             ref = torch.from_numpy(sparse_encode(Y.numpy(), atoms.numpy(), algorithm="lasso_lars", alpha=alpha))
             gap = lasso_objective(Y, atoms, ours, alpha) - lasso_objective(Y, atoms, ref, alpha)
             worst = max(worst, gap)
             assert torch.allclose(ours, ref, atol=1e-6), (seed, n, dim, k)
     assert worst <= 1e-12
+    assert dropped >= 20  # the case under test happened
 
 
 def test_lars_codes_do_not_depend_on_the_batch():
@@ -143,13 +147,21 @@ def test_lars_codes_do_not_depend_on_the_batch():
     base = torch.randn(6, 10, generator=g, dtype=torch.float64)
     atoms = torch.nn.functional.normalize(torch.randn(40, 6, generator=g, dtype=torch.float64) @ base + 0.3 * torch.randn(40, 10, generator=g, dtype=torch.float64), dim=1)
     Y = torch.randn(300, 10, generator=g, dtype=torch.float64) * torch.rand(300, 1, generator=g, dtype=torch.float64) * 3
+    from sgan_cli.sparse_coding import lars_path
+
     alpha = 0.02
-    whole = lasso_lars(Y, atoms, alpha)
+    whole, path = lars_path(Y, atoms, alpha)
     assert len(set((whole != 0).sum(dim=1).tolist())) >= 5  # paths of many lengths
+    clear = whole.abs() > 1e-9  # away from a kink, where round-off may decide zero or not
     for size in (1, 7, 64):
-        parts = torch.cat([lasso_lars(y, atoms, alpha) for y in Y.split(size)])
+        chunks = [lars_path(y, atoms, alpha) for y in Y.split(size)]
+        parts = torch.cat([c for c, _ in chunks])
         assert torch.allclose(parts, whole, atol=1e-10, rtol=0), size
-        assert torch.equal(parts != 0, whole != 0), size
+        assert torch.equal((parts != 0)[clear], (whole != 0)[clear]), size
+        # the path record too (find_alpha reads supports at any α from it)
+        for a in (0.05, 0.3, 1.0):
+            counts = torch.cat([p.support_counts(a) for _, p in chunks])
+            assert torch.equal(counts, path.support_counts(a)), (size, a)
 
 
 @pytest.mark.parametrize("k", [1, 9, 31])
