@@ -73,7 +73,7 @@ def case_signals(case: str, mnist_root: Path) -> tuple[torch.Tensor, int, float,
 SCHEDULES: dict[str, tuple[str, list[float]]] = {
     "a": ("passes", [15, 20, 25, 30, 40, 50, 70, 100, 150, 250]),
     "b": ("online", [0.05, 0.1, 0.25, 0.5, 1.0]),
-    "c": ("passes", [2, 3, 4, 6]),
+    "c": ("passes", [2, 3, 4, 6, 9]),
 }
 SPAMS_ITERS: dict[str, list[int]] = {"a": [50, 100, 200, 500], "b": [20, 50, 200], "c": [50, 100, 200]}
 

@@ -156,3 +156,46 @@ def test_blocked_atom_sweep_equals_atom_by_atom(block):
     inv = (1.0 / aa.diagonal().clamp_min(1e-30)).tolist()
     _sweep_block_torch(D, R, aa, use, inv)
     assert torch.allclose(D, ref, atol=1e-10)
+
+
+def test_passes_coder_switches_to_exact_codes_where_they_are_sparse(digits, monkeypatch):
+    # the passes schedule's 256-signal steps code by FISTA; once a trial minibatch's exact
+    # codes average at most EXACT_MAX_SUPPORT non-zeros they are coded exactly (LARS), and a
+    # failed trial is not repeated
+    import sgan_cli.dictionary as dictionary
+
+    lars_calls = []
+
+    def counting_lars(*args, **kwargs):
+        lars_calls.append(1)
+        return lasso_lars(*args, **kwargs)
+
+    monkeypatch.setattr(dictionary, "lasso_lars", counting_lars)
+    atoms = F.normalize(digits[:64].clone(), dim=1)
+    alpha, Yb, Yc = 0.5, digits[:256], digits[256:512]
+    exact_codes = lasso_lars(Yb, atoms, alpha)
+
+    coder = dictionary._PassCoder(100, exact_allowed=True)
+    first = coder.code(Yb, atoms, alpha, torch.zeros(256, 64), first=True)
+    assert not lars_calls and (first != 0).sum() > (exact_codes != 0).sum()  # FISTA's spurious non-zeros
+    coder.end_pass(first)
+    assert coder.trial
+    assert torch.equal(coder.code(Yb, atoms, alpha, first, first=True), exact_codes)
+    assert coder.exact  # about 11 non-zeros of 64 here
+    assert torch.equal(coder.code(Yc, atoms, alpha, first, first=False), lasso_lars(Yc, atoms, alpha))
+    assert len(lars_calls) == 2
+
+    monkeypatch.setattr(dictionary, "EXACT_MAX_SUPPORT", 5)  # too dense now: one trial only
+    lars_calls.clear()
+    coder = dictionary._PassCoder(100, exact_allowed=True)
+    coder.end_pass(first)
+    assert torch.equal(coder.code(Yb, atoms, alpha, first, first=True), exact_codes)
+    assert not coder.exact and coder.tried
+    coder.end_pass(first)
+    assert not coder.trial
+    coder.code(Yb, atoms, alpha, first, first=True)
+    assert len(lars_calls) == 1
+
+    coder = dictionary._PassCoder(30, exact_allowed=False)  # full-batch epochs: FISTA only
+    coder.end_pass(exact_codes)
+    assert not coder.trial
