@@ -180,6 +180,8 @@ def test_passes_coder_switches_to_exact_codes_where_they_are_sparse(digits, monk
     assert not lars_calls and (first != 0).sum() > (exact_codes != 0).sum()  # FISTA's spurious non-zeros
     coder.end_pass(first)
     assert coder.trial
+    coder.code(Yc, atoms, alpha, first, first=False)  # the trial is a pass's first minibatch
+    assert not lars_calls
     assert torch.equal(coder.code(Yb, atoms, alpha, first, first=True), exact_codes)
     assert coder.exact  # about 11 non-zeros of 64 here
     assert torch.equal(coder.code(Yc, atoms, alpha, first, first=False), lasso_lars(Yc, atoms, alpha))
@@ -188,7 +190,8 @@ def test_passes_coder_switches_to_exact_codes_where_they_are_sparse(digits, monk
     monkeypatch.setattr(dictionary, "EXACT_MAX_SUPPORT", 5)  # too dense now: one trial only
     lars_calls.clear()
     coder = dictionary._PassCoder(100, exact_allowed=True)
-    coder.end_pass(first)
+    coder.end_pass(torch.zeros(256, 64))
+    assert coder.trial
     assert torch.equal(coder.code(Yb, atoms, alpha, first, first=True), exact_codes)
     assert not coder.exact and coder.tried
     coder.end_pass(first)
@@ -199,3 +202,23 @@ def test_passes_coder_switches_to_exact_codes_where_they_are_sparse(digits, monk
     coder = dictionary._PassCoder(30, exact_allowed=False)  # full-batch epochs: FISTA only
     coder.end_pass(exact_codes)
     assert not coder.trial
+    coder = dictionary._PassCoder(100, exact_allowed=True)  # FISTA's codes too dense for a trial
+    coder.end_pass(torch.ones(256, 100))  # 100 non-zeros a code > 3 × 32
+    assert not coder.trial
+
+
+def test_passes_schedule_codes_exactly_from_the_second_pass_where_codes_are_sparse(digits, monkeypatch):
+    # the wiring in _run_passes: minibatch steps (batch_size given) code by FISTA in the
+    # first pass, then by LARS from the second pass's first minibatch on (digits at α = 0.5:
+    # about 11 non-zeros of 64); full-batch epochs never do
+    import sgan_cli.dictionary as dictionary
+
+    calls = []
+    monkeypatch.setattr(dictionary, "lasso_lars", lambda *a, **k: calls.append("lars") or lasso_lars(*a, **k))
+    fista = dictionary.lasso_fista
+    monkeypatch.setattr(dictionary, "lasso_fista", lambda *a, **k: calls.append("fista") or fista(*a, **k))
+    learn_dictionary(digits, 64, alpha=0.5, target_sparsity=None, batch_size=256, passes=3, heldout_fraction=0.0, evaluate=False)
+    assert calls == ["fista"] * 8 + ["lars"] * 16  # 1797 signals: 8 minibatches a pass
+    calls.clear()
+    learn_dictionary(digits, 64, alpha=0.5, target_sparsity=None, passes=3, heldout_fraction=0.0, evaluate=False)
+    assert calls == ["fista"] * 3  # full-batch epochs
