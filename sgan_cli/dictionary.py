@@ -14,7 +14,9 @@ block-coordinate sweep on the surrogate they define. Two schedules, all in batch
   code, which warm-starts its next FISTA solve; the first pass accumulates statistics with
   forgetting, later passes *replace* a signal's old contribution (the incremental variant
   of Mairal et al. 2010 §3.4), so the statistics are exact full-data sums; on small
-  problems every epoch codes all signals at once (see :func:`_run_passes`);
+  problems every epoch codes all signals at once (see :func:`_run_passes`), on larger ones
+  the codes are exact (LARS) from the second pass on where they are sparse
+  (:class:`_PassCoder`);
 * ``online`` (large redundant data seen about once, e.g. patches): exact codes of each
   minibatch by a batched LARS homotopy and forgetting statistics. On coherent patch
   dictionaries FISTA is far from the exact codes even after hundreds of iterations, and
@@ -448,8 +450,8 @@ class _PassCoder:
     average at most 3× the limit, the next pass codes its first minibatch exactly as the
     trial (about 1/16 of a pass on mnist-5k) and goes on exactly if it is sparse enough.
     One trial only, and a decision for good: at 0.1 support on mnist-5k the training
-    signals' exact codes stay near 50 non-zeros pass after pass, while supports only shrink
-    as learning proceeds.
+    signals' exact codes stay near 50 non-zeros pass after pass, and at α = 1 the exact
+    codes of all signals went from 28 non-zeros after 2 passes to 22 after 9.
     """
 
     def __init__(self, max_iter: int, exact_allowed: bool) -> None:
