@@ -9,10 +9,9 @@ overwrite an existing file unless asked to.
 
 from __future__ import annotations
 
-import re
-
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
