@@ -20,8 +20,9 @@ to 4× slower here and SPAMS no faster).
     python benchmarks/bench_learn_dict.py --cases a b        # some
     python benchmarks/bench_learn_dict.py --mnist-root PATH  # case c data (mnist-5k)
 
-Cases: (a) digits 1797×64, K = 64, α = 0.36; (b) 100,000 3×3×3 patches of scikit-learn's
-sample images, K = 100, α = 0.3; (c) mnist-5k training images 4000×784, K = 784, α = 1.
+Cases: (a) digits 1797×64, K = 64, α = 0.36 (a256: the same with 256-signal steps,
+``--set dict.batch_size=256``); (b) 100,000 3×3×3 patches of scikit-learn's sample images,
+K = 100, α = 0.3; (c) mnist-5k training images 4000×784, K = 784, α = 1.
 """
 
 from __future__ import annotations
@@ -69,13 +70,16 @@ def case_signals(case: str, mnist_root: Path) -> tuple[torch.Tensor, int, float,
     raise ValueError(case)
 
 
-# budgets per case: sgan (solver, passes per run) and SPAMS (minibatch iterations per run)
-SCHEDULES: dict[str, tuple[str, list[float]]] = {
-    "a": ("passes", [15, 20, 25, 30, 40, 50, 70, 100, 150, 250]),
-    "b": ("online", [0.05, 0.1, 0.25, 0.5, 1.0]),
-    "c": ("passes", [2, 3, 4, 6, 9]),
+# budgets per case: sgan (solver, minibatch size — None: the solver's default —, passes per
+# run) and SPAMS (minibatch iterations per run). Case a256 is case a with 256-signal steps
+# (`--set dict.batch_size=256`) instead of the default full-batch epochs.
+SCHEDULES: dict[str, tuple[str, int | None, list[float]]] = {
+    "a": ("passes", None, [15, 20, 25, 30, 40, 50, 70, 100, 150, 250]),
+    "a256": ("passes", 256, [5, 7, 9, 12, 15, 20, 30, 40, 60, 80, 120]),
+    "b": ("online", None, [0.05, 0.1, 0.2, 0.3, 0.5, 1.0]),
+    "c": ("passes", None, [2, 3, 4, 6, 9, 12]),
 }
-SPAMS_ITERS: dict[str, list[int]] = {"a": [50, 100, 200, 500], "b": [20, 50, 200], "c": [50, 100, 200]}
+SPAMS_ITERS: dict[str, list[int]] = {"a": [50, 100, 200, 500], "a256": [50, 100, 200, 500], "b": [20, 50, 200], "c": [50, 100, 200]}
 
 
 def objective(Y: torch.Tensor, atoms: torch.Tensor, alpha: float) -> tuple[float, float]:
@@ -83,9 +87,11 @@ def objective(Y: torch.Tensor, atoms: torch.Tensor, alpha: float) -> tuple[float
     return lasso_objective(Y, atoms, codes, alpha), support_fraction(codes)
 
 
-def run_sgan(Y: torch.Tensor, K: int, alpha: float, solver: str, passes: float) -> dict:
+def run_sgan(Y: torch.Tensor, K: int, alpha: float, solver: str, batch_size: int | None, passes: float) -> dict:
     t = time.perf_counter()
-    r = learn_dictionary(Y, K, alpha=alpha, target_sparsity=None, solver=solver, passes=passes, heldout_fraction=0.0, evaluate=False)
+    r = learn_dictionary(
+        Y, K, alpha=alpha, target_sparsity=None, solver=solver, passes=passes, batch_size=batch_size, heldout_fraction=0.0, evaluate=False
+    )
     seconds = time.perf_counter() - t
     f, sup = objective(Y, r.atoms, alpha)
     return {"passes": passes, "seconds": seconds, "objective": f, "support": sup}
@@ -113,8 +119,10 @@ def run_sklearn(Y: torch.Tensor, K: int, alpha: float) -> dict:
 
 
 def run_case(case: str, mnist_root: Path, reference: str, threads: int) -> dict:
-    Y, K, alpha, desc = case_signals(case, mnist_root)
-    solver, budgets = SCHEDULES[case]
+    Y, K, alpha, desc = case_signals(case[0], mnist_root)
+    solver, batch_size, budgets = SCHEDULES[case]
+    if batch_size is not None:
+        desc += f", {batch_size}-signal steps"
     ref_runs: list[dict] = []
     ours: list[dict] = []
     ref_budgets: list = SPAMS_ITERS[case] if reference == "spams" else [None]
@@ -125,7 +133,7 @@ def run_case(case: str, mnist_root: Path, reference: str, threads: int) -> dict:
             ref_runs.append(r)
             print(f"[{case}] {reference} {r['passes']:.3g} passes: {r['seconds']:.2f} s, objective {r['objective']:.5f}, support {r['support']:.4f}", flush=True)
         if i < len(budgets):
-            o = run_sgan(Y, K, alpha, solver, budgets[i])
+            o = run_sgan(Y, K, alpha, solver, batch_size, budgets[i])
             ours.append(o)
             print(f"[{case}] sgan {solver} {o['passes']:g} passes: {o['seconds']:.2f} s, objective {o['objective']:.5f}, support {o['support']:.4f}", flush=True)
     matches = []
@@ -135,13 +143,13 @@ def run_case(case: str, mnist_root: Path, reference: str, threads: int) -> dict:
         matches.append({"reference": r, "sgan": best, "time_ratio": best["seconds"] / r["seconds"] if best else None})
     return {
         "case": case, "description": desc, "n": int(Y.shape[0]), "dim": int(Y.shape[1]), "atoms": K, "alpha": alpha,
-        "reference": reference, "sgan_solver": solver, "reference_runs": ref_runs, "sgan_runs": ours, "matches": matches,
+        "reference": reference, "sgan_solver": solver, "sgan_batch_size": batch_size, "reference_runs": ref_runs, "sgan_runs": ours, "matches": matches,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
+    parser.add_argument("--cases", nargs="+", default=["a", "a256", "b", "c"], choices=list(SCHEDULES))
     parser.add_argument("--mnist-root", type=Path, default=HERE.parent.parent / "shared" / "data" / "mnist-5k")
     parser.add_argument("--reference", choices=["spams", "sklearn"], default="spams" if spams else "sklearn")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "learn_dict.json")
@@ -157,14 +165,14 @@ def main() -> None:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, load {load[0]:.1f}"
     )
     print(f"\nlearn-dict vs {args.reference} — {machine}")
-    header = f"{'case':<28} {'α':>5} {'ref s':>8} {'ref obj':>10} {'sgan s':>8} {'sgan obj':>10} {'passes':>7} {'sgan/ref time':>14}"
+    header = f"{'case':<44} {'α':>5} {'ref s':>8} {'ref obj':>10} {'sgan s':>8} {'sgan obj':>10} {'passes':>7} {'sgan/ref time':>14}"
     print(header)
     print("-" * len(header))
     for r in rows:
         for m in r["matches"]:
             ref, sg = m["reference"], m["sgan"]
             sgs = f"{sg['seconds']:8.2f} {sg['objective']:10.5f} {sg['passes']:7g} {m['time_ratio']:13.2f}×" if sg else f"{'not reached':>41}"
-            print(f"{r['description']:<28} {r['alpha']:>5g} {ref['seconds']:8.2f} {ref['objective']:10.5f} {sgs}")
+            print(f"{r['description']:<44} {r['alpha']:>5g} {ref['seconds']:8.2f} {ref['objective']:10.5f} {sgs}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "cases": rows}, indent=2))
     print(f"\nwrote {args.out}")

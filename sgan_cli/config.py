@@ -43,7 +43,7 @@ class DictConfig:
     alpha: float | None = None  # fix the lasso penalty α instead of targeting `sparsity`
     mean: bool = True  # learn atoms on centred signals and store the mean (mean image, or mean patch); synthesis adds it back
     solver: str = "auto"  # "auto", "passes" (small data, many passes) or "online" (large data)
-    passes: float | None = None  # passes over the signals; None: 60 full-batch epochs where n·K² ≤ 2e8, else ~150 steps in 4–20 passes ("passes"); 0.5 ("online")
+    passes: float | None = None  # passes over the signals; None: ~300 steps in 4–40 passes with the compiled kernels, else 60 full-batch epochs where n·K² ≤ 2e8 or ~150 steps in 4–20 passes ("passes"); 0.5 ("online")
     batch_size: int | None = None  # minibatch size; None: the solver's default
     max_samples: int = 100_000  # at most this many signals (random subset of images / patches)
     heldout: float = 0.1  # share of signals held out to measure sparsity, objective and PSNR

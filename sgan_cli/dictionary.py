@@ -7,16 +7,18 @@ Objective (seed 000 eq. 1, seed 002 eq. 5), per signal and averaged over n signa
 The solver follows Mairal et al. 2009 (online dictionary learning, the algorithm of
 scikit-learn's ``MiniBatchDictionaryLearning``): minibatches are sparse-coded, the sufficient
 statistics Σ aaᵀ [K, K] and Σ a yᵀ [K, dim] are accumulated, and the atoms take one
-block-coordinate sweep on the surrogate they define. Two schedules, all in batched PyTorch
-(so the same code runs on a GPU):
+block-coordinate sweep on the surrogate they define. Two schedules, in batched PyTorch (so
+the same code runs on a GPU) around compiled CPU kernels of the per-signal parts
+(:mod:`sgan_cli.native`) where a C compiler is found:
 
 * ``passes`` (data revisited many times, e.g. whole images): every signal keeps its latest
-  code, which warm-starts its next FISTA solve; the first pass accumulates statistics with
-  forgetting, later passes *replace* a signal's old contribution (the incremental variant
-  of Mairal et al. 2010 §3.4), so the statistics are exact full-data sums; on small
-  problems every epoch codes all signals at once (see :func:`_run_passes`), on larger ones
-  the codes are exact (LARS) from the second pass on where they are sparse
-  (:class:`_PassCoder`);
+  code; the first pass accumulates statistics with forgetting, later passes *replace* a
+  signal's old contribution (the incremental variant of Mairal et al. 2010 §3.4), so the
+  statistics are exact full-data sums. On the CPU with the compiled kernels
+  (:mod:`sgan_cli.native`) every 256-signal step codes exactly (LARS); with the torch
+  engine codes are warm-started FISTA solves, all signals at once on small problems,
+  exact from the second pass on where they are sparse (see :func:`_run_passes`,
+  :class:`_PassCoder`);
 * ``online`` (large redundant data seen about once, e.g. patches): exact codes of each
   minibatch by a batched LARS homotopy and forgetting statistics. On coherent patch
   dictionaries FISTA is far from the exact codes even after hundreds of iterations, and
@@ -40,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import native
 from .sparse_coding import LarsPath, lars_path, lasso_fista, lasso_lars, lasso_objective, lipschitz, psnr, support_fraction
 
 
@@ -78,23 +81,35 @@ def extract_signals(images: Tensor, patch: int | None, stride: int) -> Tensor:
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
-def init_atoms(Y: Tensor, n_atoms: int, generator: torch.Generator, max_rows: int = 20000) -> Tensor:
-    """Initial dictionary [K, dim]: leading principal directions, then random signals.
+# signals of at most this many values (patches: 3×3×C for C ≤ 5) start from principal
+# directions, longer ones (whole images) from random signals; see init_atoms
+PCA_INIT_MAX_DIM = 48
 
-    The top min(K, dim) right singular vectors of (a random subset of) Y come first — the
-    same start scikit-learn's ``MiniBatchDictionaryLearning`` takes, and on patch data far
-    better than random patches alone (DC and gradient atoms are found at once). Atoms beyond
-    the rank are distinct random signals of non-negligible norm (Mairal 2009 §3.1), then
-    Gaussian directions if signals run out. Singular vectors have an arbitrary sign; it is
-    fixed so each has a non-negative sum, for reproducible pictures.
+
+def init_atoms(Y: Tensor, n_atoms: int, generator: torch.Generator, max_rows: int = 20000) -> Tensor:
+    """Initial dictionary [K, dim] for signals Y [n, dim]: random signals, after the leading
+    principal directions for short signals (dim ≤ ``PCA_INIT_MAX_DIM``: patches).
+
+    Patches start from the top min(K, dim) right singular vectors of (a random subset of)
+    Y — scikit-learn's ``MiniBatchDictionaryLearning`` start, which finds the DC and
+    gradient atoms at once (100k 3×3×3 patches, K = 100, α = 0.3: objective 1.06800 after
+    half a pass against 1.06964 from random patches). Whole images start from distinct
+    random signals of non-negligible norm (Mairal 2009 §3.1, SPAMS' trainDL start): a
+    complete principal basis is a poor start for sparse codes, every signal is dense in it
+    (SPAMS itself from that start: objective 4.550 against 4.006 after 25 minibatches on
+    digits, K = 64, α = 0.36; mnist-5k at 0.1 support: held-out objective 21.83 against
+    22.18). Gaussian directions follow if signals run out. Singular vectors have an
+    arbitrary sign; it is fixed so each has a non-negative sum, for reproducible pictures.
     """
     n, dim = Y.shape
     rows = torch.randperm(n, generator=generator)[:max_rows].to(Y.device)
     sample = Y[rows]
-    n_svd = min(n_atoms, dim, sample.shape[0])
-    _, _, vh = torch.linalg.svd(sample, full_matrices=False)  # vh [min(m, dim), dim]
-    atoms = vh[:n_svd]
-    atoms = atoms * torch.where(atoms.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+    n_svd = min(n_atoms, dim, sample.shape[0]) if dim <= PCA_INIT_MAX_DIM else 0
+    atoms = sample[:0]
+    if n_svd > 0:
+        _, _, vh = torch.linalg.svd(sample, full_matrices=False)  # vh [min(m, dim), dim]
+        atoms = vh[:n_svd]
+        atoms = atoms * torch.where(atoms.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
     if n_atoms > n_svd:
         norms = sample.norm(dim=1)
         usable = torch.nonzero(norms > 1e-3 * norms.max().clamp_min(1e-12)).flatten()
@@ -107,6 +122,13 @@ def init_atoms(Y: Tensor, n_atoms: int, generator: torch.Generator, max_rows: in
     return F.normalize(atoms, dim=1)
 
 
+# update_atoms runs the compiled sweep (one thread, no BLAS: about 6 GFLOP/s here) where
+# an atom's K·dim multiply-adds cost less than the blocked sweep's ~15 µs of per-atom
+# overhead; measured on a 2-core AMD EPYC: K = 64, dim = 64: 0.16 ms against 0.81 ms;
+# K = 256, dim = 75: 0.83 against 2.35 ms; K = dim = 784: 69 against 21 ms (BLAS wins)
+NATIVE_SWEEP_MAX_SIZE = 50_000
+
+
 def update_atoms(atoms: Tensor, stat_aa: Tensor, stat_ay: Tensor, sweeps: int = 1, block: int = 64) -> Tensor:
     """Block-coordinate descent on the surrogate ½Tr(DᵀD·AA) − Tr(D·AY) (Mairal 2009, Alg. 2).
 
@@ -116,12 +138,17 @@ def update_atoms(atoms: Tensor, stat_aa: Tensor, stat_ay: Tensor, sweeps: int = 
     from one matrix product, then each atom's change is folded into the rest of its block by
     a rank-one update: the same sweep as atom-by-atom matrix–vector products, with one
     product per block. On the CPU the per-atom vector work runs in NumPy (about 1 µs per call
-    against torch's 5–10 µs: the loop over atoms is pure overhead at these sizes). Atoms no
+    against torch's 5–10 µs: the loop over atoms is pure overhead at these sizes); small
+    dictionaries (K·dim ≤ ``NATIVE_SWEEP_MAX_SIZE``) take the compiled sweep of
+    :mod:`sgan_cli.native` instead, the same updates atom by atom in float64. Atoms no
     code uses (AA_kk ≈ 0) are left for :func:`revive_atoms`.
     """
-    D = atoms.clone()
     diag = stat_aa.diagonal()
-    K = D.shape[0]
+    K, dim = atoms.shape
+    if K * dim <= NATIVE_SWEEP_MAX_SIZE and native.usable(atoms):
+        use_mask = diag > 1e-10 * diag.max().clamp_min(1e-30)
+        return native.update_atoms(atoms, stat_aa, stat_ay, use_mask, sweeps).to(atoms.dtype)
+    D = atoms.clone()
     use = (diag > 1e-10 * diag.max().clamp_min(1e-30)).tolist()
     inv = (1.0 / diag.clamp_min(1e-30)).tolist()
     on_cpu = D.device.type == "cpu"
@@ -443,9 +470,15 @@ EXACT_MAX_SUPPORT = 32
 class _PassCoder:
     """The sparse coder of the ``passes`` schedule, one minibatch at a time.
 
-    FISTA, warm-started from each signal's previous code (at most ``max_iter`` iterations);
-    or, with ``exact_allowed``, exact LARS codes from the trial minibatch on whose exact
-    codes average at most ``EXACT_MAX_SUPPORT`` non-zeros. FISTA's codes carry small
+    With ``exact_at_once`` (minibatch steps on the CPU with sgan's compiled kernels,
+    :mod:`sgan_cli.native`): exact LARS codes throughout. A compiled LARS step costs O(K·s)
+    per signal against FISTA's O(K²) per iteration, so exact codes are also the cheaper
+    ones (mnist-5k at α = 1: 2 passes in 2.8 s against 5.4 s with a FISTA first pass, at
+    a better objective; quiet 2-core AMD EPYC). Otherwise FISTA, warm-started from each
+    signal's previous code (at most ``max_iter`` iterations); or, with ``exact_allowed``,
+    exact LARS codes from the trial minibatch on whose exact codes average at most
+    ``EXACT_MAX_SUPPORT`` non-zeros (the rule for the torch engine: GPUs, CPUs without a
+    C compiler). FISTA's codes carry small
     spurious non-zeros (61 against 28 exact on mnist-5k after one pass), so once they
     average at most 3× the limit, the next pass codes its first minibatch exactly as the
     trial (about 1/16 of a pass on mnist-5k) and goes on exactly if it is sparse enough.
@@ -454,10 +487,11 @@ class _PassCoder:
     codes of all signals went from 28 non-zeros after 2 passes to 22 after 9.
     """
 
-    def __init__(self, max_iter: int, exact_allowed: bool) -> None:
+    def __init__(self, max_iter: int, exact_allowed: bool, exact_at_once: bool = False) -> None:
         self.max_iter = max_iter
         self.exact_allowed = exact_allowed
-        self.exact = self.trial = self.tried = False
+        self.exact = exact_at_once and exact_allowed
+        self.trial = self.tried = False
         self.lip_vec: Tensor | None = None  # warm start of the power iteration
 
     def code(self, Yb: Tensor, atoms: Tensor, alpha: float, old: Tensor, first: bool) -> Tensor:
@@ -494,36 +528,43 @@ def _run_passes(
     gen: torch.Generator,
     progress: ProgressFn | None,
 ) -> _RunResult:
-    """Whole passes over Y with warm-started FISTA (or exact LARS) codes and replaced (exact)
+    """Whole passes over Y with exact LARS (or warm-started FISTA) codes and replaced (exact)
     statistics.
 
-    The minibatch is sized to the machine's cost model: where one FISTA iteration over *all*
-    signals is cheap (n·K² ≤ ``FULL_BATCH_FLOPS``, e.g. digits 1,617 × K = 64) per-call
-    overhead, not arithmetic, bounds a 256-signal step, so every epoch codes all signals at
-    once with at most ``FULL_BATCH_FISTA`` warm-started iterations (an inexact block
-    coordinate step: the dictionary moves right after, so exact codes would be wasted) and
-    takes one exact dictionary update; 60 epochs by default (on digits at 0.1 support,
-    seeds 0–3: held-out PSNR 18.40 dB in 0.55 s, against 18.34 dB in 0.76 s for 256-signal
-    steps; quiet 2-core AMD EPYC). Larger problems (mnist-5k, K = 784) are compute-bound and
-    take 256-signal steps with codes solved to tolerance (their codes feed sums that many
-    later updates reuse): by FISTA, or, from the second pass on, exactly by LARS where the
-    exact codes are sparse (:class:`_PassCoder`). Exact codes make each pass count: on
-    mnist-5k at α = 1 (28 non-zeros) the objective of 6 FISTA passes is reached in 4, in
-    1.2–1.4× less time (alternating runs); at 0.1 support, LARS from the second pass on
-    cost 1.4× more (93 s against 66 s end to end) for an equal dictionary, and FISTA stays.
-    Measured against SPAMS' trainDL in ``benchmarks/bench_learn_dict.py`` (README,
-    Benchmarks). Minibatch steps (``batch_size`` given, or large n·K²) allow exact codes;
-    full-batch epochs never do.
+    On the CPU with sgan's compiled kernels (:mod:`sgan_cli.native`) every step codes a
+    256-signal minibatch exactly (:class:`_PassCoder`), about 300 steps within 4–40 passes
+    by default. Measured on a quiet 2-core AMD EPYC at 0.1 support (held-out objective):
+    digits (K = 64) 4.573 in 0.23 s (40 passes) against 4.591 in 0.42 s for the 60
+    full-batch FISTA epochs below; mnist-5k (K = 784) 21.17 in 33 s (20 passes) against
+    21.83 in 20 s (10 passes). Exact codes make each pass count: on mnist-5k at α = 1
+    FISTA codes needed 6 passes for the objective exact ones reach in 4.
+
+    Elsewhere (GPUs, no C compiler: the torch engine) the minibatch is sized to the cost
+    model of batched torch operations: where one FISTA iteration over *all* signals is cheap
+    (n·K² ≤ ``FULL_BATCH_FLOPS``, e.g. digits 1,617 × K = 64) per-call overhead, not
+    arithmetic, bounds a 256-signal step, so every epoch codes all signals at once with at
+    most ``FULL_BATCH_FISTA`` warm-started iterations (an inexact block coordinate step:
+    the dictionary moves right after) and takes one exact dictionary update, 60 epochs by
+    default; larger problems take 256-signal steps (about 150 within 4–20 passes) with
+    FISTA codes solved to tolerance, exact LARS codes from the second pass on where they
+    are sparse. ``batch_size`` given: minibatch steps of that size. Measured against SPAMS'
+    trainDL in ``benchmarks/bench_learn_dict.py`` (README, Benchmarks).
     """
     n, dim = Y.shape
     K = atoms.shape[0]
-    full = batch_size is None and n * K * K <= FULL_BATCH_FLOPS
+    compiled = native.usable(Y)
+    full = batch_size is None and not compiled and n * K * K <= FULL_BATCH_FLOPS
     m = n if full else min(batch_size or 256, n)
     n_batches = int(math.ceil(n / m))
-    # default: 60 full-batch epochs, or about 150 minibatch updates within 4–20 passes (small
-    # sets need many passes, large ones few; scikit-learn's early stopping lands at 1.6–8
-    # passes on ours)
-    default = 60 if full else min(20, max(4, math.ceil(150 / n_batches)))
+    # default: 60 full-batch epochs, or a number of minibatch updates within a range of passes
+    # (small sets need many passes, large ones few; scikit-learn's early stopping lands at
+    # 1.6–8 passes on ours)
+    if full:
+        default = 60
+    elif compiled:
+        default = min(40, max(4, math.ceil(300 / n_batches)))
+    else:
+        default = min(20, max(4, math.ceil(150 / n_batches)))
     n_passes = max(1, int(math.ceil(passes if passes is not None else default)))
     max_iter = FULL_BATCH_FISTA if full else 100
     codes = torch.zeros(n, K, device=Y.device)  # latest code of every signal     [n, K]
@@ -531,7 +572,7 @@ def _run_passes(
     stat_ay = torch.zeros(K, dim, device=Y.device)  # Σ_i a_i y_iᵀ               [K, dim]
     retarget_at = {int(n_passes * (i + 1) / (retarget + 1)) for i in range(retarget)} if retune else set()
     history: list[dict[str, float]] = []
-    coder = _PassCoder(max_iter, exact_allowed=not full)
+    coder = _PassCoder(max_iter, exact_allowed=not full, exact_at_once=compiled)
     total = n_passes * n_batches
     cost = math.nan
     for p in range(n_passes):
@@ -776,10 +817,11 @@ def run_learn_dict(cfg: "SganConfig", out_path: Path, force: bool = False, progr
 def learn_dict_summary(run: LearnDictRun) -> dict[str, Any]:
     """The record ``sgan learn-dict --json`` prints."""
     job, r = run.job, run.job.learned
+    engine, why = native.engine(job.device)
     return {
         "out": str(run.out), "atoms_png": str(run.atoms_png), "hash": run.hash, "dataset": job.dataset, "channels": job.channels,
         "image_size": job.image_size, "patch": job.patch, "stride": job.stride, "n_atoms": int(r.atoms.shape[0]), "dim": int(r.atoms.shape[1]),
         "n_signals": job.n_signals, "n_heldout": r.n_heldout, "target_sparsity": r.target_sparsity, "achieved_sparsity": r.achieved_sparsity,
         "alpha": r.alpha, "objective": r.objective, "psnr_db": r.psnr, "mean": job.mean is not None, "solver": r.solver, "steps": r.steps, "device": job.device,
-        "seconds": run.seconds,
+        "engine": engine, "engine_note": why, "seconds": run.seconds,
     }  # fmt: skip

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import native
 from .contracts import DictionaryFile, SganFile, read_file, register_validator, require_tensor, write_file
 from .data import ImageData
 from .errors import SganError
@@ -483,5 +484,6 @@ def encode_summary(run: EncodeRun) -> dict[str, Any]:
         "hash": run.hash, "lineage": run.lineage, "device": str(run.device),
     }  # fmt: skip
     if run.coder is not None:
-        summary.update(nonzeros=run.coder.nonzeros, alpha=run.coder.alpha, stride=run.coder.stride)
+        engine, why = native.engine(run.device)
+        summary.update(nonzeros=run.coder.nonzeros, alpha=run.coder.alpha, stride=run.coder.stride, engine=engine, engine_note=why)
     return summary

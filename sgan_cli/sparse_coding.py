@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from . import native
+
 
 def soft_threshold(u: Tensor, lam: float | Tensor) -> Tensor:
     """T_λ(u) = sign(u)·max(|u| − λ, 0), elementwise (Donoho 1995)."""
@@ -358,6 +360,9 @@ def _lars(
     dev, dt = Y.device, Y.dtype
     G = atoms @ atoms.T if gram is None else gram  # [K, K]
     corr = Y @ atoms.T  # [n, K] = Dᵀy
+    steps = max_steps if max_steps is not None else 4 * K + 10
+    if n > 0 and K > 0 and native.usable(Y, G):
+        return _lars_native(G, corr, dim, alpha, steps, stop_active, record)
     out = torch.zeros(n, K, dtype=dt, device=dev)
     st = _LarsState(corr, _CholeskyActiveSet(n, G, min(K, dim)))
     lam_max = st.lam.clone()
@@ -371,7 +376,6 @@ def _lars(
     act_hist: list[Tensor] = []
     inf = torch.tensor(float("inf"), dtype=dt, device=dev)
     diag_G = G.diagonal()[None, :]
-    steps = max_steps if max_steps is not None else 4 * K + 10
     left_last = False
     n_live = int((~st.done).sum())
     for step in range(steps):
@@ -470,6 +474,35 @@ def _lars(
     return out, path
 
 
+def _lars_native(
+    G: Tensor, corr: Tensor, dim: int, alpha: float, steps: int, stop_active: int | None, record: bool
+) -> tuple[Tensor, LarsPath | None]:
+    """:func:`_lars` by the compiled kernel (:mod:`sgan_cli.native`, CPU): the same path per
+    signal, in float64; codes [n, K] and the record in corr's dtype."""
+    n, K = corr.shape
+    dt = corr.dtype
+    pivot_tol = _CholeskyActiveSet.PIVOT_TOL_ULPS * torch.finfo(G.dtype).eps
+    if not record:
+        codes, _ = native.lars(G, corr, dim, alpha, steps, pivot_tol)
+        return codes.to(dt), None
+    # a path takes about one step per atom it ends with, more where atoms leave; a record
+    # too narrow for some signal is taken again at the width it needed
+    width = min(steps, 2 * (stop_active or min(K, dim)) + 16)
+    codes, rec = native.lars(G, corr, dim, alpha, steps, pivot_tol, stop_active, width)
+    assert rec is not None
+    taken = int(rec["steps"].max())
+    if taken > width:
+        codes, rec = native.lars(G, corr, dim, alpha, steps, pivot_tol, stop_active, taken)
+        assert rec is not None
+    # [steps, n], each signal's last values repeated once its path has ended (as _lars does)
+    t = torch.arange(taken)[:, None]
+    on_path = t < rec["steps"][None, :]
+    lam = torch.where(on_path, rec["lam"][:, :taken].T, rec["lam_end"][None, :])
+    count = torch.where(on_path, rec["count"][:, :taken].T, rec["count_end"][None, :])
+    path = LarsPath(lam=lam.to(dt), n_active=count, lam_end=rec["lam_end"].to(dt), lam_max=corr.abs().amax(dim=1))
+    return codes.to(dt), path
+
+
 def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
     """Orthogonal matching pursuit with ``n_nonzero`` atoms per signal, batched.
 
@@ -492,6 +525,9 @@ def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
         return codes
     gram = atoms @ atoms.T  # [K, K]
     corr0 = Y @ atoms.T  # [n, K]
+    if native.usable(Y, gram):
+        pivot_tol = _CholeskyActiveSet.PIVOT_TOL_ULPS * torch.finfo(gram.dtype).eps
+        return native.omp(gram, corr0, s, pivot_tol).to(Y.dtype)
     sets = _CholeskyActiveSet(n, gram, s)
     live = torch.ones(n, dtype=torch.bool, device=Y.device)  # signals still adding atoms
     chosen = torch.zeros(n, K, dtype=torch.bool, device=Y.device)

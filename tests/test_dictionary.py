@@ -25,15 +25,24 @@ def _objective(Y, atoms, alpha):
     return lasso_objective(Y, atoms, lasso_lars(Y, atoms, alpha), alpha)
 
 
-def test_objective_no_worse_than_sklearn_minibatch(digits):
+@pytest.mark.parametrize("engine", ["native", "torch"])
+def test_objective_no_worse_than_sklearn_minibatch(digits, engine):
     # scikit-learn's defaults stop early on digits after 8 passes (56 minibatch updates, about
-    # 1 s); ours at its default schedule: digits are small enough for full-batch epochs
+    # 1 s); ours at its default schedule: exact 256-signal steps with the compiled kernels,
+    # full-batch FISTA epochs with the torch engine
+    import contextlib
+
+    from sgan_cli import native
+
+    if engine == "native" and native.library() is None:
+        pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
     alpha = 0.36
     sk = MiniBatchDictionaryLearning(n_components=64, alpha=alpha, batch_size=256, max_iter=8, random_state=0).fit(digits.numpy())
     ref = _objective(digits, torch.tensor(sk.components_), alpha)
-    ours = learn_dictionary(digits, 64, alpha=alpha, target_sparsity=None, heldout_fraction=0.0)
+    with native.disabled() if engine == "torch" else contextlib.nullcontext():
+        ours = learn_dictionary(digits, 64, alpha=alpha, target_sparsity=None, heldout_fraction=0.0)
     assert ours.solver == "passes"
-    assert ours.steps == 60  # one update per epoch: full batch, 60 epochs by default
+    assert ours.steps == (304 if engine == "native" else 60)  # 1797 signals: 8 minibatches × 38 passes
     assert torch.allclose(ours.atoms.norm(dim=1), torch.ones(64), atol=1e-5)
     assert ours.objective == pytest.approx(_objective(digits, ours.atoms, alpha))
     assert ours.objective <= ref, f"ours {ours.objective:.4f} vs scikit-learn {ref:.4f}"
@@ -207,18 +216,61 @@ def test_passes_coder_switches_to_exact_codes_where_they_are_sparse(digits, monk
     assert not coder.trial
 
 
-def test_passes_schedule_codes_exactly_from_the_second_pass_where_codes_are_sparse(digits, monkeypatch):
-    # the wiring in _run_passes: minibatch steps (batch_size given) code by FISTA in the
-    # first pass, then by LARS from the second pass's first minibatch on (digits at α = 0.5:
-    # about 11 non-zeros of 64); full-batch epochs never do
-    import sgan_cli.dictionary as dictionary
+@pytest.mark.parametrize("engine", ["native", "torch"])
+def test_passes_schedule_codes_exactly_where_exact_codes_are_cheap(digits, monkeypatch, engine):
+    # the wiring in _run_passes: with the compiled kernels every step codes a minibatch by
+    # LARS (256 signals by default); with the torch engine minibatch steps (batch_size
+    # given) code by FISTA in the first pass, then by LARS from the second pass's first
+    # minibatch on (digits at α = 0.5: about 11 non-zeros of 64), and the default
+    # full-batch epochs never code exactly
+    import contextlib
 
+    import sgan_cli.dictionary as dictionary
+    from sgan_cli import native
+
+    if engine == "native" and native.library() is None:
+        pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
     calls = []
     monkeypatch.setattr(dictionary, "lasso_lars", lambda *a, **k: calls.append("lars") or lasso_lars(*a, **k))
     fista = dictionary.lasso_fista
     monkeypatch.setattr(dictionary, "lasso_fista", lambda *a, **k: calls.append("fista") or fista(*a, **k))
-    learn_dictionary(digits, 64, alpha=0.5, target_sparsity=None, batch_size=256, passes=3, heldout_fraction=0.0, evaluate=False)
-    assert calls == ["fista"] * 8 + ["lars"] * 16  # 1797 signals: 8 minibatches a pass
-    calls.clear()
-    learn_dictionary(digits, 64, alpha=0.5, target_sparsity=None, passes=3, heldout_fraction=0.0, evaluate=False)
-    assert calls == ["fista"] * 3  # full-batch epochs
+    with native.disabled() if engine == "torch" else contextlib.nullcontext():
+        learn_dictionary(digits, 64, alpha=0.5, target_sparsity=None, batch_size=256, passes=3, heldout_fraction=0.0, evaluate=False)
+        # 1797 signals: 8 minibatches a pass
+        assert calls == (["lars"] * 24 if engine == "native" else ["fista"] * 8 + ["lars"] * 16)
+        calls.clear()
+        learn_dictionary(digits, 64, alpha=0.5, target_sparsity=None, passes=3, heldout_fraction=0.0, evaluate=False)
+        assert calls == (["lars"] * 24 if engine == "native" else ["fista"] * 3)  # torch: full-batch epochs
+
+
+def test_init_atoms_patches_from_principal_directions_images_from_signals():
+    from sgan_cli.dictionary import PCA_INIT_MAX_DIM, init_atoms
+
+    g = torch.Generator().manual_seed(0)
+    patches = torch.randn(500, 27, generator=g) @ torch.randn(27, 27, generator=g)
+    atoms = init_atoms(patches, 40, torch.Generator().manual_seed(1))
+    assert atoms.shape == (40, 27) and torch.allclose(atoms.norm(dim=1), torch.ones(40), atol=1e-5)
+    _, _, vh = torch.linalg.svd(patches, full_matrices=False)
+    assert torch.allclose((atoms[:27] * vh).sum(dim=1).abs(), torch.ones(27), atol=1e-4)  # ± the principal directions
+    rows = F.normalize(patches, dim=1)
+    assert ((atoms[27:] @ rows.T).amax(dim=1) > 1 - 1e-5).all()  # then signals
+    images = torch.randn(300, PCA_INIT_MAX_DIM + 1, generator=g)
+    atoms = init_atoms(images, 64, torch.Generator().manual_seed(1))
+    cos = atoms @ F.normalize(images, dim=1).T
+    assert (cos.amax(dim=1) > 1 - 1e-5).all() and len(set(cos.argmax(dim=1).tolist())) == 64  # distinct signals
+
+
+@pytest.mark.parametrize("engine", ["native", "torch"])
+def test_passes_schedule_default_steps(digits, engine):
+    # compiled kernels: 256-signal steps, about 300 within 4–40 passes (1,617 training
+    # signals: 7 minibatches, 40 passes); torch engine: 60 full-batch epochs
+    import contextlib
+
+    from sgan_cli import native
+
+    if engine == "native" and native.library() is None:
+        pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
+    with native.disabled() if engine == "torch" else contextlib.nullcontext():
+        r = learn_dictionary(digits, 64, alpha=0.5, target_sparsity=None, evaluate=False)
+    assert r.solver == "passes" and r.n_train == 1617
+    assert r.steps == (280 if engine == "native" else 60)

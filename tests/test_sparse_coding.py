@@ -10,7 +10,20 @@ import torch
 from sklearn.decomposition import sparse_encode
 from sklearn.linear_model import orthogonal_mp_gram
 
+from sgan_cli import native
 from sgan_cli.sparse_coding import lasso_fista, lasso_lars, lasso_objective, omp, psnr, soft_threshold, support_fraction
+
+
+@pytest.fixture(autouse=True, params=["native", "torch"])
+def engine(request):
+    """Every test here runs on both engines: the compiled CPU kernels and the torch engine."""
+    if request.param == "torch":
+        with native.disabled():
+            yield request.param
+    else:
+        if native.library() is None:
+            pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
+        yield request.param
 
 
 def _problem(n=64, dim=12, k=30, seed=0, dtype=torch.float64):

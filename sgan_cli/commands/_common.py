@@ -371,3 +371,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 _SET_HELP = "Override a config key, e.g. --set {} (repeatable)."
 DictSetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help=_SET_HELP.format("dict.atoms=100 or --set dict.solver=online"), show_default=False)]
 TrainSetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help=_SET_HELP.format("gan.lr_g=2e-4 or --set model.threshold=1"), show_default=False)]
+
+
+def coders_text(summary: dict) -> str:
+    """The ``engine``/``engine_note`` of a summary (sgan_cli.native.engine) in words."""
+    return "compiled CPU kernels" if summary["engine"] == "compiled" else f"torch ({summary['engine_note']})"

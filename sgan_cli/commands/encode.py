@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, handle_errors, print_fields, print_json, refuse_torchrun, progress_bar
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, coders_text, LimitOpt, handle_errors, print_fields, print_json, refuse_torchrun, progress_bar
 
 
 @handle_errors
@@ -60,6 +60,7 @@ def encode(
         ("images", f"{summary['n']} from {images.source} ({images.channels}×{images.image_size}×{images.image_size})"),
         ("by", run.source),
         ("method", run.how),
+        *([("coders", coders_text(summary))] if "engine" in summary else []),
         ("PSNR", f"{summary['mean_psnr']:.2f} dB mean, {summary['min_psnr']:.2f} dB worst (pixels in [−1, 1])"),
         ("support", "— (dense generator)" if support is None else f"{support:.4f} of the codes non-zero"),
         ("time", f"{summary['seconds']:.2f} s ({summary['images_per_s']:.0f} images/s on {run.device})"),

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, DictSetOpt, ImageSizeOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SplitOpt, handle_errors, print_fields, print_json, progress_bar, refuse_torchrun, resolve_config
+from ._common import DataRootOpt, DeviceOpt, DictSetOpt, coders_text, ImageSizeOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SplitOpt, handle_errors, print_fields, print_json, progress_bar, refuse_torchrun, resolve_config
 
 
 @handle_errors
@@ -74,6 +74,7 @@ def learn_dict(
         ("PSNR", f"{r.psnr:.2f} dB (held out)"),
         ("mean", "learned on centred signals, mean stored" if run.job.mean is not None else "none (atoms alone)"),
         ("solver", f"{r.solver}, {r.steps} steps on {job.device}, {run.seconds:.1f} s"),
+        ("coders", coders_text(summary)),
         ("files", f"{run.out}  {run.atoms_png}"),
         ("hash", run.hash),
     ]

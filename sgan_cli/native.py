@@ -1,0 +1,287 @@
+"""Compiled CPU kernels of the sparse coders (``native_coding.c``), built on first use.
+
+On the CPU, sgan's LARS-lasso and OMP spend their time in per-step bookkeeping that costs
+a few microseconds per torch operation, while one signal's step is a few hundred
+flops: a loop per signal in C runs them 5–10× faster (README, Benchmarks). The C source
+ships with the package and is compiled once per machine with the system's C compiler
+(``$CC``, else ``cc``/``gcc``/``clang``) into ``$SGAN_CACHE_DIR`` (default
+``~/.cache/sgan``), keyed by the source, the compiler and the CPU; it is loaded with
+ctypes, so there is nothing to build at install time and no Python headers are needed.
+Where no compiler works, or ``SGAN_NATIVE=0`` is set, :func:`library` returns None and the
+batched torch engine of :mod:`sgan_cli.sparse_coding` runs instead (it is also what runs
+on GPUs); :func:`reason` says why.
+
+The signals are split between ``torch.get_num_threads()`` Python threads; a ctypes call
+releases the GIL, so the shares run in parallel, and each signal's result is the same
+whatever the split (bit-reproducible for a seed). Units and shapes are those of
+:func:`sgan_cli.sparse_coding.lasso_lars` and :func:`~sgan_cli.sparse_coding.omp`; all
+arithmetic is in float64.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("native_coding.c")
+# -O3 vectorises the inner loops over atoms; -march=native is dropped where unsupported
+FLAGS = ["-O3", "-std=c99", "-fPIC", "-shared"]
+# below this many signals per thread, one more thread costs more than it saves
+MIN_SIGNALS_PER_THREAD = 16
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_reason: str | None = None
+_tried = False
+_pool: ThreadPoolExecutor | None = None
+_disabled = 0  # > 0 inside disabled()
+
+_i64 = ctypes.c_int64
+_dbl = ctypes.c_double
+_ptr = ctypes.c_void_p
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: ``$SGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/sgan``,
+    else ``~/.cache/sgan``."""
+    if os.environ.get("SGAN_CACHE_DIR"):
+        return Path(os.environ["SGAN_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sgan"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_signature() -> str:
+    """The CPU model and feature flags (Linux), so a cache shared between machines never
+    hands one a kernel built with -march=native for another."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags", "Features"))]
+        return "\n".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
+def _build(cc: str) -> Path:
+    """Compile SOURCE into the cache (once per source, compiler and CPU); raise OSError or
+    CalledProcessError when that fails."""
+    source = SOURCE.read_bytes()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    key = hashlib.sha256(b"\0".join([source, cc.encode(), version.encode(), " ".join(FLAGS).encode(), _cpu_signature().encode()]))
+    out_dir = cache_dir()
+    lib_path = out_dir / f"native_coding-{key.hexdigest()[:16]}.so"
+    if lib_path.exists():
+        return lib_path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".native_coding-", suffix=".so", dir=out_dir)
+    os.close(fd)
+    try:
+        last: subprocess.CalledProcessError | None = None
+        for extra in (["-march=native"], []):
+            cmd = [cc, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if proc.returncode == 0:
+                os.replace(tmp, lib_path)  # atomic: concurrent builders race harmlessly
+                return lib_path
+            last = subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+        assert last is not None
+        raise last
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _bind(lib: ctypes.CDLL) -> None:
+    lib.sgan_lars.restype = ctypes.c_int
+    lib.sgan_lars.argtypes = [_i64, _i64, _i64, _ptr, _ptr, _dbl, _i64, _i64, _dbl, _ptr, _ptr, _ptr, _i64, _ptr, _ptr, _ptr]
+    lib.sgan_omp.restype = ctypes.c_int
+    lib.sgan_omp.argtypes = [_i64, _i64, _ptr, _ptr, _i64, _dbl, _ptr]
+    lib.sgan_update_atoms.restype = ctypes.c_int
+    lib.sgan_update_atoms.argtypes = [_i64, _i64, _ptr, _ptr, _ptr, _ptr, _i64]
+
+
+def _off_by_env() -> bool:
+    return os.environ.get("SGAN_NATIVE", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run the torch engine within the block (:func:`library` returns None): for tests and
+    benchmarks that compare the two engines."""
+    global _disabled
+    _disabled += 1
+    try:
+        yield
+    finally:
+        _disabled -= 1
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, building them on first use; None where they are unavailable
+    (``SGAN_NATIVE=0``, no working C compiler, a read-only cache): see :func:`reason`."""
+    global _lib, _reason, _tried
+    if _off_by_env() or _disabled:
+        return None
+    if _tried:
+        return _lib
+    with _lock:
+        if not _tried:
+            cc = _compiler()
+            if cc is None:
+                _reason = "no C compiler found (set CC, or install cc/gcc/clang)"
+            else:
+                try:
+                    lib = ctypes.CDLL(str(_build(cc)))
+                    _bind(lib)
+                    _lib = lib
+                except (OSError, subprocess.SubprocessError, AttributeError) as exc:
+                    detail = getattr(exc, "stderr", None) or str(exc)
+                    _reason = f"building {SOURCE.name} with {cc} failed: {str(detail).strip()[:500]}"
+            _tried = True
+    return _lib
+
+
+def reason() -> str | None:
+    """Why :func:`library` is None (None when it is loaded, or not tried yet)."""
+    if _off_by_env():
+        return "disabled by SGAN_NATIVE=0"
+    return _reason
+
+
+def engine(device: torch.device | str) -> tuple[str, str | None]:
+    """Which engine codes tensors on ``device``: ("compiled", None), or ("torch", why not
+    the compiled kernels) — for the commands' summaries."""
+    dev = torch.device(device)
+    if dev.type != "cpu":
+        return "torch", f"tensors on {dev.type}: the compiled kernels are CPU-only"
+    if library() is None:
+        return "torch", reason()
+    return "compiled", None
+
+
+def usable(*tensors: Tensor) -> bool:
+    """True when the kernels are loaded and every tensor is on the CPU."""
+    return all(t.device.type == "cpu" for t in tensors) and library() is not None
+
+
+def _shares(n: int) -> list[tuple[int, int]]:
+    """Row ranges [i0, i1) of n signals, one per thread."""
+    threads = max(1, min(torch.get_num_threads(), n // MIN_SIGNALS_PER_THREAD))
+    bounds = [n * t // threads for t in range(threads + 1)]
+    return [(bounds[t], bounds[t + 1]) for t in range(threads) if bounds[t + 1] > bounds[t]]
+
+
+def _run(shares: list[tuple[int, int]], call) -> None:  # noqa: ANN001 (callable of a share)
+    global _pool
+    codes = []
+    if len(shares) > 1:  # the other shares in pool threads, the first one in this thread
+        with _lock:
+            if _pool is None or _pool._max_workers < len(shares) - 1:  # noqa: SLF001
+                _pool = ThreadPoolExecutor(max_workers=len(shares) - 1, thread_name_prefix="sgan-native")
+        others = [_pool.submit(call, *share) for share in shares[1:]]
+        codes.append(call(*shares[0]))
+        codes.extend(f.result() for f in others)
+    else:
+        codes.append(call(*shares[0]))
+    if any(codes):
+        raise MemoryError("sgan's native sparse coder could not allocate its workspace")
+
+
+def lars(
+    gram: Tensor,
+    corr: Tensor,
+    dim: int,
+    alpha: float,
+    max_steps: int,
+    pivot_tol: float,
+    stop_active: int | None = None,
+    record_width: int = 0,
+) -> tuple[Tensor, dict[str, Tensor] | None]:
+    """LARS-lasso codes [n, K] (float64) for correlations corr = Dᵀy [n, K] over the Gram
+    matrix gram [K, K] of atoms of dimension ``dim``, down to λ = ``alpha`` ≥ 0.
+
+    With ``record_width`` > 0 also each signal's path record: ``lam`` and ``count`` [n,
+    record_width] (λ and active count at the start of each of its first record_width steps),
+    ``steps`` [n] (steps taken), ``lam_end`` and ``count_end`` [n]."""
+    lib = library()
+    assert lib is not None
+    G = gram.detach().to(torch.float64).contiguous()
+    C = corr.detach().to(torch.float64).contiguous()
+    n, K = C.shape
+    codes = torch.empty(n, K, dtype=torch.float64)
+    rec = None
+    if record_width > 0:
+        rec = {
+            "lam": torch.empty(n, record_width, dtype=torch.float64),
+            "count": torch.empty(n, record_width, dtype=torch.int64),
+            "steps": torch.empty(n, dtype=torch.int64),
+            "lam_end": torch.empty(n, dtype=torch.float64),
+            "count_end": torch.empty(n, dtype=torch.int64),
+        }
+
+    def call(i0: int, i1: int) -> int:
+        def at(t: Tensor | None) -> int | None:
+            return None if t is None else t[i0:i1].data_ptr()
+
+        r = rec or {}
+        return lib.sgan_lars(
+            i1 - i0, K, dim, G.data_ptr(), C[i0:i1].data_ptr(), float(alpha), max_steps,
+            stop_active or 0, pivot_tol, codes[i0:i1].data_ptr(), at(r.get("lam")), at(r.get("count")),
+            record_width, at(r.get("steps")), at(r.get("lam_end")), at(r.get("count_end")),
+        )
+
+    _run(_shares(n), call)
+    return codes, rec
+
+
+def omp(gram: Tensor, corr: Tensor, n_nonzero: int, pivot_tol: float) -> Tensor:
+    """Batch-OMP codes [n, K] (float64) with at most ``n_nonzero`` ≤ K atoms each, for
+    corr = Dᵀy [n, K] over the Gram matrix gram [K, K]."""
+    lib = library()
+    assert lib is not None
+    G = gram.detach().to(torch.float64).contiguous()
+    C = corr.detach().to(torch.float64).contiguous()
+    n, K = C.shape
+    codes = torch.empty(n, K, dtype=torch.float64)
+
+    def call(i0: int, i1: int) -> int:
+        return lib.sgan_omp(i1 - i0, K, G.data_ptr(), C[i0:i1].data_ptr(), n_nonzero, pivot_tol, codes[i0:i1].data_ptr())
+
+    _run(_shares(n), call)
+    return codes
+
+
+def update_atoms(atoms: Tensor, stat_aa: Tensor, stat_ay: Tensor, use: Tensor, sweeps: int) -> Tensor:
+    """The block-coordinate sweeps of :func:`sgan_cli.dictionary.update_atoms` (one thread:
+    each atom's update depends on the previous one's): new atoms [K, dim] (float64) from
+    atoms [K, dim], stat_aa [K, K], stat_ay [K, dim] and the mask ``use`` [K] of atoms to
+    update."""
+    lib = library()
+    assert lib is not None
+    D = atoms.detach().to(torch.float64).clone().contiguous()
+    AA = stat_aa.detach().to(torch.float64).contiguous()
+    AY = stat_ay.detach().to(torch.float64).contiguous()
+    flags = use.detach().to(torch.uint8).contiguous()
+    K, dim = D.shape
+    if lib.sgan_update_atoms(K, dim, D.data_ptr(), AA.data_ptr(), AY.data_ptr(), flags.data_ptr(), sweeps):
+        raise MemoryError("sgan's native dictionary update could not allocate its workspace")
+    return D

@@ -1,0 +1,157 @@
+"""The compiled CPU kernels (sgan_cli/native.py) against the torch engine, and their fallback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sgan_cli import native
+from sgan_cli.sparse_coding import lars_path, lasso_lars, lasso_objective, omp
+
+needs_kernels = pytest.mark.skipif(native.library() is None, reason=f"compiled kernels unavailable: {native.reason()}")
+
+
+def _coherent(n, dim, k, seed, dtype=torch.float64, duplicates=False):
+    """Signals and a coherent dictionary (atoms near a low-dimensional subspace): many paths
+    drop atoms. With ``duplicates`` its last 3 atoms copy the first 3 (with either sign)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(dim // 2, dim, generator=g, dtype=dtype)
+    atoms = torch.randn(k, dim // 2, generator=g, dtype=dtype) @ base + 0.3 * torch.randn(k, dim, generator=g, dtype=dtype)
+    if duplicates:
+        atoms[k - 3 :] = atoms[:3] * torch.tensor([[1.0], [-1.0], [1.0]], dtype=dtype)
+    atoms = torch.nn.functional.normalize(atoms, dim=1)
+    Y = torch.randn(n, dim, generator=g, dtype=dtype) * torch.rand(n, 1, generator=g, dtype=dtype) * 3
+    return Y, atoms
+
+
+@needs_kernels
+@pytest.mark.parametrize("case", [(300, 10, 40, 0.02), (200, 12, 12, 0.0), (150, 30, 90, 0.1), (100, 6, 60, 0.3)])
+def test_kernels_give_the_torch_engines_lasso_codes_and_paths(case):
+    n, dim, k, alpha = case
+    Y, atoms = _coherent(n, dim, k, seed=dim + k)
+    codes, path = lars_path(Y, atoms, alpha)
+    with native.disabled():
+        ref, ref_path = lars_path(Y, atoms, alpha)
+    assert torch.allclose(codes, ref, atol=1e-9, rtol=1e-9)  # α = 0: least squares, codes up to 200
+    clear = ref.abs() > 1e-9
+    assert torch.equal((codes != 0)[clear], (ref != 0)[clear])
+    assert lasso_objective(Y, atoms, codes, alpha) == pytest.approx(lasso_objective(Y, atoms, ref, alpha), rel=1e-12)
+    # the record (what find_alpha reads supports from) is the same path, step for step
+    assert path.lam.shape == ref_path.lam.shape
+    assert torch.allclose(path.lam, ref_path.lam, atol=1e-9, rtol=0)
+    assert torch.equal(path.n_active, ref_path.n_active)
+    assert torch.allclose(path.lam_end, ref_path.lam_end, atol=1e-9, rtol=0)
+    assert torch.equal(path.lam_max, ref_path.lam_max)
+
+
+@needs_kernels
+def test_kernels_on_duplicated_atoms_reach_the_torch_engines_objective():
+    # exact copies tie: rounding decides which copy a path takes, in either engine, so the
+    # codes are not unique; each signal's objective is
+    Y, atoms = _coherent(300, 10, 40, seed=7, duplicates=True)
+    codes = lasso_lars(Y, atoms, 0.02)
+    with native.disabled():
+        ref = lasso_lars(Y, atoms, 0.02)
+    per_signal = [lasso_objective(Y[i : i + 1], atoms, c[i : i + 1], 0.02) for c in (codes, ref) for i in range(300)]
+    assert per_signal[:300] == pytest.approx(per_signal[300:], rel=1e-11)
+    for a, b in ((0, 37), (1, 38), (2, 39)):  # never both copies of an atom
+        assert not bool(((codes[:, a] != 0) & (codes[:, b] != 0)).any())
+
+
+@needs_kernels
+def test_kernels_path_record_stops_at_the_active_cap_and_widens_when_paths_are_long():
+    # stop_active as in find_alpha; paths with many leaves outgrow the first record width
+    Y, atoms = _coherent(200, 10, 40, seed=5)
+    for cap in (1, 3, 10):
+        _, path = lars_path(Y, atoms, 0.0, stop_active=cap)
+        with native.disabled():
+            _, ref = lars_path(Y, atoms, 0.0, stop_active=cap)
+        assert torch.equal(path.n_active, ref.n_active), cap
+        assert int(path.n_active.max()) <= cap
+        assert torch.allclose(path.lam, ref.lam, atol=1e-9, rtol=0), cap
+
+
+@needs_kernels
+@pytest.mark.parametrize("k", [1, 5, 12, 40])
+def test_kernels_give_the_torch_engines_omp_codes(k):
+    Y, atoms = _coherent(120, 12, 40, seed=k)
+    codes = omp(Y, atoms, k)
+    with native.disabled():
+        ref = omp(Y, atoms, k)
+    assert torch.allclose(codes, ref, atol=1e-10, rtol=0)
+    assert torch.equal(codes != 0, ref != 0)
+    assert int((codes != 0).sum(dim=1).max()) <= min(k, 12)
+
+
+@needs_kernels
+def test_kernels_codes_do_not_depend_on_the_thread_split():
+    Y, atoms = _coherent(400, 10, 40, seed=1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = (lasso_lars(Y, atoms, 0.05), omp(Y, atoms, 7))
+        torch.set_num_threads(2)
+        two = (lasso_lars(Y, atoms, 0.05), omp(Y, atoms, 7))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(native._shares(400)) == 2
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+@needs_kernels
+def test_kernels_keep_the_signals_dtype():
+    Y, atoms = _coherent(50, 10, 30, seed=2, dtype=torch.float32)
+    codes = lasso_lars(Y, atoms, 0.1)
+    assert codes.dtype == torch.float32
+    with native.disabled():
+        ref = lasso_lars(Y, atoms, 0.1)
+    assert ref.dtype == torch.float32
+    assert lasso_objective(Y, atoms, codes, 0.1) == pytest.approx(lasso_objective(Y, atoms, ref, 0.1), rel=1e-5)
+
+
+@pytest.fixture()
+def fresh_state(monkeypatch, tmp_path):
+    """native as if never loaded, with an empty cache."""
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_reason", None)
+    monkeypatch.setenv("SGAN_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _sklearn_lasso(Y, atoms, alpha):
+    from sklearn.decomposition import sparse_encode
+
+    return torch.from_numpy(sparse_encode(Y.numpy(), atoms.numpy(), algorithm="lasso_lars", alpha=alpha))
+
+
+def test_a_failing_compiler_falls_back_to_the_torch_engine_and_says_why(fresh_state, monkeypatch, tmp_path):
+    bad = tmp_path / "badcc"
+    bad.write_text("#!/bin/sh\necho 'cc: fatal error: no input files' >&2\nexit 1\n")
+    bad.chmod(0o755)
+    monkeypatch.setenv("CC", str(bad))
+    assert native.library() is None
+    assert "failed" in native.reason() and "badcc" in native.reason() and "fatal error" in native.reason()
+    assert not any(fresh_state.glob("*.so")) and not any(fresh_state.glob(".native_coding-*"))  # no partial outputs
+    Y, atoms = _coherent(40, 8, 20, seed=3)
+    assert torch.allclose(lasso_lars(Y, atoms, 0.1), _sklearn_lasso(Y, atoms, 0.1), atol=1e-8)
+
+
+def test_no_compiler_and_sgan_native_0_fall_back(fresh_state, monkeypatch):
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    assert native.library() is None
+    assert "no C compiler" in native.reason()
+    monkeypatch.setenv("SGAN_NATIVE", "0")
+    assert native.library() is None and native.reason() == "disabled by SGAN_NATIVE=0"
+    assert not native.usable(torch.zeros(1))
+
+
+@needs_kernels
+def test_kernels_are_built_once_into_the_cache(fresh_state):
+    cc = native._compiler()
+    first = native._build(cc)
+    mtime = first.stat().st_mtime_ns
+    assert first.parent == fresh_state and first.suffix == ".so"
+    assert native._build(cc) == first and first.stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert [p.name for p in fresh_state.iterdir()] == [first.name]  # no temporary files left
+    assert native.library() is not None and native.reason() is None
