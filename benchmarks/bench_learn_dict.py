@@ -20,14 +20,15 @@ to 4× slower here and SPAMS no faster).
     python benchmarks/bench_learn_dict.py --cases a b        # some
     python benchmarks/bench_learn_dict.py --mnist-root PATH  # case c data (mnist-5k)
 
-Cases: (a) digits 1797×64, K = 64, α = 0.36 (a256: the same with 256-signal steps,
-``--set dict.batch_size=256``); (b) 100,000 3×3×3 patches of scikit-learn's sample images,
+Cases: (a) digits 1797×64, K = 64, α = 0.36 (a-full: the same with the torch engine's
+full-batch FISTA epochs, ``SGAN_NATIVE=0``); (b) 100,000 3×3×3 patches of scikit-learn's sample images,
 K = 100, α = 0.3; (c) mnist-5k training images 4000×784, K = 784, α = 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -43,6 +44,7 @@ try:  # optional, GPL-3.0: only ever imported by benchmarks
 except ImportError:  # pragma: no cover - depends on the machine
     spams = None
 
+from sgan_cli import native
 from sgan_cli.dictionary import extract_signals, learn_dictionary
 from sgan_cli.sparse_coding import lasso_lars, lasso_objective, support_fraction
 
@@ -71,15 +73,16 @@ def case_signals(case: str, mnist_root: Path) -> tuple[torch.Tensor, int, float,
 
 
 # budgets per case: sgan (solver, minibatch size — None: the solver's default —, passes per
-# run) and SPAMS (minibatch iterations per run). Case a256 is case a with 256-signal steps
-# (`--set dict.batch_size=256`) instead of the default full-batch epochs.
+# run) and SPAMS (minibatch iterations per run). With sgan's compiled kernels the default
+# `passes` schedule takes 256-signal steps; case a-full is case a in full-batch FISTA epochs,
+# the torch engine's default there (SGAN_NATIVE=0), timed with the compiled kernels off.
 SCHEDULES: dict[str, tuple[str, int | None, list[float]]] = {
-    "a": ("passes", None, [15, 20, 25, 30, 40, 50, 70, 100, 150, 250]),
-    "a256": ("passes", 256, [5, 7, 9, 12, 15, 20, 30, 40, 60, 80, 120]),
+    "a": ("passes", None, [5, 7, 9, 12, 15, 20, 30, 40, 60, 80, 120]),
+    "a-full": ("passes", None, [15, 20, 25, 30, 40, 50, 70, 100, 150, 250]),
     "b": ("online", None, [0.05, 0.1, 0.2, 0.3, 0.5, 1.0]),
     "c": ("passes", None, [2, 3, 4, 6, 9, 12]),
 }
-SPAMS_ITERS: dict[str, list[int]] = {"a": [50, 100, 200, 500], "a256": [50, 100, 200, 500], "b": [20, 50, 200], "c": [50, 100, 200]}
+SPAMS_ITERS: dict[str, list[int]] = {"a": [50, 100, 200, 500], "a-full": [50, 100, 200, 500], "b": [20, 50, 200], "c": [50, 100, 200]}
 
 
 def objective(Y: torch.Tensor, atoms: torch.Tensor, alpha: float) -> tuple[float, float]:
@@ -87,11 +90,12 @@ def objective(Y: torch.Tensor, atoms: torch.Tensor, alpha: float) -> tuple[float
     return lasso_objective(Y, atoms, codes, alpha), support_fraction(codes)
 
 
-def run_sgan(Y: torch.Tensor, K: int, alpha: float, solver: str, batch_size: int | None, passes: float) -> dict:
+def run_sgan(Y: torch.Tensor, K: int, alpha: float, solver: str, batch_size: int | None, passes: float, torch_engine: bool = False) -> dict:
     t = time.perf_counter()
-    r = learn_dictionary(
-        Y, K, alpha=alpha, target_sparsity=None, solver=solver, passes=passes, batch_size=batch_size, heldout_fraction=0.0, evaluate=False
-    )
+    with native.disabled() if torch_engine else contextlib.nullcontext():
+        r = learn_dictionary(
+            Y, K, alpha=alpha, target_sparsity=None, solver=solver, passes=passes, batch_size=batch_size, heldout_fraction=0.0, evaluate=False
+        )
     seconds = time.perf_counter() - t
     f, sup = objective(Y, r.atoms, alpha)
     return {"passes": passes, "seconds": seconds, "objective": f, "support": sup}
@@ -121,8 +125,9 @@ def run_sklearn(Y: torch.Tensor, K: int, alpha: float) -> dict:
 def run_case(case: str, mnist_root: Path, reference: str, threads: int) -> dict:
     Y, K, alpha, desc = case_signals(case[0], mnist_root)
     solver, batch_size, budgets = SCHEDULES[case]
-    if batch_size is not None:
-        desc += f", {batch_size}-signal steps"
+    torch_engine = case == "a-full"
+    if torch_engine:
+        desc += ", torch engine (full-batch)"
     ref_runs: list[dict] = []
     ours: list[dict] = []
     ref_budgets: list = SPAMS_ITERS[case] if reference == "spams" else [None]
@@ -133,7 +138,7 @@ def run_case(case: str, mnist_root: Path, reference: str, threads: int) -> dict:
             ref_runs.append(r)
             print(f"[{case}] {reference} {r['passes']:.3g} passes: {r['seconds']:.2f} s, objective {r['objective']:.5f}, support {r['support']:.4f}", flush=True)
         if i < len(budgets):
-            o = run_sgan(Y, K, alpha, solver, batch_size, budgets[i])
+            o = run_sgan(Y, K, alpha, solver, batch_size, budgets[i], torch_engine)
             ours.append(o)
             print(f"[{case}] sgan {solver} {o['passes']:g} passes: {o['seconds']:.2f} s, objective {o['objective']:.5f}, support {o['support']:.4f}", flush=True)
     matches = []
@@ -149,7 +154,7 @@ def run_case(case: str, mnist_root: Path, reference: str, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", nargs="+", default=["a", "a256", "b", "c"], choices=list(SCHEDULES))
+    parser.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=list(SCHEDULES))
     parser.add_argument("--mnist-root", type=Path, default=HERE.parent.parent / "shared" / "data" / "mnist-5k")
     parser.add_argument("--reference", choices=["spams", "sklearn"], default="spams" if spams else "sklearn")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "learn_dict.json")

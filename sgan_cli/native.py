@@ -25,6 +25,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -49,6 +50,18 @@ _tried = False
 _pool: ThreadPoolExecutor | None = None
 _disabled = 0  # > 0 inside disabled()
 
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has the pool object but not its threads: start afresh."""
+    global _pool, _lock
+    _pool = None
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 _i64 = ctypes.c_int64
 _dbl = ctypes.c_double
 _ptr = ctypes.c_void_p
@@ -63,30 +76,39 @@ def cache_dir() -> Path:
     return Path(base) / "sgan"
 
 
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+def _compiler() -> list[str] | None:
+    """The C compiler's command: ``$CC`` (which may carry arguments, e.g. ``ccache gcc``),
+    else the first of cc, gcc and clang on the PATH; None if there is none. A ``$CC``
+    that is not found is not replaced by another compiler: the build fails and says so."""
+    if os.environ.get("CC", "").strip():
+        cmd = shlex.split(os.environ["CC"])
+        found = shutil.which(cmd[0])
+        return [found, *cmd[1:]] if found else cmd
+    for name in ("cc", "gcc", "clang"):
+        found = shutil.which(name)
+        if found:
+            return [found]
     return None
 
 
 def _cpu_signature() -> str:
     """The CPU model and feature flags (Linux), so a cache shared between machines never
-    hands one a kernel built with -march=native for another."""
+    hands one a kernel built with -march=native for another; elsewhere the host name too
+    (the CPU's features are not read there)."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
         lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags", "Features"))]
         return "\n".join(sorted(set(lines)))
     except OSError:
-        return platform.processor() + platform.machine()
+        return "\n".join([platform.processor(), platform.machine(), platform.node()])
 
 
-def _build(cc: str) -> Path:
+def _build(cc: list[str]) -> Path:
     """Compile SOURCE into the cache (once per source, compiler and CPU); raise OSError or
     CalledProcessError when that fails."""
     source = SOURCE.read_bytes()
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256(b"\0".join([source, cc.encode(), version.encode(), " ".join(FLAGS).encode(), _cpu_signature().encode()]))
+    version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    key = hashlib.sha256(b"\0".join([source, " ".join(cc).encode(), version.encode(), " ".join(FLAGS).encode(), _cpu_signature().encode()]))
     out_dir = cache_dir()
     lib_path = out_dir / f"native_coding-{key.hexdigest()[:16]}.so"
     if lib_path.exists():
@@ -97,7 +119,7 @@ def _build(cc: str) -> Path:
     try:
         last: subprocess.CalledProcessError | None = None
         for extra in (["-march=native"], []):
-            cmd = [cc, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"]
+            cmd = [*cc, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             if proc.returncode == 0:
                 os.replace(tmp, lib_path)  # atomic: concurrent builders race harmlessly
@@ -155,7 +177,7 @@ def library() -> ctypes.CDLL | None:
                     _lib = lib
                 except (OSError, subprocess.SubprocessError, AttributeError) as exc:
                     detail = getattr(exc, "stderr", None) or str(exc)
-                    _reason = f"building {SOURCE.name} with {cc} failed: {str(detail).strip()[:500]}"
+                    _reason = f"building {SOURCE.name} with {' '.join(cc)} failed: {str(detail).strip()[:500]}"
             _tried = True
     return _lib
 
@@ -164,6 +186,8 @@ def reason() -> str | None:
     """Why :func:`library` is None (None when it is loaded, or not tried yet)."""
     if _off_by_env():
         return "disabled by SGAN_NATIVE=0"
+    if _disabled:
+        return "disabled within sgan_cli.native.disabled()"
     return _reason
 
 
@@ -193,9 +217,13 @@ def _shares(n: int) -> list[tuple[int, int]]:
 def _run(shares: list[tuple[int, int]], call) -> None:  # noqa: ANN001 (callable of a share)
     global _pool
     codes = []
+    if not shares:
+        return
     if len(shares) > 1:  # the other shares in pool threads, the first one in this thread
         with _lock:
             if _pool is None or _pool._max_workers < len(shares) - 1:  # noqa: SLF001
+                if _pool is not None:
+                    _pool.shutdown(wait=False)
                 _pool = ThreadPoolExecutor(max_workers=len(shares) - 1, thread_name_prefix="sgan-native")
         others = [_pool.submit(call, *share) for share in shares[1:]]
         codes.append(call(*shares[0]))
@@ -245,7 +273,7 @@ def lars(
         r = rec or {}
         return lib.sgan_lars(
             i1 - i0, K, dim, G.data_ptr(), C[i0:i1].data_ptr(), float(alpha), max_steps,
-            stop_active or 0, pivot_tol, codes[i0:i1].data_ptr(), at(r.get("lam")), at(r.get("count")),
+            -1 if stop_active is None else stop_active, pivot_tol, codes[i0:i1].data_ptr(), at(r.get("lam")), at(r.get("count")),
             record_width, at(r.get("steps")), at(r.get("lam_end")), at(r.get("count_end")),
         )
 

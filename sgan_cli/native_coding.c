@@ -118,14 +118,29 @@ static void chol_remove(work_t *W, i64 s, i64 p) {
     }
 }
 
+/* out ← base + scale·Σ_q w_q G[idx_q, :] over s rows of G [K, K] (base may be out);
+ * four rows per pass over out, so that out is loaded and stored once per four rows */
+static void add_rows(double *restrict out, const double *base, const double *G, i64 K,
+                     const i64 *idx, const double *w, i64 s, double scale) {
+    if (base != out) memcpy(out, base, sizeof(double) * (size_t)K);
+    i64 q = 0;
+    for (; q + 4 <= s; q += 4) {
+        const double *restrict g0 = G + idx[q] * K, *restrict g1 = G + idx[q + 1] * K;
+        const double *restrict g2 = G + idx[q + 2] * K, *restrict g3 = G + idx[q + 3] * K;
+        const double w0 = scale * w[q], w1 = scale * w[q + 1];
+        const double w2 = scale * w[q + 2], w3 = scale * w[q + 3];
+        for (i64 k = 0; k < K; k++) out[k] += w0 * g0[k] + w1 * g1[k] + w2 * g2[k] + w3 * g3[k];
+    }
+    for (; q < s; q++) {
+        const double *restrict g = G + idx[q] * K;
+        const double wq = scale * w[q];
+        for (i64 k = 0; k < K; k++) out[k] += wq * g[k];
+    }
+}
+
 /* c ← corr − Σ_s a_s G[idx_s, :] */
 static void exact_corr(const double *G, i64 K, const double *corr, work_t *W, i64 s) {
-    memcpy(W->c, corr, sizeof(double) * (size_t)K);
-    for (i64 q = 0; q < s; q++) {
-        const double *g = G + W->idx[q] * K;
-        const double aq = W->a[q];
-        for (i64 k = 0; k < K; k++) W->c[k] -= aq * g[k];
-    }
+    add_rows(W->c, corr, G, K, W->idx, W->a, s, -1.0);
 }
 
 static inline double sgn(double x) { return (x > 0.0) - (x < 0.0); }
@@ -163,11 +178,7 @@ static i64 lars_one(const double *G, i64 K, i64 dim, const double *corr, double 
         for (i64 q = 0; q < s; q++) w[q] = sgn(c[idx[q]]);
         chol_solve(W->L, W->cap, s, w);
         memset(u, 0, sizeof(double) * (size_t)K);
-        for (i64 q = 0; q < s; q++) {
-            const double *g = G + idx[q] * K;
-            const double wq = w[q];
-            for (i64 k = 0; k < K; k++) u[k] += wq * g[k];
-        }
+        add_rows(u, u, G, K, idx, w, s, 1.0);
         /* the first atom to reach |c_j| = λ (largest rate 1/γ; γ ≤ 1e-9·λ is rounding);
          * branch-free, so that the divisions vectorise, then the first maximum */
         const double r_cap = 1e9 / lam;
@@ -232,7 +243,7 @@ static i64 lars_one(const double *G, i64 K, i64 dim, const double *corr, double 
             }
             W->just_left[j] = 1.0;
         }
-        if (stop || (stop_active > 0 && s >= stop_active)) done = 1;
+        if (stop || (stop_active >= 0 && s >= stop_active)) done = 1;
     }
     for (i64 q = 0; q < s; q++) code[idx[q]] = a[q];
     *lam_out = lam;
@@ -242,7 +253,8 @@ static i64 lars_one(const double *G, i64 K, i64 dim, const double *corr, double 
 
 /* Lasso codes of n signals (rows of corr) at α; cap = min(K, dim) active atoms at most.
  * With rec_lam [n, rec_width] non-NULL, also each signal's path record (steps [n], λ and
- * count where it ended); stop_active > 0 ends a path once that many atoms are active. */
+ * count where it ended); stop_active ≥ 0 ends a path once that many atoms are active
+ * (after its first step, as in _lars), −1: no such cap. */
 int sgan_lars(i64 n, i64 K, i64 dim, const double *G, const double *corr, double alpha,
               i64 max_steps, i64 stop_active, double tol, double *codes, double *rec_lam,
               i64 *rec_cnt, i64 rec_width, i64 *steps, double *lam_end, i64 *cnt_end) {
@@ -291,14 +303,7 @@ int sgan_omp(i64 n, i64 K, const double *G, const double *corr, i64 k, double to
             W.idx[s++] = j;
             for (i64 q = 0; q < s; q++) coef[q] = c0[W.idx[q]];
             chol_solve(W.L, W.cap, s, coef);
-            if (step + 1 < k) {
-                memcpy(rc, c0, sizeof(double) * (size_t)K);
-                for (i64 q = 0; q < s; q++) {
-                    const double *g = G + W.idx[q] * K;
-                    const double cq = coef[q];
-                    for (i64 t = 0; t < K; t++) rc[t] -= cq * g[t];
-                }
-            }
+            if (step + 1 < k) add_rows(rc, c0, G, K, W.idx, coef, s, -1.0);
         }
         for (i64 q = 0; q < s; q++) code[W.idx[q]] = coef[q];
     }

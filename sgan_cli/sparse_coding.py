@@ -487,7 +487,8 @@ def _lars_native(
         return codes.to(dt), None
     # a path takes about one step per atom it ends with, more where atoms leave; a record
     # too narrow for some signal is taken again at the width it needed
-    width = min(steps, 2 * (stop_active or min(K, dim)) + 16)
+    cap = min(K, dim) if stop_active is None else max(0, stop_active)
+    width = max(1, min(steps, 4 * cap + 32))
     codes, rec = native.lars(G, corr, dim, alpha, steps, pivot_tol, stop_active, width)
     assert rec is not None
     taken = int(rec["steps"].max())

@@ -35,6 +35,18 @@ def test_learn_dict_digits_json(runner, tmp_path):
     assert d.atoms.shape == (32, 64) and d.patch is None
     assert d.file.config["dict"]["atoms"] == 32 and d.file.meta["dataset"] == "digits"
     assert float(d.file.meta["achieved_sparsity"]) == pytest.approx(summary["achieved_sparsity"])
+    from sgan_cli import native
+
+    # which engine coded: the compiled kernels here, or the torch engine and why not
+    assert (summary["engine"], summary["engine_note"]) == native.engine("cpu")
+    assert summary["engine"] == ("compiled" if native.library() is not None else "torch")
+
+
+def test_learn_dict_table_names_the_engine_and_why_not_compiled(runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("SGAN_NATIVE", "0")
+    res = _run(runner, ["learn-dict", "digits", "--atoms", "16", "--out", str(tmp_path / "d.safetensors")])
+    assert res.exit_code == 0, res.output
+    assert "coders" in res.stdout and "torch (disabled by SGAN_NATIVE=0)" in res.stdout
 
 
 def test_learn_dict_patches_table(runner, tmp_path):

@@ -144,9 +144,17 @@ def _reference_sweep(atoms, stat_aa, stat_ay):
     return D
 
 
+@pytest.mark.parametrize("engine", ["native", "numpy"])
 @pytest.mark.parametrize("block", [1, 7, 64])
-def test_blocked_atom_sweep_equals_atom_by_atom(block):
-    from sgan_cli.dictionary import _sweep_block_numpy, _sweep_block_torch, update_atoms
+def test_blocked_atom_sweep_equals_atom_by_atom(block, engine):
+    # compiled sweep (small dictionaries with the kernels) and blocked NumPy sweep alike
+    import contextlib
+
+    from sgan_cli import native
+    from sgan_cli.dictionary import _sweep_block_torch, update_atoms
+
+    if engine == "native" and native.library() is None:
+        pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
 
     g = torch.Generator().manual_seed(0)
     K, dim = 50, 20
@@ -156,7 +164,14 @@ def test_blocked_atom_sweep_equals_atom_by_atom(block):
     Y = torch.randn(300, dim, generator=g, dtype=torch.float64)
     aa, ay = A.T @ A, A.T @ Y
     ref = _reference_sweep(atoms, aa, ay)
-    ours = update_atoms(atoms, aa, ay, block=block)
+    numpy_calls = []
+    import sgan_cli.dictionary as dictionary
+
+    numpy_sweep = dictionary._sweep_block_numpy
+    with native.disabled() if engine == "numpy" else contextlib.nullcontext(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dictionary, "_sweep_block_numpy", lambda *a: numpy_calls.append(1) or numpy_sweep(*a))
+        ours = update_atoms(atoms, aa, ay, block=block)
+    assert bool(numpy_calls) == (engine == "numpy")
     assert torch.allclose(ours, ref, atol=1e-10)
     assert torch.equal(ours[3], atoms[3])
     # the torch path (GPU) does the same sweep
@@ -247,13 +262,14 @@ def test_init_atoms_patches_from_principal_directions_images_from_signals():
     from sgan_cli.dictionary import PCA_INIT_MAX_DIM, init_atoms
 
     g = torch.Generator().manual_seed(0)
-    patches = torch.randn(500, 27, generator=g) @ torch.randn(27, 27, generator=g)
-    atoms = init_atoms(patches, 40, torch.Generator().manual_seed(1))
-    assert atoms.shape == (40, 27) and torch.allclose(atoms.norm(dim=1), torch.ones(40), atol=1e-5)
-    _, _, vh = torch.linalg.svd(patches, full_matrices=False)
-    assert torch.allclose((atoms[:27] * vh).sum(dim=1).abs(), torch.ones(27), atol=1e-4)  # ± the principal directions
-    rows = F.normalize(patches, dim=1)
-    assert ((atoms[27:] @ rows.T).amax(dim=1) > 1 - 1e-5).all()  # then signals
+    for dim in (27, PCA_INIT_MAX_DIM):
+        patches = torch.randn(500, dim, generator=g) @ torch.randn(dim, dim, generator=g)
+        atoms = init_atoms(patches, dim + 13, torch.Generator().manual_seed(1))
+        assert atoms.shape == (dim + 13, dim) and torch.allclose(atoms.norm(dim=1), torch.ones(dim + 13), atol=1e-5)
+        _, _, vh = torch.linalg.svd(patches, full_matrices=False)
+        assert torch.allclose((atoms[:dim] * vh).sum(dim=1).abs(), torch.ones(dim), atol=1e-4)  # ± the principal directions
+        rows = F.normalize(patches, dim=1)
+        assert ((atoms[dim:] @ rows.T).amax(dim=1) > 1 - 1e-5).all()  # then signals
     images = torch.randn(300, PCA_INIT_MAX_DIM + 1, generator=g)
     atoms = init_atoms(images, 64, torch.Generator().manual_seed(1))
     cos = atoms @ F.normalize(images, dim=1).T

@@ -144,6 +144,9 @@ def test_cli_encode_dict_json_and_latents_file(runner, square, tmp_path):
     summary = json.loads(res.stdout)
     assert summary["mode"] == "dictionary" and summary["method"] == "omp" and summary["nonzeros"] == 6
     assert summary["mean_psnr"] > OMP_DEFAULT_PSNR and summary["support_fraction"] == pytest.approx(6 / 64)
+    from sgan_cli import native
+
+    assert (summary["engine"], summary["engine_note"]) == native.engine("cpu")
     f = load_latents(out)
     assert f.meta["mode"] == "dictionary" and float(f.meta["mean_psnr"]) == pytest.approx(summary["mean_psnr"])
     assert f.lineage == {"dictionary": load_dictionary(square).hash}
@@ -156,6 +159,7 @@ def test_cli_encode_dict_json_and_latents_file(runner, square, tmp_path):
     # a table without --json
     res = invoke(runner, ["encode", "digits", "--dict", str(square), "--method", "lasso", "--limit", "50", "--out", str(tmp_path / "l.safetensors")])
     assert res.exit_code == 0 and "lasso (LARS)" in res.stdout and (tmp_path / "l_reconstructions.png").exists()
+    assert "coders" in res.stdout
 
 
 def test_cli_encode_samples_of_a_sample_run(runner, square, tmp_path):
@@ -231,6 +235,7 @@ def test_cli_encode_with_a_reconstructor(runner, square, tmp_path, mode, test_di
     assert summary["mean_psnr"] == pytest.approx(float(psnr(y.clamp(-1, 1), x).mean()), abs=1e-3)
     assert summary["support_fraction"] == pytest.approx(float((codes != 0).double().mean()), abs=1e-6)
     assert set(f.lineage) == {"reconstructor", "generator", "dictionary"}
+    assert "engine" not in summary  # nets, not sparse coders, encode here
     # a reconstructor file away from its run needs --generator
     alone = tmp_path / "alone"
     alone.mkdir()

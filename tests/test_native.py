@@ -62,13 +62,26 @@ def test_kernels_on_duplicated_atoms_reach_the_torch_engines_objective():
 def test_kernels_path_record_stops_at_the_active_cap_and_widens_when_paths_are_long():
     # stop_active as in find_alpha; paths with many leaves outgrow the first record width
     Y, atoms = _coherent(200, 10, 40, seed=5)
-    for cap in (1, 3, 10):
+    for cap in (0, 1, 3, 10):
         _, path = lars_path(Y, atoms, 0.0, stop_active=cap)
         with native.disabled():
             _, ref = lars_path(Y, atoms, 0.0, stop_active=cap)
         assert torch.equal(path.n_active, ref.n_active), cap
-        assert int(path.n_active.max()) <= cap
+        assert int(path.n_active.max()) <= max(cap, 1)  # a path stops after its first step at the earliest
         assert torch.allclose(path.lam, ref.lam, atol=1e-9, rtol=0), cap
+
+
+@needs_kernels
+def test_kernels_handle_empty_batches_and_zero_steps():
+    Y, atoms = _coherent(20, 8, 16, seed=4)
+    G, corr = atoms @ atoms.T, Y @ atoms.T
+    codes, _ = native.lars(G, corr[:0], 8, 0.1, 10, 1e-13)
+    assert codes.shape == (0, 16) and native.omp(G, corr[:0], 3, 1e-13).shape == (0, 16)
+    codes, path = lars_path(Y, atoms, 0.1, max_steps=0)
+    with native.disabled():
+        ref, ref_path = lars_path(Y, atoms, 0.1, max_steps=0)
+    assert torch.equal(codes, ref) and not codes.any()
+    assert path.lam.shape == ref_path.lam.shape == (0, 20) and torch.equal(path.lam_end, ref_path.lam_end)
 
 
 @needs_kernels
@@ -91,10 +104,10 @@ def test_kernels_codes_do_not_depend_on_the_thread_split():
         torch.set_num_threads(1)
         one = (lasso_lars(Y, atoms, 0.05), omp(Y, atoms, 7))
         torch.set_num_threads(2)
+        assert len(native._shares(400)) == 2
         two = (lasso_lars(Y, atoms, 0.05), omp(Y, atoms, 7))
     finally:
         torch.set_num_threads(threads)
-    assert len(native._shares(400)) == 2
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
 
 
@@ -155,3 +168,50 @@ def test_kernels_are_built_once_into_the_cache(fresh_state):
     assert native._build(cc) == first and first.stat().st_mtime_ns == mtime  # reused, not rebuilt
     assert [p.name for p in fresh_state.iterdir()] == [first.name]  # no temporary files left
     assert native.library() is not None and native.reason() is None
+
+
+def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("SGAN_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert native.cache_dir() == tmp_path / "home" / ".cache" / "sgan"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert native.cache_dir() == tmp_path / "xdg" / "sgan"
+    monkeypatch.setenv("SGAN_CACHE_DIR", str(tmp_path / "mine"))
+    assert native.cache_dir() == tmp_path / "mine"
+
+
+@needs_kernels
+def test_cc_may_carry_arguments_and_a_missing_cc_is_reported(fresh_state, monkeypatch):
+    cc = native._compiler()[0]
+    monkeypatch.setenv("CC", f"env {cc}")  # a compiler behind a wrapper, as with ccache
+    assert native._compiler()[1:] == [cc] and native.library() is not None
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setenv("CC", "no-such-compiler-here")  # never silently another compiler
+    assert native.library() is None
+    assert "no-such-compiler-here" in native.reason()
+
+
+@needs_kernels
+def test_a_forked_child_codes_after_a_threaded_call():
+    import os
+    import signal
+
+    # (torch's own OpenMP matmuls may hang in such a child — a libgomp limitation, which is
+    # why DataLoader workers run single-threaded — so the child calls the kernels directly)
+    Y, atoms = _coherent(400, 10, 40, seed=6)
+    G, corr = atoms @ atoms.T, Y @ atoms.T
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        parent, _ = native.lars(G, corr, 10, 0.05, 170, 1e-13)  # starts the thread pool
+        pid = os.fork()
+        if pid == 0:  # child: the pool's threads did not survive the fork
+            signal.alarm(20)
+            ok = torch.equal(native.lars(G, corr, 10, 0.05, 170, 1e-13)[0], parent)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        torch.set_num_threads(threads)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
