@@ -2,10 +2,10 @@
 
 On the CPU, sgan's LARS-lasso and OMP spend their time in per-step bookkeeping that costs
 a few microseconds per torch operation, while one signal's step is a few hundred
-flops: a loop per signal in C runs them 5–10× faster (README, Benchmarks). The C source
-ships with the package and is compiled once per machine with the system's C compiler
-(``$CC``, else ``cc``/``gcc``/``clang``) into ``$SGAN_CACHE_DIR`` (default
-``~/.cache/sgan``), keyed by the source, the compiler and the CPU; it is loaded with
+flops: a loop per signal in C runs them 5–14× faster (2-core AMD EPYC; README,
+Benchmarks). The C source ships with the package and is compiled once per machine with the
+system's C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into :func:`cache_dir`, keyed
+by the source, the compiler and the CPU (``-march=native``); it is loaded with
 ctypes, so there is nothing to build at install time and no Python headers are needed.
 Where no compiler works, or ``SGAN_NATIVE=0`` is set, :func:`library` returns None and the
 batched torch engine of :mod:`sgan_cli.sparse_coding` runs instead (it is also what runs
