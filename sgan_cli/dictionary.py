@@ -809,6 +809,7 @@ def run_learn_dict(cfg: "SganConfig", out_path: Path, force: bool = False, progr
     check_writable(png_path, force)
     resolve_device(cfg.dict.device)  # an absent or unknown device fails before the images load
     images = load_data(cfg.data)
+    native.library()  # a first build of the compiled kernels (about a second) is not learning time
     start = time.perf_counter()
     job = learn_from_config(images, cfg.dict, progress)
     seconds = time.perf_counter() - start

@@ -27,6 +27,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -38,8 +39,10 @@ import torch
 from torch import Tensor
 
 SOURCE = Path(__file__).with_name("native_coding.c")
-# -O3 vectorises the inner loops over atoms; -march=native is dropped where unsupported
+# -O3 vectorises the inner loops over atoms; -fopenmp-simd lets the maximum over atoms
+# vectorise too (no OpenMP runtime); either extra is dropped where a compiler refuses it
 FLAGS = ["-O3", "-std=c99", "-fPIC", "-shared"]
+EXTRA_FLAGS = (["-march=native", "-fopenmp-simd"], ["-fopenmp-simd"], [])
 # below this many signals per thread, one more thread costs more than it saves
 MIN_SIGNALS_PER_THREAD = 16
 
@@ -68,18 +71,20 @@ _ptr = ctypes.c_void_p
 
 
 def cache_dir() -> Path:
-    """Where compiled kernels are kept: ``$SGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/sgan``,
-    else ``~/.cache/sgan``."""
+    """Where compiled kernels are kept: ``$SGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/sgan``
+    (an absolute ``$XDG_CACHE_HOME`` only, as the XDG rules say), else ``~/.cache/sgan``."""
     if os.environ.get("SGAN_CACHE_DIR"):
         return Path(os.environ["SGAN_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "sgan"
 
 
 def _compiler() -> list[str] | None:
     """The C compiler's command: ``$CC`` (which may carry arguments, e.g. ``ccache gcc``),
     else the first of cc, gcc and clang on the PATH; None if there is none. A ``$CC``
-    that is not found is not replaced by another compiler: the build fails and says so."""
+    that is not found is not replaced by another compiler: the build fails and says so.
+    Raises ValueError for a ``$CC`` that does not parse (an unclosed quote)."""
     if os.environ.get("CC", "").strip():
         cmd = shlex.split(os.environ["CC"])
         found = shutil.which(cmd[0])
@@ -103,33 +108,96 @@ def _cpu_signature() -> str:
         return "\n".join([platform.processor(), platform.machine(), platform.node()])
 
 
-def _build(cc: list[str]) -> Path:
-    """Compile SOURCE into the cache (once per source, compiler and CPU); raise OSError or
-    CalledProcessError when that fails."""
-    source = SOURCE.read_bytes()
-    version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256(b"\0".join([source, " ".join(cc).encode(), version.encode(), " ".join(FLAGS).encode(), _cpu_signature().encode()]))
+class BuildError(Exception):
+    """The kernels could not be built or loaded; the message says why."""
+
+
+# seconds: `cc --version`, then each compile (a stuck compiler must not hang a command)
+VERSION_TIMEOUT, COMPILE_TIMEOUT = 15, 120
+
+
+def _run_tool(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run cmd with its output captured, in its own process group, which is killed whole if
+    it outlives ``timeout`` or the caller is interrupted (a compiler's own children too)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        if hasattr(os, "killpg"):
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _sha256(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _load(path: Path | str) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    _bind(lib)
+    return lib
+
+
+def _load_or_build(cc: list[str]) -> ctypes.CDLL:
+    """The kernels from the cache (once per source, compiler and CPU), built there first if
+    absent or damaged. A cached library is loaded only if it matches the checksum written
+    beside it when it was built (a truncated file would crash the process on loading), and
+    a new one is installed only once it has loaded; raises BuildError."""
+    try:
+        version = _run_tool([*cc, "--version"], VERSION_TIMEOUT).stdout
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{' '.join(cc)} --version did not answer within {VERSION_TIMEOUT} s") from None
+    except OSError as exc:
+        raise BuildError(f"cannot run the C compiler {' '.join(cc)}: {exc}") from None
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(cc).encode(), version.encode(), repr((FLAGS, EXTRA_FLAGS)).encode(), _cpu_signature().encode()]))
     out_dir = cache_dir()
     lib_path = out_dir / f"native_coding-{key.hexdigest()[:16]}.so"
-    if lib_path.exists():
-        return lib_path
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".native_coding-", suffix=".so", dir=out_dir)
-    os.close(fd)
+    stamp = lib_path.with_suffix(".sha256")
     try:
-        last: subprocess.CalledProcessError | None = None
-        for extra in (["-march=native"], []):
+        if lib_path.is_file() and stamp.is_file() and stamp.read_text().strip() == _sha256(lib_path):
+            return _load(lib_path)
+    except (OSError, AttributeError):
+        pass  # unreadable or not loadable here: build it again
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".native_coding-", suffix=".so", dir=out_dir)
+        os.close(fd)
+    except OSError as exc:
+        raise BuildError(f"cannot write the kernel cache {out_dir}: {exc} (set SGAN_CACHE_DIR to a writable folder)") from None
+    try:
+        errors = ""
+        for extra in EXTRA_FLAGS:
             cmd = [*cc, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            try:
+                proc = _run_tool(cmd, COMPILE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise BuildError(f"{' '.join(cc)} did not finish compiling {SOURCE.name} within {COMPILE_TIMEOUT} s") from None
             if proc.returncode == 0:
-                os.replace(tmp, lib_path)  # atomic: concurrent builders race harmlessly
-                return lib_path
-            last = subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
-        assert last is not None
-        raise last
+                break
+            errors = (proc.stderr or proc.stdout or f"exit status {proc.returncode}").strip()
+        else:
+            raise BuildError(f"building {SOURCE.name} with {' '.join(cc)} failed: {errors[:500]}")
+        os.chmod(tmp, 0o755)  # mkstemp's 0600 would keep other users off a shared cache
+        try:
+            lib = _load(tmp)  # the inode stays loaded when it is renamed below
+        except (OSError, AttributeError) as exc:
+            raise BuildError(f"what {' '.join(cc)} built from {SOURCE.name} does not load: {exc}") from None
+        digest = _sha256(tmp)
+        os.replace(tmp, lib_path)  # atomic: concurrent builders race harmlessly
+        stamp_tmp = f"{tmp}.sha256"
+        Path(stamp_tmp).write_text(digest + "\n")
+        os.replace(stamp_tmp, stamp)
+        return lib
+    except OSError as exc:
+        raise BuildError(f"cannot install the kernels in {out_dir}: {exc} (set SGAN_CACHE_DIR to a writable folder)") from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for leftover in (tmp, f"{tmp}.sha256"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 def _bind(lib: ctypes.CDLL) -> None:
@@ -142,6 +210,7 @@ def _bind(lib: ctypes.CDLL) -> None:
 
 
 def _off_by_env() -> bool:
+    """``SGAN_NATIVE`` set to 0, false, no or off (any case): the torch engine runs."""
     return os.environ.get("SGAN_NATIVE", "1").strip().lower() in ("0", "false", "no", "off")
 
 
@@ -167,17 +236,18 @@ def library() -> ctypes.CDLL | None:
         return _lib
     with _lock:
         if not _tried:
-            cc = _compiler()
-            if cc is None:
-                _reason = "no C compiler found (set CC, or install cc/gcc/clang)"
+            try:
+                cc = _compiler()
+            except ValueError as exc:
+                cc, _reason = None, f"CC={os.environ.get('CC')!r} does not parse as a command: {exc}"
             else:
+                if cc is None:
+                    _reason = "no C compiler found (set CC, or install cc/gcc/clang)"
+            if cc is not None:
                 try:
-                    lib = ctypes.CDLL(str(_build(cc)))
-                    _bind(lib)
-                    _lib = lib
-                except (OSError, subprocess.SubprocessError, AttributeError) as exc:
-                    detail = getattr(exc, "stderr", None) or str(exc)
-                    _reason = f"building {SOURCE.name} with {' '.join(cc)} failed: {str(detail).strip()[:500]}"
+                    _lib = _load_or_build(cc)
+                except BuildError as exc:
+                    _reason = str(exc)
             _tried = True
     return _lib
 
@@ -185,7 +255,7 @@ def library() -> ctypes.CDLL | None:
 def reason() -> str | None:
     """Why :func:`library` is None (None when it is loaded, or not tried yet)."""
     if _off_by_env():
-        return "disabled by SGAN_NATIVE=0"
+        return f"disabled by SGAN_NATIVE={os.environ['SGAN_NATIVE'].strip()}"
     if _disabled:
         return "disabled within sgan_cli.native.disabled()"
     return _reason
@@ -234,6 +304,16 @@ def _run(shares: list[tuple[int, int]], call) -> None:  # noqa: ANN001 (callable
         raise MemoryError("sgan's native sparse coder could not allocate its workspace")
 
 
+def _operands(gram: Tensor, corr: Tensor) -> tuple[ctypes.CDLL, Tensor, Tensor, Tensor]:
+    """(the kernels, gram and corr as contiguous float64, an empty [n, K] float64 codes
+    tensor) for a coder call."""
+    lib = library()
+    assert lib is not None
+    G = gram.detach().to(torch.float64).contiguous()
+    C = corr.detach().to(torch.float64).contiguous()
+    return lib, G, C, torch.empty(C.shape, dtype=torch.float64)
+
+
 def lars(
     gram: Tensor,
     corr: Tensor,
@@ -250,12 +330,8 @@ def lars(
     With ``record_width`` > 0 also each signal's path record: ``lam`` and ``count`` [n,
     record_width] (λ and active count at the start of each of its first record_width steps),
     ``steps`` [n] (steps taken), ``lam_end`` and ``count_end`` [n]."""
-    lib = library()
-    assert lib is not None
-    G = gram.detach().to(torch.float64).contiguous()
-    C = corr.detach().to(torch.float64).contiguous()
+    lib, G, C, codes = _operands(gram, corr)
     n, K = C.shape
-    codes = torch.empty(n, K, dtype=torch.float64)
     rec = None
     if record_width > 0:
         rec = {
@@ -284,12 +360,8 @@ def lars(
 def omp(gram: Tensor, corr: Tensor, n_nonzero: int, pivot_tol: float) -> Tensor:
     """Batch-OMP codes [n, K] (float64) with at most ``n_nonzero`` ≤ K atoms each, for
     corr = Dᵀy [n, K] over the Gram matrix gram [K, K]."""
-    lib = library()
-    assert lib is not None
-    G = gram.detach().to(torch.float64).contiguous()
-    C = corr.detach().to(torch.float64).contiguous()
+    lib, G, C, codes = _operands(gram, corr)
     n, K = C.shape
-    codes = torch.empty(n, K, dtype=torch.float64)
 
     def call(i0: int, i1: int) -> int:
         return lib.sgan_omp(i1 - i0, K, G.data_ptr(), C[i0:i1].data_ptr(), n_nonzero, pivot_tol, codes[i0:i1].data_ptr())

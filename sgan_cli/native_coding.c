@@ -28,12 +28,13 @@ typedef struct {
     double *a;      /* [cap] active coefficients, in order of entry */
     double *l;      /* [cap] scratch */
     double *L;      /* [cap, cap] lower Cholesky factor of G_AA, row stride cap */
+    double *dinv;   /* [cap] 1 / L_ii: multiplications instead of dependent divisions */
     i64 *idx;       /* [cap] active atoms, in order of entry */
     double *active, *dependent, *just_left; /* [K] flags, 0.0 or 1.0 (doubles: the rate loop vectorises) */
 } work_t;
 
 static void work_free(work_t *W) {
-    free(W->c); free(W->u); free(W->rate); free(W->w); free(W->a); free(W->l); free(W->L); free(W->idx);
+    free(W->c); free(W->u); free(W->rate); free(W->w); free(W->a); free(W->l); free(W->L); free(W->dinv); free(W->idx);
     free(W->active); free(W->dependent); free(W->just_left);
 }
 
@@ -45,10 +46,11 @@ static int work_alloc(work_t *W, i64 K, i64 cap) {
     W->rate = malloc(sizeof(double) * K);
     W->w = malloc(sizeof(double) * c1); W->a = malloc(sizeof(double) * c1);
     W->l = malloc(sizeof(double) * c1); W->L = malloc(sizeof(double) * c1 * c1);
+    W->dinv = malloc(sizeof(double) * c1);
     W->idx = malloc(sizeof(i64) * c1);
     W->active = malloc(sizeof(double) * K); W->dependent = malloc(sizeof(double) * K);
     W->just_left = malloc(sizeof(double) * K);
-    if (!W->c || !W->u || !W->rate || !W->w || !W->a || !W->l || !W->L || !W->idx || !W->active ||
+    if (!W->c || !W->u || !W->rate || !W->w || !W->a || !W->l || !W->L || !W->dinv || !W->idx || !W->active ||
         !W->dependent || !W->just_left) {
         work_free(W);
         return 1;
@@ -67,7 +69,7 @@ static int chol_add(const double *G, i64 K, work_t *W, i64 s, i64 j, double tol)
         const double *Li = L + i * cap;
         double v = G[W->idx[i] * K + j];
         for (i64 k = 0; k < i; k++) v -= Li[k] * l[k];
-        v /= Li[i];
+        v *= W->dinv[i];
         l[i] = v;
         d2 -= v * v;
     }
@@ -75,22 +77,28 @@ static int chol_add(const double *G, i64 K, work_t *W, i64 s, i64 j, double tol)
     double *Ls = L + s * cap;
     for (i64 k = 0; k < s; k++) Ls[k] = l[k];
     Ls[s] = sqrt(d2);
+    W->dinv[s] = 1.0 / Ls[s];
     return 1;
 }
 
+/* x ← L⁻ᵀ x on the leading s × s block; dinv = 1 / diag(L) */
+static void chol_backward(const double *L, const double *dinv, i64 cap, i64 s, double *x) {
+    for (i64 i = s - 1; i >= 0; i--) {
+        double v = x[i];
+        for (i64 k = i + 1; k < s; k++) v -= L[k * cap + i] * x[k];
+        x[i] = v * dinv[i];
+    }
+}
+
 /* x ← (L Lᵀ)⁻¹ x on the leading s × s block */
-static void chol_solve(const double *L, i64 cap, i64 s, double *x) {
+static void chol_solve(const double *L, const double *dinv, i64 cap, i64 s, double *x) {
     for (i64 i = 0; i < s; i++) {
         const double *Li = L + i * cap;
         double v = x[i];
         for (i64 k = 0; k < i; k++) v -= Li[k] * x[k];
-        x[i] = v / Li[i];
+        x[i] = v * dinv[i];
     }
-    for (i64 i = s - 1; i >= 0; i--) {
-        double v = x[i];
-        for (i64 k = i + 1; k < s; k++) v -= L[k * cap + i] * x[k];
-        x[i] = v / L[i * cap + i];
-    }
+    chol_backward(L, dinv, cap, s, x);
 }
 
 /* Drop position p of s active atoms: delete row p of L, idx and a, and restore the lower
@@ -116,6 +124,7 @@ static void chol_remove(work_t *W, i64 s, i64 p) {
         }
         L[i * cap + i + 1] = 0.0;
     }
+    for (i64 i = p; i + 1 < s; i++) W->dinv[i] = 1.0 / L[i * cap + i];
 }
 
 /* out ← base + scale·Σ_q w_q G[idx_q, :] over s rows of G [K, K] (base may be out);
@@ -176,15 +185,17 @@ static i64 lars_one(const double *G, i64 K, i64 dim, const double *corr, double 
         if (rec_lam != NULL && step < rec_width) { rec_lam[step] = lam; rec_cnt[step] = s; }
         steps++;
         for (i64 q = 0; q < s; q++) w[q] = sgn(c[idx[q]]);
-        chol_solve(W->L, W->cap, s, w);
+        chol_solve(W->L, W->dinv, W->cap, s, w);
         memset(u, 0, sizeof(double) * (size_t)K);
         add_rows(u, u, G, K, idx, w, s, 1.0);
         /* the first atom to reach |c_j| = λ (largest rate 1/γ; γ ≤ 1e-9·λ is rounding);
-         * branch-free, so that the divisions vectorise, then the first maximum */
+         * branch-free, so that the divisions and the maximum vectorise, then its first atom */
         const double r_cap = 1e9 / lam;
         double *rate = W->rate;
         const double *act = W->active, *dep = W->dependent, *jl = W->just_left;
         const double ll = left_last ? 1.0 : 0.0;
+        double r_in = -INFINITY; /* NaN rates are -inf already: the maximum is well defined */
+#pragma omp simd reduction(max : r_in)
         for (i64 k = 0; k < K; k++) {
             double rp = (1.0 - u[k]) / (lam - c[k]);
             double rm = (1.0 + u[k]) / (lam + c[k]);
@@ -194,12 +205,14 @@ static i64 lars_one(const double *G, i64 K, i64 dim, const double *corr, double 
             rp = (side > 0.0 && c[k] > 0.0) ? -INFINITY : rp;
             rm = (side > 0.0 && c[k] < 0.0) ? -INFINITY : rm;
             const double r = rp > rm ? rp : rm;
-            rate[k] = (act[k] + dep[k] > 0.0) ? -INFINITY : r;
+            const double rk = (act[k] + dep[k] > 0.0) ? -INFINITY : r;
+            rate[k] = rk;
+            r_in = rk > r_in ? rk : r_in;
         }
-        double r_in = -INFINITY;
-        i64 j_in = 0;
-        for (i64 k = 0; k < K; k++)
-            if (rate[k] > r_in) { r_in = rate[k]; j_in = k; }
+        i64 j_in = 0; /* the first atom at the maximum */
+        if (r_in > -INFINITY)
+            for (i64 k = 0; k < K; k++)
+                if (rate[k] == r_in) { j_in = k; break; }
         const double g_in = (r_in > 0.0 && s < dim) ? 1.0 / r_in : INFINITY;
         /* the first active coefficient to cross zero */
         double g_out = INFINITY;
@@ -277,12 +290,21 @@ int sgan_lars(i64 n, i64 K, i64 dim, const double *G, const double *corr, double
 
 /* Batch OMP (Rubinstein, Zibulevsky & Elad 2008) with at most k atoms per signal: pick the
  * atom most correlated with the residual, stop early where it lies in the span of the
- * chosen ones, re-solve least squares on the chosen atoms (see omp in sparse_coding.py). */
+ * chosen ones, least squares on the chosen atoms (see omp in sparse_coding.py). The
+ * residual correlations are updated, not recomputed: with G_II = L Lᵀ, z = L⁻¹ corr_I and
+ * the rows b_q of (G_{:,I} L⁻ᵀ)ᵀ, rc = corr − Σ_q z_q b_q, and each chosen atom adds one
+ * row b_s = (G_j − Σ_q l_q b_q)/d and one z_s; the rows stay in this thread's cache where
+ * rows of a large G would be read from memory again at every step. The codes are L⁻ᵀ z. */
 int sgan_omp(i64 n, i64 K, const double *G, const double *corr, i64 k, double tol,
              double *codes) {
     work_t W;
     if (work_alloc(&W, K, k)) return 1;
-    double *rc = W.c, *coef = W.w;
+    const i64 k1 = k > 0 ? k : 1;
+    double *B = malloc(sizeof(double) * (size_t)k1 * (size_t)K); /* [k, K] rows b_q */
+    i64 *rows = malloc(sizeof(i64) * (size_t)k1);                 /* 0, 1, …: B's rows */
+    if (!B || !rows) { free(B); free(rows); work_free(&W); return 1; }
+    for (i64 q = 0; q < k; q++) rows[q] = q;
+    double *rc = W.c, *z = W.w;
     double *chosen = W.active;
     for (i64 i = 0; i < n; i++) {
         const double *c0 = corr + i * K;
@@ -292,21 +314,41 @@ int sgan_omp(i64 n, i64 K, const double *G, const double *corr, i64 k, double to
         memset(code, 0, sizeof(double) * (size_t)K);
         i64 s = 0;
         for (i64 step = 0; step < k; step++) {
+            /* the first largest |rc| among atoms not chosen: a vectorised maximum
+             * (-fopenmp-simd: no OpenMP runtime), then its first position */
             double best = -1.0;
-            i64 j = 0;
+#pragma omp simd reduction(max : best)
             for (i64 q = 0; q < K; q++) {
                 const double v = chosen[q] > 0.0 ? -1.0 : fabs(rc[q]);
-                if (v > best) { best = v; j = q; }
+                best = v > best ? v : best;
             }
+            i64 j = 0;
+            for (i64 q = 0; q < K; q++)
+                if ((chosen[q] > 0.0 ? -1.0 : fabs(rc[q])) == best) { j = q; break; }
             if (!chol_add(G, K, &W, s, j, tol)) break;
             chosen[j] = 1.0;
-            W.idx[s++] = j;
-            for (i64 q = 0; q < s; q++) coef[q] = c0[W.idx[q]];
-            chol_solve(W.L, W.cap, s, coef);
-            if (step + 1 < k) add_rows(rc, c0, G, K, W.idx, coef, s, -1.0);
+            W.idx[s] = j;
+            const double *l = W.L + s * W.cap; /* the new row of L: l, then d */
+            double zs = c0[j];
+            for (i64 q = 0; q < s; q++) zs -= l[q] * z[q];
+            zs *= W.dinv[s];
+            z[s] = zs;
+            if (step + 1 < k) {
+                double *bs = B + s * K;
+                add_rows(bs, G + j * K, B, K, rows, l, s, -1.0);
+                const double dv = W.dinv[s];
+                for (i64 t = 0; t < K; t++) {
+                    bs[t] *= dv;
+                    rc[t] -= zs * bs[t];
+                }
+            }
+            s++;
         }
-        for (i64 q = 0; q < s; q++) code[W.idx[q]] = coef[q];
+        chol_backward(W.L, W.dinv, W.cap, s, z);
+        for (i64 q = 0; q < s; q++) code[W.idx[q]] = z[q];
     }
+    free(B);
+    free(rows);
     work_free(&W);
     return 0;
 }

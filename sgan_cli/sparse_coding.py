@@ -122,7 +122,7 @@ def lasso_lars(
     gram: Tensor | None = None,
     max_steps: int | None = None,
 ) -> Tensor:
-    """Exact lasso codes [n, K] of (1) by the batched LARS-lasso homotopy (see :func:`lars_path`)."""
+    """Exact lasso codes [n, K] of (1) by the LARS-lasso homotopy (see :func:`lars_path`)."""
     return _lars(Y, atoms, alpha, gram, max_steps, None, record=False)[0]
 
 
@@ -312,6 +312,12 @@ def lars_path(
     small supports. Paths differ in length; signals whose path has ended are set aside
     whenever they are half of those still carried, so a step costs what its live signals
     need. Reference: SPAMS' ``lasso`` (Mairal, Cholesky-updated LARS on the Gram matrix).
+
+    On the CPU, where sgan's compiled kernels load (:mod:`sgan_cli.native`), the same
+    homotopy runs per signal in C (float64, an atom's leave downdates the factor by Givens
+    rotations instead of refactorising): the same events and record, codes equal to
+    rounding; this batched torch engine runs elsewhere (GPUs, no C compiler,
+    ``SGAN_NATIVE=0``).
     """
     return _lars(Y, atoms, alpha, gram, max_steps, stop_active, record=True)  # type: ignore[return-value]
 
@@ -517,6 +523,7 @@ def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
     when its best next atom lies in the span of the selected ones (d² ≤ tol·G_jj, see
     :meth:`_CholeskyActiveSet.add`): its residual is then orthogonal to every atom it could
     still use (n_nonzero > rank, duplicated atoms), as in scikit-learn's ``orthogonal_mp_gram``.
+    On the CPU the compiled kernel of :mod:`sgan_cli.native` runs the same steps per signal.
     """
     n, dim = Y.shape
     K = atoms.shape[0]

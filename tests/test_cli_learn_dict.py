@@ -42,6 +42,34 @@ def test_learn_dict_digits_json(runner, tmp_path):
     assert summary["engine"] == ("compiled" if native.library() is not None else "torch")
 
 
+def test_a_first_build_of_the_kernels_is_not_counted_as_learning_or_coding_time(runner, tmp_path, monkeypatch):
+    import time
+
+    from sgan_cli import native
+
+    if native.library() is None:
+        pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
+    real = native._load_or_build
+
+    def slow_build(cc):
+        time.sleep(3.0)
+        return real(cc)
+
+    monkeypatch.setattr(native, "_load_or_build", slow_build)
+    for args in (
+        ["learn-dict", "digits", "--atoms", "16", "--out", str(tmp_path / "d.safetensors"), "--json"],
+        ["encode", "digits", "--limit", "50", "--dict", str(tmp_path / "d.safetensors"), "--out", str(tmp_path / "l.safetensors"), "--json"],
+    ):
+        monkeypatch.setattr(native, "_tried", False)  # as in a new process: built on first use
+        monkeypatch.setattr(native, "_lib", None)
+        t = time.perf_counter()
+        res = _run(runner, args)
+        assert res.exit_code == 0, res.output
+        summary = json.loads(res.stdout)
+        assert time.perf_counter() - t > 3.0 and summary["seconds"] < 2.5, summary["seconds"]
+        assert summary["engine"] == "compiled"
+
+
 def test_learn_dict_table_names_the_engine_and_why_not_compiled(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("SGAN_NATIVE", "0")
     res = _run(runner, ["learn-dict", "digits", "--atoms", "16", "--out", str(tmp_path / "d.safetensors")])

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, coders_text, LimitOpt, handle_errors, print_fields, print_json, refuse_torchrun, progress_bar
+from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, coders_text, handle_errors, print_fields, print_json, refuse_torchrun, progress_bar
 
 
 @handle_errors

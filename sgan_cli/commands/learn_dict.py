@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, DictSetOpt, coders_text, ImageSizeOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SplitOpt, handle_errors, print_fields, print_json, progress_bar, refuse_torchrun, resolve_config
+from ._common import DataRootOpt, DeviceOpt, DictSetOpt, ImageSizeOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SplitOpt, coders_text, handle_errors, print_fields, print_json, progress_bar, refuse_torchrun, resolve_config
 
 
 @handle_errors
