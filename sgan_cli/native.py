@@ -2,7 +2,7 @@
 
 On the CPU, sgan's LARS-lasso and OMP spend their time in per-step bookkeeping that costs
 a few microseconds per torch operation, while one signal's step is a few hundred
-flops: a loop per signal in C runs them 5–14× faster (2-core AMD EPYC; README,
+flops: a loop per signal in C runs them 5–15× faster (2-core AMD EPYC; README,
 Benchmarks). The C source ships with the package and is compiled once per machine with the
 system's C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into :func:`cache_dir`, keyed
 by the source, the compiler and the CPU (``-march=native``); it is loaded with
