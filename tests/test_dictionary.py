@@ -290,3 +290,32 @@ def test_passes_schedule_default_steps(digits, engine):
         r = learn_dictionary(digits, 64, alpha=0.5, target_sparsity=None, evaluate=False)
     assert r.solver == "passes" and r.n_train == 1617
     assert r.steps == (280 if engine == "native" else 60)
+
+
+@pytest.mark.parametrize("engine", ["native", "torch"])
+def test_learning_is_bit_reproducible_for_a_seed(digits, engine):
+    # the same seed gives the same atoms and α bit for bit (the compiled kernels split the
+    # signals between threads; test_native checks that the split does not matter)
+    import contextlib
+
+    from sgan_cli import native
+
+    if engine == "native" and native.library() is None:
+        pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
+    x = torch.tensor(load_digits().images, dtype=torch.float32)[:300, None] / 8.0 - 1.0
+    patches = extract_signals(x, 3, 1)  # [10,800, 9]
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        torch.set_num_threads(2)
+        for _ in range(2):
+            with native.disabled() if engine == "torch" else contextlib.nullcontext():
+                whole = learn_dictionary(digits, 32, target_sparsity=0.1, passes=3, seed=5)
+                online = learn_dictionary(patches, 12, target_sparsity=0.2, solver="online", passes=0.3, seed=5)
+            assert online.solver == "online" and whole.solver == "passes"
+            runs.append((whole.atoms, whole.alpha, online.atoms, online.alpha))
+    finally:
+        torch.set_num_threads(threads)
+    first, again = runs
+    assert torch.equal(again[0], first[0]) and again[1] == first[1]
+    assert torch.equal(again[2], first[2]) and again[3] == first[3]
