@@ -147,12 +147,12 @@ def update_atoms(atoms: Tensor, stat_aa: Tensor, stat_ay: Tensor, sweeps: int = 
     code uses (AA_kk ≈ 0) are left for :func:`revive_atoms`.
     """
     diag = stat_aa.diagonal()
+    used = diag > 1e-10 * diag.max().clamp_min(1e-30)  # [K] atoms some code uses
     K, dim = atoms.shape
     if K * dim <= NATIVE_SWEEP_MAX_SIZE and native.usable(atoms):
-        use_mask = diag > 1e-10 * diag.max().clamp_min(1e-30)
-        return native.update_atoms(atoms, stat_aa, stat_ay, use_mask, sweeps).to(atoms.dtype)
+        return native.update_atoms(atoms, stat_aa, stat_ay, used, sweeps).to(atoms.dtype)
     D = atoms.clone()
-    use = (diag > 1e-10 * diag.max().clamp_min(1e-30)).tolist()
+    use = used.tolist()
     inv = (1.0 / diag.clamp_min(1e-30)).tolist()
     on_cpu = D.device.type == "cpu"
     for _ in range(sweeps):

@@ -54,7 +54,6 @@ _pool: ThreadPoolExecutor | None = None
 _disabled = 0  # > 0 inside disabled()
 
 
-
 def _after_fork_in_child() -> None:
     """A forked child has the pool object but not its threads: start afresh."""
     global _pool, _lock

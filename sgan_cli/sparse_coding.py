@@ -181,10 +181,16 @@ class _CholeskyActiveSet:
     # In float64 it is a pivot of 1.5e-7, that of scikit-learn's lars_path (1e-7).
     PIVOT_TOL_ULPS = 100.0
 
+    @classmethod
+    def pivot_tolerance(cls, dtype: torch.dtype) -> float:
+        """The relative pivot below which an atom counts as dependent, for a Gram matrix of
+        ``dtype`` (also what the compiled kernels are given)."""
+        return cls.PIVOT_TOL_ULPS * torch.finfo(dtype).eps
+
     def __init__(self, n: int, gram: Tensor, capacity: int) -> None:
         self.G = gram.double()  # the same tensor when gram is float64
         self.dev = gram.device
-        self.pivot_tol = self.PIVOT_TOL_ULPS * torch.finfo(gram.dtype).eps
+        self.pivot_tol = self.pivot_tolerance(gram.dtype)
         self.cap = capacity
         self.count = torch.zeros(n, dtype=torch.long, device=self.dev)
         self.S = 0  # allocated width ≥ count.max()
@@ -487,7 +493,7 @@ def _lars_native(
     signal, in float64; codes [n, K] and the record in corr's dtype."""
     n, K = corr.shape
     dt = corr.dtype
-    pivot_tol = _CholeskyActiveSet.PIVOT_TOL_ULPS * torch.finfo(G.dtype).eps
+    pivot_tol = _CholeskyActiveSet.pivot_tolerance(G.dtype)
     if not record:
         codes, _ = native.lars(G, corr, dim, alpha, steps, pivot_tol)
         return codes.to(dt), None
@@ -534,8 +540,7 @@ def omp(Y: Tensor, atoms: Tensor, n_nonzero: int) -> Tensor:
     gram = atoms @ atoms.T  # [K, K]
     corr0 = Y @ atoms.T  # [n, K]
     if native.usable(Y, gram):
-        pivot_tol = _CholeskyActiveSet.PIVOT_TOL_ULPS * torch.finfo(gram.dtype).eps
-        return native.omp(gram, corr0, s, pivot_tol).to(Y.dtype)
+        return native.omp(gram, corr0, s, _CholeskyActiveSet.pivot_tolerance(gram.dtype)).to(Y.dtype)
     sets = _CholeskyActiveSet(n, gram, s)
     live = torch.ones(n, dtype=torch.bool, device=Y.device)  # signals still adding atoms
     chosen = torch.zeros(n, K, dtype=torch.bool, device=Y.device)

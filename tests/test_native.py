@@ -258,3 +258,9 @@ def test_a_forked_child_codes_after_a_threaded_call():
     finally:
         torch.set_num_threads(threads)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def test_engine_names_the_torch_engine_off_the_cpu():
+    name, why = native.engine("cuda")  # no device needed: only its type is read
+    assert name == "torch" and why == "tensors on cuda: the compiled kernels are CPU-only"
+    assert not native.usable(torch.zeros(1, device="meta"))
