@@ -38,7 +38,17 @@ CASES: dict[str, tuple[list[str], bool]] = {
 
 def whole_dictionary() -> DictionaryFile:
     atoms = torch.nn.functional.normalize(torch.randn(784, 784, generator=torch.Generator().manual_seed(0)), dim=1)
-    return DictionaryFile(atoms=atoms, channels=1, image_size=28, patch=None, stride=1, alpha=1.0, achieved_sparsity=0.1, hash="random", file=None)
+    return DictionaryFile(
+        atoms=atoms,
+        channels=1,
+        image_size=28,
+        patch=None,
+        stride=1,
+        alpha=1.0,
+        achieved_sparsity=0.1,
+        hash="random",
+        file=None,
+    )
 
 
 def main() -> None:
@@ -54,12 +64,12 @@ def main() -> None:
         train_steps(state, cfg, real, 1)  # warm-up
         states[name] = (cfg, state, [])
     for _ in range(args.blocks):
-        for name, (cfg, state, times) in states.items():
+        for _name, (cfg, state, times) in states.items():
             t0 = time.perf_counter()
             train_steps(state, cfg, real, state.step + args.steps)
             times.append(time.perf_counter() - t0)
     rows = {}
-    for name, (cfg, state, times) in states.items():
+    for name, (_cfg, _state, times) in states.items():
         images = args.steps * 64 * (5 + 1)
         rows[name] = images / (sum(times) / len(times))
     best = max(rows.values())
@@ -68,7 +78,13 @@ def main() -> None:
         print(f"{name:45s} {ips:10.0f} {best / ips:9.1f}")
     out = HERE / "results" / "arch.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "load": os.getloadavg(), "blocks": args.blocks, "steps": args.steps}
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "load": os.getloadavg(),
+        "blocks": args.blocks,
+        "steps": args.steps,
+    }
     out.write_text(json.dumps({"images_per_s": rows, **info}, indent=2))
     print(f"load {os.getloadavg()[0]:.1f}, {torch.get_num_threads()} threads → {out}")
 

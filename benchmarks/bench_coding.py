@@ -70,28 +70,32 @@ def cases(mnist_root: Path | None) -> list[tuple[str, torch.Tensor, torch.Tensor
     return out
 
 
-def torch_engine(fn):  # noqa: ANN001, ANN201
+def torch_engine(fn):
     """fn run by sgan's batched torch engine (the engine of GPUs, and of CPUs without a C
     compiler) instead of its compiled CPU kernels."""
 
-    def run():  # noqa: ANN202
+    def run():
         with native.disabled():
             return fn()
 
     return run
 
 
-def timed(fn, repeats: int, slot: list[float]):  # noqa: ANN001, ANN201
+def timed(fn, repeats: int, slot: list[float]):
     t = time.perf_counter()
     out = fn()
     slot.append(time.perf_counter() - t)
     return out
 
 
-def run_case(name: str, Ytrain: torch.Tensor, Y: torch.Tensor, K: int, alpha: float, passes: float | None, repeats: int) -> dict:
+def run_case(
+    name: str, Ytrain: torch.Tensor, Y: torch.Tensor, K: int, alpha: float, passes: float | None, repeats: int
+) -> dict:
     from sklearn.decomposition import sparse_encode
 
-    atoms = learn_dictionary(Ytrain, K, alpha=alpha, target_sparsity=None, passes=passes, heldout_fraction=0.0, evaluate=False).atoms
+    atoms = learn_dictionary(
+        Ytrain, K, alpha=alpha, target_sparsity=None, passes=passes, heldout_fraction=0.0, evaluate=False
+    ).atoms
     D64, Y64 = atoms.double(), Y.double()
     k = max(1, round(0.1 * K))
     Xf = np.asfortranarray(Y64.numpy().T)  # SPAMS: signals as columns
@@ -101,8 +105,12 @@ def run_case(name: str, Ytrain: torch.Tensor, Y: torch.Tensor, K: int, alpha: fl
         "lasso": {
             "sgan": lambda: lasso_lars(Y64, D64, alpha),
             "sgan_torch": torch_engine(lambda: lasso_lars(Y64, D64, alpha)),
-            "spams": (lambda: torch.from_numpy(spams.lasso(Xf, D=Df, lambda1=alpha, mode=2, numThreads=2).toarray().T)) if spams else None,
-            "sklearn": lambda: torch.from_numpy(sparse_encode(Yn, Dn, algorithm="lasso_lars", alpha=alpha, n_jobs=None)),
+            "spams": (lambda: torch.from_numpy(spams.lasso(Xf, D=Df, lambda1=alpha, mode=2, numThreads=2).toarray().T))
+            if spams
+            else None,
+            "sklearn": lambda: torch.from_numpy(
+                sparse_encode(Yn, Dn, algorithm="lasso_lars", alpha=alpha, n_jobs=None)
+            ),
         },
         "omp": {
             "sgan": lambda: omp(Y64, D64, k),
@@ -123,7 +131,11 @@ def run_case(name: str, Ytrain: torch.Tensor, Y: torch.Tensor, K: int, alpha: fl
         res = {}
         for m, ts in times.items():
             c = codes[m]
-            quality = lasso_objective(Y64, D64, c, alpha) if method == "lasso" else float(0.5 * (Y64 - c @ D64).pow(2).sum(1).mean())
+            quality = (
+                lasso_objective(Y64, D64, c, alpha)
+                if method == "lasso"
+                else float(0.5 * (Y64 - c @ D64).pow(2).sum(1).mean())
+            )
             res[m] = {
                 "seconds": min(ts),
                 "signals_per_s": Y.shape[0] / min(ts),
@@ -133,7 +145,8 @@ def run_case(name: str, Ytrain: torch.Tensor, Y: torch.Tensor, K: int, alpha: fl
             }
         row[method] = res
         line = "  ".join(
-            f"{m} {r['signals_per_s']:9.0f}/s ({r['seconds']:.3f} s, {'obj' if method == 'lasso' else 'res'} {list(r.values())[2]:.5f}, Δ {r['max_abs_diff_vs_sgan']:.1e})"
+            f"{m} {r['signals_per_s']:9.0f}/s ({r['seconds']:.3f} s, {'obj' if method == 'lasso' else 'res'} "
+            f"{list(r.values())[2]:.5f}, Δ {r['max_abs_diff_vs_sgan']:.1e})"
             for m, r in res.items()
         )
         print(f"[{name}] {method:5s} {line}", flush=True)
@@ -151,14 +164,20 @@ def main() -> None:
     rows = [run_case(*c, repeats=args.repeats) for c in cases(args.mnist_root)]
     load = os.getloadavg()
     machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {args.threads} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, load {load[0]:.1f}"
     )
     print(f"\nsparse coding throughput (signals/s, float64, best of {args.repeats} alternating runs) — {machine}")
     ref = "spams" if spams else "sklearn"
     if native.library() is None:
-        print(f"note: sgan's compiled kernels are unavailable ({native.reason()}): both sgan columns are its torch engine")
-    header = f"{'case':<24} {'coder':<6} {'sgan':>9} {'sgan torch':>10} {'SPAMS':>9} {'sklearn':>9} {'sgan/' + ref:>12} {'max |Δcode|':>12}"
+        print(
+            f"note: sgan's compiled kernels are unavailable ({native.reason()}): both sgan columns are its torch engine"
+        )
+    header = (
+        f"{'case':<24} {'coder':<6} {'sgan':>9} {'sgan torch':>10} "
+        f"{'SPAMS':>9} {'sklearn':>9} {'sgan/' + ref:>12} {'max |Δcode|':>12}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -167,7 +186,8 @@ def main() -> None:
             sp = f"{res['spams']['signals_per_s']:9.0f}" if "spams" in res else f"{'—':>9}"
             ratio = res["sgan"]["signals_per_s"] / res[ref]["signals_per_s"]
             print(
-                f"{r['case']:<24} {method:<6} {res['sgan']['signals_per_s']:9.0f} {res['sgan_torch']['signals_per_s']:10.0f} {sp} "
+                f"{r['case']:<24} {method:<6} {res['sgan']['signals_per_s']:9.0f} "
+                f"{res['sgan_torch']['signals_per_s']:10.0f} {sp} "
                 f"{res['sklearn']['signals_per_s']:9.0f} {ratio:11.2f}× {res[ref]['max_abs_diff_vs_sgan']:12.1e}"
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,8 +32,16 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 CASES = {
-    "quickstart": ("digits, 64-atom whole-image dict, MLP, WGAN-GP + reconstructor", ["--arch", "mlp", "--gan", "wgan-gp", "--recon"], True),
-    "dense-dcgan": ("digits, dense DCGAN generator and critic, WGAN-GP", ["--arch", "dcgan", "--gan", "wgan-gp"], False),
+    "quickstart": (
+        "digits, 64-atom whole-image dict, MLP, WGAN-GP + reconstructor",
+        ["--arch", "mlp", "--gan", "wgan-gp", "--recon"],
+        True,
+    ),
+    "dense-dcgan": (
+        "digits, dense DCGAN generator and critic, WGAN-GP",
+        ["--arch", "dcgan", "--gan", "wgan-gp"],
+        False,
+    ),
 }
 
 
@@ -43,14 +51,26 @@ def run_case(work: Path, case: str, ranks: int, args: argparse.Namespace, dictio
     threads = max(1, (os.cpu_count() or 1) // ranks) if args.threads is None else args.threads
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     train = [
-        "train", "--data", "digits", *flags, *(["--dict", str(dictionary)] if sparse else []), "--steps", str(args.steps),
-        "--batch-size", str(args.batch_size), "--device", args.device, "--out", str(out), "--json",
-        "--set", f"train.log_every={args.log_every}", "--set", f"train.grid_every={args.steps}", "--set", f"train.save_every={args.steps}",
+        "train", "--data", "digits", *flags, *(["--dict", str(dictionary)] if sparse else []),
+        "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--device", args.device,
+        "--out", str(out), "--json",
+        "--set", f"train.log_every={args.log_every}", "--set", f"train.grid_every={args.steps}",
+        "--set", f"train.save_every={args.steps}",
     ]  # fmt: skip
     if ranks == 1:
         cmd = [sys.executable, "-m", "sgan_cli", *train]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks), "-m", "sgan_cli", *train]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(ranks),
+            "-m",
+            "sgan_cli",
+            *train,
+        ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{case} at {ranks} rank(s) failed:\n{proc.stderr[-3000:]}")
@@ -74,9 +94,30 @@ def main() -> None:
         work = Path(tmp)
         dictionary = work / "dictionary.safetensors"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        subprocess.run([sys.executable, "-m", "sgan_cli", "learn-dict", "digits", "--atoms", "64", "--out", str(dictionary), "--json"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sgan_cli",
+                "learn-dict",
+                "digits",
+                "--atoms",
+                "64",
+                "--out",
+                str(dictionary),
+                "--json",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         for case in args.cases:
-            row: dict[str, object] = {"case": case, "what": CASES[case][0], "batch_size": args.batch_size, "images_per_s": {}}
+            row: dict[str, object] = {
+                "case": case,
+                "what": CASES[case][0],
+                "batch_size": args.batch_size,
+                "images_per_s": {},
+            }
             for r in args.ranks:
                 row["images_per_s"][str(r)] = run_case(work, case, r, args, dictionary)  # type: ignore[index]
             ips = row["images_per_s"]

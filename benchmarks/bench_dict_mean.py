@@ -34,7 +34,7 @@ def held_out_psnr(Y: torch.Tensor, variant: str, n_atoms: int, sparsity: float, 
     n_test = min(2000, Y.shape[0] // 10)
     test, train = Y[perm[:n_test]], Y[perm[n_test:]]
     if variant == "none":
-        Yc, add_train, add_test = train, 0.0, 0.0
+        Yc, add_test = train, 0.0
     elif variant == "mean":
         Yc, mean = centre_signals(train)
         add_test = mean
@@ -46,7 +46,12 @@ def held_out_psnr(Y: torch.Tensor, variant: str, n_atoms: int, sparsity: float, 
     seconds = time.perf_counter() - t0
     codes = lasso_lars(test - add_test, learned.atoms, learned.alpha)
     recon = codes @ learned.atoms + add_test
-    return {"variant": variant, "psnr_db": float(psnr(recon, test).mean()), "support": float((codes != 0).float().mean()), "learn_s": seconds}
+    return {
+        "variant": variant,
+        "psnr_db": float(psnr(recon, test).mean()),
+        "support": float((codes != 0).float().mean()),
+        "learn_s": seconds,
+    }
 
 
 def main() -> None:
@@ -55,7 +60,9 @@ def main() -> None:
     from sgan_cli.dictionary import extract_signals
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mnist-root", type=Path, default=None, help="torchvision MNIST root (mnist-5k); default: digits only")
+    ap.add_argument(
+        "--mnist-root", type=Path, default=None, help="torchvision MNIST root (mnist-5k); default: digits only"
+    )
     args = ap.parse_args()
     cases = [("digits", "digits", None, None, 0.1), ("digits", "digits 3×3 patches", 3, 100, 0.03)]
     if args.mnist_root:
@@ -70,10 +77,20 @@ def main() -> None:
         for variant in ("none", "mean", *(("dc",) if patch else ())):
             row = {"case": label, **held_out_psnr(Y, variant, K, sparsity)}
             rows.append(row)
-            print(f"{label:26} {variant:5} PSNR {row['psnr_db']:6.2f} dB  support {row['support']:.4f}  learn {row['learn_s']:.1f} s", flush=True)
+            print(
+                f"{label:26} {variant:5} PSNR {row['psnr_db']:6.2f} dB  "
+                f"support {row['support']:.4f}  learn {row['learn_s']:.1f} s",
+                flush=True,
+            )
     out = ROOT / "benchmarks" / "results" / "bench_dict_mean.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": {"cpu": platform.processor() or platform.machine(), "load": os.getloadavg()}, "rows": rows}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {"machine": {"cpu": platform.processor() or platform.machine(), "load": os.getloadavg()}, "rows": rows},
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -83,7 +83,12 @@ SCHEDULES: dict[str, tuple[str, int | None, list[float]]] = {
     "b": ("online", None, [0.05, 0.1, 0.2, 0.3, 0.5, 1.0]),
     "c": ("passes", None, [2, 3, 4, 6, 9, 12]),
 }
-SPAMS_ITERS: dict[str, list[int]] = {"a": [50, 100, 200, 500], "a-full": [50, 100, 200, 500], "b": [20, 50, 200], "c": [50, 100, 200]}
+SPAMS_ITERS: dict[str, list[int]] = {
+    "a": [50, 100, 200, 500],
+    "a-full": [50, 100, 200, 500],
+    "b": [20, 50, 200],
+    "c": [50, 100, 200],
+}
 
 
 def objective(Y: torch.Tensor, atoms: torch.Tensor, alpha: float) -> tuple[float, float]:
@@ -91,11 +96,27 @@ def objective(Y: torch.Tensor, atoms: torch.Tensor, alpha: float) -> tuple[float
     return lasso_objective(Y, atoms, codes, alpha), support_fraction(codes)
 
 
-def run_sgan(Y: torch.Tensor, K: int, alpha: float, solver: str, batch_size: int | None, passes: float, torch_engine: bool = False) -> dict:
+def run_sgan(
+    Y: torch.Tensor,
+    K: int,
+    alpha: float,
+    solver: str,
+    batch_size: int | None,
+    passes: float,
+    torch_engine: bool = False,
+) -> dict:
     t = time.perf_counter()
     with native.disabled() if torch_engine else contextlib.nullcontext():
         r = learn_dictionary(
-            Y, K, alpha=alpha, target_sparsity=None, solver=solver, passes=passes, batch_size=batch_size, heldout_fraction=0.0, evaluate=False
+            Y,
+            K,
+            alpha=alpha,
+            target_sparsity=None,
+            solver=solver,
+            passes=passes,
+            batch_size=batch_size,
+            heldout_fraction=0.0,
+            evaluate=False,
         )
     seconds = time.perf_counter() - t
     f, sup = objective(Y, r.atoms, alpha)
@@ -123,7 +144,7 @@ def run_sklearn(Y: torch.Tensor, K: int, alpha: float) -> dict:
     return {"passes": float(sk.n_iter_), "seconds": seconds, "objective": f, "support": sup}
 
 
-def best_of(repeats: int, run):  # noqa: ANN001, ANN201
+def best_of(repeats: int, run):
     """run() ``repeats`` times; the result with the shortest time (runs are deterministic:
     only the time varies, by milliseconds on the smallest budgets)."""
     return min((run() for _ in range(repeats)), key=lambda r: r["seconds"])
@@ -141,21 +162,46 @@ def run_case(case: str, mnist_root: Path, reference: str, threads: int, repeats:
     # alternate: reference budget i, sgan budget i, … (the longer list finishes alone)
     for i in range(max(len(ref_budgets), len(budgets))):
         if i < len(ref_budgets):
-            r = best_of(repeats, lambda: run_spams(Y, K, alpha, ref_budgets[i], threads) if reference == "spams" else run_sklearn(Y, K, alpha))
+            r = best_of(
+                repeats,
+                lambda i=i: (
+                    run_spams(Y, K, alpha, ref_budgets[i], threads)
+                    if reference == "spams"
+                    else run_sklearn(Y, K, alpha)
+                ),
+            )
             ref_runs.append(r)
-            print(f"[{case}] {reference} {r['passes']:.3g} passes: {r['seconds']:.2f} s, objective {r['objective']:.5f}, support {r['support']:.4f}", flush=True)
+            print(
+                f"[{case}] {reference} {r['passes']:.3g} passes: {r['seconds']:.2f} s, "
+                f"objective {r['objective']:.5f}, support {r['support']:.4f}",
+                flush=True,
+            )
         if i < len(budgets):
-            o = best_of(repeats, lambda: run_sgan(Y, K, alpha, solver, batch_size, budgets[i], torch_engine))
+            o = best_of(repeats, lambda i=i: run_sgan(Y, K, alpha, solver, batch_size, budgets[i], torch_engine))
             ours.append(o)
-            print(f"[{case}] sgan {solver} {o['passes']:g} passes: {o['seconds']:.2f} s, objective {o['objective']:.5f}, support {o['support']:.4f}", flush=True)
+            print(
+                f"[{case}] sgan {solver} {o['passes']:g} passes: {o['seconds']:.2f} s, "
+                f"objective {o['objective']:.5f}, support {o['support']:.4f}",
+                flush=True,
+            )
     matches = []
     for r in ref_runs:
         ok = [o for o in ours if o["objective"] <= r["objective"]]
         best = min(ok, key=lambda o: o["seconds"]) if ok else None
         matches.append({"reference": r, "sgan": best, "time_ratio": best["seconds"] / r["seconds"] if best else None})
     return {
-        "case": case, "description": desc, "n": int(Y.shape[0]), "dim": int(Y.shape[1]), "atoms": K, "alpha": alpha,
-        "reference": reference, "sgan_solver": solver, "sgan_batch_size": batch_size, "reference_runs": ref_runs, "sgan_runs": ours, "matches": matches,
+        "case": case,
+        "description": desc,
+        "n": int(Y.shape[0]),
+        "dim": int(Y.shape[1]),
+        "atoms": K,
+        "alpha": alpha,
+        "reference": reference,
+        "sgan_solver": solver,
+        "sgan_batch_size": batch_size,
+        "reference_runs": ref_runs,
+        "sgan_runs": ours,
+        "matches": matches,
     }
 
 
@@ -169,22 +215,32 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per budget, the fastest kept (each side)")
     args = parser.parse_args()
     if args.reference == "spams" and spams is None:
-        raise SystemExit("SPAMS is not importable (pip install spams-bin, GPL-3.0, benchmark-only); use --reference sklearn")
+        raise SystemExit(
+            "SPAMS is not importable (pip install spams-bin, GPL-3.0, benchmark-only); use --reference sklearn"
+        )
     torch.set_num_threads(args.threads)
     rows = [run_case(c, args.mnist_root, args.reference, args.threads, args.repeats) for c in args.cases]
     load = os.getloadavg()
     machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {args.threads} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}, load {load[0]:.1f}"
     )
     print(f"\nlearn-dict vs {args.reference} — {machine}")
-    header = f"{'case':<44} {'α':>5} {'ref s':>8} {'ref obj':>10} {'sgan s':>8} {'sgan obj':>10} {'passes':>7} {'sgan/ref time':>14}"
+    header = (
+        f"{'case':<44} {'α':>5} {'ref s':>8} {'ref obj':>10} {'sgan s':>8} "
+        f"{'sgan obj':>10} {'passes':>7} {'sgan/ref time':>14}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         for m in r["matches"]:
             ref, sg = m["reference"], m["sgan"]
-            sgs = f"{sg['seconds']:8.2f} {sg['objective']:10.5f} {sg['passes']:7g} {m['time_ratio']:13.2f}×" if sg else f"{'not reached':>41}"
+            sgs = (
+                f"{sg['seconds']:8.2f} {sg['objective']:10.5f} {sg['passes']:7g} {m['time_ratio']:13.2f}×"
+                if sg
+                else f"{'not reached':>41}"
+            )
             print(f"{r['description']:<44} {r['alpha']:>5g} {ref['seconds']:8.2f} {ref['objective']:10.5f} {sgs}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "cases": rows}, indent=2))

@@ -79,7 +79,15 @@ def main() -> None:
         for _ in range(args.repeats):
             t_ref = min(t_ref, _time(critic, _double_backward, x_hat, args.iters))
             t_ours = min(t_ours, _time(critic, _first_order, x_hat, args.iters))
-        rows.append({"critic": name, "double_backward_ms": t_ref * 1e3, "first_order_ms": t_ours * 1e3, "speedup": t_ref / t_ours, "max_rel_grad_diff": rel})
+        rows.append(
+            {
+                "critic": name,
+                "double_backward_ms": t_ref * 1e3,
+                "first_order_ms": t_ours * 1e3,
+                "speedup": t_ref / t_ours,
+                "max_rel_grad_diff": rel,
+            }
+        )
         print(f"{name:<32} {t_ref * 1e3:>13.2f} {t_ours * 1e3:>15.2f} {t_ref / t_ours:>8.2f}× {rel:>14.1e}", flush=True)
     out = HERE / "results" / "penalty.json"
     out.parent.mkdir(exist_ok=True)

@@ -54,7 +54,20 @@ def run_one(work: Path, paths: dict[str, Path], precision: str, seed: int, steps
         row[k] = statistics.fmean(e[k] for e in tail)
     samples = run / "samples"
     sgan("sample", str(run), "-n", "1000", "--seed", str(1000 + seed), "--no-png", "--out", str(samples), "--force")
-    scored = sgan("score", str(samples / "samples.safetensors"), "-m", "fid", "-m", "inception", "-m", "modes", "--ref", "digits", "--features", f"classifier:{paths['classifier']}")
+    scored = sgan(
+        "score",
+        str(samples / "samples.safetensors"),
+        "-m",
+        "fid",
+        "-m",
+        "inception",
+        "-m",
+        "modes",
+        "--ref",
+        "digits",
+        "--features",
+        f"classifier:{paths['classifier']}",
+    )
     for k in SCORES:
         row[k] = float(scored["metrics"][k])
     return row
@@ -89,7 +102,10 @@ def main() -> None:
     table = compare(rows)
     print(f"\n{'quantity':<10} {'fp32 mean ± std':>20} {'bf16 mean ± std':>20} {'|Δ|/se':>7}")
     for t in table:
-        print(f"{t['quantity']:<10} {t['fp32'][0]:>11.4g} ± {t['fp32'][1]:<7.2g} {t['bf16'][0]:>11.4g} ± {t['bf16'][1]:<7.2g} {t['z']:>7.2f}")
+        print(
+            f"{t['quantity']:<10} {t['fp32'][0]:>11.4g} ± {t['fp32'][1]:<7.2g} "
+            f"{t['bf16'][0]:>11.4g} ± {t['bf16'][1]:<7.2g} {t['z']:>7.2f}"
+        )
     out = HERE / "results" / "precision.json"
     out.write_text(json.dumps({"seeds": args.seeds, "steps": args.steps, "rows": rows, "comparison": table}, indent=2))
     print(f"wrote {out}")

@@ -54,7 +54,14 @@ def make_generator_file(folder: Path, case: str) -> Path:
     d = GeneratorDictionary(atoms, C, S, P, 1, "", "random")
     model = ModelConfig()
     G = build_generator(model, Geometry(C, S), d)
-    meta = {"channels": str(C), "image_size": str(S), "step": "0", "sparse": "true", "dictionary_patch": json.dumps(P), "dictionary_stride": "1"}
+    meta = {
+        "channels": str(C),
+        "image_size": str(S),
+        "step": "0",
+        "sparse": "true",
+        "dictionary_patch": json.dumps(P),
+        "dictionary_stride": "1",
+    }
     path = folder / case / "generator.safetensors"
     write_file(path, "sgan.generator", G.state_dict(), config={"model": to_dict(model)}, meta=meta)
     return path
@@ -91,7 +98,11 @@ def main() -> None:
             results.append(row)
             ips = row["images_per_s"]
             cells = "  ".join(f"bs {bs}: {ips[str(bs)]:>8.0f}" for bs in args.batch_sizes)  # type: ignore[index]
-            print(f"({case}) {CASES[case][0]:<44} {cells}   with PNGs+file (bs 256): {row['with_files_images_per_s_bs256']:>7.0f} images/s", flush=True)
+            print(
+                f"({case}) {CASES[case][0]:<44} {cells}   "
+                f"with PNGs+file (bs 256): {row['with_files_images_per_s_bs256']:>7.0f} images/s",
+                flush=True,
+            )
     env = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -95,11 +95,18 @@ def case_classifier(images: torch.Tensor, clf_path: Path, batch: int, repeats: i
 
         t_sgan, t_tm = race(sgan_run, tm_run, repeats)
         a, b = sgan_run()
-        rows.append({
-            "case": f"classifier {str(dtype).replace('torch.', '')}", "n": int(images.shape[0]), "batch": batch,
-            "sgan_img_s": images.shape[0] / t_sgan, "torchmetrics_img_s": images.shape[0] / t_tm, "ratio": t_tm / t_sgan,
-            "fid_sgan": frechet_distance(b, a), "fid_torchmetrics": float(tm_run().compute()),
-        })
+        rows.append(
+            {
+                "case": f"classifier {str(dtype).replace('torch.', '')}",
+                "n": int(images.shape[0]),
+                "batch": batch,
+                "sgan_img_s": images.shape[0] / t_sgan,
+                "torchmetrics_img_s": images.shape[0] / t_tm,
+                "ratio": t_tm / t_sgan,
+                "fid_sgan": frechet_distance(b, a),
+                "fid_torchmetrics": float(tm_run().compute()),
+            }
+        )
     return rows
 
 
@@ -108,7 +115,9 @@ def random_inception_weights(folder: Path) -> Path:
     import torchvision
 
     torch.manual_seed(0)
-    state = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False).state_dict()
+    state = torchvision.models.inception_v3(
+        weights=None, aux_logits=False, num_classes=1008, init_weights=False
+    ).state_dict()
     for key, t in state.items():  # He-scaled convs and spread BN statistics: activations stay O(1) through 94 layers
         if key.endswith("conv.weight"):
             state[key] = torch.randn_like(t) * (2.0 / t[0].numel()) ** 0.5
@@ -160,10 +169,17 @@ def case_inception(images: torch.Tensor, weights: Path, custom: bool, batch: int
     from torchmetrics.image.fid import _compute_fid
 
     return {
-        "case": "inception float32", "n": int(rgb.shape[0]), "batch": batch, "weights": weights.name,
-        "sgan_img_s": rgb.shape[0] / t_sgan, "torchmetrics_img_s": rgb.shape[0] / t_tm, "ratio": t_tm / t_sgan,
-        "fid_sgan": frechet_distance(b, a), "fid_torchmetrics": float(tm_run().compute()),
-        # torchmetrics' formula (eigenvalues of the non-symmetric Σ₁Σ₂) on sgan's features: separates formula from features
+        "case": "inception float32",
+        "n": int(rgb.shape[0]),
+        "batch": batch,
+        "weights": weights.name,
+        "sgan_img_s": rgb.shape[0] / t_sgan,
+        "torchmetrics_img_s": rgb.shape[0] / t_tm,
+        "ratio": t_tm / t_sgan,
+        "fid_sgan": frechet_distance(b, a),
+        "fid_torchmetrics": float(tm_run().compute()),
+        # torchmetrics' formula (eigenvalues of the non-symmetric Σ₁Σ₂) on sgan's features: separates formula from
+        # features
         "fid_torchmetrics_formula_sgan_features": float(_compute_fid(b.mean, b.cov, a.mean, a.cov)),
     }
 
@@ -180,7 +196,11 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(os.cpu_count() or 1)
-    cfg = DataConfig(name="mnist", root=str(args.mnist_root), split="test", download=False) if args.mnist_root else DataConfig(name="digits", split="test")
+    cfg = (
+        DataConfig(name="mnist", root=str(args.mnist_root), split="test", download=False)
+        if args.mnist_root
+        else DataConfig(name="digits", split="test")
+    )
     data = load_data(cfg)
     images = data.images
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,17 +215,33 @@ def main() -> None:
         rows = case_classifier(images, clf, args.batch, args.repeats)
         if not args.skip_inception:
             weights = args.weights or random_inception_weights(Path(tmp))
-            rows.append(case_inception(images[: args.n_inception], weights, args.weights is None, args.batch, args.repeats))
+            rows.append(
+                case_inception(images[: args.n_inception], weights, args.weights is None, args.batch, args.repeats)
+            )
 
-    print(f"{'case':<20} {'N':>6} {'batch':>5} {'sgan img/s':>11} {'torchmetrics img/s':>19} {'speed-up':>8} {'FID sgan':>12} {'FID torchmetrics':>17}")
+    print(
+        f"{'case':<20} {'N':>6} {'batch':>5} {'sgan img/s':>11} {'torchmetrics img/s':>19} "
+        f"{'speed-up':>8} {'FID sgan':>12} {'FID torchmetrics':>17}"
+    )
     for r in rows:
-        print(f"{r['case']:<20} {r['n']:>6} {r['batch']:>5} {r['sgan_img_s']:>11.1f} {r['torchmetrics_img_s']:>19.1f} {r['ratio']:>7.2f}× {r['fid_sgan']:>12.6g} {r['fid_torchmetrics']:>17.6g}")
+        print(
+            f"{r['case']:<20} {r['n']:>6} {r['batch']:>5} {r['sgan_img_s']:>11.1f} {r['torchmetrics_img_s']:>19.1f} "
+            f"{r['ratio']:>7.2f}× {r['fid_sgan']:>12.6g} {r['fid_torchmetrics']:>17.6g}"
+        )
     for r in rows:
         if "fid_torchmetrics_formula_sgan_features" in r:
-            print(f"{r['case']}: torchmetrics' FID formula on sgan's features gives {r['fid_torchmetrics_formula_sgan_features']:.6g}")
+            print(
+                f"{r['case']}: torchmetrics' FID formula on sgan's features "
+                f"gives {r['fid_torchmetrics_formula_sgan_features']:.6g}"
+            )
     out = HERE / "results" / "score.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(), "data": cfg.name}
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "data": cfg.name,
+    }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {out}")
 

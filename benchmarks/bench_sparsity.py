@@ -58,7 +58,6 @@ def last_metrics(run: Path) -> dict:
 def background_level(samples: Path) -> float:
     """Mean uint8 value of the samples on the pixels that are 0 in > 90 % of real digits:
     the grey haze of whole-image samples (real digits: 0.9)."""
-    import torch
     from safetensors.torch import load_file
 
     from sgan_cli.config import DataConfig
@@ -74,20 +73,74 @@ def run_case(work: Path, name: str, seed: int, steps: int, clf: Path) -> dict:
     mean, extra = CASES[name]
     dictionary = work / ("dict-mean.safetensors" if mean else "dict-nomean.safetensors")
     if not dictionary.exists():
-        sgan("learn-dict", "digits", "--sparsity", "0.1", "--mean" if mean else "--no-mean", "--out", str(dictionary), "--force")
+        sgan(
+            "learn-dict",
+            "digits",
+            "--sparsity",
+            "0.1",
+            "--mean" if mean else "--no-mean",
+            "--out",
+            str(dictionary),
+            "--force",
+        )
     run, samples = work / "runs" / f"{name}-s{seed}", work / "samples" / f"{name}-s{seed}"
     t0 = time.perf_counter()
     # --arch dcgan: the nets these cases were measured with (README), whatever the default
-    sgan("train", "--gan", "wgan-gp", "--recon", "--arch", "dcgan", "--dict", str(dictionary), "--data", "digits", "--steps", str(steps), "--seed", str(seed), "--out", str(run), "--force", *extra)
+    sgan(
+        "train",
+        "--gan",
+        "wgan-gp",
+        "--recon",
+        "--arch",
+        "dcgan",
+        "--dict",
+        str(dictionary),
+        "--data",
+        "digits",
+        "--steps",
+        str(steps),
+        "--seed",
+        str(seed),
+        "--out",
+        str(run),
+        "--force",
+        *extra,
+    )
     train_s = time.perf_counter() - t0
     sgan("sample", str(run), "-n", "1000", "--out", str(samples), "--force")
-    score = sgan("score", str(samples), "-m", "fid", "-m", "modes", "-m", "sparsity", "--ref", "digits", "--features", f"classifier:{clf}")
+    score = sgan(
+        "score",
+        str(samples),
+        "-m",
+        "fid",
+        "-m",
+        "modes",
+        "-m",
+        "sparsity",
+        "--ref",
+        "digits",
+        "--features",
+        f"classifier:{clf}",
+    )
     m, last = score["metrics"], last_metrics(run)
-    d = json.loads(subprocess.run([sys.executable, "-c", f"import json; from safetensors import safe_open; print(json.dumps(safe_open({str(dictionary)!r}, 'pt').metadata()))"], check=True, stdout=subprocess.PIPE, text=True).stdout)
+    d = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import json; from safetensors import safe_open; "
+                f"print(json.dumps(safe_open({str(dictionary)!r}, 'pt').metadata()))",
+            ],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout
+    )
     return {
         "case": name, "seed": seed, "steps": steps, "fid": m["fid"], "modes": m["modes"], "modes_kl": m["modes_kl"],
         "support_samples": m["sparsity"], "support_train": last.get("support"), "lambda": last.get("lambda"),
-        "dict_support": float(d["achieved_sparsity"]), "background": background_level(samples), "fid_ceiling": score["ceiling"]["fid"], "train_s": train_s,
+        "dict_support": float(d["achieved_sparsity"]), "background": background_level(samples),
+        "fid_ceiling": score["ceiling"]["fid"], "train_s": train_s,
     }  # fmt: skip
 
 
@@ -103,7 +156,11 @@ def main() -> None:
     if not clf.exists():
         sgan("classifier", "digits", "--out", str(clf), "--force")
     results_file = args.work / "results.jsonl"
-    done = {(r["case"], r["seed"], r["steps"]) for r in map(json.loads, results_file.read_text().splitlines())} if results_file.exists() else set()
+    done = (
+        {(r["case"], r["seed"], r["steps"]) for r in map(json.loads, results_file.read_text().splitlines())}
+        if results_file.exists()
+        else set()
+    )
     for name in args.cases:
         for seed in args.seeds:
             if (name, seed, args.steps) in done:
@@ -112,22 +169,34 @@ def main() -> None:
             row = run_case(args.work, name, seed, args.steps, clf)
             with open(results_file, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
-    rows = [r for r in map(json.loads, results_file.read_text().splitlines()) if r["steps"] == args.steps and r["case"] in args.cases]
+    rows = [
+        r
+        for r in map(json.loads, results_file.read_text().splitlines())
+        if r["steps"] == args.steps and r["case"] in args.cases
+    ]
     table = []
-    print(f"{'case':24} {'n':>2} {'FID':>12} {'support (samples)':>18} {'dict':>6} {'λ':>7} {'modes':>5} {'KL':>6} {'bg':>5} {'train s':>8}")
+    print(
+        f"{'case':24} {'n':>2} {'FID':>12} {'support (samples)':>18} "
+        f"{'dict':>6} {'λ':>7} {'modes':>5} {'KL':>6} {'bg':>5} {'train s':>8}"
+    )
     for name in args.cases:
         rs = [r for r in rows if r["case"] == name]
         if not rs:
             continue
         fids = [r["fid"] for r in rs]
         mean = statistics.fmean
-        entry = {"case": name, "n": len(rs), "fid": mean(fids), "fid_std": statistics.pstdev(fids), "support": mean(r["support_samples"] for r in rs),
-                 "dict_support": rs[0]["dict_support"], "modes": mean(r["modes"] for r in rs), "modes_kl": mean(r["modes_kl"] for r in rs),
+        entry = {"case": name, "n": len(rs), "fid": mean(fids), "fid_std": statistics.pstdev(fids),
+                 "support": mean(r["support_samples"] for r in rs), "dict_support": rs[0]["dict_support"],
+                 "modes": mean(r["modes"] for r in rs), "modes_kl": mean(r["modes_kl"] for r in rs),
                  "lambda": rs[0]["lambda"], "train_s": mean(r["train_s"] for r in rs),
                  "background": mean(r.get("background", float("nan")) for r in rs)}  # fmt: skip
         table.append(entry)
         lam = f"{entry['lambda']:.3g}" if entry["lambda"] is not None else "—"
-        print(f"{name:24} {len(rs):>2} {entry['fid']:>7.1f} ±{entry['fid_std']:>4.1f} {entry['support']:>18.3f} {entry['dict_support']:>6.3f} {lam:>7} {entry['modes']:>5.1f} {entry['modes_kl']:>6.3f} {entry['background']:>5.1f} {entry['train_s']:>8.0f}")
+        print(
+            f"{name:24} {len(rs):>2} {entry['fid']:>7.1f} ±{entry['fid_std']:>4.1f} "
+            f"{entry['support']:>18.3f} {entry['dict_support']:>6.3f} {lam:>7} {entry['modes']:>5.1f} "
+            f"{entry['modes_kl']:>6.3f} {entry['background']:>5.1f} {entry['train_s']:>8.0f}"
+        )
     out = HERE / "results" / "bench_sparsity.json"
     out.parent.mkdir(exist_ok=True)
     machine = {"cpu": platform.processor() or platform.machine(), "load": os.getloadavg()}

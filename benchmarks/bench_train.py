@@ -16,8 +16,9 @@ The eager loop always runs in fp32 with PyTorch's default NCHW layout; sgan runs
     python benchmarks/bench_train.py --mnist-root ../shared/data/mnist-5k
 
 Cases: quickstart (digits 8×8, 64-atom whole-image dictionary, WGAN-GP + reconstructor,
-the README demo's config, with the DCGAN critic it had before --arch auto); mnist-patch (28×28, 3×3 patch dictionary of 100 atoms, DCGAN
-generator emitting 100 code channels, WGAN-GP + reconstructor); mnist-dense (seed 004's
+the README demo's config, with the DCGAN critic it had before --arch auto); mnist-patch
+(28×28, 3×3 patch dictionary of 100 atoms, DCGAN generator emitting 100 code channels,
+WGAN-GP + reconstructor); mnist-dense (seed 004's
 dense DCGAN shapes, WGAN-GP). MNIST cases use random stand-in images when no root is given
 (throughput does not depend on pixel values).
 """
@@ -47,8 +48,21 @@ from sgan_cli.training import Geometry, new_state, train_steps  # noqa: E402
 CASES: dict[str, list[str]] = {
     # model.arch=dcgan: the convolutional critics these cases were measured with (before --arch auto)
     "quickstart": ["model.arch=dcgan", "model.threshold=0.3", "model.beta=0.5", "recon.mode=latent"],
-    "mnist-patch": ["model.arch=dcgan", "model.z_dim=100", "model.g_width=128", "model.d_width=32", "recon.mode=latent", "train.batch_size=50"],
-    "mnist-dense": ["model.arch=dcgan", "model.z_dim=100", "model.g_width=256", "model.d_width=64", "train.batch_size=50"],
+    "mnist-patch": [
+        "model.arch=dcgan",
+        "model.z_dim=100",
+        "model.g_width=128",
+        "model.d_width=32",
+        "recon.mode=latent",
+        "train.batch_size=50",
+    ],
+    "mnist-dense": [
+        "model.arch=dcgan",
+        "model.z_dim=100",
+        "model.g_width=256",
+        "model.d_width=64",
+        "train.batch_size=50",
+    ],
 }
 
 
@@ -62,7 +76,17 @@ def _dictionary(case: str) -> DictionaryFile | None:
     else:
         return None
     atoms = torch.nn.functional.normalize(atoms, dim=1)
-    return DictionaryFile(atoms=atoms, channels=C, image_size=S, patch=patch, stride=1, alpha=0.0, achieved_sparsity=0.1, hash="", file=None)  # type: ignore[arg-type]
+    return DictionaryFile(
+        atoms=atoms,
+        channels=C,
+        image_size=S,
+        patch=patch,
+        stride=1,
+        alpha=0.0,
+        achieved_sparsity=0.1,
+        hash="",
+        file=None,
+    )  # type: ignore[arg-type]
 
 
 def _real(case: str, mnist_root: Path | None) -> torch.Tensor:
@@ -120,10 +144,20 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--blocks", type=int, default=4, help="alternating timed blocks per loop")
     ap.add_argument("--steps", type=int, default=25, help="generator iterations per block")
-    ap.add_argument("--mnist-root", type=Path, default=None, help="torchvision MNIST root (e.g. ../shared/data/mnist-5k)")
-    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"], help="sgan's train.precision (the eager loop is fp32)")
+    ap.add_argument(
+        "--mnist-root", type=Path, default=None, help="torchvision MNIST root (e.g. ../shared/data/mnist-5k)"
+    )
+    ap.add_argument(
+        "--precision",
+        nargs="+",
+        default=["fp32", "bf16"],
+        choices=["fp32", "bf16"],
+        help="sgan's train.precision (the eager loop is fp32)",
+    )
     args = ap.parse_args()
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(f"machine: {machine}")
     print(f"{'case':<12} {'sgan precision':>14} {'batch':>5} {'eager img/s':>12} {'sgan img/s':>11} {'speed-up':>9}")
     rows = []
@@ -131,7 +165,11 @@ def main() -> None:
         for precision in args.precision:
             r = run_case(case, args.blocks, args.steps, args.mnist_root, precision)
             rows.append(r)
-            print(f"{case:<12} {precision:>14} {r['batch_size']:>5} {r['eager_images_per_s']:>12.0f} {r['ours_images_per_s']:>11.0f} {r['speedup']:>8.2f}×", flush=True)
+            print(
+                f"{case:<12} {precision:>14} {r['batch_size']:>5} {r['eager_images_per_s']:>12.0f} "
+                f"{r['ours_images_per_s']:>11.0f} {r['speedup']:>8.2f}×",
+                flush=True,
+            )
     out = HERE / "results" / "train.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))

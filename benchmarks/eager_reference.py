@@ -37,7 +37,9 @@ def plain_optimizers(state: TrainState, cfg: SganConfig) -> dict[str, torch.opti
     return opts
 
 
-def eager_steps(state: TrainState, cfg: SganConfig, real: Tensor, steps: int, opts: dict[str, torch.optim.Optimizer]) -> list[dict[str, float]]:
+def eager_steps(
+    state: TrainState, cfg: SganConfig, real: Tensor, steps: int, opts: dict[str, torch.optim.Optimizer]
+) -> list[dict[str, float]]:
     """``steps`` generator iterations (wgan-gp / gan / hinge / wgan, optional latent
     reconstructor); returns each iteration's losses."""
     gan = resolve_gan(cfg.gan)
@@ -51,7 +53,9 @@ def eager_steps(state: TrainState, cfg: SganConfig, real: Tensor, steps: int, op
             fake = G(z).detach()
             d_real, d_fake = D(x), D(fake)
             if gan.objective == "gan":
-                loss_d = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+                loss_d = F.binary_cross_entropy_with_logits(
+                    d_real, torch.ones_like(d_real)
+                ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
             elif gan.objective == "hinge":
                 loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
             else:
@@ -70,7 +74,11 @@ def eager_steps(state: TrainState, cfg: SganConfig, real: Tensor, steps: int, op
         z = torch.randn(B, z_dim, generator=rng).to(dev)
         fake, codes = G.forward_codes(z)
         scores = D(fake)
-        loss_g = F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores)) if gan.objective == "gan" else -scores.mean()
+        loss_g = (
+            F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
+            if gan.objective == "gan"
+            else -scores.mean()
+        )
         l1 = codes.abs().mean() if codes is not None else torch.zeros((), device=dev)
         opts["g"].zero_grad()
         (loss_g + cfg.model.beta * l1).backward()

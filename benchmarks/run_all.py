@@ -20,7 +20,9 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mnist-root", type=Path, default=None, help="torchvision MNIST root for the MNIST cases (mnist-5k)")
+    ap.add_argument(
+        "--mnist-root", type=Path, default=None, help="torchvision MNIST root for the MNIST cases (mnist-5k)"
+    )
     args = ap.parse_args()
     mnist = ["--mnist-root", str(args.mnist_root)] if args.mnist_root else []
     runs = [

@@ -108,13 +108,33 @@ def setup(work: Path, root: Path, limit: int | None, dict_samples: int | None, s
     target = ["--alpha", "1.0", "--set", "dict.passes=1"] if smoke else ["--sparsity", "0.1"]
     for name, atoms in (("whole", None), ("whole392", 392), ("whole1568", 1568)):
         if not paths[name].exists():
-            sgan("learn-dict", "mnist", *data, *few, *target, *(["--atoms", str(atoms)] if atoms else []), "--out", str(paths[name]))
+            sgan(
+                "learn-dict",
+                "mnist",
+                *data,
+                *few,
+                *target,
+                *(["--atoms", str(atoms)] if atoms else []),
+                "--out",
+                str(paths[name]),
+            )
     if not paths["patch"].exists():
         sgan("learn-dict", "mnist", *data, *few, "--patch", "3", "--atoms", "100", "--out", str(paths["patch"]))
     if not paths["stacked"].exists():
-        sgan("learn-dict", "stacked-mnist", *data, *few, "--patch", "3", "--atoms", "100", "--out", str(paths["stacked"]))
+        sgan(
+            "learn-dict", "stacked-mnist", *data, *few, "--patch", "3", "--atoms", "100", "--out", str(paths["stacked"])
+        )
     if not paths["stats"].exists():
-        sgan("score", "--ref", "mnist", *data, "--features", f"classifier:{paths['classifier']}", "--save-stats", str(paths["stats"]))
+        sgan(
+            "score",
+            "--ref",
+            "mnist",
+            *data,
+            "--features",
+            f"classifier:{paths['classifier']}",
+            "--save-stats",
+            str(paths["stats"]),
+        )
     return paths
 
 
@@ -124,7 +144,17 @@ def done_keys(results: Path) -> set[str]:
     return {json.loads(line)["key"] for line in results.read_text().splitlines() if line.strip()}
 
 
-def run_one(work: Path, root: Path, paths: dict[str, Path], objective: str, method: str, seed: int, steps: int, n_samples: int, limit: int | None) -> dict:
+def run_one(
+    work: Path,
+    root: Path,
+    paths: dict[str, Path],
+    objective: str,
+    method: str,
+    seed: int,
+    steps: int,
+    n_samples: int,
+    limit: int | None,
+) -> dict:
     """train → sample → score one (objective, method, seed); returns the result row."""
     run = work / "runs" / objective / method / f"seed{seed}"
     args = [a.format(**{k: str(v) for k, v in paths.items()}) for a in METHODS[method]]
@@ -143,10 +173,28 @@ def run_one(work: Path, root: Path, paths: dict[str, Path], objective: str, meth
         t_train = time.perf_counter() - t0
         finished.write_text(json.dumps(trained))
     samples = run / "samples"
-    sampled = sgan("sample", str(run), "-n", str(n_samples), "--seed", str(1000 + seed), "--no-png", "--out", str(samples), "--force")
+    sampled = sgan(
+        "sample",
+        str(run),
+        "-n",
+        str(n_samples),
+        "--seed",
+        str(1000 + seed),
+        "--no-png",
+        "--out",
+        str(samples),
+        "--force",
+    )
     metrics = list(STACKED_METRICS if stacked else METRICS) + (["sparsity"] if "--dict" in args else [])
     ref = [] if stacked else ["--ref", str(paths["stats"])]
-    scored = sgan("score", str(samples / "samples.safetensors"), *sum((["--metric", m] for m in metrics), []), *ref, "--features", f"classifier:{paths['classifier']}")
+    scored = sgan(
+        "score",
+        str(samples / "samples.safetensors"),
+        *sum((["--metric", m] for m in metrics), []),
+        *ref,
+        "--features",
+        f"classifier:{paths['classifier']}",
+    )
     log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return {
         "key": f"{objective}/{method}/seed{seed}",
@@ -197,9 +245,16 @@ def summary(work: Path, docs: Path) -> str:
             return f"{vals[0]:.4g}"
         return f"{statistics.mean(vals):.4g} ± {statistics.stdev(vals):.2g}"
 
-    for (obj, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], list(METHODS).index(kv[0][1]) if kv[0][1] in METHODS else len(METHODS), kv[0][1])):
+    for (obj, method), rs in sorted(
+        groups.items(),
+        key=lambda kv: (kv[0][0], list(METHODS).index(kv[0][1]) if kv[0][1] in METHODS else len(METHODS), kv[0][1]),
+    ):
         cells = [fmt([v for v in (_metric(r, n) for r in rs) if v is not None]) for n in names]
-        lines.append(f"| {obj} | {method} | {len(rs)} | " + " | ".join(cells) + f" | {statistics.mean(r['train_s'] for r in rs):.0f} |")
+        lines.append(
+            f"| {obj} | {method} | {len(rs)} | "
+            + " | ".join(cells)
+            + f" | {statistics.mean(r['train_s'] for r in rs):.0f} |"
+        )
     # the real-data scores, from the latest run that has them (stacked runs score modes only)
     ceiling = next((r["score"]["ceiling"] for r in reversed(rows) if r["score"].get("ceiling")), {})
     if ceiling:
@@ -207,7 +262,14 @@ def summary(work: Path, docs: Path) -> str:
         for n in names:
             v = ceiling.get(n)
             if isinstance(v, dict):
-                v = next((v[k] for k in ("value", "mean", "fraction", "classes_covered") if isinstance(v.get(k), (int, float))), None)
+                v = next(
+                    (
+                        v[k]
+                        for k in ("value", "mean", "fraction", "classes_covered")
+                        if isinstance(v.get(k), (int, float))
+                    ),
+                    None,
+                )
             cells.append(f"{v:.4g}" if isinstance(v, (int, float)) else "—")
         lines.append("| real data | (ceiling) | — | " + " | ".join(cells) + " | — |")
     table = "\n".join(lines)
@@ -275,7 +337,18 @@ def plot_support(groups: dict[tuple[str, str], list[dict]], path: Path, levels: 
         for x0 in range(m, W - 10, 12):
             d.line([x0, y, min(x0 + 6, W - 10), y], fill=(120, 120, 120))
         d.text((W - 250, y - 13), f"{name} dictionary on real images: {level:.3f}", fill=(90, 90, 90))
-    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+    colours = [
+        (31, 119, 180),
+        (214, 39, 40),
+        (44, 160, 44),
+        (148, 103, 189),
+        (255, 127, 14),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ]
     for k, (label, (ys, _)) in enumerate(sorted(curves.items())):
         pts = [(m + (W - 10 - m) * (i + 1) / len(ys), H - m - y * (H - m - 10)) for i, y in enumerate(ys)]
         c = colours[k % len(colours)]
@@ -297,7 +370,11 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000, help="samples scored per run")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N training images (smoke runs)")
     ap.add_argument("--dict-samples", type=int, default=None, help="learn-dict --max-samples (smoke runs)")
-    ap.add_argument("--smoke", action="store_true", help="every method at 4 steps, 200 samples, 300 images, seed 0: shows the study runs end to end")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every method at 4 steps, 200 samples, 300 images, seed 0: shows the study runs end to end",
+    )
     ap.add_argument("--summary", action="store_true", help="only rebuild the table and figures")
     args = ap.parse_args()
     if args.smoke:
@@ -317,7 +394,9 @@ def main() -> None:
                     if key in done_keys(results):
                         print(f"skip {key} (in {results})")
                         continue
-                    row = run_one(args.work, args.mnist_root, paths, objective, method, seed, args.steps, args.samples, args.limit)
+                    row = run_one(
+                        args.work, args.mnist_root, paths, objective, method, seed, args.steps, args.samples, args.limit
+                    )
                     row["machine"] = machine
                     with open(results, "a") as fh:  # one line per finished run: nothing lost if stopped
                         fh.write(json.dumps(row) + "\n")

@@ -62,4 +62,6 @@ def resolve_auto(cfg: SganConfig, dry_run: bool = False, dictionary: Any = None)
         from .contracts import load_dictionary
 
         patch = load_dictionary(cfg.train.dict).patch
-    return resolve_arch(cfg, patch, dictionary is not None or cfg.train.dict is not None, resolve_device(cfg.train.device).type)
+    return resolve_arch(
+        cfg, patch, dictionary is not None or cfg.train.dict is not None, resolve_device(cfg.train.device).type
+    )

@@ -50,7 +50,9 @@ class ClassifierConfig:
     width: int = 32  # channels of the first conv stage (the second has 2×)
     feature_dim: int = 128  # penultimate layer: the features FID and KID use
     dropout: float = 0.3  # before the head
-    shift: int | None = None  # random translation ±shift pixels while training; None: image_size // 14 (2 px on 28×28, 0 on 8×8)
+    shift: int | None = (
+        None  # random translation ±shift pixels while training; None: image_size // 14 (2 px on 28×28, 0 on 8×8)
+    )
     seed: int = 0  # initialisation, batch order, augmentation
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
 
@@ -58,16 +60,29 @@ class ClassifierConfig:
 class LeNet(nn.Module):
     """uint8 [B, C, S, S] → (penultimate features [B, feature_dim], logits [B, n_classes])."""
 
-    def __init__(self, channels: int, image_size: int, n_classes: int, width: int = 32, feature_dim: int = 128, dropout: float = 0.3) -> None:
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        n_classes: int,
+        width: int = 32,
+        feature_dim: int = 128,
+        dropout: float = 0.3,
+    ) -> None:
         super().__init__()
         if image_size < 4:
-            raise SganError(f"the classifier needs images of at least 4×4 pixels, got {image_size}×{image_size}", fix="use larger images (--image-size)")
+            raise SganError(
+                f"the classifier needs images of at least 4×4 pixels, got {image_size}×{image_size}",
+                fix="use larger images (--image-size)",
+            )
 
         def unit(cin: int, cout: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
         w = width
-        self.body = nn.Sequential(*unit(channels, w), *unit(w, w), nn.MaxPool2d(2), *unit(w, 2 * w), *unit(2 * w, 2 * w), nn.MaxPool2d(2))
+        self.body = nn.Sequential(
+            *unit(channels, w), *unit(w, w), nn.MaxPool2d(2), *unit(w, 2 * w), *unit(2 * w, 2 * w), nn.MaxPool2d(2)
+        )
         side = image_size // 4
         self.fc = nn.Linear(2 * w * side * side, feature_dim)
         self.drop = nn.Dropout(dropout)
@@ -105,7 +120,8 @@ class ClassifierFile:
 
 
 def _shift_batch(x: Tensor, shift: int, gen: torch.Generator) -> Tensor:
-    """Translate each image [B, C, H, W] by its own random (dy, dx) ∈ [−shift, shift]², filling with the background −1."""
+    """Translate each image [B, C, H, W] by its own random (dy, dx) ∈ [−shift, shift]², filling with the
+    background −1."""
     if shift <= 0:
         return x
     b, _, h, w = x.shape
@@ -141,8 +157,13 @@ def accuracy(net: LeNet, images: Tensor, labels: Tensor, device: torch.device, b
 
 
 def train_classifier(
-    train_images: Tensor, train_labels: Tensor, test_images: Tensor, test_labels: Tensor, n_classes: int,
-    cfg: ClassifierConfig, progress: ProgressFn | None = None,
+    train_images: Tensor,
+    train_labels: Tensor,
+    test_images: Tensor,
+    test_labels: Tensor,
+    n_classes: int,
+    cfg: ClassifierConfig,
+    progress: ProgressFn | None = None,
 ) -> tuple[LeNet, float, float]:
     """Train on uint8 images [N, C, S, S] with int64 labels [N]; returns (net, test accuracy, seconds).
 
@@ -152,10 +173,22 @@ def train_classifier(
     from .dictionary import resolve_device
 
     if train_images.shape[0] < 2:
-        raise SganError(f"training a classifier needs at least 2 labelled images, got {train_images.shape[0]}", fix="use a larger data set")
-    for name, value in (("epochs", cfg.epochs), ("batch_size", cfg.batch_size), ("width", cfg.width), ("feature_dim", cfg.feature_dim)):
+        raise SganError(
+            f"training a classifier needs at least 2 labelled images, got {train_images.shape[0]}",
+            fix="use a larger data set",
+        )
+    for name, value in (
+        ("epochs", cfg.epochs),
+        ("batch_size", cfg.batch_size),
+        ("width", cfg.width),
+        ("feature_dim", cfg.feature_dim),
+    ):
         if value < 1:
-            raise SganError(f"--{name.replace('_', '-')} must be at least 1, got {value}", where=f"--{name.replace('_', '-')}", fix="give a positive number")
+            raise SganError(
+                f"--{name.replace('_', '-')} must be at least 1, got {value}",
+                where=f"--{name.replace('_', '-')}",
+                fix="give a positive number",
+            )
     if not cfg.lr > 0:
         raise SganError(f"--lr must be positive, got {cfg.lr}", where="--lr", fix="give a learning rate such as 3e-3")
     device = resolve_device(cfg.device)
@@ -198,7 +231,9 @@ def train_classifier(
     return net.cpu(), acc, seconds
 
 
-def train_from_data(train: Any, test: Any, cfg: ClassifierConfig, progress: ProgressFn | None = None) -> tuple[LeNet, ClassifierInfo, float]:
+def train_from_data(
+    train: Any, test: Any, cfg: ClassifierConfig, progress: ProgressFn | None = None
+) -> tuple[LeNet, ClassifierInfo, float]:
     """Train on two labelled :class:`~sgan_cli.data.ImageData` splits; (net, info, seconds)."""
     for part, split in ((train, "train"), (test, "test")):
         if part.labels is None:
@@ -208,21 +243,36 @@ def train_from_data(train: Any, test: Any, cfg: ClassifierConfig, progress: Prog
                 fix="train on a labelled data set: digits, mnist, fashion-mnist or cifar10",
             )
         if len(part) == 0:
-            raise SganError(f"the {split} split of {part.name} is empty", where=part.source, fix="use a larger data set or --limit")
+            raise SganError(
+                f"the {split} split of {part.name} is empty", where=part.source, fix="use a larger data set or --limit"
+            )
     if train.images.shape[1:] != test.images.shape[1:]:
         raise SganError("the train and test images differ in shape", where=train.source, fix="pass --image-size N")
     if train.images.shape[-1] != train.images.shape[-2]:
-        raise SganError(f"the classifier needs square images, got {tuple(train.images.shape[-2:])}", where=train.source, fix="pass --image-size N")
+        raise SganError(
+            f"the classifier needs square images, got {tuple(train.images.shape[-2:])}",
+            where=train.source,
+            fix="pass --image-size N",
+        )
     n_classes = int(train.n_classes or int(max(train.labels.max(), test.labels.max())) + 1)
     net, acc, seconds = train_classifier(train.images, train.labels, test.images, test.labels, n_classes, cfg, progress)
     info = ClassifierInfo(
-        dataset=train.name, channels=train.channels, image_size=train.image_size, n_classes=n_classes,
-        width=cfg.width, feature_dim=cfg.feature_dim, test_accuracy=acc, n_train=len(train), n_test=len(test),
+        dataset=train.name,
+        channels=train.channels,
+        image_size=train.image_size,
+        n_classes=n_classes,
+        width=cfg.width,
+        feature_dim=cfg.feature_dim,
+        test_accuracy=acc,
+        n_train=len(train),
+        n_test=len(test),
     )
     return net, info, seconds
 
 
-def save_classifier(path: str | Path, net: LeNet, info: ClassifierInfo, config: dict[str, Any], force: bool = False) -> str:
+def save_classifier(
+    path: str | Path, net: LeNet, info: ClassifierInfo, config: dict[str, Any], force: bool = False
+) -> str:
     """Write an ``sgan.classifier`` file (weights + :class:`ClassifierInfo` as metadata); returns its hash."""
     meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in asdict(info).items()}
     return write_file(path, "sgan.classifier", net.state_dict(), config=config, meta=meta, force=force)
@@ -233,13 +283,22 @@ def _info_from_meta(meta: dict[str, str], path: Path) -> ClassifierInfo:
     from .validation import CHANNELS, INT64_MAX, SIZE, Range
 
     if "dataset" not in meta:
-        raise SganError(f"{path} lacks classifier metadata ('dataset')", where=str(path), fix="train the classifier again with sgan classifier")
+        raise SganError(
+            f"{path} lacks classifier metadata ('dataset')",
+            where=str(path),
+            fix="train the classifier again with sgan classifier",
+        )
     widths = Range(1, 65536)
     return ClassifierInfo(
-        dataset=meta["dataset"], channels=meta_int(meta, "channels", path, CHANNELS), image_size=meta_int(meta, "image_size", path, SIZE),
-        n_classes=meta_int(meta, "n_classes", path, Range(1, 100_000)), width=meta_int(meta, "width", path, widths),
-        feature_dim=meta_int(meta, "feature_dim", path, widths), test_accuracy=meta_float(meta, "test_accuracy", path, Range(0, 1)),
-        n_train=meta_int(meta, "n_train", path, Range(0, INT64_MAX)), n_test=meta_int(meta, "n_test", path, Range(0, INT64_MAX)),
+        dataset=meta["dataset"],
+        channels=meta_int(meta, "channels", path, CHANNELS),
+        image_size=meta_int(meta, "image_size", path, SIZE),
+        n_classes=meta_int(meta, "n_classes", path, Range(1, 100_000)),
+        width=meta_int(meta, "width", path, widths),
+        feature_dim=meta_int(meta, "feature_dim", path, widths),
+        test_accuracy=meta_float(meta, "test_accuracy", path, Range(0, 1)),
+        n_train=meta_int(meta, "n_train", path, Range(0, INT64_MAX)),
+        n_test=meta_int(meta, "n_test", path, Range(0, INT64_MAX)),
         arch=meta.get("arch", ARCH),
     )
 
@@ -248,7 +307,11 @@ def _info_from_meta(meta: dict[str, str], path: Path) -> ClassifierInfo:
 def _validate_classifier(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
     info = _info_from_meta(meta, path)
     if info.arch != ARCH:
-        raise SganError(f"{path} holds a classifier of architecture {info.arch!r}; this sgan reads {ARCH!r}", where=str(path), fix="train it again with sgan classifier")
+        raise SganError(
+            f"{path} holds a classifier of architecture {info.arch!r}; this sgan reads {ARCH!r}",
+            where=str(path),
+            fix="train it again with sgan classifier",
+        )
     with torch.device("meta"):  # shapes only: nothing allocated, whatever sizes the metadata claims
         expected = LeNet(info.channels, info.image_size, info.n_classes, info.width, info.feature_dim).state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -256,7 +319,8 @@ def _validate_classifier(tensors: dict[str, Any], meta: dict[str, str], path: Pa
     wrong = sorted(k for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape))
     if missing or extra or wrong:
         raise SganError(
-            f"{path}: the weights do not fit the recorded classifier (missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {wrong[:3]})",
+            f"{path}: the weights do not fit the recorded classifier (missing "
+            f"{missing[:3]}, unexpected {extra[:3]}, wrong shape {wrong[:3]})",
             where=str(path),
             fix="train the classifier again with sgan classifier",
         )

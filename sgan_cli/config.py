@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SganError
-from .validation import AT_LEAST_1, FRACTION_OPEN, LEARNING_RATE, NON_NEGATIVE, POSITIVE, SEED, SIZE, Range, check_number
+from .validation import (
+    AT_LEAST_1,
+    FRACTION_OPEN,
+    LEARNING_RATE,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    SIZE,
+    Range,
+    check_number,
+)
 
 
 @dataclass
@@ -39,11 +49,17 @@ class DictConfig:
     atoms: int | None = None  # K atoms; None: square (K = signal dimension)
     patch: int | None = None  # None: whole-image atoms (seed 000); P ≥ 2: P×P×C patches (seed 002)
     stride: int = 1  # patch extraction stride
-    sparsity: float | None = None  # target fraction of non-zeros in (0, 1); None: 0.1, or dim/(3K) if 0.1 is out of reach
+    sparsity: float | None = (
+        None  # target fraction of non-zeros in (0, 1); None: 0.1, or dim/(3K) if 0.1 is out of reach
+    )
     alpha: float | None = None  # fix the lasso penalty α instead of targeting `sparsity`
-    mean: bool = True  # learn atoms on centred signals and store the mean (mean image, or mean patch); synthesis adds it back
+    mean: bool = (
+        True  # learn atoms on centred signals and store the mean (mean image, or mean patch); synthesis adds it back
+    )
     solver: str = "auto"  # "auto", "passes" (small data, many passes) or "online" (large data)
-    passes: float | None = None  # passes over the signals; None: ~300 steps in 4–40 passes with the compiled kernels, else 60 full-batch epochs where n·K² ≤ 2e8 or ~150 steps in 4–20 passes ("passes"); 0.5 ("online")
+    # passes over the signals; None: ~300 steps in 4–40 passes with the compiled kernels, else 60 full-batch
+    # epochs where n·K² ≤ 2e8 or ~150 steps in 4–20 passes ("passes"); 0.5 ("online")
+    passes: float | None = None
     batch_size: int | None = None  # minibatch size; None: the solver's default
     max_samples: int = 100_000  # at most this many signals (random subset of images / patches)
     heldout: float = 0.1  # share of signals held out to measure sparsity, objective and PSNR
@@ -55,17 +71,27 @@ class DictConfig:
 class ModelConfig:
     """Generator and critic architecture (``sgan train``, DESIGN §2.2)."""
 
-    arch: str = "auto"  # "auto" (fits the dictionary and device: sgan_cli/auto.py), "mlp" (seed 000), "dcgan" (seed 002) or "resnet" (residual blocks, seed 002's Table 2)
+    # "auto" (fits the dictionary and device: sgan_cli/auto.py), "mlp" (seed 000), "dcgan" (seed 002) or "resnet"
+    # (residual blocks, seed 002's Table 2)
+    arch: str = "auto"
     z_dim: int = 64  # latent size
     g_width: int = 256  # generator width: MLP hidden size, or DCGAN channels at the base
     d_width: int = 64  # critic width: MLP hidden size, or DCGAN first-layer channels
-    critic_arch: str | None = None  # critic and encoder architecture when it differs from `arch` (e.g. a conv generator, an mlp critic)
+    critic_arch: str | None = (
+        None  # critic and encoder architecture when it differs from `arch` (e.g. a conv generator, an mlp critic)
+    )
     critic_norm: str = "auto"  # "auto" (none for wgan-gp and wgan, batch otherwise), "none", "batch", "layer"
-    sparsity: str = "auto"  # how sparse codes are made: "fixed" λ, "learn" λ, "topk" (k largest per code vector), "controller" (λ adapted to a support target); "auto": the default (see training.DEFAULT_SPARSITY_CONTROL; "learn" when learn_threshold)
+    # how sparse codes are made: "fixed" λ, "learn" λ, "topk" (k largest per code vector), "controller" (λ adapted
+    # to a support target); "auto": the default (see training.DEFAULT_SPARSITY_CONTROL; "learn" when learn_threshold)
+    sparsity: str = "auto"
     threshold: float = 0.3  # λ of the soft threshold T_λ on the codes (the starting λ for "learn" and "controller")
     learn_threshold: bool = False  # learn λ (kept positive through log λ); the same as sparsity "learn"
-    topk: int | None = None  # topk: non-zeros per code vector; None: round(s·K) from the dictionary's achieved support s
-    support_target: float | None = None  # controller: target support fraction in (0, 1); None: the dictionary's achieved support
+    topk: int | None = (
+        None  # topk: non-zeros per code vector; None: round(s·K) from the dictionary's achieved support s
+    )
+    support_target: float | None = (
+        None  # controller: target support fraction in (0, 1); None: the dictionary's achieved support
+    )
     controller_gain: float = 0.05  # controller: step of log λ per generator step at a relative support error of 1
     beta: float = 0.5  # weight of the L1 penalty β·mean|a| on the codes (seed 000)
     e_width: int = 64  # encoder (reconstructor / VAE) width: MLP hidden size, or conv first-layer channels
@@ -85,7 +111,9 @@ class GanConfig:
     beta2: float | None = None  # Adam β₂ (gan 0.999, wgan-gp 0.9, hinge 0.9)
     clip: float = 0.01  # wgan: critic weights clipped to ±clip
     gp_lambda: float = 10.0  # wgan-gp: weight λ of the gradient penalty
-    feature_matching: float = 0.0  # weight of ‖E f(x) − E f(G(z))‖² (critic features) added to the generator loss (seed 003); 0: off
+    feature_matching: float = (
+        0.0  # weight of ‖E f(x) − E f(G(z))‖² (critic features) added to the generator loss (seed 003); 0: off
+    )
 
 
 @dataclass
@@ -113,8 +141,11 @@ class TrainConfig:
     save_every: int = 500  # steps between checkpoints
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
     ema: float = 0.0  # decay of an exponential moving average of the generator weights (e.g. 0.999); 0: off
-    precision: str = "fp32"  # "fp32"; "bf16" (mixed: bf16 matmuls/convs, fp32 weights and losses); "auto" (bf16 where the hardware has it)
-    sync_bn: bool = False  # under torchrun: BatchNorm statistics of the global batch (SyncBatchNorm) instead of each rank's shard
+    # "fp32"; "bf16" (mixed: bf16 matmuls/convs, fp32 weights and losses); "auto" (bf16 where the hardware has it)
+    precision: str = "fp32"
+    sync_bn: bool = (
+        False  # under torchrun: BatchNorm statistics of the global batch (SyncBatchNorm) instead of each rank's shard
+    )
 
 
 @dataclass
@@ -182,7 +213,13 @@ RANGES: dict[str, Range] = {
 
 def check_range(key: str, value: Any, source: str) -> None:
     """``value`` of config ``key`` is finite and in ``RANGES[key]`` (None passes)."""
-    check_number(value, key, RANGES.get(key), where=source, fix=f"give {key} a value {RANGES[key].describe()}" if key in RANGES else None)
+    check_number(
+        value,
+        key,
+        RANGES.get(key),
+        where=source,
+        fix=f"give {key} a value {RANGES[key].describe()}" if key in RANGES else None,
+    )
 
 
 def check_ranges(cfg: Any, sections: tuple[str, ...], source: str) -> None:
@@ -233,7 +270,9 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             try:
                 return float(value)
             except OverflowError:  # an int beyond float range
-                raise SganError(f"{key} is too large ({value})", where=source, fix=f"give {key} a smaller value") from None
+                raise SganError(
+                    f"{key} is too large ({value})", where=source, fix=f"give {key} a smaller value"
+                ) from None
         if isinstance(value, str):  # YAML 1.1 reads "1e-2" as a string
             try:
                 return float(value)
@@ -254,7 +293,11 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
 def apply_mapping(cfg: SganConfig, data: dict[str, Any], source: str) -> None:
     """Merge a nested mapping (a parsed recipe) into the config, validating every key."""
     if not isinstance(data, dict):
-        raise SganError(f"the recipe must be a mapping of sections, got {type(data).__name__}", where=source, fix="see recipes/ for examples")
+        raise SganError(
+            f"the recipe must be a mapping of sections, got {type(data).__name__}",
+            where=source,
+            fix="see recipes/ for examples",
+        )
     sections = _hints(SganConfig)
     for section, values in data.items():
         if section not in sections:
@@ -264,7 +307,9 @@ def apply_mapping(cfg: SganConfig, data: dict[str, Any], source: str) -> None:
                 fix=f"use one of: {', '.join(sections)}",
             )
         if not isinstance(values, dict):
-            raise SganError(f"section {section!r} must be a mapping of keys to values", where=source, fix="indent its keys under it")
+            raise SganError(
+                f"section {section!r} must be a mapping of keys to values", where=source, fix="indent its keys under it"
+            )
         for key, value in values.items():
             set_value(cfg, f"{section}.{key}", value, source)
 
@@ -297,12 +342,20 @@ def section_from_file(config: Any, section: str, cls: type, path: Path, *, requi
     has passed the same type and range checks as a recipe (keys this sgan lacks are dropped;
     missing keys keep their defaults). Raises SganError naming the file."""
     if not isinstance(config, dict):
-        raise SganError(f"{path} holds a config that is a {type(config).__name__}, not a mapping", where=str(path), fix="write the file again with sgan")
+        raise SganError(
+            f"{path} holds a config that is a {type(config).__name__}, not a mapping",
+            where=str(path),
+            fix="write the file again with sgan",
+        )
     values = config.get(section)
     if values is None and not required:
         return cls()
     if not isinstance(values, dict):
-        raise SganError(f"{path} has no {section} section in its config (or it is not a mapping)", where=str(path), fix="write the file again with sgan")
+        raise SganError(
+            f"{path} has no {section} section in its config (or it is not a mapping)",
+            where=str(path),
+            fix="write the file again with sgan",
+        )
     obj = cls()
     hints = _hints(cls)
     for key, value in values.items():
@@ -318,7 +371,9 @@ def parse_set(expr: str) -> tuple[str, Any]:
     import yaml
 
     if "=" not in expr:
-        raise SganError(f"--set {expr!r} is not of the form section.key=value", where="--set", fix="write e.g. --set dict.atoms=100")
+        raise SganError(
+            f"--set {expr!r} is not of the form section.key=value", where="--set", fix="write e.g. --set dict.atoms=100"
+        )
     key, _, raw = expr.partition("=")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
@@ -337,20 +392,36 @@ def read_recipe(path: Path) -> Any:
 
     try:
         if not path.is_file():
-            raise SganError(f"the recipe {path} is not a regular file", where=str(path), fix="give the path of a YAML recipe file")
+            raise SganError(
+                f"the recipe {path} is not a regular file", where=str(path), fix="give the path of a YAML recipe file"
+            )
         if path.stat().st_size > MAX_RECIPE_BYTES:
-            raise SganError(f"the recipe {path} is larger than {MAX_RECIPE_BYTES} bytes", where=str(path), fix="give a YAML recipe (a few lines, see recipes/)")
+            raise SganError(
+                f"the recipe {path} is larger than {MAX_RECIPE_BYTES} bytes",
+                where=str(path),
+                fix="give a YAML recipe (a few lines, see recipes/)",
+            )
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SganError(f"the recipe {path} is not UTF-8 text (byte {exc.start})", where=str(path), fix="save the recipe as UTF-8") from None
+        raise SganError(
+            f"the recipe {path} is not UTF-8 text (byte {exc.start})", where=str(path), fix="save the recipe as UTF-8"
+        ) from None
     except OSError as exc:
-        raise SganError(f"cannot read the recipe {path} ({exc.strerror})", where=str(path), fix="check the path and its permissions") from None
+        raise SganError(
+            f"cannot read the recipe {path} ({exc.strerror})", where=str(path), fix="check the path and its permissions"
+        ) from None
     try:
         if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
-            raise SganError(f"the recipe {path} uses YAML aliases (*name)", where=str(path), fix="write each value out instead of referring to an anchor")
+            raise SganError(
+                f"the recipe {path} uses YAML aliases (*name)",
+                where=str(path),
+                fix="write each value out instead of referring to an anchor",
+            )
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise SganError(f"the recipe {path} is not valid YAML ({exc})", where=str(path), fix="fix the YAML syntax") from None
+        raise SganError(
+            f"the recipe {path} is not valid YAML ({exc})", where=str(path), fix="fix the YAML syntax"
+        ) from None
 
 
 def load_config(recipe: str | Path | None = None, sets: list[str] | None = None) -> SganConfig:
@@ -359,7 +430,11 @@ def load_config(recipe: str | Path | None = None, sets: list[str] | None = None)
     if recipe is not None:
         path = Path(recipe)
         if not path.exists():
-            raise SganError(f"the recipe {path} does not exist", where=str(path), fix="give the path of a YAML recipe, e.g. recipes/quickstart.yaml")
+            raise SganError(
+                f"the recipe {path} does not exist",
+                where=str(path),
+                fix="give the path of a YAML recipe, e.g. recipes/quickstart.yaml",
+            )
         data = read_recipe(path)
         apply_mapping(cfg, data, f"recipe {path}")
     for expr in sets or []:

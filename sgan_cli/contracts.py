@@ -19,7 +19,13 @@ from typing import Any
 
 from . import __version__
 from .errors import SganError
-from .outputs import AtomicGroup, _file_in_the_way, atomic_write, check_folder_writable, ensure_folder, remove_stale_temps
+from .outputs import (
+    AtomicGroup,
+    _file_in_the_way,
+    atomic_write,
+    check_folder_writable,
+    remove_stale_temps,
+)
 
 # kind → current schema version; bump a schema when a kind's tensors or fields change
 SCHEMAS: dict[str, int] = {
@@ -76,7 +82,11 @@ def check_writable(path: Path, force: bool) -> None:
     ``path`` that a killed sgan left behind."""
     blocker = _file_in_the_way(path.parent)
     if blocker is not None:
-        raise SganError(f"cannot write {path}: {blocker} is a file, not a folder", where=str(path), fix="choose an output path that is not inside a file")
+        raise SganError(
+            f"cannot write {path}: {blocker} is a file, not a folder",
+            where=str(path),
+            fix="choose an output path that is not inside a file",
+        )
     if path.exists() and not force:
         raise SganError(
             f"the output file {path} already exists",
@@ -189,11 +199,19 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
     kinds = (kind,) if isinstance(kind, str) else kind
     wanted = " or ".join(kinds)
     if not path.exists():
-        raise SganError(f"the {what} file {path} does not exist", where=str(path), fix=f"give the path of a {wanted} file")
+        raise SganError(
+            f"the {what} file {path} does not exist", where=str(path), fix=f"give the path of a {wanted} file"
+        )
     if path.is_dir():
-        raise SganError(f"the {what} path {path} is a folder, not a file", where=str(path), fix=f"give the path of a {wanted} file")
+        raise SganError(
+            f"the {what} path {path} is a folder, not a file", where=str(path), fix=f"give the path of a {wanted} file"
+        )
     if not path.is_file():  # a named pipe or device would block or never end: never opened
-        raise SganError(f"the {what} path {path} is not a regular file (a pipe, socket or device)", where=str(path), fix=f"give the path of a {wanted} file")
+        raise SganError(
+            f"the {what} path {path} is not a regular file (a pipe, socket or device)",
+            where=str(path),
+            fix=f"give the path of a {wanted} file",
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = dict(f.metadata() or {})
@@ -223,7 +241,8 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
         schema = -1
     if schema != SCHEMAS[found] and schema not in OLDER_SCHEMAS.get(found, ()):
         raise SganError(
-            f"{path} has schema {metadata.get('schema')!r} for {found}, this sgan ({__version__}) reads schema {SCHEMAS[found]}",
+            f"{path} has schema {metadata.get('schema')!r} for {found}, "
+            f"this sgan ({__version__}) reads schema {SCHEMAS[found]}",
             where=str(path),
             fix="write the file again with this version of sgan, or use the sgan version that wrote it",
         )
@@ -231,10 +250,17 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
         config = json.loads(metadata.get("config", "{}"))
         lineage = json.loads(metadata.get("lineage", "{}"))
     except json.JSONDecodeError:
-        raise SganError(f"{path} has corrupt metadata (config or lineage is not JSON)", where=str(path), fix="write the file again") from None
-    if not isinstance(config, dict) or not isinstance(lineage, dict) or not all(isinstance(v, str) for v in lineage.values()):
         raise SganError(
-            f"{path} has corrupt metadata (config must be a JSON object, lineage an object of strings; got {type(config).__name__} and {type(lineage).__name__})",
+            f"{path} has corrupt metadata (config or lineage is not JSON)", where=str(path), fix="write the file again"
+        ) from None
+    if (
+        not isinstance(config, dict)
+        or not isinstance(lineage, dict)
+        or not all(isinstance(v, str) for v in lineage.values())
+    ):
+        raise SganError(
+            f"{path} has corrupt metadata (config must be a JSON object, lineage an "
+            f"object of strings; got {type(config).__name__} and {type(lineage).__name__})",
             where=str(path),
             fix="write the file again with sgan",
         )
@@ -267,16 +293,29 @@ def meta_int(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, def
     if raw is None:
         if default is not None:
             return default
-        raise SganError(f"{path} lacks the metadata field {key!r}", where=str(path), fix="write the file again with sgan")
+        raise SganError(
+            f"{path} lacks the metadata field {key!r}", where=str(path), fix="write the file again with sgan"
+        )
     text = raw.strip()
     if re.fullmatch(r"[+-]?[0-9]+", text) is None:  # ASCII digits: str.isdigit takes '²', and '+-5' passed
-        raise SganError(f"{path}: metadata field {key!r} must be a whole number, got {raw[:40]!r}", where=str(path), fix="write the file again with sgan")
+        raise SganError(
+            f"{path}: metadata field {key!r} must be a whole number, got {raw[:40]!r}",
+            where=str(path),
+            fix="write the file again with sgan",
+        )
     value = int(text)
     check_number(value, f"metadata field {key!r}", rng, where=str(path), fix="write the file again with sgan")
     return value
 
 
-def meta_float(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, default: float | None = None, allow_nan: bool = False) -> float:
+def meta_float(
+    meta: Mapping[str, str],
+    key: str,
+    path: Path,
+    rng: Any = None,
+    default: float | None = None,
+    allow_nan: bool = False,
+) -> float:
     """A number metadata field (JSON or repr text), finite and in ``rng`` (NaN too when
     ``allow_nan``: 'not measured'); ``default`` when absent."""
     import math
@@ -287,11 +326,17 @@ def meta_float(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, d
     if raw is None:
         if default is not None:
             return default
-        raise SganError(f"{path} lacks the metadata field {key!r}", where=str(path), fix="write the file again with sgan")
+        raise SganError(
+            f"{path} lacks the metadata field {key!r}", where=str(path), fix="write the file again with sgan"
+        )
     try:
         value = float(raw)
     except (ValueError, OverflowError):
-        raise SganError(f"{path}: metadata field {key!r} must be a number, got {raw[:40]!r}", where=str(path), fix="write the file again with sgan") from None
+        raise SganError(
+            f"{path}: metadata field {key!r} must be a number, got {raw[:40]!r}",
+            where=str(path),
+            fix="write the file again with sgan",
+        ) from None
     if allow_nan and math.isnan(value):
         return value
     check_number(value, f"metadata field {key!r}", rng, where=str(path), fix="write the file again with sgan")
@@ -355,7 +400,11 @@ def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Pa
         )
     norms = atoms.float().norm(dim=1)
     if atoms.shape[0] == 0 or not bool(((norms - 1).abs() < 1e-3).all()):
-        raise SganError(f"{path}: atoms are not unit-norm rows", where=str(path), fix="learn the dictionary again with sgan learn-dict")
+        raise SganError(
+            f"{path}: atoms are not unit-norm rows",
+            where=str(path),
+            fix="learn the dictionary again with sgan learn-dict",
+        )
     if "mean" in tensors:
         mean = require_tensor(tensors, "mean", 1, path)
         if mean.shape[0] != expected or not bool(mean.float().isfinite().all()):
@@ -383,7 +432,9 @@ def check_dictionary_fits(d: DictionaryFile, channels: int, size: int, source: s
     raise SganError(
         f"the dictionary {source} ({atoms}) does not fit the {channels}×{size}×{size} images: {why}",
         where=source,
-        fix=f"pass --image-size {d.image_size} to resize the images, or {learn}" if d.patch is None and d.channels == channels else learn,
+        fix=f"pass --image-size {d.image_size} to resize the images, or {learn}"
+        if d.patch is None and d.channels == channels
+        else learn,
     )
 
 
@@ -434,4 +485,11 @@ def save_dictionary(path: str | Path, job: Any, config: Mapping[str, Any], force
     import torch
 
     mean = job.mean if job.mean is not None else torch.zeros(r.atoms.shape[1])
-    return write_file(path, "sgan.dictionary", {"atoms": r.atoms, "mean": mean.float().contiguous()}, config=config, meta=meta, force=force)
+    return write_file(
+        path,
+        "sgan.dictionary",
+        {"atoms": r.atoms, "mean": mean.float().contiguous()},
+        config=config,
+        meta=meta,
+        force=force,
+    )

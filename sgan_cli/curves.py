@@ -59,7 +59,11 @@ def read_metrics(run: Path) -> list[dict[str, float]]:
     """
     path = run / "metrics.jsonl" if run.is_dir() else run
     if not path.is_file():
-        raise SganError(f"{run} holds no metrics.jsonl", where=str(run), fix="give a run folder written by sgan train (it logs every train.log_every steps)")
+        raise SganError(
+            f"{run} holds no metrics.jsonl",
+            where=str(run),
+            fix="give a run folder written by sgan train (it logs every train.log_every steps)",
+        )
     entries = []
     for i, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -67,21 +71,33 @@ def read_metrics(run: Path) -> list[dict[str, float]]:
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
-            raise SganError(f"line {i} of {path} is not JSON", where=f"{path}:{i}", fix="remove the broken line (a run killed while writing leaves one)") from None
+            raise SganError(
+                f"line {i} of {path} is not JSON",
+                where=f"{path}:{i}",
+                fix="remove the broken line (a run killed while writing leaves one)",
+            ) from None
         if not isinstance(entry, dict) or not isinstance(entry.get("step"), (int, float)):
-            raise SganError(f"line {i} of {path} has no step", where=f"{path}:{i}", fix="give a metrics.jsonl written by sgan train")
+            raise SganError(
+                f"line {i} of {path} has no step", where=f"{path}:{i}", fix="give a metrics.jsonl written by sgan train"
+            )
         entries.append(entry)
     return entries
 
 
 def panels_for(runs: Sequence[Sequence[dict[str, Any]]]) -> list[str]:
     """The panels with at least one finite value in any run."""
-    present = {k for entries in runs for e in entries for k, v in e.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    present = {
+        k for entries in runs for e in entries for k, v in e.items() if isinstance(v, (int, float)) and math.isfinite(v)
+    }
     return [title for title, (keys, targets, _) in PANELS.items() if present & set(keys + targets)]
 
 
 def _series(entries: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    pts = [(float(e["step"]), float(e[key])) for e in entries if isinstance(e.get(key), (int, float)) and math.isfinite(e[key])]
+    pts = [
+        (float(e["step"]), float(e[key]))
+        for e in entries
+        if isinstance(e.get(key), (int, float)) and math.isfinite(e[key])
+    ]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -112,14 +128,20 @@ def draw_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path
     Raises SganError when matplotlib is missing or no run has a drawable value.
     """
     if not have_matplotlib():
-        raise SganError("drawing training curves needs matplotlib, which is not installed", where="matplotlib", fix=PLOTS_EXTRA)
+        raise SganError(
+            "drawing training curves needs matplotlib, which is not installed", where="matplotlib", fix=PLOTS_EXTRA
+        )
     from matplotlib.figure import Figure
 
     from .contracts import atomic_write_bytes
 
     titles = panels_for([entries for _, entries in runs])
     if not titles:
-        raise SganError("there is nothing to draw: no metrics logged yet", where=", ".join(label for label, _ in runs), fix="train at least train.log_every steps")
+        raise SganError(
+            "there is nothing to draw: no metrics logged yet",
+            where=", ".join(label for label, _ in runs),
+            fix="train at least train.log_every steps",
+        )
     if len(runs) == 1:
         cols = min(3, len(titles))
         rows = math.ceil(len(titles) / cols)
@@ -201,7 +223,14 @@ class TensorBoardHook:
 
     def __init__(self) -> None:
         if not tensorboard_available():
-            raise SganError("--tensorboard needs the tensorboard package, which is not installed", where="--tensorboard", fix="pip install tensorboard, or leave out --tensorboard (curves.png and metrics.jsonl are always written)")
+            raise SganError(
+                "--tensorboard needs the tensorboard package, which is not installed",
+                where="--tensorboard",
+                fix=(
+                    "pip install tensorboard, or leave out --tensorboard "
+                    "(curves.png and metrics.jsonl are always written)"
+                ),
+            )
         self.writer: Any = None
 
     def _open(self, folder: Path) -> Any:
@@ -235,10 +264,14 @@ def plot_runs(runs: Sequence[Path], out: Path) -> list[int]:
     """``sgan plot``: the curves of several runs, side by side, into ``out``; returns the
     number of logged entries of each run."""
     if not runs:
-        raise SganError("no run folders to plot", where="RUN", fix="give one or more run folders, e.g. sgan plot runs/a runs/b")
+        raise SganError(
+            "no run folders to plot", where="RUN", fix="give one or more run folders, e.g. sgan plot runs/a runs/b"
+        )
     data = [(str(run), read_metrics(run)) for run in runs]
     empty = [label for label, entries in data if not entries]
     if empty:
-        raise SganError(f"{empty[0]} has an empty metrics.jsonl", where=empty[0], fix="train at least train.log_every steps")
+        raise SganError(
+            f"{empty[0]} has an empty metrics.jsonl", where=empty[0], fix="train at least train.log_every steps"
+        )
     draw_curves(data, out)
     return [len(entries) for _, entries in data]

@@ -45,7 +45,14 @@ _TORCHVISION: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "celeba": (
         "CelebA",
         "celeba",
-        ("img_align_celeba/", "list_eval_partition.txt", "identity_CelebA.txt", "list_attr_celeba.txt", "list_bbox_celeba.txt", "list_landmarks_align_celeba.txt"),
+        (
+            "img_align_celeba/",
+            "list_eval_partition.txt",
+            "identity_CelebA.txt",
+            "list_attr_celeba.txt",
+            "list_bbox_celeba.txt",
+            "list_landmarks_align_celeba.txt",
+        ),
     ),
 }
 DATASET_NAMES = ("digits", *_TORCHVISION, "stacked-mnist")
@@ -55,8 +62,8 @@ DATASET_NAMES = ("digits", *_TORCHVISION, "stacked-mnist")
 class ImageData:
     """A loaded image set. ``images`` is uint8 [N, C, H, W]; ``labels`` int64 [N] or None."""
 
-    images: "torch.Tensor"  # noqa: F821 (torch is imported lazily)
-    labels: "torch.Tensor | None"  # noqa: F821
+    images: torch.Tensor  # noqa: F821 (torch is imported lazily)
+    labels: torch.Tensor | None  # noqa: F821
     name: str
     source: str  # where it came from, for messages and metadata
     n_classes: int | None = None
@@ -72,7 +79,7 @@ class ImageData:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def floats(self, idx: "torch.Tensor | slice | None" = None) -> "torch.Tensor":  # noqa: F821
+    def floats(self, idx: torch.Tensor | slice | None = None) -> torch.Tensor:  # noqa: F821
         """Images (all, or ``idx``) as float32 in [−1, 1]: x/127.5 − 1."""
         x = self.images if idx is None else self.images[idx]
         return x.float().div_(127.5).sub_(1.0)
@@ -91,7 +98,11 @@ def load_data(cfg: DataConfig) -> ImageData:
     if cfg.split not in ("train", "test"):
         raise SganError(f"unknown split {cfg.split!r}", where="data.split / --split", fix="use train or test")
     if cfg.limit is not None and cfg.limit < 1:
-        raise SganError(f"--limit must be at least 1, got {cfg.limit}", where="data.limit / --limit", fix="give a positive number of images")
+        raise SganError(
+            f"--limit must be at least 1, got {cfg.limit}",
+            where="data.limit / --limit",
+            fix="give a positive number of images",
+        )
     name = cfg.name
     path = Path(name)
     if name == "digits":
@@ -142,7 +153,8 @@ def check_nonempty(data: ImageData) -> None:
         lo, hi = int(data.labels.min()), int(data.labels.max())
         if lo < 0 or hi >= data.n_classes:
             raise SganError(
-                f"the labels in {data.source} run from {lo} to {hi}, outside the {data.n_classes} classes 0..{data.n_classes - 1}",
+                f"the labels in {data.source} run from {lo} to {hi}, outside "
+                f"the {data.n_classes} classes 0..{data.n_classes - 1}",
                 where=data.source,
                 fix="restore the label files (they may be corrupt or of another data set)",
             )
@@ -154,13 +166,20 @@ def resize(data: ImageData, size: int) -> ImageData:
     import torch.nn.functional as F
 
     if size < 1:
-        raise SganError(f"--image-size must be positive, got {size}", where="data.image_size", fix="give a size such as 28 or 64")
+        raise SganError(
+            f"--image-size must be positive, got {size}", where="data.image_size", fix="give a size such as 28 or 64"
+        )
     if data.images.shape[-2:] == (size, size):
         return data
     from .validation import check_memory
 
     n, c = data.images.shape[0], data.images.shape[1]
-    check_memory(n * c * size * size + min(n, 4096) * c * size * size * 8, f"{n} images of {c}×{size}×{size}", "--image-size", "give a smaller --image-size, or fewer images with --limit")
+    check_memory(
+        n * c * size * size + min(n, 4096) * c * size * size * 8,
+        f"{n} images of {c}×{size}×{size}",
+        "--image-size",
+        "give a smaller --image-size, or fewer images with --limit",
+    )
     out = []
     for chunk in data.images.split(4096):  # bounded memory for large sets
         x = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -241,6 +260,7 @@ def locate_root(name: str, root: Path) -> Path:
 def _has_files(folder: Path, files: tuple[str, ...]) -> bool:
     """Whether every expected file (or, for names ending in '/', folder) is in ``folder``;
     MNIST's files count when gzipped too (torchvision unpacks them)."""
+
     def present(f: str) -> bool:
         p = folder / f.rstrip("/")
         return p.is_dir() if f.endswith("/") else (p.is_file() or p.with_name(p.name + ".gz").is_file())
@@ -248,7 +268,7 @@ def _has_files(folder: Path, files: tuple[str, ...]) -> bool:
     return folder.is_dir() and all(present(f) for f in files)
 
 
-def _download(build: "Callable[[str, bool], object]", root: Path) -> None:  # noqa: F821
+def _download(build: Callable[[str, bool], object], root: Path) -> None:  # noqa: F821
     """Download through torchvision into a temporary folder, then move what it wrote into
     ``root``: a failed (offline) download leaves the data root exactly as it was."""
     import shutil
@@ -289,7 +309,7 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
     cls = getattr(tvd, cls_name)
     train = split == "train"
 
-    def build(where: str, dl: bool):  # noqa: ANN202
+    def build(where: str, dl: bool):
         if name == "celeba":
             return cls(where, split="train" if train else "test", target_type=[], download=dl)
         return cls(where, train=train, download=dl)
@@ -304,7 +324,7 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
         try:
             _download(build, root)
             ds = build(str(root), False)
-        except Exception as exc:  # noqa: BLE001 - any download failure is the same user problem
+        except Exception as exc:
             raise _missing_data_error(name, folder, files, f"{type(exc).__name__}: {exc}") from None
     if name in ("mnist", "fashion-mnist"):
         images = ds.data[:, None].clone()  # uint8 [N, 1, 28, 28]
@@ -320,7 +340,7 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
     return ImageData(images, labels, name, str(folder), n_classes)
 
 
-def _celeba_images(ds: object, size: int = 64) -> "torch.Tensor":  # noqa: F821
+def _celeba_images(ds: object, size: int = 64) -> torch.Tensor:  # noqa: F821
     import numpy as np
     import torch
     from PIL import Image
@@ -336,7 +356,7 @@ def _celeba_images(ds: object, size: int = 64) -> "torch.Tensor":  # noqa: F821
 MAX_IMAGE_PIXELS = 8192 * 8192  # per image, read from the header before decoding (PIL warns from 89 M)
 
 
-def decode_image(path: Path) -> "np.ndarray":  # noqa: F821
+def decode_image(path: Path) -> np.ndarray:  # noqa: F821
     """One image file → uint8 [H, W] (gray) or [H, W, 3] (colour), every PIL mode decoded
     to its meaning: 16-bit gray (I;16, I) scaled by 255/65535, not clipped; gray + alpha
     (LA) and palette images by their visible values; 1-bit as 0/255; RGBA without alpha.
@@ -352,7 +372,8 @@ def decode_image(path: Path) -> "np.ndarray":  # noqa: F821
             w, h = im.size
             if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
                 raise SganError(
-                    f"the image {path} declares {w}×{h} pixels, outside what sgan reads (1 to {MAX_IMAGE_PIXELS:,} pixels)",
+                    f"the image {path} declares {w}×{h} pixels, outside "
+                    f"what sgan reads (1 to {MAX_IMAGE_PIXELS:,} pixels)",
                     where=str(path),
                     fix="remove or replace the file (it may be corrupt or a decompression bomb)",
                 )
@@ -368,12 +389,14 @@ def decode_image(path: Path) -> "np.ndarray":  # noqa: F821
     except SganError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise SganError(f"cannot read the image {path} ({exc})", where=str(path), fix="remove or replace the broken file") from None
+        raise SganError(
+            f"cannot read the image {path} ({exc})", where=str(path), fix="remove or replace the broken file"
+        ) from None
     finally:
         Image.MAX_IMAGE_PIXELS = pil_limit
 
 
-def _is_gray(a: "np.ndarray") -> bool:  # noqa: F821
+def _is_gray(a: np.ndarray) -> bool:  # noqa: F821
     return a.ndim == 2 or bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
 
 
@@ -388,7 +411,11 @@ def _load_folder(folder: Path, size: int | None) -> ImageData:
     try:
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     except OSError as exc:
-        raise SganError(f"cannot read the folder {folder} ({exc.strerror})", where=str(folder), fix="check the path and its permissions") from None
+        raise SganError(
+            f"cannot read the folder {folder} ({exc.strerror})",
+            where=str(folder),
+            fix="check the path and its permissions",
+        ) from None
     if not files:
         raise SganError(
             f"the folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})",
@@ -406,11 +433,20 @@ def _load_folder(folder: Path, size: int | None) -> ImageData:
         )
     w0, h0 = arrays[0].shape[1], arrays[0].shape[0]
     if size is None and w0 != h0:  # every net, dictionary and metric here works on square images
-        raise SganError(f"the images in {folder} are {w0}×{h0}, not square", where=str(folder), fix="pass --image-size N to resize them to N×N")
+        raise SganError(
+            f"the images in {folder} are {w0}×{h0}, not square",
+            where=str(folder),
+            fix="pass --image-size N to resize them to N×N",
+        )
     target = (size, size) if size is not None else (w0, h0)
     from .validation import check_memory
 
-    check_memory(len(arrays) * (1 if gray else 3) * target[0] * target[1], f"{len(arrays)} images of {target[0]}×{target[1]}", str(folder), "pass a smaller --image-size, or use fewer images")
+    check_memory(
+        len(arrays) * (1 if gray else 3) * target[0] * target[1],
+        f"{len(arrays)} images of {target[0]}×{target[1]}",
+        str(folder),
+        "pass a smaller --image-size, or use fewer images",
+    )
     out = []
     for a in arrays:
         a = (a if a.ndim == 2 else a[..., 0]) if gray else (np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a)
@@ -437,9 +473,13 @@ def sample_folder_file(path: Path) -> Path | None:
     if found is None and (path / "grid.png").is_file() and any(_NUMBERED_PNG.match(p.name) for p in path.iterdir()):
         # the layout of sgan sample without its samples file: an older sgan killed mid-way
         raise SganError(
-            f"the folder {path} looks like an incomplete sgan sample output: numbered PNGs and grid.png but no samples.safetensors",
+            f"the folder {path} looks like an incomplete sgan sample "
+            "output: numbered PNGs and grid.png but no samples.safetensors",
             where=str(path),
-            fix="sample again into it with --force, or move grid.png out of it to read the PNGs as a plain folder of images",
+            fix=(
+                "sample again into it with --force, or move grid.png "
+                "out of it to read the PNGs as a plain folder of images"
+            ),
         )
     return found
 

@@ -36,14 +36,27 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from . import native
-from .sparse_coding import LarsPath, lars_path, lasso_fista, lasso_lars, lasso_objective, lipschitz, psnr, support_fraction
+from .sparse_coding import (
+    LarsPath,
+    lars_path,
+    lasso_fista,
+    lasso_lars,
+    lasso_objective,
+    lipschitz,
+    psnr,
+    support_fraction,
+)
+
+if TYPE_CHECKING:
+    from .config import DictConfig, SganConfig
+    from .data import ImageData
 
 
 @dataclass
@@ -167,7 +180,7 @@ def update_atoms(atoms: Tensor, stat_aa: Tensor, stat_ay: Tensor, sweeps: int = 
     return D
 
 
-def _sweep_block_numpy(D, R, coupling, use: list[bool], inv: list[float]) -> None:  # noqa: ANN001 (ndarrays)
+def _sweep_block_numpy(D, R, coupling, use: list[bool], inv: list[float]) -> None:
     """In place on D [B, dim]: sequential atom updates within one block (see update_atoms)."""
     import numpy as np
 
@@ -284,7 +297,9 @@ def _predicted_alpha(path: LarsPath, target: float, K: int, rel_tol: float) -> f
     return _bisect_log(predicted, target, alpha_max * 1e-6, alpha_max, rel_tol=rel_tol / 4, steps=60)
 
 
-def _bisect_log(support: Callable[[float], float], target: float, a_lo: float, a_hi: float, rel_tol: float, steps: int) -> float:
+def _bisect_log(
+    support: Callable[[float], float], target: float, a_lo: float, a_hi: float, rel_tol: float, steps: int
+) -> float:
     """Bisection on log α ∈ [log a_lo, log a_hi] for support(α) = target.
 
     support(α) falls (up to ties) as α grows; stops once within rel_tol of the target.
@@ -385,8 +400,15 @@ def learn_dictionary(
 
     run = _run_online if solver == "online" else _run_passes
     atoms, alpha, steps, cost, history = run(
-        Y_train, atoms, alpha, passes=passes, batch_size=batch_size, retarget=retarget,
-        retune=retune, gen=gen, progress=progress,
+        Y_train,
+        atoms,
+        alpha,
+        passes=passes,
+        batch_size=batch_size,
+        retarget=retarget,
+        retune=retune,
+        gen=gen,
+        progress=progress,
     )
     sparsity = objective = quality = math.nan
     if evaluate:
@@ -512,7 +534,9 @@ class _PassCoder:
 
     def end_pass(self, codes: Tensor) -> None:
         """After a pass over all signals, with their latest codes [n, K]: plan the next."""
-        self.trial = self.exact_allowed and not (self.exact or self.tried) and _mean_support(codes) <= 3 * EXACT_MAX_SUPPORT
+        self.trial = (
+            self.exact_allowed and not (self.exact or self.tried) and _mean_support(codes) <= 3 * EXACT_MAX_SUPPORT
+        )
 
 
 def _mean_support(codes: Tensor) -> float:
@@ -606,7 +630,9 @@ def _run_passes(
         coder.end_pass(codes)
         if retune is not None and p + 1 in retarget_at:
             alpha = retune(atoms)
-        history.append({"step": float((p + 1) * n_batches), "samples": float((p + 1) * n), "cost": cost, "alpha": alpha})
+        history.append(
+            {"step": float((p + 1) * n_batches), "samples": float((p + 1) * n), "cost": cost, "alpha": alpha}
+        )
     return atoms, alpha, total, cost, history
 
 
@@ -635,7 +661,7 @@ def centre_signals(Y: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" → CUDA when present, else CPU; "cpu", "cuda", "cuda:N" (N < the GPU count) and
+    """ "auto" → CUDA when present, else CPU; "cpu", "cuda", "cuda:N" (N < the GPU count) and
     "mps" (Apple GPUs) when this machine has them. Anything else ("meta", "tpu", a GPU that
     is absent) is one SganError before any work."""
     from .errors import SganError
@@ -648,14 +674,24 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise SganError("CUDA was requested but no GPU is available", where="--device", fix=f"use --device {usable}")
+            raise SganError(
+                "CUDA was requested but no GPU is available", where="--device", fix=f"use --device {usable}"
+            )
         index = name.partition(":")[2]
         if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise SganError(f"no GPU {name!r} on this machine ({torch.cuda.device_count()} GPU(s): cuda:0 …)", where="--device", fix=f"use --device {usable}")
+            raise SganError(
+                f"no GPU {name!r} on this machine ({torch.cuda.device_count()} GPU(s): cuda:0 …)",
+                where="--device",
+                fix=f"use --device {usable}",
+            )
         return torch.device(name)
     if name == "mps":
         if not _mps_available():
-            raise SganError("the Apple GPU (mps) was requested but this machine has none", where="--device", fix=f"use --device {usable}")
+            raise SganError(
+                "the Apple GPU (mps) was requested but this machine has none",
+                where="--device",
+                fix=f"use --device {usable}",
+            )
         return torch.device("mps")
     raise SganError(f"unknown device {name!r}", where="--device", fix=f"use {usable}")
 
@@ -665,20 +701,36 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def check_dict_config(cfg: "DictConfig", channels: int, image_size: int, n_images: int | None = None) -> None:  # noqa: F821
+def check_dict_config(cfg: DictConfig, channels: int, image_size: int, n_images: int | None = None) -> None:
     """Reject impossible settings with one clear message each, before any work starts
     (including sizes that cannot fit in memory: atoms × dimension, Gram matrices, signals)."""
     from .errors import SganError
 
     if cfg.sparsity is not None and not 0.0 < cfg.sparsity < 1.0:
-        raise SganError(f"--sparsity must be strictly between 0 and 1, got {cfg.sparsity}", where="dict.sparsity / --sparsity", fix="give a fraction such as 0.1")
+        raise SganError(
+            f"--sparsity must be strictly between 0 and 1, got {cfg.sparsity}",
+            where="dict.sparsity / --sparsity",
+            fix="give a fraction such as 0.1",
+        )
     if cfg.alpha is not None and cfg.alpha <= 0:
-        raise SganError(f"--alpha must be positive, got {cfg.alpha}", where="dict.alpha / --alpha", fix="give a positive penalty, or leave it out to target --sparsity")
+        raise SganError(
+            f"--alpha must be positive, got {cfg.alpha}",
+            where="dict.alpha / --alpha",
+            fix="give a positive penalty, or leave it out to target --sparsity",
+        )
     if cfg.atoms is not None and cfg.atoms < 1:
-        raise SganError(f"--atoms must be at least 1, got {cfg.atoms}", where="dict.atoms / --atoms", fix="give a positive number of atoms, or leave it out for a square dictionary")
+        raise SganError(
+            f"--atoms must be at least 1, got {cfg.atoms}",
+            where="dict.atoms / --atoms",
+            fix="give a positive number of atoms, or leave it out for a square dictionary",
+        )
     if cfg.patch is not None:
         if cfg.patch < 2:
-            raise SganError(f"--patch must be at least 2, got {cfg.patch}", where="dict.patch / --patch", fix="give a patch size such as 3, or leave it out for whole-image atoms")
+            raise SganError(
+                f"--patch must be at least 2, got {cfg.patch}",
+                where="dict.patch / --patch",
+                fix="give a patch size such as 3, or leave it out for whole-image atoms",
+            )
         if cfg.patch > image_size:
             raise SganError(
                 f"--patch {cfg.patch} is larger than the {image_size}×{image_size} images",
@@ -686,11 +738,23 @@ def check_dict_config(cfg: "DictConfig", channels: int, image_size: int, n_image
                 fix=f"give a patch size of at most {image_size}",
             )
     if cfg.stride < 1:
-        raise SganError(f"--stride must be at least 1, got {cfg.stride}", where="dict.stride / --stride", fix="give a positive stride")
+        raise SganError(
+            f"--stride must be at least 1, got {cfg.stride}",
+            where="dict.stride / --stride",
+            fix="give a positive stride",
+        )
     if cfg.max_samples < 2:
-        raise SganError(f"--max-samples must be at least 2, got {cfg.max_samples}", where="dict.max_samples", fix="give a larger number")
+        raise SganError(
+            f"--max-samples must be at least 2, got {cfg.max_samples}",
+            where="dict.max_samples",
+            fix="give a larger number",
+        )
     if not 0.0 <= cfg.heldout < 1.0:
-        raise SganError(f"dict.heldout must be in [0, 1), got {cfg.heldout}", where="dict.heldout", fix="give a fraction such as 0.1")
+        raise SganError(
+            f"dict.heldout must be in [0, 1), got {cfg.heldout}",
+            where="dict.heldout",
+            fix="give a fraction such as 0.1",
+        )
     if cfg.solver not in ("auto", "passes", "online"):
         raise SganError(f"unknown solver {cfg.solver!r}", where="dict.solver", fix="use auto, passes or online")
     from .validation import check_memory
@@ -702,13 +766,18 @@ def check_dict_config(cfg: "DictConfig", channels: int, image_size: int, n_image
     positions = 1 if cfg.patch is None else max(1, (image_size - cfg.patch) // cfg.stride + 1) ** 2
     n_signals = min(cfg.max_samples, (n_images if n_images is not None else cfg.max_samples) * positions)
     need = 4 * (4 * k * dim + 2 * k * k + n_signals * (dim + k))
-    check_memory(need, f"a dictionary of {k} atoms of {dim} values on {n_signals} signals", "--atoms / --image-size / --max-samples", "give fewer --atoms, a smaller --image-size or --patch, or fewer --max-samples")
+    check_memory(
+        need,
+        f"a dictionary of {k} atoms of {dim} values on {n_signals} signals",
+        "--atoms / --image-size / --max-samples",
+        "give fewer --atoms, a smaller --image-size or --patch, or fewer --max-samples",
+    )
 
 
 DEFAULT_SPARSITY = 0.1
 
 
-def target_sparsity_for(cfg: "DictConfig", dim: int, n_atoms: int) -> float:  # noqa: F821
+def target_sparsity_for(cfg: DictConfig, dim: int, n_atoms: int) -> float:
     """The support fraction to aim for, checked against what lasso codes can reach.
 
     Exact lasso codes have at most ``dim`` non-zeros (the active atoms stay linearly
@@ -726,12 +795,15 @@ def target_sparsity_for(cfg: "DictConfig", dim: int, n_atoms: int) -> float:  # 
             f"--sparsity {cfg.sparsity:g} asks for {cfg.sparsity * n_atoms:.3g} non-zero coefficients per signal, "
             f"but lasso codes of {dim}-dimensional signals have at most {dim} (of {n_atoms} atoms)",
             where="dict.sparsity / --sparsity",
-            fix=f"give --sparsity below {dim / n_atoms:.3g} (e.g. {dim / (3 * n_atoms):.2g}), fewer --atoms, or a larger --patch",
+            fix=(
+                f"give --sparsity below {dim / n_atoms:.3g} (e.g. "
+                f"{dim / (3 * n_atoms):.2g}), fewer --atoms, or a larger --patch"
+            ),
         )
     return cfg.sparsity
 
 
-def signals_from_images(data: "ImageData", cfg: "DictConfig", gen: torch.Generator) -> Tensor:  # noqa: F821
+def signals_from_images(data: ImageData, cfg: DictConfig, gen: torch.Generator) -> Tensor:
     """At most ``cfg.max_samples`` random signals [n, dim] (whole images or patches) in [−1, 1].
 
     For patches, only as many images as needed are unfolded, so a 60,000-image set never
@@ -749,7 +821,7 @@ def signals_from_images(data: "ImageData", cfg: "DictConfig", gen: torch.Generat
     return patches[keep]
 
 
-def learn_from_config(data: "ImageData", cfg: "DictConfig", progress: ProgressFn | None = None) -> DictionaryJob:  # noqa: F821
+def learn_from_config(data: ImageData, cfg: DictConfig, progress: ProgressFn | None = None) -> DictionaryJob:
     """Validate the settings, cut the signals and learn the dictionary they describe."""
     check_dict_config(cfg, data.channels, data.image_size, len(data))
     device = resolve_device(cfg.device)
@@ -773,7 +845,9 @@ def learn_from_config(data: "ImageData", cfg: "DictConfig", progress: ProgressFn
         device=device,
         progress=progress,
     )
-    return DictionaryJob(learned, data.name, data.channels, data.image_size, cfg.patch, cfg.stride, int(Y.shape[0]), str(device), mean)
+    return DictionaryJob(
+        learned, data.name, data.channels, data.image_size, cfg.patch, cfg.stride, int(Y.shape[0]), str(device), mean
+    )
 
 
 # --- the `sgan learn-dict` pipeline, as named stages ---------------------------------------------
@@ -795,7 +869,9 @@ def atoms_png_path(out_path: Path) -> Path:
     return out_path.with_name("atoms.png" if out_path.stem == "dictionary" else f"{out_path.stem}_atoms.png")
 
 
-def run_learn_dict(cfg: "SganConfig", out_path: Path, force: bool = False, progress: ProgressFn | None = None) -> LearnDictRun:  # noqa: F821
+def run_learn_dict(
+    cfg: SganConfig, out_path: Path, force: bool = False, progress: ProgressFn | None = None
+) -> LearnDictRun:
     """``sgan learn-dict``: check outputs and device → load images → learn → dictionary file → atoms.png."""
     import time
 
@@ -824,9 +900,11 @@ def learn_dict_summary(run: LearnDictRun) -> dict[str, Any]:
     job, r = run.job, run.job.learned
     engine, why = native.engine(job.device)
     return {
-        "out": str(run.out), "atoms_png": str(run.atoms_png), "hash": run.hash, "dataset": job.dataset, "channels": job.channels,
-        "image_size": job.image_size, "patch": job.patch, "stride": job.stride, "n_atoms": int(r.atoms.shape[0]), "dim": int(r.atoms.shape[1]),
-        "n_signals": job.n_signals, "n_heldout": r.n_heldout, "target_sparsity": r.target_sparsity, "achieved_sparsity": r.achieved_sparsity,
-        "alpha": r.alpha, "objective": r.objective, "psnr_db": r.psnr, "mean": job.mean is not None, "solver": r.solver, "steps": r.steps, "device": job.device,
+        "out": str(run.out), "atoms_png": str(run.atoms_png), "hash": run.hash, "dataset": job.dataset,
+        "channels": job.channels, "image_size": job.image_size, "patch": job.patch, "stride": job.stride,
+        "n_atoms": int(r.atoms.shape[0]), "dim": int(r.atoms.shape[1]), "n_signals": job.n_signals,
+        "n_heldout": r.n_heldout, "target_sparsity": r.target_sparsity, "achieved_sparsity": r.achieved_sparsity,
+        "alpha": r.alpha, "objective": r.objective, "psnr_db": r.psnr, "mean": job.mean is not None,
+        "solver": r.solver, "steps": r.steps, "device": job.device,
         "engine": engine, "engine_note": why, "seconds": run.seconds,
     }  # fmt: skip

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from .errors import SganError
 
+
 @dataclass(frozen=True)
 class World:
     """This process's place among the ranks (rank 0 of 1 without torchrun)."""
@@ -72,7 +73,11 @@ def _env_int(key: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise SganError(f"the environment variable {key}={raw!r} is not an integer", where=key, fix="launch sgan with torchrun, or unset RANK / WORLD_SIZE / LOCAL_RANK") from None
+        raise SganError(
+            f"the environment variable {key}={raw!r} is not an integer",
+            where=key,
+            fix="launch sgan with torchrun, or unset RANK / WORLD_SIZE / LOCAL_RANK",
+        ) from None
 
 
 def from_env() -> World:
@@ -82,7 +87,11 @@ def from_env() -> World:
     rank = _env_int("RANK", 0)
     local = _env_int("LOCAL_RANK", 0)
     if size < 1 or not 0 <= rank < size or local < 0:
-        raise SganError(f"RANK={rank}, WORLD_SIZE={size}, LOCAL_RANK={local} do not describe a rank", where="RANK / WORLD_SIZE / LOCAL_RANK", fix="launch sgan with torchrun, or unset them")
+        raise SganError(
+            f"RANK={rank}, WORLD_SIZE={size}, LOCAL_RANK={local} do not describe a rank",
+            where="RANK / WORLD_SIZE / LOCAL_RANK",
+            fix="launch sgan with torchrun, or unset them",
+        )
     return World(rank, size, local)
 
 
@@ -159,7 +168,11 @@ def _join(world: World, what: str) -> None:
     try:
         dist.init_process_group(backend(cuda), rank=world.rank, world_size=world.size, timeout=timedelta(minutes=30))
     except (RuntimeError, ValueError) as exc:
-        raise SganError(f"{what}: could not join the other ranks ({exc})", where="torchrun", fix="check the --rdzv-endpoint / MASTER_ADDR and MASTER_PORT, and that every rank started") from None
+        raise SganError(
+            f"{what}: could not join the other ranks ({exc})",
+            where="torchrun",
+            fix="check the --rdzv-endpoint / MASTER_ADDR and MASTER_PORT, and that every rank started",
+        ) from None
     atexit.register(dist.destroy_process_group)
 
 
@@ -176,11 +189,25 @@ def _collective(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except (RuntimeError, OSError) as exc:
-        if "ConnectionClosed" in type(exc).__name__ or any(s in str(exc) for s in ("Connection closed", "connection closed", "Connection reset", "Broken pipe", "Timed out", "timed out", "NCCL")):
+        if "ConnectionClosed" in type(exc).__name__ or any(
+            s in str(exc)
+            for s in (
+                "Connection closed",
+                "connection closed",
+                "Connection reset",
+                "Broken pipe",
+                "Timed out",
+                "timed out",
+                "NCCL",
+            )
+        ):
             raise SganError(
                 f"rank {_WORLD.rank} lost contact with the other ranks (one of them failed or was stopped): {exc}",
                 where="torchrun",
-                fix="torchrun's failure summary names the rank that failed first; the files of the last completed save are intact",
+                fix=(
+                    "torchrun's failure summary names the rank that failed "
+                    "first; the files of the last completed save are intact"
+                ),
             ) from None
         raise
 
@@ -358,7 +385,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 self.num_batches_tracked += 1  # type: ignore[operator]
                 factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)  # type: ignore[arg-type]
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
-                self.running_var.lerp_((var.detach() * count / max(count - 1.0, 1.0)).to(self.running_var.dtype), factor)
+                self.running_var.lerp_(
+                    (var.detach() * count / max(count - 1.0, 1.0)).to(self.running_var.dtype), factor
+                )
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
@@ -371,7 +400,9 @@ def sync_batchnorm(module: nn.Module, cuda: bool) -> nn.Module:
     if cuda:
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        new = GlobalBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         # the same parameter and buffer objects (as torch's convert_sync_batchnorm keeps them)
         for name, p in module.named_parameters(recurse=False):
             setattr(new, name, p)

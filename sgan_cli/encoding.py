@@ -78,12 +78,20 @@ def check_coder_flags(method: str, nonzeros: int | None, alpha: float | None) ->
     if method not in METHODS:
         raise SganError(f"unknown method {method!r}", where="--method", fix=f"use one of {', '.join(METHODS)}")
     if method == "omp" and alpha is not None:
-        raise SganError("--alpha applies to --method lasso", where="--alpha", fix="leave out --alpha, or pass --method lasso")
+        raise SganError(
+            "--alpha applies to --method lasso", where="--alpha", fix="leave out --alpha, or pass --method lasso"
+        )
     if method == "lasso" and nonzeros is not None:
-        raise SganError("--nonzeros applies to --method omp (the lasso's support follows from α)", where="--nonzeros", fix="leave out --nonzeros, or use --method omp")
+        raise SganError(
+            "--nonzeros applies to --method omp (the lasso's support follows from α)",
+            where="--nonzeros",
+            fix="leave out --nonzeros, or use --method omp",
+        )
 
 
-def resolve_coder(d: DictionaryFile, size: int, method: str, nonzeros: int | None, alpha: float | None, stride: int | None) -> DictionaryCoder:
+def resolve_coder(
+    d: DictionaryFile, size: int, method: str, nonzeros: int | None, alpha: float | None, stride: int | None
+) -> DictionaryCoder:
     """Fill in the defaults and check them: OMP k = round(s·K) of the dictionary's achieved
     sparsity s (≥ 1); lasso α = the dictionary's α; patch stride 1, or P for a tiled dictionary."""
     check_coder_flags(method, nonzeros, alpha)
@@ -91,7 +99,11 @@ def resolve_coder(d: DictionaryFile, size: int, method: str, nonzeros: int | Non
     if method == "omp":
         if nonzeros is None:
             if math.isnan(d.achieved_sparsity):
-                raise SganError(f"the dictionary {d.file.path} records no achieved sparsity to choose the non-zeros from", where=str(d.file.path), fix="give --nonzeros N")
+                raise SganError(
+                    f"the dictionary {d.file.path} records no achieved sparsity to choose the non-zeros from",
+                    where=str(d.file.path),
+                    fix="give --nonzeros N",
+                )
             nonzeros = max(1, round(d.achieved_sparsity * d.n_atoms))
         limit = min(d.n_atoms, dim)
         if not 1 <= nonzeros <= limit:
@@ -105,13 +117,19 @@ def resolve_coder(d: DictionaryFile, size: int, method: str, nonzeros: int | Non
         if alpha is None:
             alpha = d.alpha
             if math.isnan(alpha):
-                raise SganError(f"the dictionary {d.file.path} records no α", where=str(d.file.path), fix="give --alpha")
+                raise SganError(
+                    f"the dictionary {d.file.path} records no α", where=str(d.file.path), fix="give --alpha"
+                )
         if alpha <= 0:
             raise SganError(f"--alpha must be positive, got {alpha}", where="--alpha", fix="give a positive penalty")
         nonzeros = None
     if d.patch is None:
         if stride is not None:
-            raise SganError("--stride applies to patch dictionaries only", where="--stride", fix="leave out --stride for whole-image atoms")
+            raise SganError(
+                "--stride applies to patch dictionaries only",
+                where="--stride",
+                fix="leave out --stride for whole-image atoms",
+            )
         return DictionaryCoder(method, nonzeros, alpha, None)
     if stride is None:
         stride = d.patch if d.stride == d.patch and size % d.patch == 0 else 1
@@ -152,7 +170,9 @@ def overlap_count(code_side: int, patch: int, stride: int, device: torch.device)
     return F.conv_transpose2d(ones, torch.ones(1, 1, patch, patch, device=device), stride=stride)
 
 
-def patch_codes(x: Tensor, atoms: Tensor, patch: int, stride: int, coder: DictionaryCoder, mean: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def patch_codes(
+    x: Tensor, atoms: Tensor, patch: int, stride: int, coder: DictionaryCoder, mean: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Patch mode: x [B, C, H, W] → (code map [B, K, h, w], reconstruction [B, C, H, W]), float64.
 
     With the dictionary's mean patch m [C·P·P], every patch is coded as y − m and m is added
@@ -222,7 +242,11 @@ def encode_dictionary(
         quality[start : start + x.shape[0]] = psnr(r, x).float().cpu()
         if progress is not None:
             done = start + x.shape[0]
-            progress(done, n, {"img/s": done / max(time.perf_counter() - t0, 1e-9), "psnr": float(quality[:done].double().mean())})
+            progress(
+                done,
+                n,
+                {"img/s": done / max(time.perf_counter() - t0, 1e-9), "psnr": float(quality[:done].double().mean())},
+            )
     return Encoded(data.images, recon, quality, None, codes, support_fraction(codes), time.perf_counter() - t0)
 
 
@@ -237,9 +261,12 @@ def encode_reconstructor(
     C, S = r.geometry.channels, r.geometry.size
     if (data.channels, data.image_size) != (C, S):
         raise SganError(
-            f"the images are {data.channels}×{data.image_size}×{data.image_size} but the reconstructor {r.path} takes {C}×{S}×{S}",
+            f"the images are {data.channels}×{data.image_size}×{data.image_size} "
+            f"but the reconstructor {r.path} takes {C}×{S}×{S}",
             where=data.source,
-            fix=f"pass --image-size {S}, or give images of the data set the run was trained on" if data.channels == C else "give images of the data set the run was trained on",
+            fix=f"pass --image-size {S}, or give images of the data set the run was trained on"
+            if data.channels == C
+            else "give images of the data set the run was trained on",
         )
     dev = r.generator.device
     n = len(data)
@@ -263,7 +290,14 @@ def encode_reconstructor(
             quality[start : start + x.shape[0]] = psnr(y, x).float().cpu()
             if progress is not None:
                 done = start + x.shape[0]
-                progress(done, n, {"img/s": done / max(time.perf_counter() - t0, 1e-9), "psnr": float(quality[:done].double().mean())})
+                progress(
+                    done,
+                    n,
+                    {
+                        "img/s": done / max(time.perf_counter() - t0, 1e-9),
+                        "psnr": float(quality[:done].double().mean()),
+                    },
+                )
     support = nonzero / total if total else math.nan
     return Encoded(data.images, recon, quality, z_all, None, support, time.perf_counter() - t0)
 
@@ -304,7 +338,8 @@ def save_latents(
         "n": str(enc.originals.shape[0]),
         "mean_psnr": repr(enc.mean_psnr),
         "support_fraction": repr(enc.support_fraction),
-        "psnr_convention": "dB, 10·log10(2²/MSE) on [−1, 1] pixels, reconstruction clipped to [−1, 1] before uint8 rounding",
+        "psnr_convention": "dB, 10·log10(2²/MSE) on [−1, 1] pixels, reconstruction "
+        "clipped to [−1, 1] before uint8 rounding",
     }
     return write_file(path, "sgan.latents", tensors, config=config, lineage=lineage, meta=full_meta, force=force)
 
@@ -320,7 +355,8 @@ def _validate_latents(tensors: dict[str, Any], meta: dict[str, str], path: Path)
         raise SganError(f"{path}: originals and reconstructions must be uint8", where=str(path), fix=fix)
     if originals.shape != recon.shape or q.shape[0] != originals.shape[0]:
         raise SganError(
-            f"{path}: originals {tuple(originals.shape)}, reconstructions {tuple(recon.shape)} and psnr {tuple(q.shape)} do not match",
+            f"{path}: originals {tuple(originals.shape)}, reconstructions "
+            f"{tuple(recon.shape)} and psnr {tuple(q.shape)} do not match",
             where=str(path),
             fix=fix,
         )
@@ -329,7 +365,11 @@ def _validate_latents(tensors: dict[str, Any], meta: dict[str, str], path: Path)
     for name in ("z", "codes"):
         t = tensors.get(name)
         if t is not None and (t.ndim < 2 or t.shape[0] != originals.shape[0]):
-            raise SganError(f"{path}: tensor {name!r} of shape {tuple(t.shape)} does not have one row per image", where=str(path), fix=fix)
+            raise SganError(
+                f"{path}: tensor {name!r} of shape {tuple(t.shape)} does not have one row per image",
+                where=str(path),
+                fix=fix,
+            )
 
 
 def load_latents(path: str | Path) -> SganFile:
@@ -365,7 +405,9 @@ class EncodeRequest:
     @property
     def grid_path(self) -> Path:
         """``reconstructions.png`` beside ``latents.safetensors``; ``NAME_reconstructions.png`` beside others."""
-        return self.out.with_name("reconstructions.png" if self.out.stem == "latents" else f"{self.out.stem}_reconstructions.png")
+        return self.out.with_name(
+            "reconstructions.png" if self.out.stem == "latents" else f"{self.out.stem}_reconstructions.png"
+        )
 
 
 @dataclass
@@ -394,10 +436,20 @@ def check_encode_request(req: EncodeRequest) -> None:
             where="--reconstructor / --dict",
             fix="give --reconstructor RUN (latents z) or --dict dictionary.safetensors (sparse codes)",
         )
-    if req.dictionary is None and (req.nonzeros is not None or req.alpha is not None or req.stride is not None or req.method != "omp"):
-        raise SganError("--method, --nonzeros, --alpha and --stride apply to --dict only", where="--reconstructor", fix="leave them out, or encode with --dict")
+    if req.dictionary is None and (
+        req.nonzeros is not None or req.alpha is not None or req.stride is not None or req.method != "omp"
+    ):
+        raise SganError(
+            "--method, --nonzeros, --alpha and --stride apply to --dict only",
+            where="--reconstructor",
+            fix="leave them out, or encode with --dict",
+        )
     if req.dictionary is not None and (req.generator is not None or req.ema):
-        raise SganError("--generator and --ema apply to --reconstructor only", where="--dict", fix="leave them out, or encode with --reconstructor")
+        raise SganError(
+            "--generator and --ema apply to --reconstructor only",
+            where="--dict",
+            fix="leave them out, or encode with --reconstructor",
+        )
     if req.dictionary is not None:
         check_coder_flags(req.method, req.nonzeros, req.alpha)
     check_writable(req.out, req.force)
@@ -410,7 +462,9 @@ def _data_config(req: EncodeRequest) -> Any:
     return DataConfig(name=req.data, root=req.data_root, split=req.split, limit=req.limit, image_size=req.image_size)
 
 
-def encode_over_dictionary(req: EncodeRequest, device: torch.device, progress: ProgressFn | None) -> tuple[Encoded, ImageData, dict[str, str], dict[str, str], str, str, DictionaryCoder]:
+def encode_over_dictionary(
+    req: EncodeRequest, device: torch.device, progress: ProgressFn | None
+) -> tuple[Encoded, ImageData, dict[str, str], dict[str, str], str, str, DictionaryCoder]:
     """Stage 2a: sparse codes of the images over a dictionary file."""
     from .contracts import check_dictionary_fits, load_dictionary
     from .data import load_data
@@ -425,14 +479,23 @@ def encode_over_dictionary(req: EncodeRequest, device: torch.device, progress: P
         "mode": "dictionary", "method": coder.method, "dictionary": str(req.dictionary),
         "nonzeros": str(coder.nonzeros) if coder.nonzeros is not None else "null",
         "alpha": repr(coder.alpha) if coder.alpha is not None else "null",
-        "patch": str(d.patch) if d.patch is not None else "null", "stride": str(coder.stride) if coder.stride is not None else "null",
+        "patch": str(d.patch) if d.patch is not None else "null",
+        "stride": str(coder.stride) if coder.stride is not None else "null",
     }  # fmt: skip
-    source = f"{req.dictionary} ({d.n_atoms} " + ("whole-image atoms)" if d.patch is None else f"{d.patch}×{d.patch} patch atoms, stride {coder.stride})")
-    how = f"OMP, {coder.nonzeros} non-zeros per signal" if coder.method == "omp" else f"lasso (LARS), α = {coder.alpha:.4g}"
+    source = f"{req.dictionary} ({d.n_atoms} " + (
+        "whole-image atoms)" if d.patch is None else f"{d.patch}×{d.patch} patch atoms, stride {coder.stride})"
+    )
+    how = (
+        f"OMP, {coder.nonzeros} non-zeros per signal"
+        if coder.method == "omp"
+        else f"lasso (LARS), α = {coder.alpha:.4g}"
+    )
     return enc, images, meta, {"dictionary": d.hash}, source, how, coder
 
 
-def encode_through_reconstructor(req: EncodeRequest, device: torch.device, progress: ProgressFn | None) -> tuple[Encoded, ImageData, dict[str, str], dict[str, str], str, str]:
+def encode_through_reconstructor(
+    req: EncodeRequest, device: torch.device, progress: ProgressFn | None
+) -> tuple[Encoded, ImageData, dict[str, str], dict[str, str], str, str]:
     """Stage 2b: latents z = E(x) of a trained reconstructor, and G(E(x))."""
     from .data import load_data
     from .run_files import load_reconstructor
@@ -441,7 +504,14 @@ def encode_through_reconstructor(req: EncodeRequest, device: torch.device, progr
     r = load_reconstructor(req.reconstructor, generator=req.generator, ema=req.ema, device=device)
     images = load_data(_data_config(req))
     enc = encode_reconstructor(images, r, batch_size=req.batch_size, progress=progress)
-    meta = {"mode": "reconstructor", "method": "reconstructor", "recon_mode": r.mode, "reconstructor": str(r.path), "generator": str(r.generator.path), "ema": "true" if req.ema else "false"}
+    meta = {
+        "mode": "reconstructor",
+        "method": "reconstructor",
+        "recon_mode": r.mode,
+        "reconstructor": str(r.path),
+        "generator": str(r.generator.path),
+        "ema": "true" if req.ema else "false",
+    }
     lineage = {"reconstructor": r.hash, "generator": r.generator.hash}
     if r.generator.dictionary is not None and r.generator.dictionary.hash:
         lineage["dictionary"] = r.generator.dictionary.hash
@@ -464,12 +534,30 @@ def run_encode(req: EncodeRequest, progress: ProgressFn | None = None) -> Encode
     else:
         enc, images, meta, lineage, source, how = encode_through_reconstructor(req, device, progress)
     meta.update(input=req.data, source=images.source)
-    settings: dict[str, object] = {"input": req.data, "split": req.split, "limit": req.limit, "image_size": req.image_size}
+    settings: dict[str, object] = {
+        "input": req.data,
+        "split": req.split,
+        "limit": req.limit,
+        "image_size": req.image_size,
+    }
     if coder is not None:
-        settings.update(dictionary=str(req.dictionary), method=coder.method, nonzeros=coder.nonzeros, alpha=coder.alpha, stride=coder.stride)
+        settings.update(
+            dictionary=str(req.dictionary),
+            method=coder.method,
+            nonzeros=coder.nonzeros,
+            alpha=coder.alpha,
+            stride=coder.stride,
+        )
     else:
         settings.update(reconstructor=meta["reconstructor"], generator=meta["generator"], ema=req.ema)
-    digest = save_latents(req.out, enc, meta=meta, lineage=lineage, config={"data": to_dict(_data_config(req)), "encode": settings}, force=req.force)
+    digest = save_latents(
+        req.out,
+        enc,
+        meta=meta,
+        lineage=lineage,
+        config={"data": to_dict(_data_config(req)), "encode": settings},
+        force=req.force,
+    )
     save_png(comparison_grid(enc), req.grid_path)
     return EncodeRun(req, enc, images, meta, lineage, source, how, coder, digest, device)
 
@@ -477,14 +565,18 @@ def run_encode(req: EncodeRequest, progress: ProgressFn | None = None) -> Encode
 def encode_summary(run: EncodeRun) -> dict[str, Any]:
     """The record ``sgan encode --json`` prints."""
     enc, n = run.encoded, int(run.encoded.originals.shape[0])
-    support = None if enc.support_fraction != enc.support_fraction else enc.support_fraction  # NaN → None (dense generator)
+    support = (
+        None if enc.support_fraction != enc.support_fraction else enc.support_fraction
+    )  # NaN → None (dense generator)
     summary: dict[str, Any] = {
-        "input": run.request.data, "n": n, "mode": run.meta["mode"], "method": run.meta["method"], "mean_psnr": enc.mean_psnr,
-        "min_psnr": float(enc.psnr.min()) if n else None, "support_fraction": support, "seconds": enc.seconds,
-        "images_per_s": n / max(enc.seconds, 1e-9), "out": str(run.request.out), "grid": str(run.request.grid_path),
-        "hash": run.hash, "lineage": run.lineage, "device": str(run.device),
+        "input": run.request.data, "n": n, "mode": run.meta["mode"], "method": run.meta["method"],
+        "mean_psnr": enc.mean_psnr, "min_psnr": float(enc.psnr.min()) if n else None, "support_fraction": support,
+        "seconds": enc.seconds, "images_per_s": n / max(enc.seconds, 1e-9), "out": str(run.request.out),
+        "grid": str(run.request.grid_path), "hash": run.hash, "lineage": run.lineage, "device": str(run.device),
     }  # fmt: skip
     if run.coder is not None:
         engine, why = native.engine(run.device)
-        summary.update(nonzeros=run.coder.nonzeros, alpha=run.coder.alpha, stride=run.coder.stride, engine=engine, engine_note=why)
+        summary.update(
+            nonzeros=run.coder.nonzeros, alpha=run.coder.alpha, stride=run.coder.stride, engine=engine, engine_note=why
+        )
     return summary

@@ -67,7 +67,9 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     )
 
 
-def load_extractor(spec: str, weights: str | None = None, custom_weights: bool = False, download: bool = True) -> Extractor:
+def load_extractor(
+    spec: str, weights: str | None = None, custom_weights: bool = False, download: bool = True
+) -> Extractor:
     """Build the extractor named by ``--features`` (on the CPU; :func:`extract` moves it)."""
     kind, path = parse_spec(spec)
     if kind == "inception":
@@ -77,14 +79,27 @@ def load_extractor(spec: str, weights: str | None = None, custom_weights: bool =
         net, digest, standard = load_inception(file, custom=custom_weights)
         return Extractor("inception", net, str(file), digest, standard, FEATURE_DIM, N_CLASSES)
     if weights is not None:
-        raise SganError("--weights applies to --features inception only", where="--weights", fix="drop --weights; a classifier file holds its own weights")
+        raise SganError(
+            "--weights applies to --features inception only",
+            where="--weights",
+            fix="drop --weights; a classifier file holds its own weights",
+        )
     from .classifier import load_classifier
 
     clf = load_classifier(path)  # type: ignore[arg-type]
     info = clf.info
     return Extractor(
-        "classifier", clf.net, str(path), clf.hash, True, info.feature_dim, info.n_classes,
-        channels=info.channels, image_size=info.image_size, accuracy=info.test_accuracy, dataset=info.dataset,
+        "classifier",
+        clf.net,
+        str(path),
+        clf.hash,
+        True,
+        info.feature_dim,
+        info.n_classes,
+        channels=info.channels,
+        image_size=info.image_size,
+        accuracy=info.test_accuracy,
+        dataset=info.dataset,
         # float64: a small net costs little more in double, and KID's cubic kernel turns
         # float32 rounding noise (1e-7, which varies with batch size and memory alignment)
         # into ~1e-6 relative changes; in float64 results repeat to ~1e-12
@@ -97,16 +112,22 @@ def check_images(extractor: Extractor, images: Tensor, what: str) -> None:
     c, h, w = (int(s) for s in images.shape[1:])
     if extractor.kind == "inception":
         if c not in (1, 3):
-            raise SganError(f"the {what} images have {c} channels; the Inception network reads 1 or 3", fix="score grayscale or RGB images")
+            raise SganError(
+                f"the {what} images have {c} channels; the Inception network reads 1 or 3",
+                fix="score grayscale or RGB images",
+            )
         return
     if c != extractor.channels or h != extractor.image_size or w != extractor.image_size:
         fixes = []  # only the fixes that would work
         if h != extractor.image_size or w != extractor.image_size:
             fixes.append(f"pass --image-size {extractor.image_size} to resize them")
         if c != extractor.channels:
-            fixes.append(f"give {extractor.channels}-channel images ({'grayscale' if extractor.channels == 1 else 'colour'})")
+            fixes.append(
+                f"give {extractor.channels}-channel images ({'grayscale' if extractor.channels == 1 else 'colour'})"
+            )
         raise SganError(
-            f"the {what} images are {c}×{h}×{w}, but the classifier reads {extractor.channels}×{extractor.image_size}×{extractor.image_size}",
+            f"the {what} images are {c}×{h}×{w}, but the classifier reads "
+            f"{extractor.channels}×{extractor.image_size}×{extractor.image_size}",
             where=extractor.source,
             fix=f"{' and '.join(fixes)}, or use a classifier trained on such images",
         )
@@ -118,7 +139,9 @@ class Features:
     logits: Tensor  # [N, n_classes]
 
 
-def extract(extractor: Extractor, images: Tensor, batch_size: int, device: torch.device, progress: ProgressFn | None = None) -> Features:
+def extract(
+    extractor: Extractor, images: Tensor, batch_size: int, device: torch.device, progress: ProgressFn | None = None
+) -> Features:
     """Run the extractor over uint8 images [N, C, H, W] in batches; features stay on the CPU.
 
     Each image's features depend only on that image (eval-mode BatchNorm, no dropout), so
@@ -129,7 +152,9 @@ def extract(extractor: Extractor, images: Tensor, batch_size: int, device: torch
     from . import distributed
 
     if batch_size < 1:
-        raise SganError(f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size")
+        raise SganError(
+            f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size"
+        )
     n = int(images.shape[0])
     net = extractor.net.to(device, extractor.dtype).eval()
     world = distributed.current()
@@ -157,13 +182,19 @@ def check_finite_features(extractor: Extractor, feats: Tensor, logits: Tensor) -
     bad = int((~torch.isfinite(feats)).any(dim=1).sum()) + int((~torch.isfinite(logits)).any(dim=1).sum())
     if bad:
         raise SganError(
-            f"the feature extractor gave non-finite values (NaN or inf) for {bad} image(s); no score computed from them can be trusted",
+            "the feature extractor gave non-finite values (NaN or inf) for "
+            f"{bad} image(s); no score computed from them can be trusted",
             where=extractor.source,
-            fix="use another extractor (a classifier trained again with sgan classifier, or the standard Inception weights)",
+            fix=(
+                "use another extractor (a classifier trained again with "
+                "sgan classifier, or the standard Inception weights)"
+            ),
         )
 
 
-def class_predictions(extractor: Extractor, images: Tensor, batch_size: int, device: torch.device, logits: Tensor | None = None) -> tuple[Tensor, int]:
+def class_predictions(
+    extractor: Extractor, images: Tensor, batch_size: int, device: torch.device, logits: Tensor | None = None
+) -> tuple[Tensor, int]:
     """Predicted modes of uint8 images [N, C, H, W] → ([N] int64, number of modes).
 
     A 1-channel classifier reads C-channel images one channel at a time: stacked MNIST
@@ -174,12 +205,16 @@ def class_predictions(extractor: Extractor, images: Tensor, batch_size: int, dev
     from .metrics import stacked_modes
 
     if extractor.kind != "classifier":
-        raise SganError("mode coverage needs a classifier's classes", where="--metric modes", fix="use --features classifier:FILE")
+        raise SganError(
+            "mode coverage needs a classifier's classes", where="--metric modes", fix="use --features classifier:FILE"
+        )
     n, c, h, w = images.shape
     k = extractor.n_classes
     if extractor.channels == 1 and c > 1:
         check_images(extractor, images[:, :1], "samples")
-        per_channel = extract(extractor, images.reshape(n * c, 1, h, w), batch_size, device).logits.argmax(dim=1).view(n, c)
+        per_channel = (
+            extract(extractor, images.reshape(n * c, 1, h, w), batch_size, device).logits.argmax(dim=1).view(n, c)
+        )
         return stacked_modes(per_channel, k), k**c
     if logits is None:
         check_images(extractor, images, "samples")

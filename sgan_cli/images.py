@@ -32,7 +32,9 @@ def make_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int 
     cells = torch.full((nrows * ncol, c, h, w), pad_value, dtype=torch.uint8)
     cells[:n] = images
     cells = cells.view(nrows, ncol, c, h, w).permute(2, 0, 3, 1, 4)  # [C, rows, H, cols, W]
-    body = grid[:, pad:, pad:].unfold(1, h + pad, h + pad).unfold(2, w + pad, w + pad)  # view [C, rows, cols, h+pad, w+pad]
+    body = (
+        grid[:, pad:, pad:].unfold(1, h + pad, h + pad).unfold(2, w + pad, w + pad)
+    )  # view [C, rows, cols, h+pad, w+pad]
     body[:, :, :, :h, :w] = cells.permute(0, 1, 3, 2, 4)
     return grid
 
@@ -48,7 +50,9 @@ def save_png(image: Tensor, path: str | Path) -> None:
     from PIL import Image
 
     arr = image.cpu().numpy()
-    pic = Image.fromarray(arr[0], mode="L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")
+    pic = (
+        Image.fromarray(arr[0], mode="L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")
+    )
     atomic_write_bytes(Path(path), lambda tmp: pic.save(tmp, format="PNG"))
 
 

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .contracts import ensure_folder
 from .errors import SganError
+from .outputs import ensure_folder
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + WEIGHTS_NAME
@@ -44,7 +44,9 @@ N_CLASSES = 1008
 class ConvBN(nn.Module):
     """Conv (no bias) → BatchNorm (ε = 1e-3, TensorFlow's) → ReLU: Inception's basic unit."""
 
-    def __init__(self, cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1, padding: int | tuple[int, int] = 0) -> None:
+    def __init__(
+        self, cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1, padding: int | tuple[int, int] = 0
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=0.001)
@@ -133,7 +135,13 @@ class BlockC(nn.Module):
         a = self.branch1x1(x)
         b = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         c = x
-        for conv in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
+        for conv in (
+            self.branch7x7dbl_1,
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             c = conv(c)
         d = self.branch_pool(_tf_avg_pool(x))
         return torch.cat([a, b, c, d], dim=1)
@@ -178,7 +186,14 @@ class BlockE(nn.Module):
         b0 = self.branch3x3_1(x)
         c0 = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         pooled = F.max_pool2d(x, 3, stride=1, padding=1) if self.max_pool else _tf_avg_pool(x)
-        parts = [a, self.branch3x3_2a(b0), self.branch3x3_2b(b0), self.branch3x3dbl_3a(c0), self.branch3x3dbl_3b(c0), self.branch_pool(pooled)]
+        parts = [
+            a,
+            self.branch3x3_2a(b0),
+            self.branch3x3_2b(b0),
+            self.branch3x3dbl_3a(c0),
+            self.branch3x3dbl_3b(c0),
+            self.branch_pool(pooled),
+        ]
         return torch.cat(parts, dim=1)
 
 
@@ -228,12 +243,18 @@ class FIDInception(nn.Module):
     def preprocess(self, images: Tensor) -> Tensor:
         """uint8 [B, C, H, W] → float [B, 3, 299, 299]: TF1 bilinear resize, (x − 128)/128; gray → 3 channels."""
         if images.shape[1] not in (1, 3):
-            raise SganError(f"the Inception network reads 1- or 3-channel images, got {images.shape[1]} channels", fix="score grayscale or RGB images")
+            raise SganError(
+                f"the Inception network reads 1- or 3-channel images, got {images.shape[1]} channels",
+                fix="score grayscale or RGB images",
+            )
         h, w = images.shape[-2:]
         dtype = self.fc.weight.dtype  # float32 as torch-fidelity runs it; float64 works too
         key = (h, w, str(images.device), str(dtype))
         if key not in self._resize_cache:
-            self._resize_cache[key] = (tf1_resize_matrix(h, INPUT_SIZE, dtype).to(images.device), tf1_resize_matrix(w, INPUT_SIZE, dtype).to(images.device))
+            self._resize_cache[key] = (
+                tf1_resize_matrix(h, INPUT_SIZE, dtype).to(images.device),
+                tf1_resize_matrix(w, INPUT_SIZE, dtype).to(images.device),
+            )
         wy, wx = self._resize_cache[key]
         x = wy @ images.to(dtype) @ wx.T  # [B, C, 299, 299]; resized before the channel repeat (3× less work)
         x = (x - 128.0) / 128.0
@@ -245,7 +266,16 @@ class FIDInception(nn.Module):
         x = F.max_pool2d(x, 3, stride=2)  # [B, 64, 73, 73]
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))  # [B, 192, 71, 71]
         x = F.max_pool2d(x, 3, stride=2)  # [B, 192, 35, 35]
-        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b, self.Mixed_6c, self.Mixed_6d, self.Mixed_6e):
+        for block in (
+            self.Mixed_5b,
+            self.Mixed_5c,
+            self.Mixed_5d,
+            self.Mixed_6a,
+            self.Mixed_6b,
+            self.Mixed_6c,
+            self.Mixed_6d,
+            self.Mixed_6e,
+        ):
             x = block(x)  # → [B, 768, 17, 17]
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))  # [B, 2048, 8, 8]
         pool = x.mean(dim=(2, 3))  # [B, 2048]
@@ -270,7 +300,10 @@ def _missing(detail: str) -> SganError:
     return SganError(
         f"the Inception weights file {WEIGHTS_NAME} is not available and could not be downloaded ({detail})",
         where=str(target),
-        fix=f"download {WEIGHTS_URL} and put it at {target} (or anywhere, and pass --weights PATH); or use --features classifier:FILE",
+        fix=(
+            f"download {WEIGHTS_URL} and put it at {target} (or anywhere, "
+            "and pass --weights PATH); or use --features classifier:FILE"
+        ),
     )
 
 
@@ -279,7 +312,11 @@ def locate_weights(weights: str | Path | None, download: bool = True) -> Path:
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise SganError(f"the Inception weights file {path} does not exist", where=str(path), fix=f"give the path of {WEIGHTS_NAME} (from {WEIGHTS_URL})")
+            raise SganError(
+                f"the Inception weights file {path} does not exist",
+                where=str(path),
+                fix=f"give the path of {WEIGHTS_NAME} (from {WEIGHTS_URL})",
+            )
         return path
     folder = hub_weights_dir()
     for name in ALIASES:
@@ -294,7 +331,7 @@ def locate_weights(weights: str | Path | None, download: bool = True) -> Path:
     try:
         # hash_prefix: torch.hub checks the SHA-256 prefix in the name; load_inception checks all of it
         torch.hub.download_url_to_file(WEIGHTS_URL, str(target), hash_prefix=WEIGHTS_SHA256[:8], progress=False)
-    except Exception as exc:  # noqa: BLE001 - any download failure is the same user problem
+    except Exception as exc:
         raise _missing(f"{type(exc).__name__}: {exc}") from None
     finally:
         socket.setdefaulttimeout(old)
@@ -312,14 +349,22 @@ def load_inception(path: Path, custom: bool = False) -> tuple[FIDInception, str,
     standard = digest == WEIGHTS_SHA256
     if not standard and not custom:
         raise SganError(
-            f"the Inception weights {path} have SHA-256 {digest[:16]}…, not the published {WEIGHTS_SHA256[:16]}… of {WEIGHTS_NAME}",
+            f"the Inception weights {path} have SHA-256 {digest[:16]}…, "
+            f"not the published {WEIGHTS_SHA256[:16]}… of {WEIGHTS_NAME}",
             where=str(path),
-            fix=f"download the file again from {WEIGHTS_URL}, or pass --custom-weights to use these weights anyway (results are then labelled non-standard)",
+            fix=(
+                f"download the file again from {WEIGHTS_URL}, or pass --custom-weights "
+                "to use these weights anyway (results are then labelled non-standard)"
+            ),
         )
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and format errors all mean "not a state dict"
-        raise SganError(f"{path} is not a PyTorch weights file that can be loaded safely ({type(exc).__name__}: {exc})", where=str(path), fix=f"give {WEIGHTS_NAME}") from None
+    except Exception as exc:
+        raise SganError(
+            f"{path} is not a PyTorch weights file that can be loaded safely ({type(exc).__name__}: {exc})",
+            where=str(path),
+            fix=f"give {WEIGHTS_NAME}",
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     net = FIDInception()
@@ -336,11 +381,14 @@ def load_inception(path: Path, custom: bool = False) -> tuple[FIDInception, str,
             for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
             if keys
         )
-        raise SganError(f"{path} is not an FID Inception state dict ({details})", where=str(path), fix=f"give {WEIGHTS_NAME} from {WEIGHTS_URL}")
+        raise SganError(
+            f"{path} is not an FID Inception state dict ({details})",
+            where=str(path),
+            fix=f"give {WEIGHTS_NAME} from {WEIGHTS_URL}",
+        )
     net.load_state_dict(state, strict=False)
     net.eval().requires_grad_(False)
     for module in net.modules():
         if isinstance(module, ConvBN):
             module.fuse()
     return net, "sha256:" + digest, standard
-

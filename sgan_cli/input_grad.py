@@ -23,7 +23,7 @@ user module) are not traced: :func:`input_gradient` then uses autograd's double 
 from __future__ import annotations
 
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,8 @@ def _conv2d(m: nn.Conv2d, x: Tensor) -> tuple[Tensor, Pullback]:
         # the adjoint of a strided conv is the transposed conv with the same weight [C_out, C_in, k, k];
         # output_padding restores input sizes a strided conv rounded down
         out_pad = [
-            size_in[d] - ((g.shape[-2 + d] - 1) * m.stride[d] - 2 * m.padding[d] + m.dilation[d] * (m.kernel_size[d] - 1) + 1)  # type: ignore[index]
+            size_in[d]
+            - ((g.shape[-2 + d] - 1) * m.stride[d] - 2 * m.padding[d] + m.dilation[d] * (m.kernel_size[d] - 1) + 1)  # type: ignore[index]
             for d in range(2)
         ]
         return F.conv_transpose2d(g, m.weight, None, m.stride, m.padding, out_pad, m.groups, m.dilation)  # type: ignore[arg-type]
@@ -76,7 +77,9 @@ def _avg_pool2d(m: nn.AvgPool2d, x: Tensor) -> tuple[Tensor, Pullback]:
     kernel, pad = list(_pair(m.kernel_size)), list(_pair(m.padding))
     stride = list(_pair(m.stride)) if m.stride else kernel
     y = m(x)
-    return y, lambda g: torch.ops.aten.avg_pool2d_backward(g, x, kernel, stride, pad, m.ceil_mode, m.count_include_pad, m.divisor_override)
+    return y, lambda g: torch.ops.aten.avg_pool2d_backward(
+        g, x, kernel, stride, pad, m.ceil_mode, m.count_include_pad, m.divisor_override
+    )
 
 
 def _flatten(m: nn.Flatten, x: Tensor) -> tuple[Tensor, Pullback]:

@@ -29,9 +29,9 @@ def critic_loss(objective: str, real_scores: Tensor, fake_scores: Tensor) -> Ten
     """The critic's loss without the gradient penalty (see :func:`gradient_penalty`)."""
     real_scores, fake_scores = real_scores.float(), fake_scores.float()
     if objective == "gan":
-        return F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores)) + F.binary_cross_entropy_with_logits(
-            fake_scores, torch.zeros_like(fake_scores)
-        )
+        return F.binary_cross_entropy_with_logits(
+            real_scores, torch.ones_like(real_scores)
+        ) + F.binary_cross_entropy_with_logits(fake_scores, torch.zeros_like(fake_scores))
     if objective in ("wgan", "wgan-gp"):
         return fake_scores.mean() - real_scores.mean()
     if objective == "hinge":
@@ -50,15 +50,18 @@ def generator_loss(objective: str, fake_scores: Tensor) -> Tensor:
     raise ValueError(f"unknown objective {objective!r}")
 
 
-def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator | None = None, eps: Tensor | None = None) -> Tensor:
+def gradient_penalty(
+    critic: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator | None = None, eps: Tensor | None = None
+) -> Tensor:
     """WGAN-GP penalty mean_i (‖∇ₓD(x̂_i)‖₂ − 1)² with x̂ = εx + (1 − ε)G(z), ε ~ U[0, 1] per sample.
 
     The norm is over each sample's *whole flattened* gradient [C·H·W] — taking it per pixel
     (over channels only) is a well-known bug in public code and penalises something else.
     ``eps`` [B] gives ε instead of drawing it from ``generator`` (a rank's share of the
-    global batch's ε under torchrun). Returns the unweighted penalty; the caller multiplies by λ (10 by default). ∇ₓD comes from
-    :func:`sgan_cli.input_grad.input_gradient`: a first-order graph for sgan's critics (no
-    double backward), autograd's ``create_graph`` gradient for any other critic.
+    global batch's ε under torchrun). Returns the unweighted penalty; the caller multiplies by λ
+    (10 by default). ∇ₓD comes from :func:`sgan_cli.input_grad.input_gradient`: a first-order
+    graph for sgan's critics (no double backward), autograd's ``create_graph`` gradient for any
+    other critic.
     """
     b = real.shape[0]
     if eps is None:
@@ -108,7 +111,9 @@ def vae_loss(x_hat: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kl_weight: fl
     return ((rec + kl_weight * kl) / n_pix).mean(), (kl / n_pix).mean()
 
 
-def feature_matching_loss(real_features: Tensor, fake_features: Tensor, mean: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+def feature_matching_loss(
+    real_features: Tensor, fake_features: Tensor, mean: Callable[[Tensor], Tensor] | None = None
+) -> Tensor:
     """Seed 003: ‖E_x f(x) − E_z f(G(z))‖² over the critic's penultimate features f [B, A].
 
     ``mean`` [B, A] → [A] replaces the batch mean (the global batch's mean under torchrun).

@@ -99,11 +99,21 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     are returned as 0.0.
     """
     if a.mean.shape != b.mean.shape:
-        raise SganError(f"feature sizes differ ({a.mean.shape[0]} and {b.mean.shape[0]})", fix="compute both sets with the same extractor")
+        raise SganError(
+            f"feature sizes differ ({a.mean.shape[0]} and {b.mean.shape[0]})",
+            fix="compute both sets with the same extractor",
+        )
     diff = a.mean - b.mean
     d = int(a.mean.shape[0])
     if a.centered is not None and b.centered is not None and min(a.n, b.n) < d:
-        return _at_least_zero(float(diff @ diff + torch.trace(a.cov) + torch.trace(b.cov) - 2 * _trace_sqrt_from_rows(a.centered, b.centered)))
+        return _at_least_zero(
+            float(
+                diff @ diff
+                + torch.trace(a.cov)
+                + torch.trace(b.cov)
+                - 2 * _trace_sqrt_from_rows(a.centered, b.centered)
+            )
+        )
     root = psd_sqrt(a.cov)
     m = root @ b.cov @ root
     tr_covmean = _psd_eigvals(torch.linalg.eigvalsh((m + m.T) / 2)).sqrt().sum()
@@ -148,13 +158,17 @@ def inception_score(logits: Tensor, splits: int = 10, seed: int = 0) -> MeanStd:
     """
     n = int(logits.shape[0])
     if n < splits:
-        raise SganError(f"the Inception Score needs at least {splits} images (one per split), got {n}", fix="score more images")
+        raise SganError(
+            f"the Inception Score needs at least {splits} images (one per split), got {n}", fix="score more images"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     log_p = torch.log_softmax(logits.double().cpu()[perm], dim=1)  # [N, K]
     scores = []
     for part in log_p.chunk(splits, dim=0):  # a loop over the 10 splits, not over images
         p = part.exp()
-        log_marginal = torch.logsumexp(part, dim=0) - torch.log(torch.tensor(float(part.shape[0]), dtype=torch.float64))  # log p(y) [K]
+        log_marginal = torch.logsumexp(part, dim=0) - torch.log(
+            torch.tensor(float(part.shape[0]), dtype=torch.float64)
+        )  # log p(y) [K]
         kl = (p * (part - log_marginal)).sum(dim=1).mean()
         scores.append(kl.exp())
     s = torch.stack(scores)
@@ -167,7 +181,13 @@ def _poly_kernel(x: Tensor, y: Tensor, degree: int, coef: float) -> Tensor:
 
 
 def kernel_distance(
-    real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0, degree: int = 3, coef: float = 1.0
+    real: Tensor,
+    fake: Tensor,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+    degree: int = 3,
+    coef: float = 1.0,
 ) -> MeanStd:
     """KID: unbiased MMD² with the kernel (xᵀy/D + 1)³, over random subsets (Bińkowski et al.).
 
@@ -191,12 +211,18 @@ def kernel_distance(
         idx_f.append(torch.randperm(n_f, generator=gen)[:m])
     ir, jf = torch.stack(idx_r).to(real.device), torch.stack(idx_f).to(fake.device)
     x_all, y_all = real.double(), fake.double()
-    per_batch = max(1, (2**24) // (m * (m + real.shape[1])))  # ≈ 3 × 128 MB per batch: kernels [S, m, m] and rows [S, m, D]
+    per_batch = max(
+        1, (2**24) // (m * (m + real.shape[1]))
+    )  # ≈ 3 × 128 MB per batch: kernels [S, m, m] and rows [S, m, D]
     values = []
     for start in range(0, subsets, per_batch):
         x = x_all[ir[start : start + per_batch]]  # [S, m, D]
         y = y_all[jf[start : start + per_batch]]
-        k_xx, k_yy, k_xy = _poly_kernel(x, x, degree, coef), _poly_kernel(y, y, degree, coef), _poly_kernel(x, y, degree, coef)
+        k_xx, k_yy, k_xy = (
+            _poly_kernel(x, x, degree, coef),
+            _poly_kernel(y, y, degree, coef),
+            _poly_kernel(x, y, degree, coef),
+        )
         off_xx = k_xx.sum(dim=(1, 2)) - k_xx.diagonal(dim1=1, dim2=2).sum(dim=1)
         off_yy = k_yy.sum(dim=(1, 2)) - k_yy.diagonal(dim1=1, dim2=2).sum(dim=1)
         values.append((off_xx + off_yy) / (m * (m - 1)) - 2 * k_xy.sum(dim=(1, 2)) / (m * m))
@@ -212,7 +238,9 @@ def knn_radii(x: Tensor, k: int = 3, chunk: int = 1024) -> Tensor:
     """
     n = int(x.shape[0])
     if n <= k:
-        raise SganError(f"precision/recall with k = {k} needs more than {k} images in each set, got {n}", fix="score more images")
+        raise SganError(
+            f"precision/recall with k = {k} needs more than {k} images in each set, got {n}", fix="score more images"
+        )
     xd = x.double()
     out = []
     for block in xd.split(chunk):

@@ -31,9 +31,9 @@ import signal
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -152,7 +152,17 @@ def _load_or_build(cc: list[str]) -> ctypes.CDLL:
         raise BuildError(f"{' '.join(cc)} --version did not answer within {VERSION_TIMEOUT} s") from None
     except OSError as exc:
         raise BuildError(f"cannot run the C compiler {' '.join(cc)}: {exc}") from None
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(cc).encode(), version.encode(), repr((FLAGS, EXTRA_FLAGS)).encode(), _cpu_signature().encode()]))
+    key = hashlib.sha256(
+        b"\0".join(
+            [
+                SOURCE.read_bytes(),
+                " ".join(cc).encode(),
+                version.encode(),
+                repr((FLAGS, EXTRA_FLAGS)).encode(),
+                _cpu_signature().encode(),
+            ]
+        )
+    )
     out_dir = cache_dir()
     lib_path = out_dir / f"native_coding-{key.hexdigest()[:16]}.so"
     stamp = lib_path.with_suffix(".sha256")
@@ -166,7 +176,9 @@ def _load_or_build(cc: list[str]) -> ctypes.CDLL:
         fd, tmp = tempfile.mkstemp(prefix=".native_coding-", suffix=".so", dir=out_dir)
         os.close(fd)
     except OSError as exc:
-        raise BuildError(f"cannot write the kernel cache {out_dir}: {exc} (set SGAN_CACHE_DIR to a writable folder)") from None
+        raise BuildError(
+            f"cannot write the kernel cache {out_dir}: {exc} (set SGAN_CACHE_DIR to a writable folder)"
+        ) from None
     try:
         errors = ""
         for extra in EXTRA_FLAGS:
@@ -174,7 +186,9 @@ def _load_or_build(cc: list[str]) -> ctypes.CDLL:
             try:
                 proc = _run_tool(cmd, COMPILE_TIMEOUT)
             except subprocess.TimeoutExpired:
-                raise BuildError(f"{' '.join(cc)} did not finish compiling {SOURCE.name} within {COMPILE_TIMEOUT} s") from None
+                raise BuildError(
+                    f"{' '.join(cc)} did not finish compiling {SOURCE.name} within {COMPILE_TIMEOUT} s"
+                ) from None
             if proc.returncode == 0:
                 break
             errors = (proc.stderr or proc.stdout or f"exit status {proc.returncode}").strip()
@@ -192,7 +206,9 @@ def _load_or_build(cc: list[str]) -> ctypes.CDLL:
         os.replace(stamp_tmp, stamp)
         return lib
     except OSError as exc:
-        raise BuildError(f"cannot install the kernels in {out_dir}: {exc} (set SGAN_CACHE_DIR to a writable folder)") from None
+        raise BuildError(
+            f"cannot install the kernels in {out_dir}: {exc} (set SGAN_CACHE_DIR to a writable folder)"
+        ) from None
     finally:
         for leftover in (tmp, f"{tmp}.sha256"):
             if os.path.exists(leftover):
@@ -201,7 +217,24 @@ def _load_or_build(cc: list[str]) -> ctypes.CDLL:
 
 def _bind(lib: ctypes.CDLL) -> None:
     lib.sgan_lars.restype = ctypes.c_int
-    lib.sgan_lars.argtypes = [_i64, _i64, _i64, _ptr, _ptr, _dbl, _i64, _i64, _dbl, _ptr, _ptr, _ptr, _i64, _ptr, _ptr, _ptr]
+    lib.sgan_lars.argtypes = [
+        _i64,
+        _i64,
+        _i64,
+        _ptr,
+        _ptr,
+        _dbl,
+        _i64,
+        _i64,
+        _dbl,
+        _ptr,
+        _ptr,
+        _ptr,
+        _i64,
+        _ptr,
+        _ptr,
+        _ptr,
+    ]
     lib.sgan_omp.restype = ctypes.c_int
     lib.sgan_omp.argtypes = [_i64, _i64, _ptr, _ptr, _i64, _dbl, _ptr]
     lib.sgan_update_atoms.restype = ctypes.c_int
@@ -283,14 +316,14 @@ def _shares(n: int) -> list[tuple[int, int]]:
     return [(bounds[t], bounds[t + 1]) for t in range(threads) if bounds[t + 1] > bounds[t]]
 
 
-def _run(shares: list[tuple[int, int]], call) -> None:  # noqa: ANN001 (callable of a share)
+def _run(shares: list[tuple[int, int]], call) -> None:
     global _pool
     codes = []
     if not shares:
         return
     if len(shares) > 1:  # the other shares in pool threads, the first one in this thread
         with _lock:
-            if _pool is None or _pool._max_workers < len(shares) - 1:  # noqa: SLF001
+            if _pool is None or _pool._max_workers < len(shares) - 1:
                 if _pool is not None:
                     _pool.shutdown(wait=False)
                 _pool = ThreadPoolExecutor(max_workers=len(shares) - 1, thread_name_prefix="sgan-native")
@@ -347,9 +380,22 @@ def lars(
 
         r = rec or {}
         return lib.sgan_lars(
-            i1 - i0, K, dim, G.data_ptr(), C[i0:i1].data_ptr(), float(alpha), max_steps,
-            -1 if stop_active is None else stop_active, pivot_tol, codes[i0:i1].data_ptr(), at(r.get("lam")), at(r.get("count")),
-            record_width, at(r.get("steps")), at(r.get("lam_end")), at(r.get("count_end")),
+            i1 - i0,
+            K,
+            dim,
+            G.data_ptr(),
+            C[i0:i1].data_ptr(),
+            float(alpha),
+            max_steps,
+            -1 if stop_active is None else stop_active,
+            pivot_tol,
+            codes[i0:i1].data_ptr(),
+            at(r.get("lam")),
+            at(r.get("count")),
+            record_width,
+            at(r.get("steps")),
+            at(r.get("lam_end")),
+            at(r.get("count_end")),
         )
 
     _run(_shares(n), call)
@@ -363,7 +409,9 @@ def omp(gram: Tensor, corr: Tensor, n_nonzero: int, pivot_tol: float) -> Tensor:
     n, K = C.shape
 
     def call(i0: int, i1: int) -> int:
-        return lib.sgan_omp(i1 - i0, K, G.data_ptr(), C[i0:i1].data_ptr(), n_nonzero, pivot_tol, codes[i0:i1].data_ptr())
+        return lib.sgan_omp(
+            i1 - i0, K, G.data_ptr(), C[i0:i1].data_ptr(), n_nonzero, pivot_tol, codes[i0:i1].data_ptr()
+        )
 
     _run(_shares(n), call)
     return codes

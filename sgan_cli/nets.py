@@ -151,7 +151,9 @@ class PatchSynthesis(nn.Module):
     h = H / P, nothing to average.
     """
 
-    def __init__(self, atoms: Tensor, channels: int, patch: int, size: int, stride: int = 1, mean: Tensor | None = None) -> None:
+    def __init__(
+        self, atoms: Tensor, channels: int, patch: int, size: int, stride: int = 1, mean: Tensor | None = None
+    ) -> None:
         super().__init__()
         if atoms.shape[1] != channels * patch * patch:
             raise ValueError(f"atoms of dim {atoms.shape[1]} are not {channels}×{patch}×{patch} patches")
@@ -180,7 +182,10 @@ class PatchSynthesis(nn.Module):
         """The image [1, C, H, W] that the mean patch adds (zeros without a mean term)."""
         ones = torch.ones(1, 1, self.code_size, self.code_size, device=self.mean.device, dtype=self.mean.dtype)
         m = self.mean.view(1, self.channels, self.patch, self.patch)
-        return F.conv_transpose2d(ones, m, stride=self.stride, padding=self.padding)[:, :, : self.size, : self.size] * self.inv_count
+        return (
+            F.conv_transpose2d(ones, m, stride=self.stride, padding=self.padding)[:, :, : self.size, : self.size]
+            * self.inv_count
+        )
 
     def forward(self, codes: Tensor) -> Tensor:
         out = F.conv_transpose2d(codes, self.kernel, stride=self.stride, padding=self.padding)
@@ -228,12 +233,18 @@ class DCGANBody(nn.Module):
         super().__init__()
         base, n_up = up_sampling_plan(out_size)
         self.base, self.c0 = base, width
-        self.fc = nn.Sequential(nn.Linear(z_dim, width * base * base), nn.BatchNorm1d(width * base * base), nn.ReLU(inplace=True))
+        self.fc = nn.Sequential(
+            nn.Linear(z_dim, width * base * base), nn.BatchNorm1d(width * base * base), nn.ReLU(inplace=True)
+        )
         layers: list[nn.Module] = []
         c = width
         for _ in range(n_up):
             c_next = max(c // 2, 16)
-            layers += [nn.ConvTranspose2d(c, c_next, 4, 2, 1, bias=False), nn.BatchNorm2d(c_next), nn.ReLU(inplace=True)]
+            layers += [
+                nn.ConvTranspose2d(c, c_next, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_next),
+                nn.ReLU(inplace=True),
+            ]
             c = c_next
         layers.append(nn.Conv2d(c, out_channels, 3, 1, 1))
         self.net = nn.Sequential(*layers)
@@ -285,7 +296,8 @@ class ResBlockUp(nn.Module):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.main = nn.Sequential(
-            nn.BatchNorm2d(c_in), nn.ReLU(), nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c_in), nn.ReLU(), nn.Upsample(scale_factor=2.0, mode="nearest"),
+            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False),
             nn.BatchNorm2d(c_out), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, 1, 1),
         )  # fmt: skip
         self.skip = nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c_in, c_out, 1))

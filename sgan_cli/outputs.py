@@ -177,7 +177,11 @@ class AtomicGroup:
 
 def _os_error(exc: OSError, path: Path) -> SganError:
     why = exc.strerror or str(exc)
-    return SganError(f"cannot write {path}: {why}", where=str(path), fix="choose an output location you can write to (free space, permissions)")
+    return SganError(
+        f"cannot write {path}: {why}",
+        where=str(path),
+        fix="choose an output location you can write to (free space, permissions)",
+    )
 
 
 # ----------------------------------------------------------------------------- folders
@@ -196,11 +200,19 @@ def ensure_folder(folder: Path) -> None:
     cannot be created."""
     blocker = _file_in_the_way(folder)
     if blocker is not None:
-        raise SganError(f"cannot create the folder {folder}: {blocker} is a file", where=str(folder), fix="choose an output path that is not inside a file")
+        raise SganError(
+            f"cannot create the folder {folder}: {blocker} is a file",
+            where=str(folder),
+            fix="choose an output path that is not inside a file",
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SganError(f"cannot create the folder {folder}: {exc.strerror or exc}", where=str(folder), fix="choose a folder you can write to with --out") from None
+        raise SganError(
+            f"cannot create the folder {folder}: {exc.strerror or exc}",
+            where=str(folder),
+            fix="choose a folder you can write to with --out",
+        ) from None
 
 
 def check_folder_writable(folder: Path) -> None:
@@ -209,7 +221,11 @@ def check_folder_writable(folder: Path) -> None:
     file system or a full quota is refused up front rather than after the work."""
     blocker = _file_in_the_way(folder)
     if blocker is not None:
-        raise SganError(f"cannot write into {folder}: {blocker} is a file, not a folder", where=str(folder), fix="choose an output path that is not inside a file")
+        raise SganError(
+            f"cannot write into {folder}: {blocker} is a file, not a folder",
+            where=str(folder),
+            fix="choose an output path that is not inside a file",
+        )
     existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
     try:
         with tempfile.TemporaryFile(dir=existing, prefix=".sgan-probe-"):
@@ -227,9 +243,13 @@ def check_folder_complete(folder: Path) -> None:
     killed in the middle)."""
     if (folder / PUBLISHING).exists():
         raise SganError(
-            f"the folder {folder} is incomplete: sgan was writing new outputs into it (still running, or killed while swapping them in)",
+            f"the folder {folder} is incomplete: sgan was writing new outputs "
+            "into it (still running, or killed while swapping them in)",
             where=str(folder),
-            fix="wait for the writing process to finish; if none is running, any sgan train/sample into that folder completes the swap",
+            fix=(
+                "wait for the writing process to finish; if none is running, "
+                "any sgan train/sample into that folder completes the swap"
+            ),
         )
 
 
@@ -279,7 +299,11 @@ def acquire_lock(folder: Path, command: str) -> FolderLock:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
-            raise SganError(f"cannot create the lock file {path}: {exc.strerror or exc}", where=str(folder), fix="choose a folder you can write to with --out") from None
+            raise SganError(
+                f"cannot create the lock file {path}: {exc.strerror or exc}",
+                where=str(folder),
+                fix="choose a folder you can write to with --out",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -292,12 +316,18 @@ def acquire_lock(folder: Path, command: str) -> FolderLock:
             ) from None
         except OSError as exc:
             os.close(fd)
-            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL) and os.environ.get("SGAN_NO_LOCK") == "1":
+            if (
+                exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+                and os.environ.get("SGAN_NO_LOCK") == "1"
+            ):
                 return FolderLock(folder, None)
             raise SganError(
                 f"cannot lock {path}: the file system does not support file locks ({exc.strerror or exc})",
                 where=str(folder),
-                fix="write to a local folder, or set SGAN_NO_LOCK=1 to run without locking (then make sure no other process writes there)",
+                fix=(
+                    "write to a local folder, or set SGAN_NO_LOCK=1 to run without "
+                    "locking (then make sure no other process writes there)"
+                ),
             ) from None
         # the lock file may have been removed (and recreated) between open and flock: retry then
         try:
@@ -361,7 +391,13 @@ class Staging:
         staged entry into the folder (``commit`` — the file that says the folder is complete —
         last), then delete the old ones. Guarded by the marker file (see module doc)."""
         trash = tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=self.folder)
-        plan = {"staging": self.dir.name, "trash": Path(trash).name, "remove": list(remove), "commit": commit, "phase": 1}
+        plan = {
+            "staging": self.dir.name,
+            "trash": Path(trash).name,
+            "remove": list(remove),
+            "commit": commit,
+            "phase": 1,
+        }
         with _signals_held():  # Ctrl-C waits for the few renames of the swap
             _write_plan(self.folder, plan)
             self.published = True  # from here on the staged files belong to the swap (finished by recover)
@@ -432,7 +468,7 @@ def recover(folder: Path) -> None:
     if marker.exists():
         try:
             plan = json.loads(marker.read_text())
-            plan["phase"], plan["remove"], plan["staging"], plan["trash"]  # noqa: B018 (fields present)
+            plan["phase"], plan["remove"], plan["staging"], plan["trash"]
         except (ValueError, KeyError, TypeError, OSError):
             raise SganError(
                 f"the folder {folder} holds an unreadable swap record {marker}",

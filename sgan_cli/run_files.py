@@ -23,11 +23,20 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig, section_from_file
-from .contracts import DictionaryFile, SganFile, content_hash, load_dictionary, meta_int, read_file, register_validator, require_tensor
+from .contracts import (
+    DictionaryFile,
+    SganFile,
+    content_hash,
+    load_dictionary,
+    meta_int,
+    read_file,
+    register_validator,
+    require_tensor,
+)
 from .errors import SganError
 from .outputs import check_folder_complete
-from .validation import CHANNELS, INT64_MAX, SIZE, Range
 from .training import Geometry, build_encoder, build_generator
+from .validation import CHANNELS, INT64_MAX, SIZE, Range
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -50,7 +59,9 @@ class GeneratorDictionary:
     stride: int  # the dictionary's stride; synthesis tiles when stride == patch, else overlaps (1)
     hash: str  # content hash of the dictionary file (lineage), "" when unknown
     source: str  # where the atoms came from (the generator file, or a swapped dictionary)
-    mean: Tensor | None = None  # [dim] the dictionary's mean image / mean patch (None: zero, files from before the mean term)
+    mean: Tensor | None = (
+        None  # [dim] the dictionary's mean image / mean patch (None: zero, files from before the mean term)
+    )
 
     @property
     def n_atoms(self) -> int:
@@ -121,7 +132,12 @@ def resolve_run_file(path: str | Path, name: str, what: str) -> Path:
     return p
 
 
-_META_RANGES = {"channels": CHANNELS, "image_size": SIZE, "step": Range(0, INT64_MAX), "dictionary_stride": Range(1, SIZE.hi)}
+_META_RANGES = {
+    "channels": CHANNELS,
+    "image_size": SIZE,
+    "step": Range(0, INT64_MAX),
+    "dictionary_stride": Range(1, SIZE.hi),
+}
 
 
 def _int_meta(meta: dict[str, str], key: str, path: Path) -> int:
@@ -134,7 +150,11 @@ def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Pat
     """Geometry in the metadata; a sparse generator holds synthesis buffers that fit it."""
     channels, size = _int_meta(meta, "channels", path), _int_meta(meta, "image_size", path)
     if meta.get("sparse") not in ("true", "false"):
-        raise SganError(f"{path} does not say whether its generator is sparse (metadata 'sparse')", where=str(path), fix="write the file again with sgan train")
+        raise SganError(
+            f"{path} does not say whether its generator is sparse (metadata 'sparse')",
+            where=str(path),
+            fix="write the file again with sgan train",
+        )
     _int_meta({"step": "0", **meta}, "step", path)
     _int_meta({"dictionary_stride": "1", **meta}, "dictionary_stride", path)
     if meta["sparse"] == "false":
@@ -143,7 +163,8 @@ def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Pat
         atoms = require_tensor(tensors, "synthesis.atoms", 2, path)
         if atoms.shape[1] != channels * size * size:
             raise SganError(
-                f"{path}: synthesis.atoms have {atoms.shape[1]} values each, but the generator makes {channels}×{size}×{size} images",
+                f"{path}: synthesis.atoms have {atoms.shape[1]} values each, "
+                f"but the generator makes {channels}×{size}×{size} images",
                 where=str(path),
                 fix="write the file again with sgan train",
             )
@@ -151,19 +172,36 @@ def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Pat
         kernel = require_tensor(tensors, "synthesis.kernel", 4, path)
         if kernel.shape[1] != channels or kernel.shape[2] != kernel.shape[3] or kernel.shape[2] > size:
             raise SganError(
-                f"{path}: synthesis.kernel of shape {tuple(kernel.shape)} does not make {channels}-channel {size}×{size} images",
+                f"{path}: synthesis.kernel of shape {tuple(kernel.shape)} "
+                f"does not make {channels}-channel {size}×{size} images",
                 where=str(path),
                 fix="write the file again with sgan train",
             )
     else:
-        raise SganError(f"{path} is a sparse generator without its dictionary (no synthesis.atoms or synthesis.kernel)", where=str(path), fix="write the file again with sgan train")
+        raise SganError(
+            f"{path} is a sparse generator without its dictionary (no synthesis.atoms or synthesis.kernel)",
+            where=str(path),
+            fix="write the file again with sgan train",
+        )
     if "synthesis.mean" in tensors:
         mean = require_tensor(tensors, "synthesis.mean", 1, path)
-        dim = tensors["synthesis.atoms"].shape[1] if "synthesis.atoms" in tensors else tensors["synthesis.kernel"][0].numel()
+        dim = (
+            tensors["synthesis.atoms"].shape[1]
+            if "synthesis.atoms" in tensors
+            else tensors["synthesis.kernel"][0].numel()
+        )
         if mean.shape[0] != dim or not bool(mean.float().isfinite().all()):
-            raise SganError(f"{path}: synthesis.mean has {mean.shape[0]} values (or non-finite ones), the atoms {dim}", where=str(path), fix="write the file again with sgan train")
+            raise SganError(
+                f"{path}: synthesis.mean has {mean.shape[0]} values (or non-finite ones), the atoms {dim}",
+                where=str(path),
+                fix="write the file again with sgan train",
+            )
     if meta.get("ema") == "true" and not any(k.startswith(EMA_PREFIX) for k in tensors):
-        raise SganError(f"{path} says it holds EMA weights but has no 'ema.' tensors", where=str(path), fix="write the file again with sgan train")
+        raise SganError(
+            f"{path} says it holds EMA weights but has no 'ema.' tensors",
+            where=str(path),
+            fix="write the file again with sgan train",
+        )
 
 
 def model_config(config: dict[str, Any], path: Path) -> ModelConfig:
@@ -187,11 +225,21 @@ def generator_dictionary(f: SganFile) -> GeneratorDictionary | None:
         atoms, patch = kernel.reshape(kernel.shape[0], -1), int(kernel.shape[-1])
     stride = _int_meta({"dictionary_stride": "1", **f.meta}, "dictionary_stride", f.path)
     mean = f.tensors.get("synthesis.mean")
-    return GeneratorDictionary(atoms, channels, size, patch, stride, f.lineage.get("dictionary", ""), str(f.path), None if mean is None else mean.float())
+    return GeneratorDictionary(
+        atoms,
+        channels,
+        size,
+        patch,
+        stride,
+        f.lineage.get("dictionary", ""),
+        str(f.path),
+        None if mean is None else mean.float(),
+    )
 
 
 def check_swap_fits(current: GeneratorDictionary, new: DictionaryFile, source: str) -> None:
     """A swapped dictionary must have the generator's atom count, atom shape and synthesis layout."""
+
     def shape(d: Any) -> str:
         side = d.image_size if d.patch is None else d.patch
         kind = "whole-image" if d.patch is None else "patch"
@@ -201,14 +249,19 @@ def check_swap_fits(current: GeneratorDictionary, new: DictionaryFile, source: s
     if new.n_atoms != current.n_atoms:
         problem = f"it has {new.n_atoms} atoms but the generator emits {current.n_atoms} codes"
     elif (new.patch is None) != (current.patch is None):
-        problem = "it has patch atoms but the generator uses whole-image atoms" if current.patch is None else "it has whole-image atoms but the generator uses patch atoms"
+        problem = (
+            "it has patch atoms but the generator uses whole-image atoms"
+            if current.patch is None
+            else "it has whole-image atoms but the generator uses patch atoms"
+        )
     elif new.channels != current.channels or new.atoms.shape[1] != current.atoms.shape[1]:
         problem = "its atoms have another shape"
     elif new.patch is not None and (new.stride == new.patch) != current.tiled:
         problem = "it tiles patches (stride = patch) where the generator overlaps them, or the other way round"
     if problem is not None:
         raise SganError(
-            f"the dictionary {source} does not fit the generator: {problem} ({shape(new)}; the generator's: {shape(current)})",
+            f"the dictionary {source} does not fit the generator: "
+            f"{problem} ({shape(new)}; the generator's: {shape(current)})",
             where=source,
             fix=f"give a dictionary of {shape(current)}, learned with sgan learn-dict",
         )
@@ -233,7 +286,11 @@ def _build_and_load(build: Callable[[], M], state: dict[str, Tensor], path: Path
         with torch.device("meta"):  # names and shapes first, nothing allocated
             expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
     except (RuntimeError, ValueError) as exc:
-        raise SganError(f"the config in {path} does not describe a {what} sgan can build ({str(exc).splitlines()[0]})", where=str(path), fix=fix) from None
+        raise SganError(
+            f"the config in {path} does not describe a {what} sgan can build ({str(exc).splitlines()[0]})",
+            where=str(path),
+            fix=fix,
+        ) from None
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     wrong = sorted(k for k in expected if k in state and tuple(state[k].shape) != expected[k])
@@ -243,16 +300,24 @@ def _build_and_load(build: Callable[[], M], state: dict[str, Tensor], path: Path
             for part in (
                 f"missing {', '.join(missing[:3])}" if missing else "",
                 f"unexpected {', '.join(extra[:3])}" if extra else "",
-                f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, the config builds {expected[wrong[0]]}" if wrong else "",
+                f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, the config builds {expected[wrong[0]]}"
+                if wrong
+                else "",
             )
             if part
         )
-        raise SganError(f"the weights in {path} do not fit the {what} its config describes ({detail})", where=str(path), fix=fix)
+        raise SganError(
+            f"the weights in {path} do not fit the {what} its config describes ({detail})", where=str(path), fix=fix
+        )
     try:
         net = build()
         net.load_state_dict(state)
     except (RuntimeError, ValueError) as exc:
-        raise SganError(f"the weights in {path} do not fit the {what} its config describes ({str(exc).splitlines()[0]})", where=str(path), fix=fix) from None
+        raise SganError(
+            f"the weights in {path} do not fit the {what} its config describes ({str(exc).splitlines()[0]})",
+            where=str(path),
+            fix=fix,
+        ) from None
     return net
 
 
@@ -294,9 +359,17 @@ def load_generator(
             )
         new = load_dictionary(dictionary)
         check_swap_fits(d, new, str(dictionary))
-        d = GeneratorDictionary(new.atoms, d.channels, d.image_size, d.patch, d.stride, new.hash, str(dictionary), new.mean)
+        d = GeneratorDictionary(
+            new.atoms, d.channels, d.image_size, d.patch, d.stride, new.hash, str(dictionary), new.mean
+        )
         state = _swap_state(state, d, geometry.channels)
-    G = _build_and_load(lambda: build_generator(model, geometry, d), state, path, "architecture", "write the file again with sgan train (it may come from another sgan version)")
+    G = _build_and_load(
+        lambda: build_generator(model, geometry, d),
+        state,
+        path,
+        "architecture",
+        "write the file again with sgan train (it may come from another sgan version)",
+    )
     dev = torch.device(device)
     G.to(dev).eval()  # eval: BatchNorm uses running statistics, so a sample does not depend on its batch
     return LoadedGenerator(
@@ -338,13 +411,27 @@ def load_reconstructor(
         )
     mode = f.meta.get("recon_mode", "")
     if mode not in ("latent", "vae"):
-        raise SganError(f"{path} has an unknown reconstructor mode {mode!r}", where=str(path), fix="write the file again with sgan train --recon")
+        raise SganError(
+            f"{path} has an unknown reconstructor mode {mode!r}",
+            where=str(path),
+            fix="write the file again with sgan train --recon",
+        )
     geometry = Geometry(_int_meta(f.meta, "channels", path), _int_meta(f.meta, "image_size", path))
     model = model_config(f.config, path)
     state = {k[len("encoder.") :]: v for k, v in f.tensors.items() if k.startswith("encoder.")}
     if not state:
-        raise SganError(f"{path} holds no encoder weights (no 'encoder.' tensors)", where=str(path), fix="write the file again with sgan train --recon")
-    E = _build_and_load(lambda: build_encoder(model, geometry, mode), state, path, "encoder", "write the file again with sgan train --recon")
+        raise SganError(
+            f"{path} holds no encoder weights (no 'encoder.' tensors)",
+            where=str(path),
+            fix="write the file again with sgan train --recon",
+        )
+    E = _build_and_load(
+        lambda: build_encoder(model, geometry, mode),
+        state,
+        path,
+        "encoder",
+        "write the file again with sgan train --recon",
+    )
     dev = torch.device(device)
     E.to(dev).eval()
     g_path = Path(generator) if generator is not None else path.parent / GENERATOR_FILE
@@ -357,8 +444,10 @@ def load_reconstructor(
     G = load_generator(g_path, ema=ema, device=dev)
     if G.z_dim != model.z_dim or G.geometry != geometry:
         raise SganError(
-            f"the reconstructor {path} (z of {model.z_dim}, {geometry.channels}×{geometry.size}×{geometry.size} images) "
-            f"does not fit the generator {G.path} (z of {G.z_dim}, {G.geometry.channels}×{G.geometry.size}×{G.geometry.size})",
+            f"the reconstructor {path} (z of {model.z_dim}, "
+            f"{geometry.channels}×{geometry.size}×{geometry.size} images) "
+            f"does not fit the generator {G.path} (z of {G.z_dim}, "
+            f"{G.geometry.channels}×{G.geometry.size}×{G.geometry.size})",
             where=str(G.path),
             fix="give the generator of the run that trained this reconstructor",
         )
@@ -370,5 +459,10 @@ def describe(g: LoadedGenerator) -> str:
     kind = "dense"
     if g.dictionary is not None:
         d = g.dictionary
-        kind = f"sparse, {d.n_atoms} " + ("whole-image atoms" if d.patch is None else f"{d.patch}×{d.patch} patch atoms")
-    return f"{g.path} (step {g.step}, {kind}, z {g.z_dim}, {g.geometry.channels}×{g.geometry.size}×{g.geometry.size}{', EMA' if g.ema else ''})"
+        kind = f"sparse, {d.n_atoms} " + (
+            "whole-image atoms" if d.patch is None else f"{d.patch}×{d.patch} patch atoms"
+        )
+    return (
+        f"{g.path} (step {g.step}, {kind}, z {g.z_dim}, "
+        f"{g.geometry.channels}×{g.geometry.size}×{g.geometry.size}{', EMA' if g.ema else ''})"
+    )

@@ -29,9 +29,9 @@ from torch import Tensor
 
 from . import distributed
 from .contracts import register_validator, require_tensor, write_file
-from .outputs import Staging, locked_folder
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
+from .outputs import Staging, locked_folder
 from .run_files import LoadedGenerator
 
 LATENT_CHUNK = 1024  # latents are drawn in chunks of this many rows, whatever the batch size
@@ -58,7 +58,10 @@ def draw_latents(seed: int, start: int, stop: int, z_dim: int) -> Tensor:
     if stop <= start:
         return torch.zeros(0, z_dim)
     first, last = start // LATENT_CHUNK, (stop - 1) // LATENT_CHUNK
-    chunks = [torch.randn(LATENT_CHUNK, z_dim, generator=torch.Generator().manual_seed(chunk_seed(seed, c))) for c in range(first, last + 1)]
+    chunks = [
+        torch.randn(LATENT_CHUNK, z_dim, generator=torch.Generator().manual_seed(chunk_seed(seed, c)))
+        for c in range(first, last + 1)
+    ]
     z = torch.cat(chunks)
     offset = first * LATENT_CHUNK
     return z[start - offset : stop - offset].contiguous()
@@ -91,9 +94,15 @@ def interpolation_latents(seed: int, pairs: int, steps: int, z_dim: int, mode: s
     that of sample 2r + 1 (the same draws as plain sampling with this seed) in ``steps``
     points, endpoints included."""
     if mode not in INTERPOLATIONS:
-        raise SganError(f"unknown interpolation {mode!r}", where="--interp", fix=f"use one of {', '.join(INTERPOLATIONS)}")
+        raise SganError(
+            f"unknown interpolation {mode!r}", where="--interp", fix=f"use one of {', '.join(INTERPOLATIONS)}"
+        )
     if steps < 2:
-        raise SganError(f"--interpolate needs at least 2 points per pair (both ends), got {steps}", where="--interpolate", fix="give e.g. --interpolate 8")
+        raise SganError(
+            f"--interpolate needs at least 2 points per pair (both ends), got {steps}",
+            where="--interpolate",
+            fix="give e.g. --interpolate 8",
+        )
     if pairs < 1:
         raise SganError(f"the number of pairs must be at least 1, got {pairs}", where="-n", fix="give a positive -n")
     z = draw_latents(seed, 0, 2 * pairs, z_dim)
@@ -123,7 +132,11 @@ def codes_decision(g: LoadedGenerator, n: int, codes: str, budget: int = CODES_B
         return False, "omitted (--no-codes)"
     size = n * math.prod(g.code_shape) * 4
     if codes == "auto" and size > budget:
-        return False, f"omitted (auto: {size / 2**20:.0f} MiB of codes exceed the {budget / 2**20:.0f} MiB budget; pass --codes to keep them)"
+        return (
+            False,
+            f"omitted (auto: {size / 2**20:.0f} MiB of codes exceed the "
+            f"{budget / 2**20:.0f} MiB budget; pass --codes to keep them)",
+        )
     return True, "stored"
 
 
@@ -170,7 +183,11 @@ def generate(
             if on_batch is not None and not world.distributed:
                 on_batch(start, imgs)
             if progress is not None:
-                done = min(n, start + zb.shape[0]) if not world.distributed else min(n, done_batches * world.size * batch_size)
+                done = (
+                    min(n, start + zb.shape[0])
+                    if not world.distributed
+                    else min(n, done_batches * world.size * batch_size)
+                )
                 progress(done, n, {"img/s": done / max(time.perf_counter() - start_t, 1e-9)})
     if world.distributed:
         images = distributed.combine(images)
@@ -191,14 +208,22 @@ def check_sample_fits(g: LoadedGenerator, total: int, batch_size: int, codes: st
     C, S = g.geometry.channels, g.geometry.size
     code_values = math.prod(g.code_shape) if g.code_shape is not None else 0
     per = C * S * S + g.z_dim * 4 + (code_values * 4 if codes == "always" else 0)
-    check_memory(total * per, f"{total} samples of {C}×{S}×{S}", "-n / --interpolate", "ask for fewer samples (-n) or fewer interpolation points (--interpolate), and split large requests over several runs with other --seed values")
+    check_memory(
+        total * per,
+        f"{total} samples of {C}×{S}×{S}",
+        "-n / --interpolate",
+        "ask for fewer samples (-n) or fewer interpolation points (--interpolate), "
+        "and split large requests over several runs with other --seed values",
+    )
     check_batch_memory(batch_size, total, C * S * S * 4 + code_values * 4, f"{C}×{S}×{S} samples")
 
 
 def check_batch_size(batch_size: int) -> int:
     """A positive --batch-size, or one SganError (shared by sample and encode)."""
     if batch_size < 1:
-        raise SganError(f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size")
+        raise SganError(
+            f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size"
+        )
     return batch_size
 
 
@@ -232,9 +257,16 @@ def plan_outputs(folder: Path, interpolate: bool, pngs: bool, force: bool) -> Sa
     from .contracts import check_writable
 
     if folder.exists() and not folder.is_dir():
-        raise SganError(f"the output path {folder} is a file, not a folder", where=str(folder), fix="give a folder with --out")
+        raise SganError(
+            f"the output path {folder} is a file, not a folder", where=str(folder), fix="give a folder with --out"
+        )
     stem = "interpolation" if interpolate else "samples"
-    outs = SampleOutputs(folder, folder / f"{stem}.safetensors", folder / ("interpolation.png" if interpolate else "grid.png"), pngs and not interpolate)
+    outs = SampleOutputs(
+        folder,
+        folder / f"{stem}.safetensors",
+        folder / ("interpolation.png" if interpolate else "grid.png"),
+        pngs and not interpolate,
+    )
     check_writable(outs.samples, force)
     check_writable(outs.grid, force)
     if outs.pngs and folder.is_dir() and not force:
@@ -287,10 +319,18 @@ def _validate_samples(tensors: dict[str, Any], meta: dict[str, str], path: Path)
     """uint8 images [N, C, H, W]; z, codes and labels, where present, have N rows."""
     images = require_tensor(tensors, "images", 4, path)
     if images.dtype != torch.uint8:
-        raise SganError(f"{path}: images must be uint8, found {images.dtype}", where=str(path), fix="write the samples again with sgan sample")
+        raise SganError(
+            f"{path}: images must be uint8, found {images.dtype}",
+            where=str(path),
+            fix="write the samples again with sgan sample",
+        )
     _, c, h, w = (int(x) for x in images.shape)
     if not 1 <= c <= 4 or h < 1 or w < 1:
-        raise SganError(f"{path}: images of shape {tuple(images.shape)} have no pixels or {c} channels (1 to 4 are images)", where=str(path), fix="write the samples again with sgan sample")
+        raise SganError(
+            f"{path}: images of shape {tuple(images.shape)} have no pixels or {c} channels (1 to 4 are images)",
+            where=str(path),
+            fix="write the samples again with sgan sample",
+        )
     for name in ("z", "codes", "labels"):
         t = tensors.get(name)
         if t is not None and (t.ndim == 0 or t.shape[0] != images.shape[0]):
@@ -333,7 +373,9 @@ def run_sample(
     # every option is checked before the folder is touched (--force clears old outputs)
     check_batch_size(batch_size)
     if interp not in INTERPOLATIONS:
-        raise SganError(f"unknown interpolation {interp!r}", where="--interp", fix=f"use one of {', '.join(INTERPOLATIONS)}")
+        raise SganError(
+            f"unknown interpolation {interp!r}", where="--interp", fix=f"use one of {', '.join(INTERPOLATIONS)}"
+        )
     check_sample_fits(g, n * (interpolate or 1), batch_size, codes)
     outs = plan_outputs(folder, interpolate is not None, pngs, force)
     if interpolate is not None:
@@ -349,7 +391,9 @@ def run_sample(
         staged = SampleOutputs(staging.dir, staging.dir / outs.samples.name, staging.dir / outs.grid.name, outs.pngs)
         digits = png_digits(n)
         on_batch = (lambda start, imgs: write_pngs(staging.dir, start, imgs, digits)) if outs.pngs else None
-        images, code_t, support, seconds = generate(g, z, batch_size, keep_codes=keep, on_batch=on_batch, progress=progress)
+        images, code_t, support, seconds = generate(
+            g, z, batch_size, keep_codes=keep, on_batch=on_batch, progress=progress
+        )
         gen = Generated(images, z, code_t, support, note, seconds)
         meta: dict[str, Any] = {"seed": str(seed), "latent_chunk": str(LATENT_CHUNK)}
         if interpolate is not None:
@@ -360,5 +404,7 @@ def run_sample(
         digest = save_samples(staged.samples, gen, g, meta, force=False)
         # swap in: with --force the old samples file, grid and numbered PNGs go, only once the new ones are complete
         old_pngs = old_numbered_pngs(folder) if outs.pngs else []
-        staging.publish(remove=[p.name for p in (outs.samples, outs.grid) if p.exists()] + old_pngs, commit=outs.samples.name)
+        staging.publish(
+            remove=[p.name for p in (outs.samples, outs.grid) if p.exists()] + old_pngs, commit=outs.samples.name
+        )
     return SampleRun(outs, gen, digest, len(old_pngs))

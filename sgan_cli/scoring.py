@@ -72,7 +72,9 @@ class ScoreOptions:
     samples: str | None
     metrics: list[str] = field(default_factory=list)  # empty: inception, plus fid when ref is given
     ref: str | None = None
-    features: str | None = None  # "inception" or "classifier:FILE"; None: the --ref stats file's extractor, else inception
+    features: str | None = (
+        None  # "inception" or "classifier:FILE"; None: the --ref stats file's extractor, else inception
+    )
     weights: str | None = None  # inception weights file; None: torch hub cache, else download
     custom_weights: bool = False  # accept inception weights with another SHA-256 (labelled non-standard)
     data_root: str | None = None
@@ -133,14 +135,23 @@ def parse_thresholds(above: list[str], below: list[str], metrics: list[str]) -> 
             except ValueError:
                 bound = None  # type: ignore[assignment]
             if not sep or bound is None or not key:
-                raise SganError(f"{flag} {item!r} is not of the form metric=value", where=flag, fix=f"write e.g. {flag} fid=30")
+                raise SganError(
+                    f"{flag} {item!r} is not of the form metric=value", where=flag, fix=f"write e.g. {flag} fid=30"
+                )
             if not math.isfinite(bound):
-                raise SganError(f"{flag} {item!r}: the bound must be a finite number, got {bound}", where=flag, fix=f"write e.g. {flag} {key}=30")
+                raise SganError(
+                    f"{flag} {item!r}: the bound must be a finite number, got {bound}",
+                    where=flag,
+                    fix=f"write e.g. {flag} {key}=30",
+                )
             if key not in allowed:
                 raise SganError(
                     f"{flag} {item!r} names {key!r}, which this run does not compute",
                     where=flag,
-                    fix=f"use one of: {', '.join(allowed) or '(none: add --metric)'}; or add the --metric that produces it",
+                    fix=(
+                        f"use one of: {', '.join(allowed) or '(none: add --metric)'}; "
+                        "or add the --metric that produces it"
+                    ),
                 )
             out.append(Threshold(key, bound, is_above))
     return out
@@ -148,7 +159,11 @@ def parse_thresholds(above: list[str], below: list[str], metrics: list[str]) -> 
 
 def check_thresholds(values: dict[str, float], thresholds: list[Threshold]) -> list[str]:
     """The bounds that the values miss, as readable strings (empty: all met)."""
-    return [f"{t.key} = {values.get(t.key, float('nan')):.6g}, required {t}" for t in thresholds if t.failed(values.get(t.key, float("nan")))]
+    return [
+        f"{t.key} = {values.get(t.key, float('nan')):.6g}, required {t}"
+        for t in thresholds
+        if t.failed(values.get(t.key, float("nan")))
+    ]
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -181,7 +196,11 @@ def _finish(images: Tensor, opts_size: int | None, limit: int | None, **kw: Any)
 
     if limit is not None:
         if limit < 1:
-            raise SganError(f"a limit must be at least 1, got {limit}", where="--limit / --ref-limit", fix="give a positive number of images")
+            raise SganError(
+                f"a limit must be at least 1, got {limit}",
+                where="--limit / --ref-limit",
+                fix="give a positive number of images",
+            )
         images = images[:limit]
         for key in ("codes", "originals"):
             if kw.get(key) is not None:
@@ -216,15 +235,34 @@ def load_images(spec: str, split: str, opts: ScoreOptions, limit: int | None, wh
                     recorded = None
                 if recorded is not None and recorded != recorded:  # NaN: a dense generator
                     recorded = None
-            return _finish(images, opts.image_size, limit, source=str(path), kind="samples", name=path.stem, codes=codes, recorded_support=recorded)
+            return _finish(
+                images,
+                opts.image_size,
+                limit,
+                source=str(path),
+                kind="samples",
+                name=path.stem,
+                codes=codes,
+                recorded_support=recorded,
+            )
         recon = _nonempty(f.tensors["reconstructions"], path)
         orig = f.tensors["originals"]
         return _finish(recon, opts.image_size, limit, source=str(path), kind="latents", name=path.stem, originals=orig)
-    data = load_data(DataConfig(name=spec, root=opts.data_root, split=split, image_size=opts.image_size, download=opts.download))
+    data = load_data(
+        DataConfig(name=spec, root=opts.data_root, split=split, image_size=opts.image_size, download=opts.download)
+    )
     if len(data) == 0:
         raise SganError(f"the {what} {spec} holds no images", where=spec, fix="give a non-empty data set or folder")
     kind = "dataset" if spec in DATASET_NAMES else "folder"
-    return _finish(data.images, None, limit, source=data.source, kind=kind, name=data.name, split=split if kind == "dataset" else None)
+    return _finish(
+        data.images,
+        None,
+        limit,
+        source=data.source,
+        kind=kind,
+        name=data.name,
+        split=split if kind == "dataset" else None,
+    )
 
 
 # --- reference statistics (sgan.stats) --------------------------------------------------------
@@ -257,11 +295,23 @@ def _validate_stats(tensors: dict[str, Tensor], meta: dict[str, str], path: Path
         hl = require_tensor(tensors, "heldout_logits", 2, path)
         ok = ok and hf.shape[1] == d and hl.shape[0] == hf.shape[0] and hl.shape[1] == logits.shape[1]
     if not ok:
-        raise SganError(f"{path}: the statistics tensors have inconsistent shapes", where=str(path), fix="write them again with sgan score --save-stats")
+        raise SganError(
+            f"{path}: the statistics tensors have inconsistent shapes",
+            where=str(path),
+            fix="write them again with sgan score --save-stats",
+        )
     if "extractor" not in meta:
-        raise SganError(f"{path} does not record its feature extractor", where=str(path), fix="write it again with sgan score --save-stats")
+        raise SganError(
+            f"{path} does not record its feature extractor",
+            where=str(path),
+            fix="write it again with sgan score --save-stats",
+        )
     if any(not bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
-        raise SganError(f"{path} holds non-finite (NaN or inf) statistics", where=str(path), fix="write them again with sgan score --save-stats and a working extractor")
+        raise SganError(
+            f"{path} holds non-finite (NaN or inf) statistics",
+            where=str(path),
+            fix="write them again with sgan score --save-stats and a working extractor",
+        )
 
 
 def load_stats(path: Path, extractor: Extractor) -> Reference:
@@ -271,7 +321,11 @@ def load_stats(path: Path, extractor: Extractor) -> Reference:
         raise SganError(
             f"{path} holds statistics made with {f.meta['extractor']}, but this score uses {extractor.identity}",
             where=str(path),
-            fix=f"compute the reference again with --features {'inception' if extractor.kind == 'inception' else 'classifier:' + extractor.source} --save-stats, or use the extractor the file was made with",
+            fix=(
+                "compute the reference again with --features "
+                f"{'inception' if extractor.kind == 'inception' else 'classifier:' + extractor.source} "
+                "--save-stats, or use the extractor the file was made with"
+            ),
         )
     t = f.tensors
     heldout = Features(t["heldout_features"], t["heldout_logits"]) if "heldout_features" in t else None
@@ -290,7 +344,12 @@ def load_stats(path: Path, extractor: Extractor) -> Reference:
 
 def save_stats(path: Path, ref: Reference, extractor: Extractor, force: bool) -> str:
     """Write the reference's features, logits and float64 statistics (kind ``sgan.stats``)."""
-    tensors = {"features": ref.features.features, "logits": ref.features.logits, "mean": ref.stats.mean, "cov": ref.stats.cov}
+    tensors = {
+        "features": ref.features.features,
+        "logits": ref.features.logits,
+        "mean": ref.stats.mean,
+        "cov": ref.stats.cov,
+    }
     if ref.heldout is not None:
         tensors |= {"heldout_features": ref.heldout.features, "heldout_logits": ref.heldout.logits}
     meta = {
@@ -311,7 +370,11 @@ def save_stats(path: Path, ref: Reference, extractor: Extractor, force: bool) ->
 
 
 def feature_metrics(
-    feats: Features | None, ref: Reference | None, metrics: list[str], opts: ScoreOptions, modes: tuple[Tensor, int] | None
+    feats: Features | None,
+    ref: Reference | None,
+    metrics: list[str],
+    opts: ScoreOptions,
+    modes: tuple[Tensor, int] | None,
 ) -> dict[str, float]:
     """The feature-based metrics of one image set (samples, or the ceiling's real images).
 
@@ -393,7 +456,8 @@ def resolve_features(opts: ScoreOptions) -> str:
     if source and Path(source).is_file():
         return f"classifier:{source}"
     raise SganError(
-        f"the statistics in {opts.ref} were made with the classifier {source or '(unrecorded)'} ({meta.get('extractor', '')}), which is not at that path",
+        f"the statistics in {opts.ref} were made with the classifier "
+        f"{source or '(unrecorded)'} ({meta.get('extractor', '')}), which is not at that path",
         where=f"--ref {opts.ref}",
         fix="pass --features classifier:FILE with that classifier file",
     )
@@ -401,17 +465,38 @@ def resolve_features(opts: ScoreOptions) -> str:
 
 def _check_options(opts: ScoreOptions, metrics: list[str]) -> None:
     if opts.samples is None and opts.save_stats is None:
-        raise SganError("no SAMPLES to score", where="SAMPLES", fix="give a folder or samples.safetensors, or only --ref with --save-stats to cache reference statistics")
+        raise SganError(
+            "no SAMPLES to score",
+            where="SAMPLES",
+            fix="give a folder or samples.safetensors, or only --ref with --save-stats to cache reference statistics",
+        )
     if opts.samples is None and metrics:
         raise SganError("--metric needs SAMPLES to score", where="SAMPLES", fix="give a folder or samples.safetensors")
     if opts.save_stats is not None and opts.ref is None:
-        raise SganError("--save-stats saves the reference's statistics, but no --ref was given", where="--save-stats", fix="add --ref DATASET|FOLDER")
+        raise SganError(
+            "--save-stats saves the reference's statistics, but no --ref was given",
+            where="--save-stats",
+            fix="add --ref DATASET|FOLDER",
+        )
     if "modes" in metrics and not opts.features.startswith("classifier:"):
-        raise SganError("--metric modes counts a classifier's classes", where="--metric modes", fix="add --features classifier:FILE (train one with sgan classifier)")
+        raise SganError(
+            "--metric modes counts a classifier's classes",
+            where="--metric modes",
+            fix="add --features classifier:FILE (train one with sgan classifier)",
+        )
     missing_ref = [m for m in metrics if m in NEEDS_REF]
     if missing_ref and opts.ref is None:
-        raise SganError(f"--metric {missing_ref[0]} compares with reference images, but no --ref was given", where="--ref", fix="add --ref mnist (a data set name), a folder of real images, or a stats file from --save-stats")
-    for name, value in (("--splits", opts.splits), ("--kid-subsets", opts.kid_subsets), ("--kid-subset-size", opts.kid_subset_size), ("--k", opts.k)):
+        raise SganError(
+            f"--metric {missing_ref[0]} compares with reference images, but no --ref was given",
+            where="--ref",
+            fix="add --ref mnist (a data set name), a folder of real images, or a stats file from --save-stats",
+        )
+    for name, value in (
+        ("--splits", opts.splits),
+        ("--kid-subsets", opts.kid_subsets),
+        ("--kid-subset-size", opts.kid_subset_size),
+        ("--k", opts.k),
+    ):
         if value < 1:
             raise SganError(f"{name} must be at least 1, got {value}", where=name, fix="give a positive number")
     for name, split in (("--split", opts.split), ("--ref-split", opts.ref_split)):
@@ -466,9 +551,13 @@ def load_samples(opts: ScoreOptions, metrics: list[str]) -> ImageSet | None:
     samples = load_images(opts.samples, opts.split, opts, opts.limit, "samples")
     if "sparsity" in metrics and samples.codes is None and samples.recorded_support is None:
         raise SganError(
-            f"--metric sparsity reads the codes stored with samples (or the support fraction `sgan sample` recorded over all of them), and {samples.source} has neither",
+            "--metric sparsity reads the codes stored with samples (or the support fraction "
+            f"`sgan sample` recorded over all of them), and {samples.source} has neither",
             where=samples.source,
-            fix="score a samples.safetensors written by `sgan sample` from a sparse generator (without --limit when its codes were left out)",
+            fix=(
+                "score a samples.safetensors written by `sgan sample` from a "
+                "sparse generator (without --limit when its codes were left out)"
+            ),
         )
     if "psnr" in metrics and samples.originals is None:
         raise SganError(
@@ -485,38 +574,72 @@ def plan_extraction(opts: ScoreOptions, metrics: list[str], samples: ImageSet | 
     from .validation import check_batch_memory
 
     needs_extractor = any(m in NEEDS_FEATURES for m in metrics) or opts.save_stats is not None
-    extractor = load_extractor(opts.features, opts.weights, opts.custom_weights, opts.download) if needs_extractor else None
+    extractor = (
+        load_extractor(opts.features, opts.weights, opts.custom_weights, opts.download) if needs_extractor else None
+    )
     batch = opts.batch_size or (50 if extractor is not None and extractor.kind == "inception" else 500)
-    want_ceiling = extractor is not None and (opts.ceiling if opts.ceiling is not None else extractor.kind == "classifier")
+    want_ceiling = extractor is not None and (
+        opts.ceiling if opts.ceiling is not None else extractor.kind == "classifier"
+    )
     # stacked colour digits (modes only) are classified per channel, everything else whole
-    stacked = samples is not None and extractor is not None and "modes" in metrics and extractor.kind == "classifier" and extractor.channels == 1 and samples.images.shape[1] > 1
-    extract_samples = samples is not None and extractor is not None and (bool([m for m in metrics if m in NEEDS_FEATURES and m != "modes"]) or (not stacked and "modes" in metrics))
+    stacked = (
+        samples is not None
+        and extractor is not None
+        and "modes" in metrics
+        and extractor.kind == "classifier"
+        and extractor.channels == 1
+        and samples.images.shape[1] > 1
+    )
+    extract_samples = (
+        samples is not None
+        and extractor is not None
+        and (bool([m for m in metrics if m in NEEDS_FEATURES and m != "modes"]) or (not stacked and "modes" in metrics))
+    )
     if extract_samples:
         check_images(extractor, samples.images, "samples")  # type: ignore[union-attr, arg-type]
     if extractor is not None:
-        per_image = 3 * 299 * 299 * 4 if extractor.kind == "inception" else (extractor.channels or 1) * (extractor.image_size or 1) ** 2 * 8
+        per_image = (
+            3 * 299 * 299 * 4
+            if extractor.kind == "inception"
+            else (extractor.channels or 1) * (extractor.image_size or 1) ** 2 * 8
+        )
         n = max(len(samples.images), 1) if samples is not None else batch
         check_batch_memory(batch, n, per_image, "images through the feature extractor")
     return ExtractionPlan(extractor, batch, want_ceiling, stacked, extract_samples)
 
 
-def build_reference(opts: ScoreOptions, metrics: list[str], plan: ExtractionPlan, samples: ImageSet | None, device: torch.device, stage: Callable[[str], ProgressFn | None]) -> Reference | None:
+def build_reference(
+    opts: ScoreOptions,
+    metrics: list[str],
+    plan: ExtractionPlan,
+    samples: ImageSet | None,
+    device: torch.device,
+    stage: Callable[[str], ProgressFn | None],
+) -> Reference | None:
     """Stage 3: the reference — a stats file, or real images extracted (and, for a data set
     with the real-data value wanted, the held-out rows of its other split)."""
     extractor = plan.extractor
-    if opts.ref is None or extractor is None or not (any(m in NEEDS_REF for m in metrics) or plan.want_ceiling or opts.save_stats):
+    if (
+        opts.ref is None
+        or extractor is None
+        or not (any(m in NEEDS_REF for m in metrics) or plan.want_ceiling or opts.save_stats)
+    ):
         return None
     ref_path = Path(opts.ref)
     if ref_path.suffix == ".safetensors" and ref_path.is_file() and peek_kind(ref_path) == "sgan.stats":
         if opts.save_stats is not None:
-            raise SganError(f"--ref {ref_path} is already a statistics file", where="--save-stats", fix="drop --save-stats")
+            raise SganError(
+                f"--ref {ref_path} is already a statistics file", where="--save-stats", fix="drop --save-stats"
+            )
         return load_stats(ref_path, extractor)
     ref_images = load_images(opts.ref, opts.ref_split, opts, opts.ref_limit, "reference")
     check_images(extractor, ref_images.images, "reference")
     feats = extract(extractor, ref_images.images, plan.batch, device, stage("reference"))
     is_dataset = ref_images.kind == "dataset"
     ref = Reference(
-        description=f"{ref_images.name}" + (f" {ref_images.split} split" if is_dataset else "") + f" ({ref_images.source})",
+        description=f"{ref_images.name}"
+        + (f" {ref_images.split} split" if is_dataset else "")
+        + f" ({ref_images.source})",
         features=feats,
         stats=feature_stats(feats.features),
         from_stats_file=False,
@@ -545,7 +668,13 @@ class Scores:
 
 
 def compute_scores(
-    opts: ScoreOptions, metrics: list[str], samples: ImageSet | None, plan: ExtractionPlan, ref: Reference | None, device: torch.device, stage: Callable[[str], ProgressFn | None]
+    opts: ScoreOptions,
+    metrics: list[str],
+    samples: ImageSet | None,
+    plan: ExtractionPlan,
+    ref: Reference | None,
+    device: torch.device,
+    stage: Callable[[str], ProgressFn | None],
 ) -> Scores:
     """Stage 4: extract the samples and compute every metric; then the real-data value
     (held-out real images scored the same way) when wanted."""
@@ -557,8 +686,14 @@ def compute_scores(
     extractor = plan.extractor
     ceiling, note = None, ""
     if extractor is not None and any(m in NEEDS_FEATURES for m in metrics):
-        feats = extract(extractor, samples.images, plan.batch, device, stage("samples")) if plan.extract_samples else None
-        modes = class_predictions(extractor, samples.images, plan.batch, device, None if feats is None else feats.logits) if "modes" in metrics else None
+        feats = (
+            extract(extractor, samples.images, plan.batch, device, stage("samples")) if plan.extract_samples else None
+        )
+        modes = (
+            class_predictions(extractor, samples.images, plan.batch, device, None if feats is None else feats.logits)
+            if "modes" in metrics
+            else None
+        )
         values = feature_metrics(feats, ref, metrics, opts, modes)
         if plan.want_ceiling:
             ceiling, note = real_data_value(opts, metrics, samples, plan, ref, modes is not None)
@@ -570,21 +705,39 @@ def compute_scores(
     return Scores(values, ceiling, note)
 
 
-def real_data_value(opts: ScoreOptions, metrics: list[str], samples: ImageSet, plan: ExtractionPlan, ref: Reference | None, modes: bool) -> tuple[dict[str, float] | None, str]:
+def real_data_value(
+    opts: ScoreOptions, metrics: list[str], samples: ImageSet, plan: ExtractionPlan, ref: Reference | None, modes: bool
+) -> tuple[dict[str, float] | None, str]:
     """Stage 5, the ceiling: as many held-out real images as samples, scored like them."""
     if ref is None or ref.heldout is None:
-        return None, "no real-data value: it needs --ref to be a data set name (or its --save-stats file), whose other split is held out"
+        return (
+            None,
+            "no real-data value: it needs --ref to be a data set name "
+            "(or its --save-stats file), whose other split is held out",
+        )
     extractor = plan.extractor
     assert extractor is not None
     real = _ceiling_subset(ref.heldout, len(samples.images), opts.seed)
     real_modes = (real.logits.argmax(dim=1), extractor.n_classes) if modes and not plan.stacked else None
     ceiling_metrics = [m for m in metrics if m in NEEDS_FEATURES and (m != "modes" or real_modes is not None)]
     ceiling = feature_metrics(real, ref, ceiling_metrics, opts, real_modes)
-    return ceiling, f"{len(real.features)} real images of the {ref.heldout_description or 'held-out split'}, scored like the samples against the reference"
+    return (
+        ceiling,
+        f"{len(real.features)} real images of the {ref.heldout_description or 'held-out split'}, "
+        "scored like the samples against the reference",
+    )
 
 
 def result_record(
-    opts: ScoreOptions, metrics: list[str], samples: ImageSet | None, plan: ExtractionPlan, ref: Reference | None, scores: Scores, device: torch.device, stats_hash: str | None, seconds: float
+    opts: ScoreOptions,
+    metrics: list[str],
+    samples: ImageSet | None,
+    plan: ExtractionPlan,
+    ref: Reference | None,
+    scores: Scores,
+    device: torch.device,
+    stats_hash: str | None,
+    seconds: float,
 ) -> ScoreResult:
     """Stage 6: what the command prints (table or JSON)."""
     extractor, values = plan.extractor, scores.values
@@ -592,23 +745,25 @@ def result_record(
         metrics=metrics,
         values=values,
         samples=None if samples is None else {
-            "source": samples.source, "kind": samples.kind, "n": int(samples.images.shape[0]), "shape": list(samples.images.shape[1:]),
+            "source": samples.source, "kind": samples.kind, "n": int(samples.images.shape[0]),
+            "shape": list(samples.images.shape[1:]),
         },
         ref=None if ref is None else {
             "description": ref.description, "n": ref.stats.n, "from_stats_file": ref.from_stats_file,
             "heldout": ref.heldout_description or None,
         },
         extractor=None if extractor is None else {
-            "kind": extractor.kind, "source": extractor.source, "hash": extractor.weights_hash, "standard": extractor.standard,
-            "dim": extractor.dim, "n_classes": extractor.n_classes, "accuracy": extractor.accuracy, "dataset": extractor.dataset,
-            "label": extractor.label,
+            "kind": extractor.kind, "source": extractor.source, "hash": extractor.weights_hash,
+            "standard": extractor.standard, "dim": extractor.dim, "n_classes": extractor.n_classes,
+            "accuracy": extractor.accuracy, "dataset": extractor.dataset, "label": extractor.label,
         },
         ceiling=scores.ceiling,
         ceiling_note=scores.ceiling_note,
         settings={
-            "seed": opts.seed, "splits": opts.splits, "kid_subsets": opts.kid_subsets, "kid_subset_size": opts.kid_subset_size,
-            "k": opts.k, "batch_size": plan.batch, "device": str(device),
-            "kid_subset_size_used": None if "kid" not in values else min(opts.kid_subset_size, ref.stats.n, samples.images.shape[0]),  # type: ignore[union-attr]
+            "seed": opts.seed, "splits": opts.splits, "kid_subsets": opts.kid_subsets,
+            "kid_subset_size": opts.kid_subset_size, "k": opts.k, "batch_size": plan.batch, "device": str(device),
+            "kid_subset_size_used": None if "kid" not in values
+                else min(opts.kid_subset_size, ref.stats.n, samples.images.shape[0]),  # type: ignore[union-attr]
         },
         stats_file=opts.save_stats,
         stats_hash=stats_hash,
@@ -634,6 +789,8 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
     scores = compute_scores(opts, metrics, samples, plan, ref, device, stage)
     # written last: a score that fails on its samples leaves no statistics file behind
     stats_hash = None
-    if opts.save_stats is not None and ref is not None and plan.extractor is not None and is_main():  # rank 0 writes under torchrun
+    if (
+        opts.save_stats is not None and ref is not None and plan.extractor is not None and is_main()
+    ):  # rank 0 writes under torchrun
         stats_hash = save_stats(Path(opts.save_stats), ref, plan.extractor, opts.force)
     return result_record(opts, metrics, samples, plan, ref, scores, device, stats_hash, time.perf_counter() - start)

@@ -43,7 +43,11 @@ class ResolvedSparsity:
 def check_sparsity_config(model: ModelConfig) -> None:
     """Errors a user can make in the sparsity keys, before any work."""
     if model.sparsity not in ("auto", *CONTROLS):
-        raise SganError(f"unknown sparsity control {model.sparsity!r}", where="model.sparsity", fix=f"use auto, {', '.join(CONTROLS)}")
+        raise SganError(
+            f"unknown sparsity control {model.sparsity!r}",
+            where="model.sparsity",
+            fix=f"use auto, {', '.join(CONTROLS)}",
+        )
     if model.learn_threshold and model.sparsity not in ("auto", "learn"):
         raise SganError(
             f"model.learn_threshold asks for a learned λ, but model.sparsity is {model.sparsity!r}",
@@ -73,14 +77,22 @@ def resolve_sparsity(model: ModelConfig, n_atoms: int, achieved: float) -> Resol
     if control == "topk":
         if model.threshold != ModelConfig.threshold:
             raise SganError(
-                f"model.threshold={model.threshold} sets λ of the soft threshold, but the codes are made by top-k (model.sparsity {model.sparsity!r} resolves to topk), which has no λ",
+                f"model.threshold={model.threshold} sets λ of the soft threshold, but the codes are "
+                f"made by top-k (model.sparsity {model.sparsity!r} resolves to topk), which has no λ",
                 where="model.threshold",
-                fix="drop model.threshold, or add --set model.sparsity=fixed (or learn, controller) to use the soft threshold",
+                fix=(
+                    "drop model.threshold, or add --set model.sparsity=fixed "
+                    "(or learn, controller) to use the soft threshold"
+                ),
             )
         if model.topk is None and model.support_target is not None:
             k = max(1, round(model.support_target * n_atoms))
         elif model.topk is None and not known:
-            raise SganError("the dictionary records no achieved support to choose k from", where="model.topk", fix="give --set model.topk=K")
+            raise SganError(
+                "the dictionary records no achieved support to choose k from",
+                where="model.topk",
+                fix="give --set model.topk=K",
+            )
         else:
             k = model.topk if model.topk is not None else max(1, round(achieved * n_atoms))
         if k >= n_atoms:
@@ -92,7 +104,11 @@ def resolve_sparsity(model: ModelConfig, n_atoms: int, achieved: float) -> Resol
         return ResolvedSparsity(control, k, k / n_atoms)
     target = model.support_target if model.support_target is not None else (achieved if known else None)
     if control == "controller" and target is None:
-        raise SganError("the dictionary records no achieved support to aim the controller at", where="model.support_target", fix="give --set model.support_target=0.1")
+        raise SganError(
+            "the dictionary records no achieved support to aim the controller at",
+            where="model.support_target",
+            fix="give --set model.support_target=0.1",
+        )
     return ResolvedSparsity(control, None, target)
 
 

@@ -38,8 +38,29 @@ from .losses import (
     latent_recon_loss,
     vae_loss,
 )
-from .nets import FEATURES, Critic, DCGANBody, Encoder, Generator, MLPBody, PatchSynthesis, ResNetBody, SoftThreshold, SupportController, WholeImageSynthesis
-from .sparsity import ResolvedSparsity, check_sparsity_config, head_lambda, legacy_sparsity, make_controller, record_sparsity, resolve_sparsity, sparse_head
+from .nets import (
+    FEATURES,
+    Critic,
+    DCGANBody,
+    Encoder,
+    Generator,
+    MLPBody,
+    PatchSynthesis,
+    ResNetBody,
+    SoftThreshold,
+    SupportController,
+    WholeImageSynthesis,
+)
+from .sparsity import (
+    ResolvedSparsity,
+    check_sparsity_config,
+    head_lambda,
+    legacy_sparsity,
+    make_controller,
+    record_sparsity,
+    resolve_sparsity,
+    sparse_head,
+)
 
 ARCHS = ("mlp", "dcgan", "resnet")
 RECON_MODES = ("none", "latent", "vae")
@@ -81,11 +102,19 @@ class ResolvedGan:
 def resolve_gan(cfg: GanConfig) -> ResolvedGan:
     """Fill the objective's defaults into the unset (None) fields; unknown objective → error."""
     if cfg.objective not in OBJECTIVES:
-        raise SganError(f"unknown objective {cfg.objective!r}", where="gan.objective / --gan", fix=f"use one of {', '.join(OBJECTIVES)}")
+        raise SganError(
+            f"unknown objective {cfg.objective!r}",
+            where="gan.objective / --gan",
+            fix=f"use one of {', '.join(OBJECTIVES)}",
+        )
     steps, opt, lr, b1, b2 = OBJECTIVE_DEFAULTS[cfg.objective]
     critic_steps = cfg.critic_steps if cfg.critic_steps is not None else steps
     if critic_steps < 1:
-        raise SganError(f"gan.critic_steps must be at least 1, got {critic_steps}", where="gan.critic_steps", fix="give a positive number")
+        raise SganError(
+            f"gan.critic_steps must be at least 1, got {critic_steps}",
+            where="gan.critic_steps",
+            fix="give a positive number",
+        )
     return ResolvedGan(
         objective=cfg.objective,
         critic_steps=critic_steps,
@@ -100,7 +129,9 @@ def resolve_gan(cfg: GanConfig) -> ResolvedGan:
 
 def _check_arch(arch: str) -> None:
     if arch not in ARCHS:
-        raise SganError(f"unknown architecture {arch!r}", where="model.arch / --arch", fix=f"use one of auto, {', '.join(ARCHS)}")
+        raise SganError(
+            f"unknown architecture {arch!r}", where="model.arch / --arch", fix=f"use one of auto, {', '.join(ARCHS)}"
+        )
 
 
 def _conv_body(model: ModelConfig, out_channels: int, size: int) -> nn.Module:
@@ -114,16 +145,24 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
     _check_arch(model.arch)
     C, S = geometry.channels, geometry.size
     if dictionary is None:
-        body: nn.Module = MLPBody(model.z_dim, C * S * S, model.g_width) if model.arch == "mlp" else _conv_body(model, C, S)
+        body: nn.Module = (
+            MLPBody(model.z_dim, C * S * S, model.g_width) if model.arch == "mlp" else _conv_body(model, C, S)
+        )
         return Generator(body, image_shape=(C, S, S))
     K = dictionary.n_atoms
     threshold = sparse_head(model, dictionary_sparsity(model, dictionary))
     mean = getattr(dictionary, "mean", None)
     if dictionary.patch is None:
         # whole-image codes are one vector per image: an MLP body whatever model.arch (seed 000)
-        return Generator(MLPBody(model.z_dim, K, model.g_width), threshold, WholeImageSynthesis(dictionary.atoms, C, S, mean))
+        return Generator(
+            MLPBody(model.z_dim, K, model.g_width), threshold, WholeImageSynthesis(dictionary.atoms, C, S, mean)
+        )
     if model.arch == "mlp":
-        raise SganError("a patch dictionary needs a convolutional generator", where="model.arch / --arch", fix="use --arch dcgan with patch dictionaries")
+        raise SganError(
+            "a patch dictionary needs a convolutional generator",
+            where="model.arch / --arch",
+            fix="use --arch dcgan with patch dictionaries",
+        )
     stride = dictionary.stride if dictionary.stride == dictionary.patch else 1
     synth = PatchSynthesis(dictionary.atoms, C, dictionary.patch, S, stride=stride, mean=mean)
     return Generator(_conv_body(model, K, synth.code_size), threshold, synth)
@@ -165,11 +204,21 @@ def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Crit
     if norm == "auto":
         norm = "none" if objective in ("wgan", "wgan-gp") else "batch"
     if norm not in ("none", "batch", "layer"):
-        raise SganError(f"unknown critic norm {norm!r}", where="model.critic_norm", fix="use auto, none, batch or layer")
+        raise SganError(
+            f"unknown critic norm {norm!r}", where="model.critic_norm", fix="use auto, none, batch or layer"
+        )
     if objective == "wgan-gp" and norm == "batch":
-        raise SganError("BatchNorm in a WGAN-GP critic couples the samples the gradient penalty treats one by one", where="model.critic_norm", fix="use none or layer")
+        raise SganError(
+            "BatchNorm in a WGAN-GP critic couples the samples the gradient penalty treats one by one",
+            where="model.critic_norm",
+            fix="use none or layer",
+        )
     if model.minibatch_disc < 0 or model.mbd_dim < 1:
-        raise SganError("model.minibatch_disc must be ≥ 0 and model.mbd_dim ≥ 1", where="model.minibatch_disc / model.mbd_dim", fix="e.g. --set model.minibatch_disc=32")
+        raise SganError(
+            "model.minibatch_disc must be ≥ 0 and model.mbd_dim ≥ 1",
+            where="model.minibatch_disc / model.mbd_dim",
+            fix="e.g. --set model.minibatch_disc=32",
+        )
     return Critic(_features(critic_arch(model), geometry, model.d_width, norm), model.minibatch_disc, model.mbd_dim)
 
 
@@ -235,7 +284,9 @@ class TrainState:
     encoder: Encoder | None = None  # the reconstructor / VAE encoder (recon.mode ≠ none)
     opt_e: torch.optim.Optimizer | None = None
     ema: Generator | None = None  # exponential moving average of the generator (train.ema > 0)
-    controller: SupportController | None = None  # adapts λ to the support target (model.sparsity "controller"); its state is λ, in the generator
+    controller: SupportController | None = (
+        None  # adapts λ to the support target (model.sparsity "controller"); its state is λ, in the generator
+    )
 
     def modules(self) -> dict[str, nn.Module]:
         """The nets by checkpoint prefix."""
@@ -266,9 +317,17 @@ def check_train_config(cfg: SganConfig) -> None:
         )
     check_sparsity_config(cfg.model)
     if cfg.recon.mode not in RECON_MODES:
-        raise SganError(f"unknown reconstructor mode {cfg.recon.mode!r}", where="recon.mode / --recon", fix="use none, latent or vae")
+        raise SganError(
+            f"unknown reconstructor mode {cfg.recon.mode!r}",
+            where="recon.mode / --recon",
+            fix="use none, latent or vae",
+        )
     if cfg.train.precision not in PRECISIONS:
-        raise SganError(f"unknown precision {cfg.train.precision!r}", where="train.precision / --precision", fix="use fp32, bf16 or auto")
+        raise SganError(
+            f"unknown precision {cfg.train.precision!r}",
+            where="train.precision / --precision",
+            fix="use fp32, bf16 or auto",
+        )
     check_ranges(cfg, ("model", "gan", "recon", "train"), "the training configuration")
 
 
@@ -286,17 +345,31 @@ def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: Diction
             nets.append(build_encoder(cfg.model, geometry, cfg.recon.mode))
     params = sum(p.numel() for net in nets for p in net.parameters())
     image = geometry.channels * geometry.size**2 * 4
-    check_memory(params * 4 * 4 + n_images * image, f"nets of {params:,} parameters (with gradients and optimiser state) and {n_images} training images", "model.z_dim / model.*_width / --data", "use smaller widths (--set model.g_width=…), a smaller model.z_dim, or fewer images (--limit)")
-    check_batch_memory(cfg.train.batch_size, cfg.train.batch_size, image, f"{geometry.channels}×{geometry.size}×{geometry.size} training images")
+    check_memory(
+        params * 4 * 4 + n_images * image,
+        f"nets of {params:,} parameters (with gradients and optimiser state) and {n_images} training images",
+        "model.z_dim / model.*_width / --data",
+        "use smaller widths (--set model.g_width=…), a smaller model.z_dim, or fewer images (--limit)",
+    )
+    check_batch_memory(
+        cfg.train.batch_size,
+        cfg.train.batch_size,
+        image,
+        f"{geometry.channels}×{geometry.size}×{geometry.size} training images",
+    )
 
 
-def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, device: torch.device) -> TrainState:
+def new_state(
+    cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, device: torch.device
+) -> TrainState:
     """Fresh nets and optimisers, seeded by ``train.seed``."""
     import copy
 
     from .auto import resolve_arch
 
-    resolve_arch(cfg, dictionary.patch if dictionary is not None else None, dictionary is not None, device.type)  # --arch auto
+    resolve_arch(
+        cfg, dictionary.patch if dictionary is not None else None, dictionary is not None, device.type
+    )  # --arch auto
     gan = resolve_gan(cfg.gan)
     check_train_config(cfg)
     torch.manual_seed(cfg.train.seed)  # parameter initialisation: G, then D, then E
@@ -308,7 +381,14 @@ def new_state(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | 
         D = distributed.sync_batchnorm(D, device.type == "cuda")  # type: ignore[assignment]
     rng = torch.Generator(device="cpu").manual_seed(cfg.train.seed + 1)
     fixed_z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.train.seed + 2))
-    state = TrainState(G, D, make_optimizer(G.parameters(), gan, gan.lr_g), make_optimizer(D.parameters(), gan, gan.lr_d), rng, fixed_z.to(device))
+    state = TrainState(
+        G,
+        D,
+        make_optimizer(G.parameters(), gan, gan.lr_g),
+        make_optimizer(D.parameters(), gan, gan.lr_d),
+        rng,
+        fixed_z.to(device),
+    )
     if cfg.recon.mode != "none":
         state.encoder = build_encoder(cfg.model, geometry, cfg.recon.mode).to(device, memory_format=layout)
         state.opt_e = adam(state.encoder.parameters(), cfg.recon.lr, (0.5, 0.9))
@@ -417,7 +497,10 @@ def train_steps(
     n, B, z_dim = real.shape[0], cfg.train.batch_size, cfg.model.z_dim
     beta, fm = cfg.model.beta, cfg.gan.feature_matching
     joint = D.mbd is None and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
-    shard, step_opt = distributed.shard, distributed.step  # this rank's rows of each global draw; averaged-gradient steps
+    shard, step_opt = (
+        distributed.shard,
+        distributed.step,
+    )  # this rank's rows of each global draw; averaged-gradient steps
     for m in state.modules().values():
         m.train()
     t_log, imgs_log = time.perf_counter(), 0
@@ -504,9 +587,17 @@ def train_steps(
         imgs_log += B * (gan.critic_steps + 1)
         if on_step is not None:
             on_step(state.step)
-        if on_log is not None and (state.step % cfg.train.log_every == 0 or state.step == until or state.step == early_log_step(cfg.train.log_every)):
+        if on_log is not None and (
+            state.step % cfg.train.log_every == 0
+            or state.step == until
+            or state.step == early_log_step(cfg.train.log_every)
+        ):
             now = time.perf_counter()
-            entry = {"step": state.step, **{k: v / counts[k] for k, v in sums.items()}, "images_per_s": imgs_log / max(now - t_log, 1e-9)}
+            entry = {
+                "step": state.step,
+                **{k: v / counts[k] for k, v in sums.items()},
+                "images_per_s": imgs_log / max(now - t_log, 1e-9),
+            }
             on_log(entry)
             sums, counts, t_log, imgs_log = {}, {}, now, 0
 
@@ -553,7 +644,9 @@ def load_state_tensors(state: TrainState, tensors: dict[str, Tensor], meta: dict
                 st.setdefault(int(pid), {})[name] = v
         opt.load_state_dict({"state": st, "param_groups": groups})
         _match_state_layout(opt)
-    ranks = tensors.get("rng.rank_states")  # absent in checkpoints from before torchrun support; clone: set_state ignores a view's offset
+    ranks = tensors.get(
+        "rng.rank_states"
+    )  # absent in checkpoints from before torchrun support; clone: set_state ignores a view's offset
     state.rng.set_state(ranks[distributed.current().rank].clone() if ranks is not None else tensors["rng.state"])
     state.fixed_z = tensors["fixed_z"].to(state.fixed_z.device)
     state.step = int(meta["step"])
@@ -568,22 +661,44 @@ def check_checkpoint_fits(state: TrainState, tensors: dict[str, Tensor], meta: d
         expected = {f"{prefix}.{k}": tuple(v.shape) for k, v in module.state_dict().items()}
         for name, shape in expected.items():
             if name not in tensors:
-                raise SganError(f"{path} is not a training checkpoint of this run: it lacks the tensor {name!r}", where=str(path), fix=fix)
+                raise SganError(
+                    f"{path} is not a training checkpoint of this run: it lacks the tensor {name!r}",
+                    where=str(path),
+                    fix=fix,
+                )
             if tuple(tensors[name].shape) != shape:
-                raise SganError(f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, but the run's config builds {shape}", where=str(path), fix=fix)
-        extra = sorted(k for k in tensors if k.startswith(prefix + ".") and k not in expected and not k.startswith(prefix + ".state."))
+                raise SganError(
+                    f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
+                    f"but the run's config builds {shape}",
+                    where=str(path),
+                    fix=fix,
+                )
+        extra = sorted(
+            k
+            for k in tensors
+            if k.startswith(prefix + ".") and k not in expected and not k.startswith(prefix + ".state.")
+        )
         if extra:
-            raise SganError(f"{path}: tensors {', '.join(extra[:3])} do not belong to the run's {prefix}", where=str(path), fix=fix)
+            raise SganError(
+                f"{path}: tensors {', '.join(extra[:3])} do not belong to the run's {prefix}", where=str(path), fix=fix
+            )
     for name in ("rng.state", "fixed_z"):
         if name not in tensors:
-            raise SganError(f"{path} is not a training checkpoint: it lacks the tensor {name!r}", where=str(path), fix=fix)
+            raise SganError(
+                f"{path} is not a training checkpoint: it lacks the tensor {name!r}", where=str(path), fix=fix
+            )
     step = meta.get("step", "")
     if not step.isdigit():
         raise SganError(f"{path}: metadata 'step' must be a whole number ≥ 0, got {step!r}", where=str(path), fix=fix)
     try:
         load_state_tensors(state, tensors, meta)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
-        raise SganError(f"{path}: the optimiser or RNG state does not fit the run ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", where=str(path), fix=fix) from None
+        raise SganError(
+            f"{path}: the optimiser or RNG state does not fit the run "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+            where=str(path),
+            fix=fix,
+        ) from None
 
 
 def _match_state_layout(opt: torch.optim.Optimizer) -> None:
@@ -607,7 +722,9 @@ def config_json(cfg: SganConfig) -> dict[str, Any]:
     check_train_config(cfg)
     out = {k: to_dict(getattr(cfg, k)) for k in RUN_SECTIONS}
     gan = resolve_gan(cfg.gan)
-    out["gan"].update(critic_steps=gan.critic_steps, lr_g=gan.lr_g, lr_d=gan.lr_d, beta1=gan.betas[0], beta2=gan.betas[1])
+    out["gan"].update(
+        critic_steps=gan.critic_steps, lr_g=gan.lr_g, lr_d=gan.lr_d, beta1=gan.betas[0], beta2=gan.betas[1]
+    )
     return out
 
 
@@ -647,7 +764,14 @@ class TrainResult:
     arch_auto: str | None = None  # why, when --arch auto chose it
 
 
-def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], dictionary: DictionaryFile | None, geometry: Geometry, lineage: dict[str, str]) -> None:
+def _save_outputs(
+    state: TrainState,
+    cfg: SganConfig,
+    paths: dict[str, Path],
+    dictionary: DictionaryFile | None,
+    geometry: Geometry,
+    lineage: dict[str, str],
+) -> None:
     """Checkpoint, config.yaml, generator (enough alone to sample), critic and reconstructor:
     all written to temp files first, then renamed in with the checkpoint first, so no file
     is ever ahead of the checkpoint. Under torchrun every rank calls it (the checkpoint
@@ -661,7 +785,12 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
     if not distributed.is_main():
         return
     conf = config_json(cfg)
-    geo = {"channels": str(geometry.channels), "image_size": str(geometry.size), "step": str(state.step), "sparse": json.dumps(dictionary is not None)}
+    geo = {
+        "channels": str(geometry.channels),
+        "image_size": str(geometry.size),
+        "step": str(state.step),
+        "sparse": json.dumps(dictionary is not None),
+    }
     g_tensors = dict(state.generator.state_dict())  # includes the dictionary (synthesis buffers)
     if dictionary is not None:
         geo["dictionary_patch"] = json.dumps(dictionary.patch)
@@ -671,15 +800,51 @@ def _save_outputs(state: TrainState, cfg: SganConfig, paths: dict[str, Path], di
         g_tensors.update({f"ema.{k}": v for k, v in state.ema.state_dict().items()})
     text = yaml.safe_dump(conf, sort_keys=False)
     with AtomicGroup() as group:
-        write_file(paths["checkpoint"], "sgan.checkpoint", tensors, config=conf, lineage=lineage, meta={**geo, **meta, "role": "checkpoint"}, force=True, group=group)
+        write_file(
+            paths["checkpoint"],
+            "sgan.checkpoint",
+            tensors,
+            config=conf,
+            lineage=lineage,
+            meta={**geo, **meta, "role": "checkpoint"},
+            force=True,
+            group=group,
+        )
         group.add(paths["config"], lambda tmp: tmp.write_text(text))
-        write_file(paths["generator"], "sgan.generator", g_tensors, config=conf, lineage=lineage, meta=g_meta, force=True, group=group)
+        write_file(
+            paths["generator"],
+            "sgan.generator",
+            g_tensors,
+            config=conf,
+            lineage=lineage,
+            meta=g_meta,
+            force=True,
+            group=group,
+        )
         c_tensors = {f"critic.{k}": v for k, v in state.critic.state_dict().items()}
-        write_file(paths["critic"], "sgan.checkpoint", c_tensors, config=conf, lineage=lineage, meta={**geo, "role": "critic"}, force=True, group=group)
+        write_file(
+            paths["critic"],
+            "sgan.checkpoint",
+            c_tensors,
+            config=conf,
+            lineage=lineage,
+            meta={**geo, "role": "critic"},
+            force=True,
+            group=group,
+        )
         if state.encoder is not None:
             e_tensors = {f"encoder.{k}": v for k, v in state.encoder.state_dict().items()}
             e_meta = {**geo, "role": "reconstructor", "recon_mode": state.encoder.mode}
-            write_file(paths["reconstructor"], "sgan.checkpoint", e_tensors, config=conf, lineage=lineage, meta=e_meta, force=True, group=group)
+            write_file(
+                paths["reconstructor"],
+                "sgan.checkpoint",
+                e_tensors,
+                config=conf,
+                lineage=lineage,
+                meta=e_meta,
+                force=True,
+                group=group,
+            )
 
 
 def _write_grid(state: TrainState, path: Path) -> Tensor:
@@ -703,12 +868,21 @@ def check_world_size(meta: dict[str, str], size: int, out: Path) -> None:
     is split into that many per-rank shards; BatchNorm statistics are per shard)."""
     raw = meta.get("world_size", "1")  # absent in checkpoints from before torchrun support: one process
     if not raw.isdigit() or int(raw) < 1:
-        raise SganError(f"{out}: checkpoint metadata 'world_size' must be a whole number ≥ 1, got {raw!r}", where=str(out), fix="resume from the checkpoint.safetensors that sgan train wrote, or start over with --force")
+        raise SganError(
+            f"{out}: checkpoint metadata 'world_size' must be a whole number ≥ 1, got {raw!r}",
+            where=str(out),
+            fix="resume from the checkpoint.safetensors that sgan train wrote, or start over with --force",
+        )
     saved = int(raw)
     if saved != size:
-        how = "without torchrun" if saved == 1 else f"with torchrun --nproc-per-node {saved} (or that many ranks over all nodes)"
+        how = (
+            "without torchrun"
+            if saved == 1
+            else f"with torchrun --nproc-per-node {saved} (or that many ranks over all nodes)"
+        )
         raise SganError(
-            f"the run in {out} was trained with {saved} process(es) and this resume has {size}; it continues exactly only with the same number",
+            f"the run in {out} was trained with {saved} process(es) and this "
+            f"resume has {size}; it continues exactly only with the same number",
             where=str(out),
             fix=f"resume {how}, or start a new run with --force or another --out",
         )
@@ -788,11 +962,23 @@ def checkpoint_dictionary(ckpt: Any) -> Any:
     from .run_files import generator_dictionary
 
     head = "generator."
-    g = SganFile(ckpt.path, "sgan.generator", ckpt.schema, {k[len(head) :]: v for k, v in ckpt.tensors.items() if k.startswith(head)}, ckpt.config, ckpt.lineage, ckpt.meta)
+    g = SganFile(
+        ckpt.path,
+        "sgan.generator",
+        ckpt.schema,
+        {k[len(head) :]: v for k, v in ckpt.tensors.items() if k.startswith(head)},
+        ckpt.config,
+        ckpt.lineage,
+        ckpt.meta,
+    )
     if g.meta.get("sparse") != "true":
         return None
     if "synthesis.atoms" not in g.tensors and "synthesis.kernel" not in g.tensors:
-        raise SganError(f"the checkpoint {ckpt.path} of a sparse run holds no dictionary (generator.synthesis.*)", where=str(ckpt.path), fix="start the run again with --force")
+        raise SganError(
+            f"the checkpoint {ckpt.path} of a sparse run holds no dictionary (generator.synthesis.*)",
+            where=str(ckpt.path),
+            fix="start the run again with --force",
+        )
     return generator_dictionary(g)
 
 
@@ -827,14 +1013,26 @@ def _open_run(cfg: SganConfig, out: Path, resume: bool, force: bool) -> Any:
 
     paths = run_dir_paths(out)
     if resume and force:
-        raise SganError("--resume continues the run and --force starts it over: they cannot go together", where=str(out), fix="drop --force to continue the run, or drop --resume to start over")
+        raise SganError(
+            "--resume continues the run and --force starts it over: they cannot go together",
+            where=str(out),
+            fix="drop --force to continue the run, or drop --resume to start over",
+        )
     if not resume:
         if paths["checkpoint"].exists() and not force:
-            raise SganError(f"the run folder {out} already holds a run", where=str(out), fix="pass --resume to continue it, --force to start over, or choose another --out")
+            raise SganError(
+                f"the run folder {out} already holds a run",
+                where=str(out),
+                fix="pass --resume to continue it, --force to start over, or choose another --out",
+            )
         _absolute_inputs(cfg)
         return None
     if not paths["checkpoint"].exists():
-        raise SganError(f"there is no run to resume in {out} (no checkpoint.safetensors)", where=str(out), fix="start the run without --resume")
+        raise SganError(
+            f"there is no run to resume in {out} (no checkpoint.safetensors)",
+            where=str(out),
+            fix="start the run without --resume",
+        )
     ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
     from .contracts import meta_int
     from .validation import CHANNELS, INT64_MAX, SIZE, Range
@@ -866,7 +1064,8 @@ def _run_inputs(cfg: SganConfig, out: Path, ckpt: Any) -> tuple[Any, Geometry, D
         recorded = ckpt.lineage.get("data")
         if recorded is not None and recorded != data_hash:
             raise SganError(
-                f"the training data {data.source} changed since the run in {out} started (content {data_hash[:19]}…, the run's {recorded[:19]}…)",
+                f"the training data {data.source} changed since the run in {out} "
+                f"started (content {data_hash[:19]}…, the run's {recorded[:19]}…)",
                 where=data.source,
                 fix="restore the run's data, or start a new run with --force or another --out",
             )
@@ -875,8 +1074,13 @@ def _run_inputs(cfg: SganConfig, out: Path, ckpt: Any) -> tuple[Any, Geometry, D
         dictionary = load_dictionary(cfg.train.dict)
     if dictionary is not None:
         check_dictionary_fits(dictionary, geometry.channels, geometry.size, cfg.train.dict or str(out))
-        record_sparsity(cfg.model, dictionary_sparsity(cfg.model, dictionary))  # every file records the resolved control
-    lineage = {"data": data_hash, **({"dictionary": dictionary.hash} if dictionary is not None and dictionary.hash else {})}
+        record_sparsity(
+            cfg.model, dictionary_sparsity(cfg.model, dictionary)
+        )  # every file records the resolved control
+    lineage = {
+        "data": data_hash,
+        **({"dictionary": dictionary.hash} if dictionary is not None and dictionary.hash else {}),
+    }
     return data, geometry, dictionary, lineage
 
 
@@ -898,7 +1102,11 @@ def _train_locked(
     paths = run_dir_paths(out)
     ckpt = _open_run(cfg, out, resume, force)
     if cfg.train.steps < 1 or cfg.train.batch_size < 1:
-        raise SganError("train.steps and train.batch_size must be positive", where="--steps / --batch-size", fix="give positive numbers")
+        raise SganError(
+            "train.steps and train.batch_size must be positive",
+            where="--steps / --batch-size",
+            fix="give positive numbers",
+        )
     world = distributed.current()
     distributed.check_divisible(cfg.train.batch_size, "train.batch_size / --batch-size")
     if ckpt is not None:
@@ -916,7 +1124,9 @@ def _train_locked(
         check_checkpoint_fits(state, ckpt.tensors, ckpt.meta, paths["checkpoint"])
         start = state.step
         if start >= cfg.train.steps:  # already there: nothing to do, nothing rewritten
-            return TrainResult(out, start, start, 0.0, {}, dictionary is not None, precision, target_steps=cfg.train.steps)
+            return TrainResult(
+                out, start, start, 0.0, {}, dictionary is not None, precision, target_steps=cfg.train.steps
+            )
     # every rank starts from rank 0's nets (identical already: same seed, same checkpoint)
     distributed.broadcast_state(state.modules().values())
     main = world.main  # under torchrun rank 0 alone writes; the other ranks compute and join the saves
@@ -935,7 +1145,9 @@ def _train_locked(
             nonlocal work
             _save_outputs(state, cfg, work, dictionary, geometry, lineage)
             if staging is not None and not staging.published:  # the new run's first checkpoint: swap it in
-                staging.publish(remove=[name for name in RUN_OUTPUTS if (out / name).exists()], commit=paths["checkpoint"].name)
+                staging.publish(
+                    remove=[name for name in RUN_OUTPUTS if (out / name).exists()], commit=paths["checkpoint"].name
+                )
                 work = paths
 
         def on_log(entry: dict[str, float]) -> None:
@@ -951,7 +1163,15 @@ def _train_locked(
 
         def on_step(step: int) -> None:
             if progress is not None and main:
-                progress(step, cfg.train.steps, {k: v for k, v in last.items() if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")})
+                progress(
+                    step,
+                    cfg.train.steps,
+                    {
+                        k: v
+                        for k, v in last.items()
+                        if k in ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")
+                    },
+                )
             if main and (step % cfg.train.grid_every == 0 or step == cfg.train.steps):
                 grid = _write_grid(state, work["grids"] / f"step-{step:06d}.png")
                 for hook in hooks:
@@ -967,6 +1187,21 @@ def _train_locked(
         finally:
             for hook in hooks:
                 hook.close(work["metrics"].parent)
-    arch = cfg.model.arch if critic_arch(cfg.model) == cfg.model.arch else f"{cfg.model.arch}, critic {critic_arch(cfg.model)}"
-    return TrainResult(out, state.step, start, time.perf_counter() - t0, last, dictionary is not None, precision, interrupted, cfg.train.steps, arch, arch_auto)
-
+    arch = (
+        cfg.model.arch
+        if critic_arch(cfg.model) == cfg.model.arch
+        else f"{cfg.model.arch}, critic {critic_arch(cfg.model)}"
+    )
+    return TrainResult(
+        out,
+        state.step,
+        start,
+        time.perf_counter() - t0,
+        last,
+        dictionary is not None,
+        precision,
+        interrupted,
+        cfg.train.steps,
+        arch,
+        arch_auto,
+    )

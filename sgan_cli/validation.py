@@ -77,9 +77,17 @@ def check_number(value: Any, name: str, rng: Range | None, *, where: str | None 
             fix=fix or f"give {name} a finite value" + ("" if rng is None else f" {rng.describe()}"),
         )
     if isinstance(value, int) and abs(value) > INT64_MAX and (rng is None or rng.hi is None or rng.hi >= INT64_MAX):
-        raise SganError(f"{name} is too large ({value})", where=where or name, fix=fix or f"give {name} a value {'' if rng is None else rng.describe() + ' and '}below 2**63")
+        raise SganError(
+            f"{name} is too large ({value})",
+            where=where or name,
+            fix=fix or f"give {name} a value {'' if rng is None else rng.describe() + ' and '}below 2**63",
+        )
     if rng is not None and not rng.contains(value):
-        raise SganError(f"{name} must be {rng.describe()}, got {value}", where=where or name, fix=fix or f"give {name} a value {rng.describe()}")
+        raise SganError(
+            f"{name} must be {rng.describe()}, got {value}",
+            where=where or name,
+            fix=fix or f"give {name} a value {rng.describe()}",
+        )
 
 
 # command-line options that are not configuration keys (and those that are, spelled as the
@@ -121,13 +129,15 @@ def option_names(fn: Any) -> dict[str, str]:
     names: dict[str, str] = {}
     try:
         hints = typing.get_type_hints(inspect.unwrap(fn), include_extras=True)
-    except Exception:  # noqa: BLE001 - unresolvable hints: fall back to --param-name
+    except Exception:
         hints = {}
     for param, hint in hints.items():
         decls: list[str] = []
         for meta in typing.get_args(hint)[1:]:
             default = getattr(meta, "default", None)
-            decls = ([default] if isinstance(default, str) and default.startswith("-") else []) + list(getattr(meta, "param_decls", ()) or ())
+            decls = ([default] if isinstance(default, str) and default.startswith("-") else []) + list(
+                getattr(meta, "param_decls", ()) or ()
+            )
         names[param] = (decls or ["--" + param.replace("_", "-")])[0]  # as the command declares it first
     return names
 
@@ -153,7 +163,11 @@ def available_memory() -> int:
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and value >= 1):
-            raise SganError(f"SGAN_MAX_MEMORY={env!r} is not a finite, positive number of bytes", where="$SGAN_MAX_MEMORY", fix="set it to e.g. 8e9, or unset it")
+            raise SganError(
+                f"SGAN_MAX_MEMORY={env!r} is not a finite, positive number of bytes",
+                where="$SGAN_MAX_MEMORY",
+                fix="set it to e.g. 8e9, or unset it",
+            )
         return int(value)
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

@@ -39,7 +39,9 @@ def _png_header_only(path, width, height):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -53,7 +55,10 @@ def test_png_declaring_huge_size_is_refused_before_decoding(runner, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]
 
 
-@pytest.mark.parametrize(("shape", "message"), [((0, 1, 8, 8), "has no usable images (shape (0, 1, 8, 8)"), ((3, 0, 8, 8), "have no pixels or 0 channels")])
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [((0, 1, 8, 8), "has no usable images (shape (0, 1, 8, 8)"), ((3, 0, 8, 8), "have no pixels or 0 channels")],
+)
 def test_data_sets_without_images_or_channels_are_refused(runner, tmp_path, shape, message):
     from sgan_cli.contracts import write_file
 
@@ -74,7 +79,12 @@ def test_mnist_labels_out_of_range_are_refused(runner, tmp_path):
     for split in ("train", "t10k"):
         _idx(raw / f"{split}-images-idx3-ubyte", 2051, (3, 28, 28), [0] * (3 * 28 * 28))
         _idx(raw / f"{split}-labels-idx1-ubyte", 2049, (3,), [1, 200, 3])  # 200: not a digit
-    msg = error_text(invoke(runner, ["learn-dict", "mnist", "--data-root", str(tmp_path / "root"), "--out", str(tmp_path / "d.safetensors")]))
+    msg = error_text(
+        invoke(
+            runner,
+            ["learn-dict", "mnist", "--data-root", str(tmp_path / "root"), "--out", str(tmp_path / "d.safetensors")],
+        )
+    )
     assert "the labels in" in msg and "run from 1 to 200, outside the 10 classes 0..9" in msg
     assert not (tmp_path / "d.safetensors").exists()
 
@@ -87,7 +97,9 @@ def test_recipe_not_utf8_is_refused(runner, tmp_path):
 
 
 def test_yaml_alias_bomb_is_refused(runner, tmp_path):
-    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)
+    ]
     recipe = tmp_path / "bomb.yaml"
     recipe.write_text("\n".join(lines) + "\n")
     msg = error_text(invoke(runner, ["train", "--recipe", str(recipe), "--dry-run"]))
@@ -144,7 +156,13 @@ def test_nan_never_meets_a_bound():
 
     for above in (True, False):
         assert Threshold("fid", 30.0, above).failed(float("nan"))
-    assert check_thresholds({"kid": float("nan"), "inception": float("nan")}, [Threshold("kid", 0.01, True), Threshold("inception", 5.0, False)]) != []
+    assert (
+        check_thresholds(
+            {"kid": float("nan"), "inception": float("nan")},
+            [Threshold("kid", 0.01, True), Threshold("inception", 5.0, False)],
+        )
+        != []
+    )
     assert check_thresholds({"fid": 0.0}, [Threshold("fid", 0.0, False), Threshold("fid", 0.0, True)]) == []
 
 
@@ -168,9 +186,50 @@ def test_non_finite_features_are_an_error(runner, tmp_path):
     with torch.no_grad():
         next(net.parameters()).view(-1)[0] = float("nan")
     clf = tmp_path / "clf.safetensors"
-    save_classifier(clf, net, ClassifierInfo(dataset="digits", channels=1, image_size=8, n_classes=10, width=8, feature_dim=16, test_accuracy=0.5, n_train=10, n_test=10), {})
-    args = ["score", "digits", "-m", "fid", "-m", "kid", "-m", "inception", "--ref", "digits", "--features", f"classifier:{clf}"]
-    msg = error_text(invoke(runner, [*args, "--fail-above", "kid=0.01", "--fail-below", "inception=5", "--save-stats", str(tmp_path / "s.safetensors")]))
+    save_classifier(
+        clf,
+        net,
+        ClassifierInfo(
+            dataset="digits",
+            channels=1,
+            image_size=8,
+            n_classes=10,
+            width=8,
+            feature_dim=16,
+            test_accuracy=0.5,
+            n_train=10,
+            n_test=10,
+        ),
+        {},
+    )
+    args = [
+        "score",
+        "digits",
+        "-m",
+        "fid",
+        "-m",
+        "kid",
+        "-m",
+        "inception",
+        "--ref",
+        "digits",
+        "--features",
+        f"classifier:{clf}",
+    ]
+    msg = error_text(
+        invoke(
+            runner,
+            [
+                *args,
+                "--fail-above",
+                "kid=0.01",
+                "--fail-below",
+                "inception=5",
+                "--save-stats",
+                str(tmp_path / "s.safetensors"),
+            ],
+        )
+    )
     assert "the feature extractor gave non-finite values (NaN or inf)" in msg and str(clf) in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.safetensors"]
 
@@ -186,7 +245,12 @@ def test_statistics_file_with_nan_is_refused(tmp_path):
     from sgan_cli.contracts import read_file, write_file
 
     feats = torch.randn(5, 3, dtype=torch.float64)
-    tensors = {"features": feats, "logits": torch.randn(5, 2), "mean": feats.mean(0), "cov": torch.full((3, 3), float("nan"))}
+    tensors = {
+        "features": feats,
+        "logits": torch.randn(5, 2),
+        "mean": feats.mean(0),
+        "cov": torch.full((3, 3), float("nan")),
+    }
     path = tmp_path / "stats.safetensors"
     write_file(path, "sgan.stats", tensors, meta={"extractor": "x"})
     with pytest.raises(SganError, match="holds non-finite \\(NaN or inf\\) statistics"):

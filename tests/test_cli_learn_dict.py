@@ -58,7 +58,17 @@ def test_a_first_build_of_the_kernels_is_not_counted_as_learning_or_coding_time(
     monkeypatch.setattr(native, "_load_or_build", slow_build)
     for args in (
         ["learn-dict", "digits", "--atoms", "16", "--out", str(tmp_path / "d.safetensors"), "--json"],
-        ["encode", "digits", "--limit", "50", "--dict", str(tmp_path / "d.safetensors"), "--out", str(tmp_path / "l.safetensors"), "--json"],
+        [
+            "encode",
+            "digits",
+            "--limit",
+            "50",
+            "--dict",
+            str(tmp_path / "d.safetensors"),
+            "--out",
+            str(tmp_path / "l.safetensors"),
+            "--json",
+        ],
     ):
         monkeypatch.setattr(native, "_tried", False)  # as in a new process: built on first use
         monkeypatch.setattr(native, "_lib", None)
@@ -79,7 +89,9 @@ def test_learn_dict_table_names_the_engine_and_why_not_compiled(runner, tmp_path
 
 def test_learn_dict_patches_table(runner, tmp_path):
     out = tmp_path / "patches.safetensors"
-    res = _run(runner, ["learn-dict", "digits", "--patch", "3", "--atoms", "20", "--max-samples", "5000", "--out", str(out)])
+    res = _run(
+        runner, ["learn-dict", "digits", "--patch", "3", "--atoms", "20", "--max-samples", "5000", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert "achieved" in res.stdout
     assert (tmp_path / "patches_atoms.png").exists()
@@ -116,7 +128,9 @@ def test_existing_output_needs_force(runner, tmp_path):
 
 
 def test_missing_mnist_offline(runner, offline_root, tmp_path):
-    res = _run(runner, ["learn-dict", "mnist", "--data-root", str(offline_root), "--out", str(tmp_path / "d.safetensors")])
+    res = _run(
+        runner, ["learn-dict", "mnist", "--data-root", str(offline_root), "--out", str(tmp_path / "d.safetensors")]
+    )
     assert res.exit_code == 2
     assert "train-images-idx3-ubyte" in res.stderr and "Traceback" not in res.output
 

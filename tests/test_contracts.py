@@ -17,13 +17,26 @@ def _atoms(k: int = 4, dim: int = 9) -> torch.Tensor:
 
 
 def _dict_meta(channels: int = 1, size: int = 8, patch: int | None = 3) -> dict:
-    return {"channels": str(channels), "image_size": str(size), "patch": json.dumps(patch), "stride": "1", "alpha": "0.5"}
+    return {
+        "channels": str(channels),
+        "image_size": str(size),
+        "patch": json.dumps(patch),
+        "stride": "1",
+        "alpha": "0.5",
+    }
 
 
 def test_round_trip_keeps_tensors_config_lineage(tmp_path):
     atoms = _atoms()
     path = tmp_path / "d.safetensors"
-    digest = write_file(path, "sgan.dictionary", {"atoms": atoms}, config={"dict": {"atoms": 4}}, lineage={"data": "digits"}, meta=_dict_meta())
+    digest = write_file(
+        path,
+        "sgan.dictionary",
+        {"atoms": atoms},
+        config={"dict": {"atoms": 4}},
+        lineage={"data": "digits"},
+        meta=_dict_meta(),
+    )
     f = read_file(path, "sgan.dictionary")
     assert torch.equal(f.tensors["atoms"], atoms)
     assert f.kind == "sgan.dictionary" and f.schema == SCHEMAS["sgan.dictionary"]
@@ -120,7 +133,8 @@ def test_dictionary_shape_checks(tmp_path):
 def test_outputs_inside_a_file_are_one_clear_error(tmp_path):
     """An --out below an existing file: refused up front (check_writable) and at write time
     (atomic writes, folders made for runs and samples) with a message, not NotADirectoryError."""
-    from sgan_cli.contracts import atomic_write_bytes, check_writable, ensure_folder
+    from sgan_cli.contracts import atomic_write_bytes, check_writable
+    from sgan_cli.outputs import ensure_folder
 
     blocker = tmp_path / "afile"
     blocker.write_text("x")

@@ -8,9 +8,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.decomposition import MiniBatchDictionaryLearning
 
-from sgan_cli.config import DictConfig
+from sgan_cli.config import DataConfig, DictConfig
 from sgan_cli.data import load_data
-from sgan_cli.config import DataConfig
 from sgan_cli.dictionary import extract_signals, find_alpha, learn_dictionary, learn_from_config, predict_alpha
 from sgan_cli.errors import SganError
 from sgan_cli.sparse_coding import lasso_lars, lasso_objective, support_fraction
@@ -37,7 +36,9 @@ def test_objective_no_worse_than_sklearn_minibatch(digits, engine):
     if engine == "native" and native.library() is None:
         pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
     alpha = 0.36
-    sk = MiniBatchDictionaryLearning(n_components=64, alpha=alpha, batch_size=256, max_iter=8, random_state=0).fit(digits.numpy())
+    sk = MiniBatchDictionaryLearning(n_components=64, alpha=alpha, batch_size=256, max_iter=8, random_state=0).fit(
+        digits.numpy()
+    )
     ref = _objective(digits, torch.tensor(sk.components_), alpha)
     with native.disabled() if engine == "torch" else contextlib.nullcontext():
         ours = learn_dictionary(digits, 64, alpha=alpha, target_sparsity=None, heldout_fraction=0.0)
@@ -59,7 +60,16 @@ def test_online_solver_objective_no_worse_than_sklearn_on_patches():
     for seed in range(3):
         sk = MiniBatchDictionaryLearning(n_components=18, alpha=alpha, batch_size=256, random_state=seed).fit(Y.numpy())
         ref.append(_objective(Y, torch.tensor(sk.components_), alpha))
-        r = learn_dictionary(Y, 18, alpha=alpha, target_sparsity=None, solver="online", passes=float(sk.n_iter_), heldout_fraction=0.0, seed=seed)
+        r = learn_dictionary(
+            Y,
+            18,
+            alpha=alpha,
+            target_sparsity=None,
+            solver="online",
+            passes=float(sk.n_iter_),
+            heldout_fraction=0.0,
+            seed=seed,
+        )
         assert r.solver == "online"
         ours.append(_objective(Y, r.atoms, alpha))
     assert sum(ours) <= sum(ref), f"ours {ours} vs scikit-learn {ref}"
@@ -250,7 +260,9 @@ def test_passes_schedule_codes_exactly_where_exact_codes_are_cheap(digits, monke
     fista = dictionary.lasso_fista
     monkeypatch.setattr(dictionary, "lasso_fista", lambda *a, **k: calls.append("fista") or fista(*a, **k))
     with native.disabled() if engine == "torch" else contextlib.nullcontext():
-        learn_dictionary(digits, 64, alpha=0.5, target_sparsity=None, batch_size=256, passes=3, heldout_fraction=0.0, evaluate=False)
+        learn_dictionary(
+            digits, 64, alpha=0.5, target_sparsity=None, batch_size=256, passes=3, heldout_fraction=0.0, evaluate=False
+        )
         # 1797 signals: 8 minibatches a pass
         assert calls == (["lars"] * 24 if engine == "native" else ["fista"] * 8 + ["lars"] * 16)
         calls.clear()
@@ -267,7 +279,9 @@ def test_init_atoms_patches_from_principal_directions_images_from_signals():
         atoms = init_atoms(patches, dim + 13, torch.Generator().manual_seed(1))
         assert atoms.shape == (dim + 13, dim) and torch.allclose(atoms.norm(dim=1), torch.ones(dim + 13), atol=1e-5)
         _, _, vh = torch.linalg.svd(patches, full_matrices=False)
-        assert torch.allclose((atoms[:dim] * vh).sum(dim=1).abs(), torch.ones(dim), atol=1e-4)  # ± the principal directions
+        assert torch.allclose(
+            (atoms[:dim] * vh).sum(dim=1).abs(), torch.ones(dim), atol=1e-4
+        )  # ± the principal directions
         rows = F.normalize(patches, dim=1)
         assert ((atoms[dim:] @ rows.T).amax(dim=1) > 1 - 1e-5).all()  # then signals
     images = torch.randn(300, PCA_INIT_MAX_DIM + 1, generator=g)

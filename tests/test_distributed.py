@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import error_text, invoke
+
 from sgan_cli.contracts import read_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # matching and EMA: every path of the loop that draws, shards or averages something
 TRAIN = [
     "--data", "digits", "--gan", "wgan-gp", "--recon", "--arch", "mlp", "--batch-size", "16", "--ema", "0.9",
-    "--feature-matching", "1.0", "--set", "train.log_every=1", "--set", "train.grid_every=2", "--set", "train.save_every=2",
+    "--feature-matching", "1.0", "--set", "train.log_every=1", "--set", "train.grid_every=2",
+    "--set", "train.save_every=2",
     "--set", "model.g_width=32", "--set", "model.d_width=16", "--set", "model.e_width=16", "--set", "model.z_dim=8",
     "--set", "gan.critic_steps=2", "--set", "train.sync_bn=true", "--set", "recon.steps=1",
     "--set", "model.sparsity=controller",  # λ adapted from the global batch's support: the same on every rank
@@ -49,7 +50,9 @@ def ddp(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("ddp")
     dictionary = work / "dictionary.safetensors"
-    save_dictionary(dictionary, learn_from_config(load_data(DataConfig(name="digits")), DictConfig(atoms=32, passes=2)), {})
+    save_dictionary(
+        dictionary, learn_from_config(load_data(DataConfig(name="digits")), DictConfig(atoms=32, passes=2)), {}
+    )
     clf = work / "clf.safetensors"
     assert invoke(CliRunner(), ["classifier", "digits", "--epochs", "1", "--out", str(clf)]).exit_code == 0
     train = [*TRAIN, "--dict", str(dictionary)]
@@ -58,17 +61,42 @@ def ddp(tmp_path_factory):
         ["full", ["train", *train, "--steps", "4", "--out", str(work / "full")]],
         ["part", ["train", *train, "--steps", "2", "--out", str(work / "res")]],
         ["resume", ["train", "--resume", "--steps", "4", "--out", str(work / "res")]],
-        ["sample", ["sample", str(work / "full"), "-n", "40", "--batch-size", "16", "--seed", "3", "--out", str(work / "samples")]],
+        [
+            "sample",
+            [
+                "sample",
+                str(work / "full"),
+                "-n",
+                "40",
+                "--batch-size",
+                "16",
+                "--seed",
+                "3",
+                "--out",
+                str(work / "samples"),
+            ],
+        ],
         ["score", ["score", str(work / "samples" / "samples.safetensors"), *SCORE, "--features", f"classifier:{clf}"]],
         ["learn-dict", ["learn-dict", "digits", "--out", str(work / "d2.safetensors")]],
     ]
     plan = work / "plan.json"
     plan.write_text(json.dumps({"commands": commands, "out": str(work)}))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(ROOT / "tests" / "ddp_worker.py"), str(plan)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(ROOT / "tests" / "ddp_worker.py"),
+        str(plan),
+    ]
     # its own process group, so a timeout ends the ranks too (killing torchrun alone orphans
     # them, blocked in a collective for good)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         _, stderr = proc.communicate(timeout=300)
     except subprocess.TimeoutExpired:
@@ -102,11 +130,21 @@ def test_two_ranks_write_one_set_of_files(ddp):
 
     run = ddp["work"] / "eq"
     names = sorted(p.relative_to(run).as_posix() for p in run.rglob("*"))
-    assert names == sorted([
-        ".sgan.lock", "checkpoint.safetensors", "config.yaml", "critic.safetensors", "generator.safetensors", "metrics.jsonl",
-        "reconstructor.safetensors", "grids", "grids/step-000002.png", "grids/step-000003.png",
-        *(["curves.png"] if have_matplotlib() else []),  # drawn by rank 0 only
-    ])  # fmt: skip  (no staging folder or temp file left, one lock: rank 0's)
+    assert names == sorted(
+        [
+            ".sgan.lock",
+            "checkpoint.safetensors",
+            "config.yaml",
+            "critic.safetensors",
+            "generator.safetensors",
+            "metrics.jsonl",
+            "reconstructor.safetensors",
+            "grids",
+            "grids/step-000002.png",
+            "grids/step-000003.png",
+            *(["curves.png"] if have_matplotlib() else []),  # drawn by rank 0 only
+        ]
+    )  # fmt: skip  (no staging folder or temp file left, one lock: rank 0's)
     steps = [json.loads(s)["step"] for s in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]  # one writer: no line twice
     ckpt = read_file(run / "checkpoint.safetensors", "sgan.checkpoint")
@@ -171,7 +209,21 @@ def test_resume_with_another_world_size_is_refused(ddp, tmp_path, runner):
 
 
 def test_distributed_sample_equals_one_process(ddp, tmp_path, runner):
-    res = invoke(runner, ["sample", str(ddp["work"] / "full"), "-n", "40", "--batch-size", "16", "--seed", "3", "--out", str(tmp_path / "s")])
+    res = invoke(
+        runner,
+        [
+            "sample",
+            str(ddp["work"] / "full"),
+            "-n",
+            "40",
+            "--batch-size",
+            "16",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     one = read_file(tmp_path / "s" / "samples.safetensors", "sgan.samples")
     two = read_file(ddp["work"] / "samples" / "samples.safetensors", "sgan.samples")
@@ -185,7 +237,16 @@ def test_distributed_sample_equals_one_process(ddp, tmp_path, runner):
 
 
 def test_distributed_score_equals_one_process(ddp, runner):
-    res = invoke(runner, ["score", str(ddp["work"] / "samples" / "samples.safetensors"), *SCORE, "--features", f"classifier:{ddp['clf']}"])
+    res = invoke(
+        runner,
+        [
+            "score",
+            str(ddp["work"] / "samples" / "samples.safetensors"),
+            *SCORE,
+            "--features",
+            f"classifier:{ddp['clf']}",
+        ],
+    )
     assert res.exit_code == 0, res.output
     one, two = json.loads(res.stdout), json.loads(ddp["ranks"][0]["score"]["stdout"])
     assert {"inception", "fid", "kid", "precision", "modes", "sparsity"} <= one["metrics"].keys()
@@ -205,7 +266,9 @@ def test_global_batch_must_split_evenly(monkeypatch):
     monkeypatch.setattr(distributed, "_WORLD", distributed.World(0, 3, 0))
     with pytest.raises(SganError) as exc:
         distributed.check_divisible(16, "train.batch_size / --batch-size")
-    assert "the global batch 16 does not split evenly over 3 ranks" in exc.value.message and "e.g. 15" in exc.value.message
+    assert (
+        "the global batch 16 does not split evenly over 3 ranks" in exc.value.message and "e.g. 15" in exc.value.message
+    )
     assert distributed.check_divisible(15, "x") == 5
     assert torch.equal(distributed.shard(torch.arange(15)), torch.arange(5))  # rank 0: rows 0…4
 
@@ -222,7 +285,9 @@ def test_impossible_torchrun_environment_is_one_message(monkeypatch, env):
     assert "RANK" in exc.value.message or "WORLD_SIZE" in exc.value.message
 
 
-@pytest.mark.parametrize("command", [["encode", "digits", "--dict", "d.safetensors"], ["classifier", "digits"], ["learn-dict", "digits"]])
+@pytest.mark.parametrize(
+    "command", [["encode", "digits", "--dict", "d.safetensors"], ["classifier", "digits"], ["learn-dict", "digits"]]
+)
 def test_one_process_commands_refuse_torchrun(runner, tmp_path, monkeypatch, command):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.chdir(tmp_path)

@@ -9,20 +9,37 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import error_text, invoke
+
 from sgan_cli.config import DataConfig, DictConfig, load_config
 from sgan_cli.contracts import load_dictionary, save_dictionary, write_file
 from sgan_cli.data import load_data
 from sgan_cli.dictionary import learn_from_config
-from sgan_cli.encoding import DictionaryCoder, encode_dictionary, encode_reconstructor, load_latents, patch_codes, resolve_coder
+from sgan_cli.encoding import (
+    DictionaryCoder,
+    encode_dictionary,
+    encode_reconstructor,
+    load_latents,
+    patch_codes,
+    resolve_coder,
+)
 from sgan_cli.errors import SganError
 from sgan_cli.images import to_uint8
 from sgan_cli.run_files import load_reconstructor
 from sgan_cli.sparse_coding import psnr
 from sgan_cli.training import run_training
 
-FAST = ["train.log_every=2", "train.grid_every=100", "train.save_every=100", "model.g_width=32", "model.d_width=16", "model.e_width=8", "model.z_dim=8", "train.batch_size=16", "gan.critic_steps=1"]
+FAST = [
+    "train.log_every=2",
+    "train.grid_every=100",
+    "train.save_every=100",
+    "model.g_width=32",
+    "model.d_width=16",
+    "model.e_width=8",
+    "model.z_dim=8",
+    "train.batch_size=16",
+    "gan.critic_steps=1",
+]
 
 # Measured on the digits test split (359 images) with the square dictionary below (64 atoms,
 # 4 passes, 10 % target sparsity): OMP at the default k = round(0.1·64) = 6 non-zeros gives
@@ -36,7 +53,9 @@ FULL_SUPPORT_PSNR = 60.0
 def square(tmp_path_factory):
     """A square (64-atom) whole-image dictionary of the digits training split."""
     path = tmp_path_factory.mktemp("dict") / "dictionary.safetensors"
-    save_dictionary(path, learn_from_config(load_data(DataConfig(name="digits")), DictConfig(passes=4, sparsity=0.1)), {})
+    save_dictionary(
+        path, learn_from_config(load_data(DataConfig(name="digits")), DictConfig(passes=4, sparsity=0.1)), {}
+    )
     return path
 
 
@@ -45,8 +64,14 @@ def patches(tmp_path_factory):
     """A 3×3 patch dictionary of digits (12 atoms), and a tiled 2×2 one (stride 2, 4 atoms)."""
     root = tmp_path_factory.mktemp("patches")
     data = load_data(DataConfig(name="digits"))
-    save_dictionary(root / "p3.safetensors", learn_from_config(data, DictConfig(patch=3, atoms=12, passes=2, max_samples=5000)), {})
-    save_dictionary(root / "p2.safetensors", learn_from_config(data, DictConfig(patch=2, stride=2, atoms=4, sparsity=0.3, passes=2, max_samples=5000)), {})
+    save_dictionary(
+        root / "p3.safetensors", learn_from_config(data, DictConfig(patch=3, atoms=12, passes=2, max_samples=5000)), {}
+    )
+    save_dictionary(
+        root / "p2.safetensors",
+        learn_from_config(data, DictConfig(patch=2, stride=2, atoms=4, sparsity=0.3, passes=2, max_samples=5000)),
+        {},
+    )
     return root
 
 
@@ -157,7 +182,21 @@ def test_cli_encode_dict_json_and_latents_file(runner, square, tmp_path):
     assert (from_uint8 - f.tensors["psnr"].double()).abs().max() < 0.2
     assert (tmp_path / "reconstructions.png").exists()
     # a table without --json
-    res = invoke(runner, ["encode", "digits", "--dict", str(square), "--method", "lasso", "--limit", "50", "--out", str(tmp_path / "l.safetensors")])
+    res = invoke(
+        runner,
+        [
+            "encode",
+            "digits",
+            "--dict",
+            str(square),
+            "--method",
+            "lasso",
+            "--limit",
+            "50",
+            "--out",
+            str(tmp_path / "l.safetensors"),
+        ],
+    )
     assert res.exit_code == 0 and "lasso (LARS)" in res.stdout and (tmp_path / "l_reconstructions.png").exists()
     assert "coders" in res.stdout
 
@@ -167,7 +206,20 @@ def test_cli_encode_samples_of_a_sample_run(runner, square, tmp_path):
     run = tmp_path / "run"
     run_training(load_config(None, [*FAST, "train.steps=2", f"train.dict={square}", "model.arch=mlp"]), run)
     assert invoke(runner, ["sample", str(run), "-n", "30", "--out", str(tmp_path / "s"), "--no-png"]).exit_code == 0
-    res = invoke(runner, ["encode", str(tmp_path / "s" / "samples.safetensors"), "--dict", str(square), "--nonzeros", "64", "--out", str(tmp_path / "l.safetensors"), "--json"])
+    res = invoke(
+        runner,
+        [
+            "encode",
+            str(tmp_path / "s" / "samples.safetensors"),
+            "--dict",
+            str(square),
+            "--nonzeros",
+            "64",
+            "--out",
+            str(tmp_path / "l.safetensors"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     # the samples are combinations of the same atoms (clipped): full support recovers them closely
     assert json.loads(res.stdout)["n"] == 30 and json.loads(res.stdout)["mean_psnr"] > 30
@@ -176,11 +228,23 @@ def test_cli_encode_samples_of_a_sample_run(runner, square, tmp_path):
 def test_cli_refuses_a_dictionary_of_the_wrong_size(runner, tmp_path):
     atoms = F.normalize(torch.randn(10, 784), dim=1)
     mnist = tmp_path / "mnist.safetensors"
-    write_file(mnist, "sgan.dictionary", {"atoms": atoms}, meta={"channels": "1", "image_size": "28", "patch": "null", "stride": "1", "achieved_sparsity": "0.1"})
-    msg = error_text(invoke(runner, ["encode", "digits", "--dict", str(mnist), "--out", str(tmp_path / "l.safetensors")]))
+    write_file(
+        mnist,
+        "sgan.dictionary",
+        {"atoms": atoms},
+        meta={"channels": "1", "image_size": "28", "patch": "null", "stride": "1", "achieved_sparsity": "0.1"},
+    )
+    msg = error_text(
+        invoke(runner, ["encode", "digits", "--dict", str(mnist), "--out", str(tmp_path / "l.safetensors")])
+    )
     assert "(10 whole-image atoms of 1×28×28) does not fit the 1×8×8 images" in msg and "--image-size 28" in msg
     rgb = tmp_path / "rgb.safetensors"
-    write_file(rgb, "sgan.dictionary", {"atoms": F.normalize(torch.randn(10, 27), dim=1)}, meta={"channels": "3", "image_size": "32", "patch": "3", "stride": "1"})
+    write_file(
+        rgb,
+        "sgan.dictionary",
+        {"atoms": F.normalize(torch.randn(10, 27), dim=1)},
+        meta={"channels": "3", "image_size": "32", "patch": "3", "stride": "1"},
+    )
     msg = error_text(invoke(runner, ["encode", "digits", "--dict", str(rgb), "--out", str(tmp_path / "l.safetensors")]))
     assert "(10 patch atoms of 3×3×3) does not fit the 1×8×8 images" in msg
     assert not (tmp_path / "l.safetensors").exists() and not (tmp_path / "l_reconstructions.png").exists()
@@ -217,9 +281,26 @@ def test_cli_missing_or_wrong_kind_files(runner, square, tmp_path):
 @pytest.mark.parametrize("mode", ["latent", "vae"])
 def test_cli_encode_with_a_reconstructor(runner, square, tmp_path, mode, test_digits):
     run = tmp_path / "run"
-    run_training(load_config(None, [*FAST, "train.steps=3", f"train.dict={square}", "model.arch=mlp", f"recon.mode={mode}"]), run)
+    run_training(
+        load_config(None, [*FAST, "train.steps=3", f"train.dict={square}", "model.arch=mlp", f"recon.mode={mode}"]), run
+    )
     out = tmp_path / "latents.safetensors"
-    res = invoke(runner, ["encode", "digits", "--split", "test", "--reconstructor", str(run), "--out", str(out), "--json", "--batch-size", "100"])
+    res = invoke(
+        runner,
+        [
+            "encode",
+            "digits",
+            "--split",
+            "test",
+            "--reconstructor",
+            str(run),
+            "--out",
+            str(out),
+            "--json",
+            "--batch-size",
+            "100",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     f = load_latents(out)
@@ -240,9 +321,35 @@ def test_cli_encode_with_a_reconstructor(runner, square, tmp_path, mode, test_di
     alone = tmp_path / "alone"
     alone.mkdir()
     shutil.copy(run / "reconstructor.safetensors", alone)
-    msg = error_text(invoke(runner, ["encode", "digits", "--reconstructor", str(alone / "reconstructor.safetensors"), "--out", str(tmp_path / "x.safetensors")]))
+    msg = error_text(
+        invoke(
+            runner,
+            [
+                "encode",
+                "digits",
+                "--reconstructor",
+                str(alone / "reconstructor.safetensors"),
+                "--out",
+                str(tmp_path / "x.safetensors"),
+            ],
+        )
+    )
     assert "no generator beside the reconstructor" in msg and "--generator" in msg
-    res = invoke(runner, ["encode", "digits", "--limit", "20", "--reconstructor", str(alone / "reconstructor.safetensors"), "--generator", str(run), "--out", str(tmp_path / "x.safetensors")])
+    res = invoke(
+        runner,
+        [
+            "encode",
+            "digits",
+            "--limit",
+            "20",
+            "--reconstructor",
+            str(alone / "reconstructor.safetensors"),
+            "--generator",
+            str(run),
+            "--out",
+            str(tmp_path / "x.safetensors"),
+        ],
+    )
     assert res.exit_code == 0, res.output
 
 

@@ -18,7 +18,20 @@ from sgan_cli.commands._common import Estimate, PlainProgress
 from sgan_cli.config import DataConfig, SganConfig
 from sgan_cli.data import load_data
 
-SMALL = ["--set", "model.g_width=32", "--set", "model.d_width=16", "--set", "model.e_width=8", "--set", "model.z_dim=8", "--batch-size", "16", "--set", "gan.critic_steps=1"]
+SMALL = [
+    "--set",
+    "model.g_width=32",
+    "--set",
+    "model.d_width=16",
+    "--set",
+    "model.e_width=8",
+    "--set",
+    "model.z_dim=8",
+    "--batch-size",
+    "16",
+    "--set",
+    "gan.critic_steps=1",
+]
 COMMANDS = ["learn-dict", "train", "sample", "encode", "score", "classifier", "plot"]
 
 
@@ -33,8 +46,23 @@ def dicts(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("dicts")
     runner = CliRunner()
-    for name, extra in (("whole", ["--atoms", "32"]), ("patch", ["--patch", "3", "--atoms", "16", "--max-samples", "5000"])):
-        res = invoke(runner, ["learn-dict", "digits", *extra, "--set", "dict.passes=2", "--out", str(root / f"{name}.safetensors"), "--json"])
+    for name, extra in (
+        ("whole", ["--atoms", "32"]),
+        ("patch", ["--patch", "3", "--atoms", "16", "--max-samples", "5000"]),
+    ):
+        res = invoke(
+            runner,
+            [
+                "learn-dict",
+                "digits",
+                *extra,
+                "--set",
+                "dict.passes=2",
+                "--out",
+                str(root / f"{name}.safetensors"),
+                "--json",
+            ],
+        )
         assert res.exit_code == 0, res.output
     return root / "whole.safetensors", root / "patch.safetensors"
 
@@ -45,7 +73,14 @@ def dicts(tmp_path_factory):
 def test_arch_auto_rules():
     """auto: mlp for whole-image atoms; dcgan generator with an mlp critic for patches on CPU,
     dcgan critic on GPU; dense: mlp on CPU, dcgan on GPU; an explicit choice is kept."""
-    cases = [((None, True, "cpu"), ("mlp", None)), ((None, True, "cuda"), ("mlp", None)), ((3, True, "cpu"), ("dcgan", "mlp")), ((3, True, "cuda"), ("dcgan", "dcgan")), ((None, False, "cpu"), ("mlp", None)), ((None, False, "cuda"), ("dcgan", None))]
+    cases = [
+        ((None, True, "cpu"), ("mlp", None)),
+        ((None, True, "cuda"), ("mlp", None)),
+        ((3, True, "cpu"), ("dcgan", "mlp")),
+        ((3, True, "cuda"), ("dcgan", "dcgan")),
+        ((None, False, "cpu"), ("mlp", None)),
+        ((None, False, "cuda"), ("dcgan", None)),
+    ]
     for (patch, sparse, device), (arch, critic) in cases:
         cfg = SganConfig()
         assert cfg.model.arch == "auto"
@@ -65,9 +100,13 @@ def test_dry_run_and_summary_name_the_chosen_arch(runner, tmp_path, dicts):
     assert (_json(res)["model"]["arch"], _json(res)["model"]["critic_arch"]) == ("dcgan", "mlp")
     res = invoke(runner, ["train", "--dict", str(patch), "--arch", "dcgan", "--dry-run", "--json"])
     assert (_json(res)["model"]["arch"], _json(res)["model"]["critic_arch"]) == ("dcgan", None)  # explicit: kept
-    res = invoke(runner, ["train", "--dict", str(whole), *SMALL, "--steps", "12", "--out", str(tmp_path / "r"), "--json"])
+    res = invoke(
+        runner, ["train", "--dict", str(whole), *SMALL, "--steps", "12", "--out", str(tmp_path / "r"), "--json"]
+    )
     s = _json(res)
-    assert (s["arch"], s["steps"], s["steps_run"]) == ("mlp", 12, 12) and s["arch_auto"].startswith("whole-image dictionary")
+    assert (s["arch"], s["steps"], s["steps_run"]) == ("mlp", 12, 12) and s["arch_auto"].startswith(
+        "whole-image dictionary"
+    )
     assert "arch: mlp" in (tmp_path / "r" / "config.yaml").read_text()
     # the first metrics line comes early (step 10), before the 50-step log interval
     steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
@@ -121,7 +160,7 @@ def test_resume_takes_the_run_folder(runner, tmp_path):
     assert invoke(runner, ["train", *SMALL, "--steps", "4", "--out", str(run)]).exit_code == 0
     res = invoke(runner, ["train", "--resume", str(run), "--steps", "6"])
     assert res.exit_code == 0, res.output
-    assert f"trained 2 steps (steps 5–6, resumed from step 4): dense, mlp, fp32" in " ".join(res.stdout.split())
+    assert "trained 2 steps (steps 5–6, resumed from step 4): dense, mlp, fp32" in " ".join(res.stdout.split())
     res = invoke(runner, ["train", "--out", str(run), "--resume", "--steps", "8", "--json"])  # the old form
     assert (_json(res)["steps"], _json(res)["steps_run"], _json(res)["resumed_from"]) == (8, 2, 6)
     res = invoke(runner, ["train", "--steps", "9", "--out", str(run), "--resume"])  # bare, last
@@ -137,8 +176,10 @@ def test_resume_takes_the_run_folder(runner, tmp_path):
 
 def test_every_data_command_has_the_data_options(runner, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")
-    for cmd, opts in (("learn-dict", "--data-root --split --limit --image-size"), ("train", "--data-root --split --limit --image-size"),
-                      ("encode", "--data-root --split --limit --image-size"), ("score", "--data-root --split --limit --image-size"),
+    for cmd, opts in (("learn-dict", "--data-root --split --limit --image-size"),
+                      ("train", "--data-root --split --limit --image-size"),
+                      ("encode", "--data-root --split --limit --image-size"),
+                      ("score", "--data-root --split --limit --image-size"),
                       ("classifier", "--data-root --limit --image-size")):  # fmt: skip
         text = invoke(runner, [cmd, "--help"]).stdout
         for opt in opts.split():
@@ -152,13 +193,48 @@ def test_train_image_size_and_split_and_their_fixes(runner, tmp_path):
     folder.mkdir()
     for i, size in enumerate((8, 8, 12, 12)):
         Image.fromarray(np.full((size, size), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
-    msg = error_text(invoke(runner, ["train", "--data", str(folder), *SMALL, "--steps", "1", "--out", str(tmp_path / "a")]))
+    msg = error_text(
+        invoke(runner, ["train", "--data", str(folder), *SMALL, "--steps", "1", "--out", str(tmp_path / "a")])
+    )
     assert "Fix: pass --image-size N to resize them all to N×N" in msg
-    res = invoke(runner, ["train", "--data", str(folder), "--image-size", "8", *SMALL, "--steps", "1", "--out", str(tmp_path / "a"), "--json"])
+    res = invoke(
+        runner,
+        [
+            "train",
+            "--data",
+            str(folder),
+            "--image-size",
+            "8",
+            *SMALL,
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "a"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = invoke(runner, ["train", "--split", "test", "--image-size", "16", *SMALL, "--steps", "1", "--out", str(tmp_path / "b"), "--dry-run", "--json"])
+    res = invoke(
+        runner,
+        [
+            "train",
+            "--split",
+            "test",
+            "--image-size",
+            "16",
+            *SMALL,
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "b"),
+            "--dry-run",
+            "--json",
+        ],
+    )
     assert (_json(res)["data"]["split"], _json(res)["data"]["image_size"]) == ("test", 16)
-    res = invoke(runner, ["train", "--split", "test", "--image-size", "16", *SMALL, "--steps", "1", "--out", str(tmp_path / "b")])
+    res = invoke(
+        runner, ["train", "--split", "test", "--image-size", "16", *SMALL, "--steps", "1", "--out", str(tmp_path / "b")]
+    )
     assert res.exit_code == 0 and "image_size: 16" in (tmp_path / "b" / "config.yaml").read_text()
     msg = error_text(invoke(runner, ["train", "--split", "validation", "--steps", "1", "--out", str(tmp_path / "c")]))
     assert "unknown split 'validation'" in msg and "Fix: use train or test" in msg
@@ -166,9 +242,20 @@ def test_train_image_size_and_split_and_their_fixes(runner, tmp_path):
 
 def test_dictionary_size_fix_is_a_real_option(runner, tmp_path, dicts):
     whole, _ = dicts  # an 8×8 dictionary on 16×16 images: the fix names --image-size, which train has
-    msg = error_text(invoke(runner, ["train", "--dict", str(whole), "--image-size", "16", *SMALL, "--steps", "1", "--out", str(tmp_path / "a")]))
+    msg = error_text(
+        invoke(
+            runner,
+            ["train", "--dict", str(whole), "--image-size", "16", *SMALL, "--steps", "1", "--out", str(tmp_path / "a")],
+        )
+    )
     assert "--image-size 8" in msg
-    assert invoke(runner, ["train", "--dict", str(whole), "--image-size", "8", *SMALL, "--steps", "1", "--out", str(tmp_path / "a")]).exit_code == 0
+    assert (
+        invoke(
+            runner,
+            ["train", "--dict", str(whole), "--image-size", "8", *SMALL, "--steps", "1", "--out", str(tmp_path / "a")],
+        ).exit_code
+        == 0
+    )
 
 
 # --- 4. flags read as flags -----------------------------------------------------------------------
@@ -176,8 +263,9 @@ def test_dictionary_size_fix_is_a_real_option(runner, tmp_path, dicts):
 
 def test_help_shows_flags_as_flags_one_default_style_and_usage_names(runner, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")  # one line per option
-    usage = {"learn-dict": "[OPTIONS] [DATA]", "train": "[OPTIONS]", "sample": "[OPTIONS] RUN_OR_GENERATOR", "encode": "[OPTIONS] INPUT",
-             "score": "[OPTIONS] [SAMPLES]", "classifier": "[OPTIONS] DATA", "plot": "[OPTIONS] RUN..."}  # fmt: skip
+    usage = {"learn-dict": "[OPTIONS] [DATA]", "train": "[OPTIONS]", "sample": "[OPTIONS] RUN_OR_GENERATOR",
+             "encode": "[OPTIONS] INPUT", "score": "[OPTIONS] [SAMPLES]", "classifier": "[OPTIONS] DATA",
+             "plot": "[OPTIONS] RUN..."}  # fmt: skip
     for cmd in COMMANDS:
         text = invoke(runner, [cmd, "--help"]).stdout
         assert "<bool>" not in text and "[default:" not in text, cmd
@@ -188,7 +276,11 @@ def test_help_shows_flags_as_flags_one_default_style_and_usage_names(runner, mon
 
 
 def test_a_flag_given_a_value_is_an_error(runner):
-    for args in (["learn-dict", "--json", "true"], ["train", "--dry-run", "--force", "false"], ["score", "--ceiling", "yes"]):
+    for args in (
+        ["learn-dict", "--json", "true"],
+        ["train", "--dry-run", "--force", "false"],
+        ["score", "--ceiling", "yes"],
+    ):
         res = invoke(runner, args)
         assert res.exit_code == 2, args
         assert f"{args[-2]} is a flag and takes no value" in " ".join(res.output.split())
@@ -225,7 +317,9 @@ def test_json_usage_errors_are_json_too(runner):
         assert res.exit_code == err["exit_code"] == 2, args
         assert err["where"].endswith(args[0]) and err["fix"]
     err = _json(invoke(runner, ["learn-dict", "--json", "true"]))
-    assert err["what"].startswith("--json is a flag") and err["fix"] == "write --json alone to turn it on, or leave it out"
+    assert (
+        err["what"].startswith("--json is a flag") and err["fix"] == "write --json alone to turn it on, or leave it out"
+    )
 
 
 # --- 6. score with a statistics file --------------------------------------------------------------
@@ -235,16 +329,52 @@ def test_score_with_stats_uses_their_extractor(runner, tmp_path):
     clf = tmp_path / "clf.safetensors"
     assert invoke(runner, ["classifier", "digits", "--epochs", "1", "--limit", "400", "--out", str(clf)]).exit_code == 0
     stats = tmp_path / "stats.safetensors"
-    assert invoke(runner, ["score", "--ref", "digits", "--ref-limit", "300", "--features", f"classifier:{clf}", "--save-stats", str(stats)]).exit_code == 0
+    assert (
+        invoke(
+            runner,
+            [
+                "score",
+                "--ref",
+                "digits",
+                "--ref-limit",
+                "300",
+                "--features",
+                f"classifier:{clf}",
+                "--save-stats",
+                str(stats),
+            ],
+        ).exit_code
+        == 0
+    )
     res = invoke(runner, ["score", "digits", "--limit", "200", "-m", "fid", "--ref", str(stats), "--json"])
     assert res.exit_code == 0, res.output
     out = _json(res)
-    assert out["extractor"]["kind"] == "classifier" and out["extractor"]["source"] == str(clf) and out["metrics"]["fid"] >= 0
+    assert (
+        out["extractor"]["kind"] == "classifier"
+        and out["extractor"]["source"] == str(clf)
+        and out["metrics"]["fid"] >= 0
+    )
     shutil.move(clf, tmp_path / "moved.safetensors")
     msg = error_text(invoke(runner, ["score", "digits", "-m", "fid", "--ref", str(stats)]))
-    assert f"the statistics in {stats} were made with the classifier {clf}" in msg and "which is not at that path" in msg
+    assert (
+        f"the statistics in {stats} were made with the classifier {clf}" in msg and "which is not at that path" in msg
+    )
     assert "Fix: pass --features classifier:FILE with that classifier file" in msg
-    res = invoke(runner, ["score", "digits", "--limit", "200", "-m", "fid", "--ref", str(stats), "--features", f"classifier:{tmp_path / 'moved.safetensors'}"])
+    res = invoke(
+        runner,
+        [
+            "score",
+            "digits",
+            "--limit",
+            "200",
+            "-m",
+            "fid",
+            "--ref",
+            str(stats),
+            "--features",
+            f"classifier:{tmp_path / 'moved.safetensors'}",
+        ],
+    )
     assert res.exit_code == 0
 
 
@@ -256,7 +386,11 @@ def _tiny_mnist(raw: Path) -> None:
     rng = np.random.default_rng(0)
 
     def idx(path, arr):
-        path.write_bytes(np.array([0, 0, 8, arr.ndim], dtype=np.uint8).tobytes() + np.array(arr.shape, dtype=">i4").tobytes() + arr.astype(np.uint8).tobytes())
+        path.write_bytes(
+            np.array([0, 0, 8, arr.ndim], dtype=np.uint8).tobytes()
+            + np.array(arr.shape, dtype=">i4").tobytes()
+            + arr.astype(np.uint8).tobytes()
+        )
 
     for split, n in (("train", 6), ("t10k", 4)):
         idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
@@ -280,8 +414,28 @@ def test_data_root_may_name_the_raw_folder(runner, tmp_path, offline_root):
 
 
 def test_offline_download_creates_no_folders(runner, offline_root, tmp_path):
-    msg = error_text(invoke(runner, ["train", "--data", "mnist", "--data-root", str(offline_root / "MNIST" / "raw"), "--steps", "1", "--out", str(tmp_path / "r")]))
-    assert "could not be downloaded" in msg and "Fix: put these files in" in msg and "--data-root DIR" in msg and "DIR/MNIST/raw holds them" in msg
+    msg = error_text(
+        invoke(
+            runner,
+            [
+                "train",
+                "--data",
+                "mnist",
+                "--data-root",
+                str(offline_root / "MNIST" / "raw"),
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "r"),
+            ],
+        )
+    )
+    assert (
+        "could not be downloaded" in msg
+        and "Fix: put these files in" in msg
+        and "--data-root DIR" in msg
+        and "DIR/MNIST/raw holds them" in msg
+    )
     assert list(offline_root.iterdir()) == []  # torchvision's download would have made MNIST/raw/MNIST/raw
     missing = tmp_path / "not-yet"
     error_text(invoke(runner, ["learn-dict", "cifar10", "--data-root", str(missing)]))
@@ -324,8 +478,16 @@ def test_curves_png_in_every_run_and_sgan_plot(runner, tmp_path, dicts):
     pytest.importorskip("matplotlib")
     whole, _ = dicts
     a, b = tmp_path / "a", tmp_path / "b"
-    assert invoke(runner, ["train", *SMALL, "--steps", "4", "--set", "train.log_every=2", "--out", str(a)]).exit_code == 0
-    assert invoke(runner, ["train", "--dict", str(whole), *SMALL, "--steps", "4", "--set", "train.log_every=2", "--out", str(b)]).exit_code == 0
+    assert (
+        invoke(runner, ["train", *SMALL, "--steps", "4", "--set", "train.log_every=2", "--out", str(a)]).exit_code == 0
+    )
+    assert (
+        invoke(
+            runner,
+            ["train", "--dict", str(whole), *SMALL, "--steps", "4", "--set", "train.log_every=2", "--out", str(b)],
+        ).exit_code
+        == 0
+    )
     w, h = _png_size(a / "curves.png")
     assert w > 600 and h > 250
     res = invoke(runner, ["plot", str(a), str(b), "--out", str(tmp_path / "cmp.png"), "--json"])
@@ -340,8 +502,26 @@ def test_curves_panels_follow_the_logged_keys(tmp_path):
     pytest.importorskip("matplotlib")
     from sgan_cli.curves import draw_curves, panels_for
 
-    entries = [{"step": s, "loss_d": 1.0 / s, "loss_g": -1.0, "gp": 0.1, "support": 0.5, "support_target": 0.1, "lambda": 0.3 + s / 100, "images_per_s": 1e3} for s in (10, 20, 30)]
-    assert panels_for([entries]) == ["losses", "gradient penalty", "support fraction of the codes", "soft threshold λ", "speed"]
+    entries = [
+        {
+            "step": s,
+            "loss_d": 1.0 / s,
+            "loss_g": -1.0,
+            "gp": 0.1,
+            "support": 0.5,
+            "support_target": 0.1,
+            "lambda": 0.3 + s / 100,
+            "images_per_s": 1e3,
+        }
+        for s in (10, 20, 30)
+    ]
+    assert panels_for([entries]) == [
+        "losses",
+        "gradient penalty",
+        "support fraction of the codes",
+        "soft threshold λ",
+        "speed",
+    ]
     assert panels_for([[{"step": 1, "loss_d": 1.0, "recon_g": float("nan")}]]) == ["losses"]
     draw_curves([("run", entries)], tmp_path / "c.png")
     assert _png_size(tmp_path / "c.png")[0] > 0
@@ -355,7 +535,10 @@ def test_without_matplotlib_training_runs_and_says_so(runner, tmp_path, monkeypa
     assert res.exit_code == 0 and not (tmp_path / "r" / "curves.png").exists()
     assert "no curves.png: drawing it needs matplotlib (pip install 'sgan[plots]'" in " ".join(res.stderr.split())
     msg = error_text(invoke(runner, ["plot", str(tmp_path / "r"), "--out", str(tmp_path / "c.png")]))
-    assert "drawing training curves needs matplotlib, which is not installed" in msg and "Fix: pip install 'sgan[plots]'" in msg
+    assert (
+        "drawing training curves needs matplotlib, which is not installed" in msg
+        and "Fix: pip install 'sgan[plots]'" in msg
+    )
 
 
 def test_tensorboard_missing_is_a_clear_error(runner, tmp_path, monkeypatch):
@@ -372,7 +555,22 @@ def test_tensorboard_logs_scalars_and_grids(runner, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "r"
-    res = invoke(runner, ["train", *SMALL, "--steps", "4", "--set", "train.log_every=2", "--set", "train.grid_every=2", "--tensorboard", "--out", str(run)])
+    res = invoke(
+        runner,
+        [
+            "train",
+            *SMALL,
+            "--steps",
+            "4",
+            "--set",
+            "train.log_every=2",
+            "--set",
+            "train.grid_every=2",
+            "--tensorboard",
+            "--out",
+            str(run),
+        ],
+    )
     assert res.exit_code == 0, res.output
     acc = EventAccumulator(str(run / "tensorboard"))
     acc.Reload()
@@ -386,7 +584,13 @@ def test_main_sets_passive_openmp_waiting_for_several_ranks_unless_the_user_chos
     from sgan_cli import cli
 
     # (ranks on this host, the user's policy) → the policy sgan runs with (None: unset, OpenMP's default)
-    for ranks, preset, expected in ((None, None, None), ("1", None, None), ("2", None, "PASSIVE"), ("2", "ACTIVE", "ACTIVE"), ("x", None, None)):
+    for ranks, preset, expected in (
+        (None, None, None),
+        ("1", None, None),
+        ("2", None, "PASSIVE"),
+        ("2", "ACTIVE", "ACTIVE"),
+        ("x", None, None),
+    ):
         for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE"):
             monkeypatch.delenv(name, raising=False)
         if ranks is not None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 import numpy as np
+import torch
 from PIL import Image
 
 from sgan_cli.images import atoms_to_images, make_grid, save_png, to_uint8

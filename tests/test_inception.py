@@ -47,13 +47,16 @@ def test_state_dict_layout_is_the_published_one():
     import torchvision
 
     ours = FIDInception().state_dict()
-    theirs = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False).state_dict()
+    theirs = torchvision.models.inception_v3(
+        weights=None, aux_logits=False, num_classes=1008, init_weights=False
+    ).state_dict()
     assert len(ours) == 566  # the published file's entry count
     assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
 
 
 def _tf1_resize_reference(x: torch.Tensor, size: int) -> torch.Tensor:
     """TF1 resize_bilinear (align_corners=False) by explicit gathers: src = i·in/out, clamp hi."""
+
     def axis(n_in):
         src = torch.arange(size, dtype=torch.float64) * n_in / size
         lo = src.floor().long()
@@ -92,7 +95,9 @@ def test_unverified_weights_are_refused_unless_custom(weights_file):
 
 def test_inception_matches_torch_fidelity_on_the_same_weights(weights_file):
     fe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
-    ref = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(weights_file))
+    ref = fe.FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(weights_file)
+    )
     net, _, _ = load_inception(weights_file, custom=True)
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -122,7 +127,9 @@ def test_wrong_kind_files_give_clear_errors(tmp_path):
     with pytest.raises(SganError, match="not an FID Inception state dict"):
         load_inception(wrong, custom=True)
     pickled = tmp_path / "object.pth"
-    torch.save({"Conv2d_1a_3x3.conv.weight": torch.nn.Linear(2, 2)}, pickled)  # a module, not a tensor: refused by weights_only
+    torch.save(
+        {"Conv2d_1a_3x3.conv.weight": torch.nn.Linear(2, 2)}, pickled
+    )  # a module, not a tensor: refused by weights_only
     with pytest.raises(SganError):
         load_inception(pickled, custom=True)
 
@@ -143,8 +150,22 @@ def test_cli_inception_scores_and_batch_size_independence(runner, tmp_path, weig
     real = torch.randint(0, 128, (4, 1, 16, 16), dtype=torch.uint8, generator=g)
     _save_pngs(tmp_path / "samples", samples)
     _save_pngs(tmp_path / "real", real)
-    args = ["score", str(tmp_path / "samples"), "-m", "inception", "-m", "fid", "--ref", str(tmp_path / "real"),
-            "--weights", str(weights_file), "--custom-weights", "--is-splits", "2", "--json"]
+    args = [
+        "score",
+        str(tmp_path / "samples"),
+        "-m",
+        "inception",
+        "-m",
+        "fid",
+        "--ref",
+        str(tmp_path / "real"),
+        "--weights",
+        str(weights_file),
+        "--custom-weights",
+        "--is-splits",
+        "2",
+        "--json",
+    ]
     one = runner.invoke(app, [*args, "--batch-size", "1"], catch_exceptions=False)
     assert one.exit_code == 0, one.output
     many = runner.invoke(app, [*args, "--batch-size", "4"], catch_exceptions=False)

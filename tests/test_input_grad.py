@@ -26,7 +26,9 @@ def _param_grads(critic: nn.Module, loss_fn, x_hat: torch.Tensor) -> tuple[float
     critic.zero_grad(set_to_none=True)
     loss = loss_fn(critic, x_hat)
     loss.backward()
-    return float(loss.detach()), [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in critic.parameters()]
+    return float(loss.detach()), [
+        p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in critic.parameters()
+    ]
 
 
 def _assert_same_as_autograd(critic: nn.Module, x_hat: torch.Tensor) -> None:
@@ -50,7 +52,11 @@ CRITICS = [
 @pytest.mark.parametrize("arch,channels,size", CRITICS)
 def test_sgan_critics_match_autograd_double_backward(arch: str, channels: int, size: int) -> None:
     torch.manual_seed(0)
-    features = {"mlp": lambda: MLPFeatures(channels * size * size, 32), "dcgan": lambda: DCGANFeatures(channels, size, 8), "resnet": lambda: ResNetFeatures(channels, size, 8)}[arch]()
+    features = {
+        "mlp": lambda: MLPFeatures(channels * size * size, 32),
+        "dcgan": lambda: DCGANFeatures(channels, size, 8),
+        "resnet": lambda: ResNetFeatures(channels, size, 8),
+    }[arch]()
     _assert_same_as_autograd(Critic(features), torch.randn(5, channels, size, size))
 
 

@@ -18,7 +18,9 @@ def _coherent(n, dim, k, seed, dtype=torch.float64, duplicates=False):
     drop atoms. With ``duplicates`` its last 3 atoms copy the first 3 (with either sign)."""
     g = torch.Generator().manual_seed(seed)
     base = torch.randn(dim // 2, dim, generator=g, dtype=dtype)
-    atoms = torch.randn(k, dim // 2, generator=g, dtype=dtype) @ base + 0.3 * torch.randn(k, dim, generator=g, dtype=dtype)
+    atoms = torch.randn(k, dim // 2, generator=g, dtype=dtype) @ base + 0.3 * torch.randn(
+        k, dim, generator=g, dtype=dtype
+    )
     if duplicates:
         atoms[k - 3 :] = atoms[:3] * torch.tensor([[1.0], [-1.0], [1.0]], dtype=dtype)
     atoms = torch.nn.functional.normalize(atoms, dim=1)

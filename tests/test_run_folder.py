@@ -24,7 +24,18 @@ from sgan_cli.cli import app
 from sgan_cli.contracts import read_file, write_file
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--arch", "mlp", "--batch-size", "8", "--set", "model.g_width=16", "--set", "model.d_width=8", "--set", "model.z_dim=4"]
+TINY = [
+    "--arch",
+    "mlp",
+    "--batch-size",
+    "8",
+    "--set",
+    "model.g_width=16",
+    "--set",
+    "model.d_width=8",
+    "--set",
+    "model.z_dim=4",
+]
 
 
 def train(runner, out, *args):
@@ -58,7 +69,12 @@ def hidden_leftovers(folder: Path) -> list[str]:
 def digits_dict(tmp_path):
     atoms = torch.nn.functional.normalize(torch.randn(16, 64, generator=torch.Generator().manual_seed(0)), dim=1)
     path = tmp_path / "dictionary.safetensors"
-    write_file(path, "sgan.dictionary", {"atoms": atoms}, meta={"channels": "1", "image_size": "8", "patch": "null", "stride": "1"})
+    write_file(
+        path,
+        "sgan.dictionary",
+        {"atoms": atoms},
+        meta={"channels": "1", "image_size": "8", "patch": "null", "stride": "1"},
+    )
     return path
 
 
@@ -75,7 +91,9 @@ def test_force_replaces_every_output_of_the_old_run(runner, tmp_path):
     res = train(runner, out, "--steps", "3", "--force", "--set", "train.grid_every=3", "--set", "train.log_every=3")
     assert res.exit_code == 0, res.stderr
     assert not (out / "reconstructor.safetensors").exists()  # encode would pair it with the new generator
-    assert not (out / "curves.png").exists() or (out / "curves.png").read_bytes()[:4] == b"\x89PNG"  # the new run's, when matplotlib draws one
+    assert (
+        not (out / "curves.png").exists() or (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    )  # the new run's, when matplotlib draws one
     assert logged_steps(out) == [3]  # not appended to the old run's log
     assert sorted(p.name for p in (out / "grids").iterdir()) == ["step-000003.png"]
     assert step_of(out / "checkpoint.safetensors") == step_of(out / "generator.safetensors") == 3
@@ -124,7 +142,9 @@ def test_saves_never_put_the_generator_ahead_of_the_checkpoint(runner, tmp_path,
 def test_stale_temp_files_of_killed_writers_are_removed(runner, tmp_path):
     out = tmp_path / "run"
     assert train(runner, out, "--steps", "2").exit_code == 0
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = out / f".generator.safetensors.{outputs._HOST_TAG}-{dead}-abc123.tmp"
     live = out / f".critic.safetensors.{outputs._HOST_TAG}-{os.getpid()}-abc123.tmp"  # a writer still running
     legacy = out / ".checkpoint.safetensors.k2j4h5g1.tmp"  # mkstemp naming, from before
@@ -137,7 +157,12 @@ def test_stale_temp_files_of_killed_writers_are_removed(runner, tmp_path):
     target = tmp_path / "dictionary.safetensors"
     stale2 = tmp_path / f".dictionary.safetensors.{outputs._HOST_TAG}-{dead}-zz.tmp"
     stale2.write_bytes(b"x")
-    write_file(target, "sgan.dictionary", {"atoms": torch.eye(64)[:16]}, meta={"channels": "1", "image_size": "8", "patch": "null", "stride": "1"})
+    write_file(
+        target,
+        "sgan.dictionary",
+        {"atoms": torch.eye(64)[:16]},
+        meta={"channels": "1", "image_size": "8", "patch": "null", "stride": "1"},
+    )
     assert not stale2.exists()
 
 
@@ -228,15 +253,33 @@ def test_a_swap_killed_half_way_reads_as_incomplete_and_is_finished_later(runner
 def test_ctrl_c_stops_at_a_step_boundary_and_resumes_bit_for_bit(runner, tmp_path):
     """A real SIGINT to `sgan train` in a subprocess; its resumed run equals an uninterrupted one."""
     out = tmp_path / "run"
-    args = [*TINY, "--gan", "wgan-gp", "--set", "gan.critic_steps=2", "--set", "train.save_every=5", "--set", "train.grid_every=100000"]
+    args = [
+        *TINY,
+        "--gan",
+        "wgan-gp",
+        "--set",
+        "gan.critic_steps=2",
+        "--set",
+        "train.save_every=5",
+        "--set",
+        "train.grid_every=100000",
+    ]
     threads = str(torch.get_num_threads())  # the same reductions as this process's runs
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": threads, "OMP_WAIT_POLICY": "PASSIVE", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": threads,
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "COLUMNS": "200",
+    }
     cmd = [sys.executable, "-m", "sgan_cli", "train", "--out", str(out), "--steps", "100000", *args]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while not (out / "checkpoint.safetensors").exists():  # the first checkpoint (step 5) is in
-            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+            assert proc.poll() is None and time.time() < deadline, (
+                proc.stderr.read() if proc.poll() is not None else "timeout"
+            )
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
@@ -271,8 +314,16 @@ def test_stop_request_before_the_first_step_writes_nothing(tmp_path):
 
 def _holder(folder: Path) -> subprocess.Popen:
     """Another process holding the folder's lock (as a running sgan train or sample would)."""
-    code = "import sys, time; from pathlib import Path; from sgan_cli.outputs import acquire_lock; acquire_lock(Path(sys.argv[1]), 'sgan train'); print('locked', flush=True); time.sleep(60)"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time; from pathlib import Path; from sgan_cli.outputs import acquire_lock; "
+        "acquire_lock(Path(sys.argv[1]), 'sgan train'); print('locked', flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -284,7 +335,10 @@ def test_a_live_run_folder_is_refused_and_a_dead_holders_lock_is_taken_over(runn
     try:
         for extra in ([], ["--force"]):
             msg = error_text(train(runner, out, "--steps", "2", *extra))
-            assert f"the folder {out} is in use by another sgan process (pid {holder.pid} on " in msg and "sgan train, since" in msg
+            assert (
+                f"the folder {out} is in use by another sgan process (pid {holder.pid} on " in msg
+                and "sgan train, since" in msg
+            )
         assert f"pid {holder.pid}" in error_text(resume(runner, out, 4))
         samples = tmp_path / "samples"
         samples.mkdir()
@@ -316,7 +370,13 @@ def test_a_copied_run_resumes_without_its_dictionary_file(runner, tmp_path, digi
     shutil.copytree(out, copy)
     # another dictionary at the recorded path is not mixed in: the checkpoint's atoms are used
     other = torch.nn.functional.normalize(torch.randn(16, 64), dim=1)
-    write_file(digits_dict, "sgan.dictionary", {"atoms": other}, meta={"channels": "1", "image_size": "8", "patch": "null", "stride": "1"}, force=True)
+    write_file(
+        digits_dict,
+        "sgan.dictionary",
+        {"atoms": other},
+        meta={"channels": "1", "image_size": "8", "patch": "null", "stride": "1"},
+        force=True,
+    )
     assert resume(runner, out, 7).exit_code == 0
     same_tensors(out / "generator.safetensors", straight / "generator.safetensors")
     digits_dict.unlink()  # the copy resumes without any dictionary file
@@ -328,12 +388,20 @@ def test_a_copied_run_resumes_without_its_dictionary_file(runner, tmp_path, digi
 def test_resume_to_fewer_steps_is_refused_and_rewrites_nothing(runner, tmp_path):
     out = tmp_path / "run"
     assert train(runner, out, "--steps", "6").exit_code == 0
-    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file() and p.name != outputs.LOCK_NAME}
+    files = {
+        p.name: (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in out.iterdir()
+        if p.is_file() and p.name != outputs.LOCK_NAME
+    }
     msg = error_text(resume(runner, out, 3))
     assert f"the run in {out} is already at step 6, so --steps 3 would go back" in msg and "give --steps above 6" in msg
     res = resume(runner, out, 6)
     assert res.exit_code == 0 and "already at step 6: nothing to do" in " ".join(res.stderr.split())
-    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file() and p.name != outputs.LOCK_NAME} == files
+    assert {
+        p.name: (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in out.iterdir()
+        if p.is_file() and p.name != outputs.LOCK_NAME
+    } == files
 
 
 def test_resume_refuses_data_that_changed(runner, tmp_path, monkeypatch):
@@ -342,7 +410,9 @@ def test_resume_refuses_data_that_changed(runner, tmp_path, monkeypatch):
     images = tmp_path / "images"
     images.mkdir()
     for i in range(12):
-        Image.fromarray((torch.rand(8, 8, generator=torch.Generator().manual_seed(i)) * 255).byte().numpy(), mode="L").save(images / f"{i}.png")
+        Image.fromarray(
+            (torch.rand(8, 8, generator=torch.Generator().manual_seed(i)) * 255).byte().numpy(), mode="L"
+        ).save(images / f"{i}.png")
     out = tmp_path / "run"
     monkeypatch.chdir(tmp_path)  # a relative data path is recorded as an absolute one
     assert train(runner, out, "--steps", "2", "--data", "images").exit_code == 0
@@ -364,7 +434,14 @@ def test_files_follow_the_umask(runner, tmp_path, umask):
         assert runner.invoke(app, ["sample", str(out), "-n", "2", "--out", str(tmp_path / "s")]).exit_code == 0
     finally:
         os.umask(old)
-    files = [out / "checkpoint.safetensors", out / "generator.safetensors", out / "config.yaml", out / "metrics.jsonl", tmp_path / "s" / "000000.png", tmp_path / "s" / "samples.safetensors"]
+    files = [
+        out / "checkpoint.safetensors",
+        out / "generator.safetensors",
+        out / "config.yaml",
+        out / "metrics.jsonl",
+        tmp_path / "s" / "000000.png",
+        tmp_path / "s" / "samples.safetensors",
+    ]
     for f in files:
         assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f
     assert (out / "grids").stat().st_mode & 0o777 == 0o777 & ~umask
@@ -383,7 +460,9 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(runn
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only)  # what a read-only folder answers
     msg = error_text(train(runner, tmp_path / "run", "--steps", "2"))
     assert f"cannot write into {tmp_path / 'run'}: Permission denied" in msg and loaded == []
-    msg = error_text(runner.invoke(app, ["learn-dict", "digits", "--atoms", "8", "--out", str(tmp_path / "d.safetensors")]))
+    msg = error_text(
+        runner.invoke(app, ["learn-dict", "digits", "--atoms", "8", "--out", str(tmp_path / "d.safetensors")])
+    )
     assert f"cannot write into {tmp_path}: Permission denied" in msg
 
 

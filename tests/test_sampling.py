@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 import torch
-
 from helpers import error_text, invoke
+
 from sgan_cli.config import DataConfig, load_config
 from sgan_cli.contracts import content_hash, read_file, write_file
 from sgan_cli.data import load_data
@@ -19,12 +19,33 @@ from sgan_cli.run_files import load_generator
 from sgan_cli.sampling import LATENT_CHUNK, codes_decision, draw_latents, generate, interpolation_latents, lerp, slerp
 from sgan_cli.training import run_training
 
-FAST = ["train.log_every=2", "train.grid_every=100", "train.save_every=100", "model.g_width=32", "model.d_width=16", "model.e_width=8", "model.z_dim=8", "train.batch_size=16", "gan.critic_steps=1"]
+FAST = [
+    "train.log_every=2",
+    "train.grid_every=100",
+    "train.save_every=100",
+    "model.g_width=32",
+    "model.d_width=16",
+    "model.e_width=8",
+    "model.z_dim=8",
+    "train.batch_size=16",
+    "gan.critic_steps=1",
+]
 
 
 def _dictionary(path, atoms, channels=1, size=8, patch=None, stride=1, **meta):
     atoms = torch.nn.functional.normalize(atoms, dim=1)
-    write_file(path, "sgan.dictionary", {"atoms": atoms}, meta={"channels": str(channels), "image_size": str(size), "patch": json.dumps(patch), "stride": str(stride), **meta})
+    write_file(
+        path,
+        "sgan.dictionary",
+        {"atoms": atoms},
+        meta={
+            "channels": str(channels),
+            "image_size": str(size),
+            "patch": json.dumps(patch),
+            "stride": str(stride),
+            **meta,
+        },
+    )
     return path
 
 
@@ -36,10 +57,19 @@ def runs(tmp_path_factory):
     whole = _dictionary(root / "whole.safetensors", torch.randn(32, 64))
     patch = _dictionary(root / "patch.safetensors", torch.randn(6, 9), patch=3)
     steps = ["train.steps=4"]
-    run_training(load_config(None, [*FAST, *steps, f"train.dict={whole}", "model.arch=mlp", "train.ema=0.5"]), root / "whole")
+    run_training(
+        load_config(None, [*FAST, *steps, f"train.dict={whole}", "model.arch=mlp", "train.ema=0.5"]), root / "whole"
+    )
     run_training(load_config(None, [*FAST, *steps, f"train.dict={patch}", "model.arch=dcgan"]), root / "patch")
     run_training(load_config(None, [*FAST, *steps, "model.arch=dcgan"]), root / "dense")
-    return {"root": root, "whole": root / "whole", "patch": root / "patch", "dense": root / "dense", "whole_dict": whole, "patch_dict": patch}
+    return {
+        "root": root,
+        "whole": root / "whole",
+        "patch": root / "patch",
+        "dense": root / "dense",
+        "whole_dict": whole,
+        "patch_dict": patch,
+    }
 
 
 # --- latents -----------------------------------------------------------------------------
@@ -147,11 +177,16 @@ def test_cli_sample_same_seed_same_images_any_batch_size(runner, runs, tmp_path)
     assert (tmp_path / "a" / "grid.png").exists()
     # the sample folder and samples.safetensors are data sets too (the folder through its file)
     assert torch.equal(load_data(DataConfig(name=str(tmp_path / "a"))).images, a.tensors["images"])
-    assert torch.equal(load_data(DataConfig(name=str(tmp_path / "a" / "samples.safetensors"))).images, a.tensors["images"])
+    assert torch.equal(
+        load_data(DataConfig(name=str(tmp_path / "a" / "samples.safetensors"))).images, a.tensors["images"]
+    )
 
 
 def test_cli_sample_ema(runner, runs, tmp_path):
-    res = invoke(runner, ["sample", str(runs["whole"]), "-n", "16", "--ema", "--out", str(tmp_path / "ema"), "--json", "--no-png"])
+    res = invoke(
+        runner,
+        ["sample", str(runs["whole"]), "-n", "16", "--ema", "--out", str(tmp_path / "ema"), "--json", "--no-png"],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["ema"] is True
     got = read_file(tmp_path / "ema" / "samples.safetensors", "sgan.samples")
@@ -169,7 +204,9 @@ def test_cli_sample_ema(runner, runs, tmp_path):
 def test_cli_dict_swap_accepted_when_the_shape_fits(runner, runs, tmp_path):
     torch.manual_seed(1)
     other = _dictionary(tmp_path / "other.safetensors", torch.randn(32, 64))
-    res = invoke(runner, ["sample", str(runs["whole"]), "-n", "20", "--dict", str(other), "--out", str(tmp_path / "s"), "--json"])
+    res = invoke(
+        runner, ["sample", str(runs["whole"]), "-n", "20", "--dict", str(other), "--out", str(tmp_path / "s"), "--json"]
+    )
     assert res.exit_code == 0, res.output
     swapped = read_file(tmp_path / "s" / "samples.safetensors", "sgan.samples")
     atoms = read_file(other, "sgan.dictionary").tensors["atoms"]
@@ -201,7 +238,24 @@ def test_cli_dict_swap_refused_when_the_shape_does_not_fit(runner, runs, tmp_pat
 
 @pytest.mark.parametrize("interp", ["linear", "slerp"])
 def test_cli_interpolate(runner, runs, tmp_path, interp):
-    res = invoke(runner, ["sample", str(runs["patch"]), "--interpolate", "5", "--interp", interp, "-n", "3", "--seed", "2", "--out", str(tmp_path / "i"), "--json"])
+    res = invoke(
+        runner,
+        [
+            "sample",
+            str(runs["patch"]),
+            "--interpolate",
+            "5",
+            "--interp",
+            interp,
+            "-n",
+            "3",
+            "--seed",
+            "2",
+            "--out",
+            str(tmp_path / "i"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["pairs"] == 3 and summary["n"] == 15 and summary["pngs"] == 0
@@ -210,7 +264,9 @@ def test_cli_interpolate(runner, runs, tmp_path, interp):
     assert got.meta["interpolation"] == interp and got.meta["interpolate"] == "5"
     rows = got.tensors["images"].view(3, 5, 1, 8, 8)
     # endpoints are samples 2r and 2r + 1 of plain sampling with the same seed
-    res = invoke(runner, ["sample", str(runs["patch"]), "-n", "6", "--seed", "2", "--out", str(tmp_path / "p"), "--no-png"])
+    res = invoke(
+        runner, ["sample", str(runs["patch"]), "-n", "6", "--seed", "2", "--out", str(tmp_path / "p"), "--no-png"]
+    )
     plain = read_file(tmp_path / "p" / "samples.safetensors", "sgan.samples").tensors["images"]
     assert torch.equal(rows[:, 0], plain[0::2]) and torch.equal(rows[:, -1], plain[1::2])
     z = got.tensors["z"].view(3, 5, -1)
@@ -287,14 +343,18 @@ def test_cli_bad_option_with_force_keeps_the_old_outputs(runner, runs, tmp_path)
     out = tmp_path / "s"
     assert invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--out", str(out)]).exit_code == 0
     before = sorted(p.name for p in out.iterdir())
-    msg = error_text(invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--out", str(out), "--force", "--batch-size", "0"]))
+    msg = error_text(
+        invoke(runner, ["sample", str(runs["dense"]), "-n", "5", "--out", str(out), "--force", "--batch-size", "0"])
+    )
     assert "--batch-size must be at least 1" in msg
     assert sorted(p.name for p in out.iterdir()) == before
 
 
 def test_cli_output_inside_a_file(runner, runs, tmp_path):
     (tmp_path / "afile").write_text("x")
-    msg = error_text(invoke(runner, ["sample", str(runs["dense"]), "-n", "2", "--out", str(tmp_path / "afile" / "sub")]))
+    msg = error_text(
+        invoke(runner, ["sample", str(runs["dense"]), "-n", "2", "--out", str(tmp_path / "afile" / "sub")])
+    )
     assert "afile is a file" in msg
 
 

@@ -81,8 +81,26 @@ def test_fid_kid_is_equal_torchmetrics_on_the_same_extractor(runner, tmp_path, c
     from torchmetrics.image.kid import KernelInceptionDistance
 
     samples = _samples_file(tmp_path / "samples.safetensors", digits_test[:300])
-    got = _score(runner, samples, "-m", "inception", "-m", "fid", "-m", "kid", "--ref", "digits",
-                 "--features", f"classifier:{clf}", "--kid-subsets", "20", "--kid-subset-size", "100", "--seed", "7")
+    got = _score(
+        runner,
+        samples,
+        "-m",
+        "inception",
+        "-m",
+        "fid",
+        "-m",
+        "kid",
+        "--ref",
+        "digits",
+        "--features",
+        f"classifier:{clf}",
+        "--kid-subsets",
+        "20",
+        "--kid-subset-size",
+        "100",
+        "--seed",
+        "7",
+    )
     net = load_classifier(clf).net.double()  # sgan runs classifiers in float64
     fake = digits_test[:300][canonical_order(digits_test[:300])]
     train = load_data(DataConfig(name="digits", split="train")).images
@@ -119,8 +137,26 @@ def test_results_do_not_depend_on_batch_size_or_order(runner, tmp_path, clf, dig
     perm = torch.randperm(200, generator=torch.Generator().manual_seed(3))
     a_path = _samples_file(tmp_path / "a.safetensors", imgs)
     b_path = _samples_file(tmp_path / "b.safetensors", imgs[perm])
-    common = ["-m", "inception", "-m", "fid", "-m", "kid", "-m", "pr", "-m", "modes", "--ref", "digits",
-              "--features", f"classifier:{clf}", "--kid-subsets", "10", "--kid-subset-size", "50"]
+    common = [
+        "-m",
+        "inception",
+        "-m",
+        "fid",
+        "-m",
+        "kid",
+        "-m",
+        "pr",
+        "-m",
+        "modes",
+        "--ref",
+        "digits",
+        "--features",
+        f"classifier:{clf}",
+        "--kid-subsets",
+        "10",
+        "--kid-subset-size",
+        "50",
+    ]
     a = _score(runner, a_path, *common, "--batch-size", "500")
     b = _score(runner, b_path, *common, "--batch-size", "7")
     for key, value in a["metrics"].items():
@@ -137,16 +173,42 @@ def test_stats_cache_round_trip_and_extractor_check(runner, tmp_path, clf, digit
     assert cached["ref"]["from_stats_file"] and cached["ref"]["n"] == 1438
     assert cached["metrics"] == pytest.approx(direct["metrics"], rel=1e-9)
     assert cached["ceiling"] == pytest.approx(direct["ceiling"], rel=1e-9)
-    only = _score(runner, "--ref", "digits", "--features", f"classifier:{clf}", "--save-stats", tmp_path / "only.safetensors")
+    only = _score(
+        runner, "--ref", "digits", "--features", f"classifier:{clf}", "--save-stats", tmp_path / "only.safetensors"
+    )
     assert only["stats_file"] and only["metrics"] == {}
 
     # statistics made with another extractor are refused
     other = tmp_path / "other.safetensors"
-    write_file(other, "sgan.stats", {"features": torch.zeros(3, 128), "logits": torch.zeros(3, 10), "mean": torch.zeros(128, dtype=torch.float64), "cov": torch.zeros(128, 128, dtype=torch.float64)}, meta={"extractor": "classifier:sha256:0000"})
+    write_file(
+        other,
+        "sgan.stats",
+        {
+            "features": torch.zeros(3, 128),
+            "logits": torch.zeros(3, 10),
+            "mean": torch.zeros(128, dtype=torch.float64),
+            "cov": torch.zeros(128, 128, dtype=torch.float64),
+        },
+        meta={"extractor": "classifier:sha256:0000"},
+    )
     res = _run(runner, ["score", str(samples), "-m", "fid", "--ref", str(other), "--features", f"classifier:{clf}"])
     assert res.exit_code == 2 and "holds statistics made with classifier:sha256:0000" in " ".join(res.stderr.split())
     # and an existing stats file is not overwritten without --force
-    res = _run(runner, ["score", str(samples), "-m", "fid", "--ref", "digits", "--features", f"classifier:{clf}", "--save-stats", str(stats)])
+    res = _run(
+        runner,
+        [
+            "score",
+            str(samples),
+            "-m",
+            "fid",
+            "--ref",
+            "digits",
+            "--features",
+            f"classifier:{clf}",
+            "--save-stats",
+            str(stats),
+        ],
+    )
     assert res.exit_code == 2 and "already exists" in res.stderr
 
 
@@ -155,15 +217,47 @@ def test_failed_score_leaves_no_stats_file(runner, tmp_path, clf, digits_test, m
     refuse on the rerun, and samples the extractor cannot read fail before any extraction."""
     stats = tmp_path / "stats.safetensors"
     few = _samples_file(tmp_path / "few.safetensors", digits_test[:5])
-    res = _run(runner, ["score", str(few), "-m", "inception", "--ref", "digits", "--features", f"classifier:{clf}", "--save-stats", str(stats)])
+    res = _run(
+        runner,
+        [
+            "score",
+            str(few),
+            "-m",
+            "inception",
+            "--ref",
+            "digits",
+            "--features",
+            f"classifier:{clf}",
+            "--save-stats",
+            str(stats),
+        ],
+    )
     assert res.exit_code == 2 and "at least 10" in " ".join(res.stderr.split()) and not stats.exists()
     import sgan_cli.scoring
 
     extracted: list[int] = []
     real_extract = sgan_cli.scoring.extract
-    monkeypatch.setattr(sgan_cli.scoring, "extract", lambda ex, images, *a: extracted.append(len(images)) or real_extract(ex, images, *a))
+    monkeypatch.setattr(
+        sgan_cli.scoring,
+        "extract",
+        lambda ex, images, *a: extracted.append(len(images)) or real_extract(ex, images, *a),
+    )
     big = _samples_file(tmp_path / "big.safetensors", torch.zeros(12, 1, 16, 16, dtype=torch.uint8))
-    res = _run(runner, ["score", str(big), "-m", "fid", "--ref", "digits", "--features", f"classifier:{clf}", "--save-stats", str(stats)])
+    res = _run(
+        runner,
+        [
+            "score",
+            str(big),
+            "-m",
+            "fid",
+            "--ref",
+            "digits",
+            "--features",
+            f"classifier:{clf}",
+            "--save-stats",
+            str(stats),
+        ],
+    )
     assert res.exit_code == 2 and "pass --image-size 8" in " ".join(res.stderr.split()) and not stats.exists()
     assert extracted == []  # refused before the reference was extracted
 
@@ -175,7 +269,9 @@ def test_ceiling_extracts_only_the_held_out_rows_it_uses(runner, tmp_path, clf, 
 
     sizes: list[int] = []
     real_extract = sgan_cli.scoring.extract
-    monkeypatch.setattr(sgan_cli.scoring, "extract", lambda ex, images, *a: sizes.append(len(images)) or real_extract(ex, images, *a))
+    monkeypatch.setattr(
+        sgan_cli.scoring, "extract", lambda ex, images, *a: sizes.append(len(images)) or real_extract(ex, images, *a)
+    )
     samples = _samples_file(tmp_path / "s.safetensors", digits_test[:50])
     got = _score(runner, samples, "-m", "fid", "--ref", "digits", "--features", f"classifier:{clf}")
     assert sorted(sizes) == [50, 50, 1438]  # reference (train split), held-out subset (of 359), samples
@@ -191,7 +287,11 @@ def test_thresholds_exit_codes(runner, tmp_path, clf, digits_test):
     assert payload["thresholds"]["failed"] and payload["thresholds"]["failed"][0].startswith("fid = ")
     met = _run(runner, [*base, "--fail-above", "fid=1e9", "--fail-below", "inception=1"])
     assert met.exit_code == 0 and "met" in met.stdout
-    for bad, message in (("fid", "is not of the form metric=value"), ("fid=abc", "is not of the form"), ("kid=1", "names 'kid', which this run does not compute")):
+    for bad, message in (
+        ("fid", "is not of the form metric=value"),
+        ("fid=abc", "is not of the form"),
+        ("kid=1", "names 'kid', which this run does not compute"),
+    ):
         res = _run(runner, [*base, "--fail-above", bad])
         assert res.exit_code == 2 and message in " ".join(res.stderr.split()), res.stderr
 
@@ -216,7 +316,11 @@ def test_sparsity_and_psnr(runner, tmp_path, digits_test):
     orig = digits_test[:20].clone()
     recon = orig.clone().clamp(max=250) + 3  # clamp, then +3: the error is exactly 3 levels where orig ≤ 250
     latents = tmp_path / "latents.safetensors"
-    write_file(latents, "sgan.latents", {"originals": orig, "reconstructions": recon, "psnr": torch.zeros(20), "z": torch.zeros(20, 4)})
+    write_file(
+        latents,
+        "sgan.latents",
+        {"originals": orig, "reconstructions": recon, "psnr": torch.zeros(20), "z": torch.zeros(20, 4)},
+    )
     got = _score(runner, latents, "-m", "psnr")
     from sgan_cli.sparse_coding import psnr
 
@@ -228,7 +332,12 @@ def test_sparsity_and_psnr(runner, tmp_path, digits_test):
     assert res.exit_code == 2 and "has neither" in " ".join(res.stderr.split())
     # codes left out for size (large patch runs): the support `sgan sample` measured over all of them
     left_out = tmp_path / "left_out.safetensors"
-    write_file(left_out, "sgan.samples", {"images": digits_test[:10], "z": torch.randn(10, 4)}, meta={"support_fraction": "0.0625", "codes": "left out"})
+    write_file(
+        left_out,
+        "sgan.samples",
+        {"images": digits_test[:10], "z": torch.randn(10, 4)},
+        meta={"support_fraction": "0.0625", "codes": "left out"},
+    )
     assert _score(runner, left_out, "-m", "sparsity")["metrics"]["sparsity"] == pytest.approx(0.0625)
     res = _run(runner, ["score", str(left_out), "-m", "sparsity", "--limit", "5"])  # a subset's support is unknown
     assert res.exit_code == 2 and "has neither" in " ".join(res.stderr.split())
@@ -258,7 +367,10 @@ def test_ceiling_needs_a_data_set_reference(runner, tmp_path, clf, digits_test):
     samples = _samples_file(tmp_path / "s.safetensors", digits_test[30:60])
     got = _score(runner, samples, "-m", "fid", "--ref", folder, "--features", f"classifier:{clf}")
     assert got["ceiling"] is None and "data set name" in got["ceiling_note"]
-    table = _run(runner, ["score", str(samples), "-m", "fid", "-m", "inception", "--ref", "digits", "--features", f"classifier:{clf}"])
+    table = _run(
+        runner,
+        ["score", str(samples), "-m", "fid", "-m", "inception", "--ref", "digits", "--features", f"classifier:{clf}"],
+    )
     assert table.exit_code == 0 and "real data" in table.stdout and "test accuracy" in table.stdout
 
 
@@ -266,14 +378,23 @@ def test_ceiling_needs_a_data_set_reference(runner, tmp_path, clf, digits_test):
     "args, message",
     [
         (["{empty}", "-m", "inception", "--features", "classifier:{clf}"], "holds no images"),
-        (["{dictionary}", "-m", "inception", "--features", "classifier:{clf}"], "is an sgan.dictionary file, but a sgan.samples or sgan.latents file is needed"),
+        (
+            ["{dictionary}", "-m", "inception", "--features", "classifier:{clf}"],
+            "is an sgan.dictionary file, but a sgan.samples or sgan.latents file is needed",
+        ),
         (["{samples}", "-m", "inception", "--features", "classifier:{tmp}/missing.safetensors"], "does not exist"),
-        (["{samples}", "-m", "inception", "--features", "classifier:{samples}"], "is an sgan.samples file, but a sgan.classifier file is needed"),
+        (
+            ["{samples}", "-m", "inception", "--features", "classifier:{samples}"],
+            "is an sgan.samples file, but a sgan.classifier file is needed",
+        ),
         (["{samples}", "-m", "inception", "--features", "vgg"], "unknown feature extractor 'vgg'"),
         (["{samples}", "-m", "fid", "--features", "classifier:{clf}"], "no --ref was given"),
         (["{samples}", "-m", "bogus"], "unknown metric 'bogus'"),
         (["{big}", "-m", "inception", "--features", "classifier:{clf}"], "pass --image-size 8"),
-        (["{samples}", "-m", "modes", "--features", "classifier:{clf}", "--ref", "digits", "--ref-split", "val"], "unknown split 'val'"),
+        (
+            ["{samples}", "-m", "modes", "--features", "classifier:{clf}", "--ref", "digits", "--ref-split", "val"],
+            "unknown split 'val'",
+        ),
         ([], "no SAMPLES to score"),
         # a malformed samples file is caught by its kind's checks even though score never imports the sampler
         (["{badcodes}", "-m", "sparsity"], "tensor 'codes' has 0 rows for 20 images"),
@@ -284,12 +405,24 @@ def test_user_errors(runner, tmp_path, clf, digits_test, args, message):
 
     assert "sgan.dictionary" in SCHEMAS
     (tmp_path / "empty").mkdir()
-    write_file(tmp_path / "dict.safetensors", "sgan.dictionary", {"atoms": torch.eye(4)}, meta={"channels": "1", "image_size": "2", "patch": "null", "stride": "1"})
+    write_file(
+        tmp_path / "dict.safetensors",
+        "sgan.dictionary",
+        {"atoms": torch.eye(4)},
+        meta={"channels": "1", "image_size": "2", "patch": "null", "stride": "1"},
+    )
     _samples_file(tmp_path / "s.safetensors", digits_test[:20])
     _samples_file(tmp_path / "big.safetensors", torch.zeros(12, 1, 16, 16, dtype=torch.uint8))
     _samples_file(tmp_path / "badcodes.safetensors", digits_test[:20], codes=torch.tensor(0.5))
-    names = {"empty": tmp_path / "empty", "dictionary": tmp_path / "dict.safetensors", "samples": tmp_path / "s.safetensors",
-             "big": tmp_path / "big.safetensors", "badcodes": tmp_path / "badcodes.safetensors", "clf": clf, "tmp": tmp_path}
+    names = {
+        "empty": tmp_path / "empty",
+        "dictionary": tmp_path / "dict.safetensors",
+        "samples": tmp_path / "s.safetensors",
+        "big": tmp_path / "big.safetensors",
+        "badcodes": tmp_path / "badcodes.safetensors",
+        "clf": clf,
+        "tmp": tmp_path,
+    }
     res = _run(runner, ["score", *(a.format(**names) for a in args)])
     assert res.exit_code == 2, res.output
     assert message in " ".join(res.stderr.split())

@@ -56,11 +56,15 @@ def test_lars_float32_on_coherent_overcomplete_dictionary():
     # 3×3 RGB-like: 27-dim signals, 100 highly coherent atoms (the hard case for FISTA)
     g = torch.Generator().manual_seed(1)
     base = torch.randn(8, 27, generator=g)
-    atoms = torch.nn.functional.normalize(torch.randn(100, 8, generator=g) @ base + 0.1 * torch.randn(100, 27, generator=g), dim=1)
+    atoms = torch.nn.functional.normalize(
+        torch.randn(100, 8, generator=g) @ base + 0.1 * torch.randn(100, 27, generator=g), dim=1
+    )
     Y = torch.randn(256, 8, generator=g) @ base
     alpha = 0.3
     ours = lasso_lars(Y, atoms, alpha)
-    ref = torch.from_numpy(sparse_encode(Y.double().numpy(), atoms.double().numpy(), algorithm="lasso_cd", alpha=alpha, max_iter=100000))
+    ref = torch.from_numpy(
+        sparse_encode(Y.double().numpy(), atoms.double().numpy(), algorithm="lasso_cd", alpha=alpha, max_iter=100000)
+    )
     f_ours = lasso_objective(Y, atoms, ours, alpha)
     f_ref = lasso_objective(Y.double(), atoms.double(), ref, alpha)
     assert f_ours <= f_ref + 1e-4 * abs(f_ref)
@@ -119,7 +123,11 @@ def test_lars_with_leaving_atoms_matches_sklearn():
 
     g = torch.Generator().manual_seed(7)
     base = torch.randn(6, 10, generator=g, dtype=torch.float64)
-    atoms = torch.nn.functional.normalize(torch.randn(40, 6, generator=g, dtype=torch.float64) @ base + 0.3 * torch.randn(40, 10, generator=g, dtype=torch.float64), dim=1)
+    atoms = torch.nn.functional.normalize(
+        torch.randn(40, 6, generator=g, dtype=torch.float64) @ base
+        + 0.3 * torch.randn(40, 10, generator=g, dtype=torch.float64),
+        dim=1,
+    )
     Y = torch.randn(64, 10, generator=g, dtype=torch.float64)
     alpha = 0.01
     ours, path = lars_path(Y, atoms, alpha)
@@ -158,8 +166,16 @@ def test_lars_codes_do_not_depend_on_the_batch():
     # batches or in one large batch, on a coherent dictionary where many paths drop atoms
     g = torch.Generator().manual_seed(11)
     base = torch.randn(6, 10, generator=g, dtype=torch.float64)
-    atoms = torch.nn.functional.normalize(torch.randn(40, 6, generator=g, dtype=torch.float64) @ base + 0.3 * torch.randn(40, 10, generator=g, dtype=torch.float64), dim=1)
-    Y = torch.randn(300, 10, generator=g, dtype=torch.float64) * torch.rand(300, 1, generator=g, dtype=torch.float64) * 3
+    atoms = torch.nn.functional.normalize(
+        torch.randn(40, 6, generator=g, dtype=torch.float64) @ base
+        + 0.3 * torch.randn(40, 10, generator=g, dtype=torch.float64),
+        dim=1,
+    )
+    Y = (
+        torch.randn(300, 10, generator=g, dtype=torch.float64)
+        * torch.rand(300, 1, generator=g, dtype=torch.float64)
+        * 3
+    )
     from sgan_cli.sparse_coding import lars_path
 
     alpha = 0.02
@@ -224,7 +240,9 @@ def test_lars_on_duplicated_atoms_reaches_the_distinct_atoms_optimum(dtype):
     # stops early on these signals; it is never better
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref_dup = torch.from_numpy(sparse_encode(Y64.numpy(), atoms.double().numpy(), algorithm="lasso_lars", alpha=alpha))
+        ref_dup = torch.from_numpy(
+            sparse_encode(Y64.numpy(), atoms.double().numpy(), algorithm="lasso_lars", alpha=alpha)
+        )
     assert f_ours <= lasso_objective(Y64, atoms.double(), ref_dup, alpha) + 1e-9
 
 
@@ -245,7 +263,9 @@ def test_omp_on_duplicated_atoms_matches_sklearn_and_stops_at_full_rank(dtype):
     ours = omp(Y, atoms, 14)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = orthogonal_mp_gram((atoms.double() @ atoms.double().T).numpy(), (Y64 @ atoms.double().T).numpy().T, n_nonzero_coefs=14).T
+        ref = orthogonal_mp_gram(
+            (atoms.double() @ atoms.double().T).numpy(), (Y64 @ atoms.double().T).numpy().T, n_nonzero_coefs=14
+        ).T
     assert bool(torch.isfinite(ours).all())
     assert torch.equal((ours != 0).sum(dim=1), torch.from_numpy((ref != 0).sum(axis=1)))  # 12 each
     resid = (Y64 - ours.double() @ atoms.double()).norm(dim=1) / Y64.norm(dim=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -13,10 +12,9 @@ from sgan_cli.contracts import load_dictionary, save_dictionary
 from sgan_cli.data import load_data
 from sgan_cli.dictionary import learn_from_config
 from sgan_cli.errors import SganError
-from sgan_cli.sparsity import DEFAULT_SPARSITY_CONTROL
 from sgan_cli.nets import PatchSynthesis, SoftThreshold, SupportController, TopK, WholeImageSynthesis
+from sgan_cli.sparsity import DEFAULT_SPARSITY_CONTROL
 from sgan_cli.training import run_training
-
 
 # --- top-k -------------------------------------------------------------------------------
 
@@ -84,7 +82,9 @@ def test_learn_dict_stores_the_mean_of_the_signals(digits_dicts):
     data = load_data(DataConfig(name="digits"))
     whole = load_dictionary(digits_dicts["whole"])
     assert whole.mean.shape == (64,)
-    assert torch.allclose(whole.mean, data.floats().reshape(len(data), -1).mean(0), atol=0.05)  # subset of 1438 of the images
+    assert torch.allclose(
+        whole.mean, data.floats().reshape(len(data), -1).mean(0), atol=0.05
+    )  # subset of 1438 of the images
     patch = load_dictionary(digits_dicts["patch"])
     from sgan_cli.dictionary import extract_signals
 
@@ -129,7 +129,21 @@ def test_dictionary_files_without_a_mean_still_load(tmp_path, digits_dicts):
     save_file({"atoms": atoms}, str(old), metadata=meta)
     d = load_dictionary(old)
     assert torch.equal(d.mean, torch.zeros(64)) and torch.equal(d.atoms, atoms)
-    res = run_training(load_config(None, [f"train.dict={old}", "model.arch=mlp", "train.steps=2", "model.g_width=16", "model.d_width=8", "model.z_dim=4", "train.batch_size=8"]), tmp_path / "run")
+    res = run_training(
+        load_config(
+            None,
+            [
+                f"train.dict={old}",
+                "model.arch=mlp",
+                "train.steps=2",
+                "model.g_width=16",
+                "model.d_width=8",
+                "model.z_dim=4",
+                "train.batch_size=8",
+            ],
+        ),
+        tmp_path / "run",
+    )
     assert res.sparse
     # schema 3 is still refused
     meta["schema"] = "3"
@@ -154,12 +168,15 @@ def test_generator_files_from_before_the_mean_load_with_mean_zero():
 @pytest.mark.parametrize("kind, arch", [("whole", "mlp"), ("patch", "dcgan")])
 def test_default_sparse_generator_ends_at_the_dictionarys_support(tmp_path, digits_dicts, kind, arch):
     d = load_dictionary(digits_dicts[kind])
-    sets = [f"train.dict={digits_dicts[kind]}", f"model.arch={arch}", "train.steps=80", "train.log_every=10", "train.grid_every=1000", "train.save_every=1000",
-            "model.g_width=32", "model.d_width=16", "model.z_dim=8", "train.batch_size=32", "gan.critic_steps=1"]  # fmt: skip
+    sets = [f"train.dict={digits_dicts[kind]}", f"model.arch={arch}", "train.steps=80", "train.log_every=10",
+            "train.grid_every=1000", "train.save_every=1000", "model.g_width=32", "model.d_width=16", "model.z_dim=8",
+            "train.batch_size=32", "gan.critic_steps=1"]  # fmt: skip
     res = run_training(load_config(None, sets), tmp_path / "run")
     lines = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert res.last_log["support"] == pytest.approx(d.achieved_sparsity, rel=0.2)
-    g = json.loads(__import__("safetensors").safe_open(str(tmp_path / "run" / "generator.safetensors"), "pt").metadata()["config"])
+    g = json.loads(
+        __import__("safetensors").safe_open(str(tmp_path / "run" / "generator.safetensors"), "pt").metadata()["config"]
+    )
     assert g["model"]["sparsity"] == DEFAULT_SPARSITY_CONTROL  # recorded resolved, not "auto"
     # the target logged beside the support is the one the control aims at: k/K for top-k
     if DEFAULT_SPARSITY_CONTROL == "topk":  # k is recorded; the user gave no target, so none is written
@@ -172,8 +189,9 @@ def test_default_sparse_generator_ends_at_the_dictionarys_support(tmp_path, digi
 @pytest.mark.parametrize("kind, arch", [("whole", "mlp"), ("patch", "dcgan")])
 def test_controller_run_ends_at_the_dictionarys_support_and_logs_lambda(tmp_path, digits_dicts, kind, arch):
     d = load_dictionary(digits_dicts[kind])
-    sets = [f"train.dict={digits_dicts[kind]}", f"model.arch={arch}", "model.sparsity=controller", "train.steps=80", "train.log_every=10", "train.grid_every=1000",
-            "train.save_every=1000", "model.g_width=32", "model.d_width=16", "model.z_dim=8", "train.batch_size=32", "gan.critic_steps=1"]  # fmt: skip
+    sets = [f"train.dict={digits_dicts[kind]}", f"model.arch={arch}", "model.sparsity=controller", "train.steps=80",
+            "train.log_every=10", "train.grid_every=1000", "train.save_every=1000", "model.g_width=32",
+            "model.d_width=16", "model.z_dim=8", "train.batch_size=32", "gan.critic_steps=1"]  # fmt: skip
     res = run_training(load_config(None, sets), tmp_path / "run")
     lines = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["support_target"] == pytest.approx(d.achieved_sparsity)
@@ -185,7 +203,16 @@ def test_topk_run_records_k_and_samples_at_exactly_k(tmp_path, digits_dicts):
     from sgan_cli.run_files import load_generator
 
     d = load_dictionary(digits_dicts["whole"])
-    sets = [f"train.dict={digits_dicts['whole']}", "model.arch=mlp", "model.sparsity=topk", "train.steps=3", "model.g_width=16", "model.d_width=8", "model.z_dim=4", "train.batch_size=8"]
+    sets = [
+        f"train.dict={digits_dicts['whole']}",
+        "model.arch=mlp",
+        "model.sparsity=topk",
+        "train.steps=3",
+        "model.g_width=16",
+        "model.d_width=8",
+        "model.z_dim=4",
+        "train.batch_size=8",
+    ]
     run_training(load_config(None, sets), tmp_path / "run")
     G = load_generator(tmp_path / "run")
     k = round(d.achieved_sparsity * 64)
@@ -203,14 +230,25 @@ def test_sparsity_config_errors(tmp_path, digits_dicts):
         ("model.topk=64", "keeps every one of the dictionary's 64 atoms"),  # k = K: nothing sparse
         ("model.threshold=1", "model.threshold=1.0 sets λ of the soft threshold, but the codes are made by top-k"),
     ):
-        cfg = load_config(None, [*base, extra, *(["model.sparsity=topk"] if "topk" in extra else [])])  # threshold: under auto
+        cfg = load_config(
+            None, [*base, extra, *(["model.sparsity=topk"] if "topk" in extra else [])]
+        )  # threshold: under auto
         with pytest.raises(SganError, match=match):
             run_training(cfg, tmp_path / "run", force=True)
-    for extra in ("model.topk=0", "model.support_target=1.5", "model.controller_gain=0", "data.seed=-1"):  # refused where the config is read
+    for extra in (
+        "model.topk=0",
+        "model.support_target=1.5",
+        "model.controller_gain=0",
+        "data.seed=-1",
+    ):  # refused where the config is read
         with pytest.raises(SganError, match=extra.split("=")[0]):
             load_config(None, [*base, extra])
     with pytest.raises(SganError, match="learn_threshold"):
-        run_training(load_config(None, [*base, "model.learn_threshold=true", "model.sparsity=topk"]), tmp_path / "run", force=True)
+        run_training(
+            load_config(None, [*base, "model.learn_threshold=true", "model.sparsity=topk"]),
+            tmp_path / "run",
+            force=True,
+        )
 
 
 # --- stacked MNIST ------------------------------------------------------------------------
@@ -234,7 +272,9 @@ def tiny_mnist(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     labels = np.repeat(np.arange(10), 3).astype(np.uint8)
-    images = (labels[:, None, None] * 20 + np.tile(np.arange(3), 10)[:, None, None] + np.zeros((1, 28, 28))).astype(np.uint8)
+    images = (labels[:, None, None] * 20 + np.tile(np.arange(3), 10)[:, None, None] + np.zeros((1, 28, 28))).astype(
+        np.uint8
+    )
     for split in ("train", "t10k"):
         _write_idx(raw / f"{split}-images-idx3-ubyte", images, 2051)
         _write_idx(raw / f"{split}-labels-idx1-ubyte", labels, 2049)

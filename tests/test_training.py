@@ -15,7 +15,15 @@ from sgan_cli.contracts import read_file, write_file
 from sgan_cli.errors import SganError
 from sgan_cli.training import run_training
 
-FAST = ["train.log_every=5", "train.grid_every=10", "train.save_every=10", "model.g_width=32", "model.d_width=16", "model.z_dim=8", "train.batch_size=16"]
+FAST = [
+    "train.log_every=5",
+    "train.grid_every=10",
+    "train.save_every=10",
+    "model.g_width=32",
+    "model.d_width=16",
+    "model.z_dim=8",
+    "train.batch_size=16",
+]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +88,10 @@ def test_resume_is_bit_exact(tmp_path, digits_dict, options):
     run_training(_cfg(*extra, steps=12), tmp_path / "straight")
     run_training(_cfg(*extra, steps=6), tmp_path / "split")
     run_training(_cfg(*extra, steps=12), tmp_path / "split", resume=True)
-    a, b = _weights(tmp_path / "straight" / "checkpoint.safetensors"), _weights(tmp_path / "split" / "checkpoint.safetensors")
+    a, b = (
+        _weights(tmp_path / "straight" / "checkpoint.safetensors"),
+        _weights(tmp_path / "split" / "checkpoint.safetensors"),
+    )
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -96,7 +107,12 @@ def test_existing_run_needs_resume_or_force(tmp_path):
 def test_dictionary_and_data_of_different_sizes(tmp_path):
     atoms = torch.nn.functional.normalize(torch.randn(10, 784), dim=1)
     path = tmp_path / "mnist_dict.safetensors"
-    write_file(path, "sgan.dictionary", {"atoms": atoms}, meta={"channels": "1", "image_size": "28", "patch": "null", "stride": "1"})
+    write_file(
+        path,
+        "sgan.dictionary",
+        {"atoms": atoms},
+        meta={"channels": "1", "image_size": "28", "patch": "null", "stride": "1"},
+    )
     with pytest.raises(SganError, match="28×28, but the data is 8×8"):
         run_training(_cfg(f"train.dict={path}"), tmp_path / "run")
 
@@ -175,7 +191,12 @@ def test_model_errors(tmp_path):
         run_training(_cfg("gan.objective=wgan-gp", "model.critic_norm=batch"), tmp_path / "b")
     atoms = torch.nn.functional.normalize(torch.randn(6, 9), dim=1)
     patches = tmp_path / "patch_dict.safetensors"
-    write_file(patches, "sgan.dictionary", {"atoms": atoms}, meta={"channels": "1", "image_size": "8", "patch": "3", "stride": "1"})
+    write_file(
+        patches,
+        "sgan.dictionary",
+        {"atoms": atoms},
+        meta={"channels": "1", "image_size": "8", "patch": "3", "stride": "1"},
+    )
     with pytest.raises(SganError, match="patch dictionary needs a convolutional generator"):
         run_training(_cfg(f"train.dict={patches}", "model.arch=mlp"), tmp_path / "c")
     res = run_training(_cfg(f"train.dict={patches}", "model.arch=dcgan", steps=2), tmp_path / "d")
@@ -191,12 +212,21 @@ def test_resume_without_a_run(tmp_path):
 def test_reconstructor_lowers_latent_error(tmp_path, digits_dict):
     """Algorithm 1's encoder steps make E a left inverse of G: ‖E(G(z)) − z‖ falls well below
     that of the same encoder untrained, on the final generator."""
-    from sgan_cli.training import Geometry, build_encoder, build_generator, config_json
     from sgan_cli.config import ModelConfig
     from sgan_cli.contracts import load_dictionary
+    from sgan_cli.training import Geometry, build_encoder, build_generator, config_json
 
     # T_λ at a fixed λ (dense-ish codes): the encoder's learning, not the sparsity control, is tested here
-    cfg = _cfg(f"train.dict={digits_dict}", "model.arch=mlp", "model.sparsity=fixed", "model.z_dim=4", "recon.mode=latent", "recon.steps=5", "recon.lr=1e-3", steps=80)
+    cfg = _cfg(
+        f"train.dict={digits_dict}",
+        "model.arch=mlp",
+        "model.sparsity=fixed",
+        "model.z_dim=4",
+        "recon.mode=latent",
+        "recon.steps=5",
+        "recon.lr=1e-3",
+        steps=80,
+    )
     run_training(cfg, tmp_path / "run")
     rec = read_file(tmp_path / "run" / "reconstructor.safetensors", "sgan.checkpoint")
     assert rec.meta["role"] == "reconstructor" and rec.meta["recon_mode"] == "latent"
@@ -248,8 +278,8 @@ def test_ema_generator_in_file(tmp_path, digits_dict):
 
 
 def test_ema_update_closed_form():
-    from sgan_cli.nets import MLPBody
     from sgan_cli.nets import Generator as Gen
+    from sgan_cli.nets import MLPBody
     from sgan_cli.training import _update_ema
 
     torch.manual_seed(0)
@@ -271,7 +301,12 @@ def test_resume_refuses_options_it_would_ignore(runner, tmp_path):
 
 
 def test_cli_recon_flag_forms(runner):
-    for args, mode in ((["--recon"], "latent"), (["--recon", "vae"], "vae"), (["--recon", "--gan", "gan"], "latent"), ([], "none")):
+    for args, mode in (
+        (["--recon"], "latent"),
+        (["--recon", "vae"], "vae"),
+        (["--recon", "--gan", "gan"], "latent"),
+        ([], "none"),
+    ):
         res = runner.invoke(app, ["train", *args, "--dry-run", "--json"])
         assert res.exit_code == 0, res.stderr
         assert json.loads(res.stdout)["recon"]["mode"] == mode
@@ -320,7 +355,9 @@ def test_fast_loop_computes_the_same_losses_as_the_eager_reference(digits_dict, 
 
     # the controlled soft threshold: continuous in the weights, so float-rounding differences
     # between the two loops stay small (top-k could flip a near-tie and amplify them)
-    cfg = _cfg(f"train.dict={digits_dict}", "model.arch=mlp", "model.sparsity=controller", "train.log_every=1", *options)
+    cfg = _cfg(
+        f"train.dict={digits_dict}", "model.arch=mlp", "model.sparsity=controller", "train.log_every=1", *options
+    )
     real = load_data(DataConfig(name="digits")).floats()
     ours = new_state(cfg, Geometry(1, 8), load_dictionary(digits_dict), torch.device("cpu"))
     ref = copy.deepcopy(ours)
@@ -338,11 +375,15 @@ def test_fast_loop_computes_the_same_losses_as_the_eager_reference(digits_dict, 
 
 def test_train_config_errors_name_the_key(runner):
     for setting, message in (
-        ("train.ema=1.5", "train.ema must be in [0, 1)"), ("recon.every=0", "recon.every must be at least 1"), ("gan.feature_matching=-1", "gan.feature_matching must be at least 0"),
+        ("train.ema=1.5", "train.ema must be in [0, 1)"), ("recon.every=0", "recon.every must be at least 1"),
+        ("gan.feature_matching=-1", "gan.feature_matching must be at least 0"),
         # intervals of 0 used to end in a ZeroDivisionError traceback
-        ("train.log_every=0", "train.log_every must be at least 1"), ("train.save_every=0", "train.save_every must be at least 1"),
-        ("train.grid_every=-1", "train.grid_every must be at least 1"), ("model.z_dim=0", "model.z_dim must be in [1, 65536], got 0"),
-        ("model.threshold=-1", "model.threshold must be at least 0"), ("gan.gp_lambda=-1", "gan.gp_lambda must be at least 0"),
+        ("train.log_every=0", "train.log_every must be at least 1"),
+        ("train.save_every=0", "train.save_every must be at least 1"),
+        ("train.grid_every=-1", "train.grid_every must be at least 1"),
+        ("model.z_dim=0", "model.z_dim must be in [1, 65536], got 0"),
+        ("model.threshold=-1", "model.threshold must be at least 0"),
+        ("gan.gp_lambda=-1", "gan.gp_lambda must be at least 0"),
     ):  # fmt: skip
         res = runner.invoke(app, ["train", "--set", setting, "--dry-run"])
         assert res.exit_code == 2 and message in " ".join(res.stderr.split()), (setting, res.stderr)
@@ -360,7 +401,14 @@ def test_bf16_mixed_precision_tracks_fp32_and_keeps_fp32_weights(digits_dict):
     from sgan_cli.data import load_data
     from sgan_cli.training import Geometry, new_state, train_steps
 
-    opts = (f"train.dict={digits_dict}", "model.arch=dcgan", "recon.mode=latent", "model.e_width=8", "train.log_every=1", "gan.critic_steps=2")
+    opts = (
+        f"train.dict={digits_dict}",
+        "model.arch=dcgan",
+        "recon.mode=latent",
+        "model.e_width=8",
+        "train.log_every=1",
+        "gan.critic_steps=2",
+    )
     real = load_data(DataConfig(name="digits")).floats()
     cfg32, cfg16 = _cfg(*opts), _cfg(*opts, "train.precision=bf16")
     s32 = new_state(cfg32, Geometry(1, 8), load_dictionary(digits_dict), torch.device("cpu"))
@@ -389,5 +437,9 @@ def test_precision_setting(runner):
     res = runner.invoke(app, ["train", "--precision", "bf16", "--dry-run", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["train"]["precision"] == "bf16"
     res = runner.invoke(app, ["train", "--precision", "half", "--dry-run"])
-    assert res.exit_code == 2 and "unknown precision 'half'" in res.stderr and "fp32, bf16 or auto" in " ".join(res.stderr.split())
+    assert (
+        res.exit_code == 2
+        and "unknown precision 'half'" in res.stderr
+        and "fp32, bf16 or auto" in " ".join(res.stderr.split())
+    )
     assert "Traceback" not in res.output

@@ -37,11 +37,17 @@ def _no_outputs(tmp_path):
         (["learn-dict", "digits", "--seed", HUGE_SEED], f"--seed must be in [0, 4294967295], got {HUGE_SEED}"),
         (["learn-dict", "digits", "--atoms", "1000000000"], "dict.atoms must be in [1, 1048576], got 1000000000"),
         (["learn-dict", "digits", "--image-size", "100000"], "--image-size must be in [1, 16384], got 100000"),
-        (["encode", "digits", "--dict", "d.safetensors", "--method", "lasso", "--alpha", "nan"], "--alpha must be a finite number greater than 0, got nan"),
+        (
+            ["encode", "digits", "--dict", "d.safetensors", "--method", "lasso", "--alpha", "nan"],
+            "--alpha must be a finite number greater than 0, got nan",
+        ),
         (["classifier", "digits", "--lr", "inf"], "--lr must be a finite number in (0, 10], got inf"),
         (["score", "digits", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
         (["score", "digits", "--seed", HUGE_SEED], "--seed must be in [0, 4294967295]"),
-        (["score", "digits", "-m", "fid", "--ref", "digits", "--fail-above", "fid=nan"], "--fail-above 'fid=nan': the bound must be a finite number"),
+        (
+            ["score", "digits", "-m", "fid", "--ref", "digits", "--fail-above", "fid=nan"],
+            "--fail-above 'fid=nan': the bound must be a finite number",
+        ),
         (["train", "--seed", HUGE_SEED], "--seed must be in [0, 4294967295]"),
         (["train", "--feature-matching", "nan"], "--feature-matching must be a finite number at least 0, got nan"),
         (["train", "--set", "model.threshold=nan"], "model.threshold must be a finite number at least 0, got nan"),
@@ -49,7 +55,10 @@ def _no_outputs(tmp_path):
         (["train", "--set", "gan.lr_g=1e400"], "gan.lr_g must be a finite number in (0, 10], got inf"),
         (["train", "--set", "gan.beta1=2"], "gan.beta1 must be in [0, 1), got 2.0"),
         (["train", "--set", "model.z_dim=1e20"], "model.z_dim must be int, got '1e20'"),
-        (["train", "--set", "model.z_dim=100000000000000000000"], "model.z_dim must be in [1, 65536], got 100000000000000000000"),
+        (
+            ["train", "--set", "model.z_dim=100000000000000000000"],
+            "model.z_dim must be in [1, 65536], got 100000000000000000000",
+        ),
         (["train", "--limit", "100000000000000000000000"], "--limit is too large"),
     ],
 )
@@ -101,7 +110,10 @@ def test_every_numeric_option_has_a_range():
 
 
 @pytest.mark.parametrize("command", [["learn-dict", "digits"], ["train", "--steps", "1"]])
-@pytest.mark.parametrize(("device", "message"), [("meta", "unknown device 'meta'"), ("mps", "the Apple GPU (mps) was requested but this machine has none")])
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("meta", "unknown device 'meta'"), ("mps", "the Apple GPU (mps) was requested but this machine has none")],
+)
 def test_odd_devices_are_refused_before_any_output(runner, tmp_path, command, device, message):
     msg = error_text(invoke(runner, [*command, "--device", device, "--out", str(tmp_path / "out")]))
     assert message in msg
@@ -121,7 +133,9 @@ def test_training_sizes_that_cannot_fit_are_refused(runner, tmp_path):
 
 def test_resize_that_cannot_fit_is_refused(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("SGAN_MAX_MEMORY", str(2**30))
-    msg = error_text(invoke(runner, ["learn-dict", "digits", "--image-size", "4096", "--out", str(tmp_path / "d.safetensors")]))
+    msg = error_text(
+        invoke(runner, ["learn-dict", "digits", "--image-size", "4096", "--out", str(tmp_path / "d.safetensors")])
+    )
     assert "1438 images of 1×4096×4096 would need about" in msg and "more than the 1.0 GiB available" in msg
     assert _no_outputs(tmp_path) == []
 
@@ -132,7 +146,23 @@ def tiny_run(tmp_path_factory):
     from typer.testing import CliRunner
 
     out = tmp_path_factory.mktemp("run") / "run"
-    args = ["train", "--arch", "mlp", "--steps", "2", "--batch-size", "8", "--set", "model.g_width=16", "--set", "model.d_width=16", "--set", "model.z_dim=4", "--out", str(out)]
+    args = [
+        "train",
+        "--arch",
+        "mlp",
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--set",
+        "model.g_width=16",
+        "--set",
+        "model.d_width=16",
+        "--set",
+        "model.z_dim=4",
+        "--out",
+        str(out),
+    ]
     res = invoke(CliRunner(), args)
     assert res.exit_code == 0, res.output
     return out
@@ -180,9 +210,18 @@ def test_generator_metadata_is_type_and_range_checked(runner, tiny_run, tmp_path
     gen = tiny_run / "generator.safetensors"
     cases = [
         ({"config": [1, 2]}, "has corrupt metadata (config must be a JSON object"),
-        ({"config": {**_config(gen), "model": {**_config(gen)["model"], "z_dim": "sixty-four"}}}, "model.z_dim must be int, got 'sixty-four'"),
-        ({"config": {**_config(gen), "model": {**_config(gen)["model"], "z_dim": -4}}}, "model.z_dim must be in [1, 65536], got -4"),
-        ({"config": {**_config(gen), "model": {**_config(gen)["model"], "g_width": 32}}}, "do not fit the architecture its config describes"),
+        (
+            {"config": {**_config(gen), "model": {**_config(gen)["model"], "z_dim": "sixty-four"}}},
+            "model.z_dim must be int, got 'sixty-four'",
+        ),
+        (
+            {"config": {**_config(gen), "model": {**_config(gen)["model"], "z_dim": -4}}},
+            "model.z_dim must be in [1, 65536], got -4",
+        ),
+        (
+            {"config": {**_config(gen), "model": {**_config(gen)["model"], "g_width": 32}}},
+            "do not fit the architecture its config describes",
+        ),
         ({"step": "two"}, "metadata field 'step' must be a whole number, got 'two'"),
         ({"image_size": "0"}, "metadata field 'image_size' must be in [1, 16384], got 0"),
     ]
@@ -199,18 +238,30 @@ def test_dictionary_metadata_is_type_and_range_checked(runner, tmp_path):
     from sgan_cli.contracts import write_file
 
     atoms = torch.nn.functional.normalize(torch.randn(10, 64), dim=1)
-    meta = {"channels": "1", "image_size": "8", "patch": "null", "stride": "1", "alpha": "0.1", "achieved_sparsity": "0.1"}
+    meta = {
+        "channels": "1",
+        "image_size": "8",
+        "patch": "null",
+        "stride": "1",
+        "alpha": "0.1",
+        "achieved_sparsity": "0.1",
+    }
     for changes, message in (
         ({"alpha": "tiny"}, "metadata field 'alpha' must be a number, got 'tiny'"),
         ({"stride": "one"}, "metadata field 'stride' must be a whole number"),
         ({"channels": "-1"}, "metadata field 'channels' must be in [1, 4], got -1"),
         ({"patch": "[3]"}, "metadata field 'patch' must be a whole number"),
-        ({"stride": "+-5"}, "metadata field 'stride' must be a whole number"),  # passed the old digit test, then int() raised
+        (
+            {"stride": "+-5"},
+            "metadata field 'stride' must be a whole number",
+        ),  # passed the old digit test, then int() raised
         ({"stride": "²"}, "metadata field 'stride' must be a whole number"),
     ):
         path = tmp_path / "keep-d.safetensors"
         write_file(path, "sgan.dictionary", {"atoms": atoms}, meta={**meta, **changes}, force=True)
-        msg = error_text(invoke(runner, ["encode", "digits", "--dict", str(path), "--out", str(tmp_path / "l.safetensors")]))
+        msg = error_text(
+            invoke(runner, ["encode", "digits", "--dict", str(path), "--out", str(tmp_path / "l.safetensors")])
+        )
         assert message in msg, (changes, msg)
     assert _no_outputs(tmp_path) == []
 
@@ -222,8 +273,14 @@ def test_resume_checks_the_checkpoint_against_its_config(runner, tiny_run, tmp_p
     good = ckpt.read_bytes()
     cfg = _config(ckpt)
     for changes, message in (
-        ({"config": {**cfg, "train": {**cfg["train"], "batch_size": "eight"}}}, "train.batch_size must be int, got 'eight'"),
-        ({"config": {**cfg, "gan": {**cfg["gan"], "lr_g": "nan"}}}, "gan.lr_g must be a finite number in (0, 10], got nan"),
+        (
+            {"config": {**cfg, "train": {**cfg["train"], "batch_size": "eight"}}},
+            "train.batch_size must be int, got 'eight'",
+        ),
+        (
+            {"config": {**cfg, "gan": {**cfg["gan"], "lr_g": "nan"}}},
+            "gan.lr_g must be a finite number in (0, 10], got nan",
+        ),
         ({"step": "-3"}, "metadata field 'step' must be at least 0, got -3"),
     ):
         ckpt.write_bytes(good)
@@ -246,4 +303,6 @@ def test_a_memory_limit_that_is_not_a_positive_number_is_refused(runner, tmp_pat
 
 def test_critic_arch_auto_is_refused_by_dry_run(runner):
     msg = error_text(invoke(runner, ["train", "--set", "model.critic_arch=auto", "--dry-run"]))
-    assert "unknown critic architecture 'auto'" in msg and "leave model.critic_arch unset (null) to follow --arch" in msg
+    assert (
+        "unknown critic architecture 'auto'" in msg and "leave model.critic_arch unset (null) to follow --arch" in msg
+    )

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -39,9 +39,22 @@ BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0", "y"
 # --- errors -------------------------------------------------------------------------------------
 
 
-def error_payload(message: str, *, what: str | None = None, where: str | None = None, fix: str | None = None, exit_code: int = EXIT_USER_ERROR) -> dict[str, Any]:
+def error_payload(
+    message: str,
+    *,
+    what: str | None = None,
+    where: str | None = None,
+    fix: str | None = None,
+    exit_code: int = EXIT_USER_ERROR,
+) -> dict[str, Any]:
     """The JSON form of an error (``--json``): one object on stdout, the same exit code."""
-    return {"error": message, "what": what if what is not None else message, "where": where, "fix": fix, "exit_code": exit_code}
+    return {
+        "error": message,
+        "what": what if what is not None else message,
+        "where": where,
+        "fix": fix,
+        "exit_code": exit_code,
+    }
 
 
 def report_error(exc: SganError, json_mode: bool) -> None:
@@ -109,7 +122,10 @@ def refuse_torchrun(command: str) -> None:
         raise SganError(
             f"sgan {command} runs in one process, and this is one of {os.environ['WORLD_SIZE']} torchrun ranks",
             where="torchrun",
-            fix=f"run `sgan {command} …` without torchrun (add --device cuda for a GPU); train, sample and score run under torchrun",
+            fix=(
+                f"run `sgan {command} …` without torchrun (add --device cuda "
+                "for a GPU); train, sample and score run under torchrun"
+            ),
         )
 
 
@@ -121,7 +137,14 @@ class SganGroup(TyperGroup):
     option, missing argument, a flag given a value) is one JSON object on stdout as well,
     with the same exit code (errors raised while a command runs go through handle_errors)."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         if "--json" not in argv or not standalone_mode:
             return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
@@ -171,7 +194,12 @@ class SganCommand(TyperCommand):
         return option
 
     def flag_opts(self) -> set[str]:
-        return {o for p in self.params if p.param_type_name == "option" and getattr(p, "is_flag", False) for o in (*p.opts, *p.secondary_opts)}
+        return {
+            o
+            for p in self.params
+            if p.param_type_name == "option" and getattr(p, "is_flag", False)
+            for o in (*p.opts, *p.secondary_opts)
+        }
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         flags = self.flag_opts()
@@ -180,7 +208,8 @@ class SganCommand(TyperCommand):
                 break
             if arg in flags and args[i + 1].lower() in BOOL_WORDS:
                 raise UsageError(
-                    f"{arg} is a flag and takes no value, so {args[i + 1]!r} after it would be read as another argument."
+                    f"{arg} is a flag and takes no value, so {args[i + 1]!r} "
+                    "after it would be read as another argument."
                     f" Fix: write {arg} alone to turn it on, or leave it out",
                     ctx=ctx,
                 )
@@ -219,7 +248,14 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
     if not err.is_terminal:
         yield PlainProgress(description, err.print)
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -281,7 +317,13 @@ class Estimate:
     ``min_done`` steps past the first update and ``min_seconds`` of them, measured from the
     first update (so start-up work is not counted as step time)."""
 
-    def __init__(self, description: str, min_done: int = 3, min_seconds: float = 2.0, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        description: str,
+        min_done: int = 3,
+        min_seconds: float = 2.0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.description, self.min_done, self.min_seconds, self.clock = description, min_done, min_seconds, clock
         self.first: tuple[int, float] | None = None
         self.done = False
@@ -305,7 +347,13 @@ class PlainProgress:
     """Progress as plain lines (for logs): the first update, then one line at most every
     ``every`` seconds, and the last; each with elapsed and remaining time."""
 
-    def __init__(self, description: str, write: Callable[..., None], every: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        description: str,
+        write: Callable[..., None],
+        every: float = PLAIN_EVERY_S,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.description, self.write, self.every, self.clock = description, write, every, clock
         self.t0 = clock()
         self.first: tuple[int, float] | None = None  # (done, time) at the first update: the rate is timed from there
@@ -327,7 +375,9 @@ class PlainProgress:
         elapsed = now - self.t0
         if total:
             steps, seconds = done - self.first[0], now - self.first[1]
-            left = f", {_clock((total - done) * seconds / steps)} left" if steps > 0 and seconds > 0 and not final else ""
+            left = (
+                f", {_clock((total - done) * seconds / steps)} left" if steps > 0 and seconds > 0 and not final else ""
+            )
             head = f"{self.description} {done}/{total} ({100 * done / total:.0f}%) {_clock(elapsed)} elapsed{left}"
         else:
             head = f"{self.description} {done}/? {_clock(elapsed)} elapsed"
@@ -336,7 +386,13 @@ class PlainProgress:
 
 
 # config keys whose command-line option is not --KEY (the default spelling in flag_name)
-_FLAG_NAMES = {"gan.objective": "--gan", "train.dict": "--dict", "data.name": "the DATA argument / --data", "data.root": "--data-root", "recon.mode": "--recon"}
+_FLAG_NAMES = {
+    "gan.objective": "--gan",
+    "train.dict": "--dict",
+    "data.name": "the DATA argument / --data",
+    "data.root": "--data-root",
+    "recon.mode": "--recon",
+}
 
 
 def flag_name(key: str) -> str:
@@ -357,20 +413,63 @@ def resolve_config(recipe: str | None, sets: list[str] | None, flags: dict[str, 
 
 # options shared by several subcommands, spelled once
 
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed. (default: 0)", show_default=False)]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda. (default: auto)", show_default=False)]
-DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", metavar="DIR", help="Folder of torchvision data sets (the one holding MNIST/, cifar-10-batches-py/, …). (default: $SGAN_DATA or ~/.cache/sgan/data)", show_default=False)]
-SplitOpt = Annotated[Optional[str], typer.Option("--split", help="train or test. (default: train)", show_default=False)]
-LimitOpt = Annotated[Optional[int], typer.Option("--limit", metavar="N", help="Use only the first N images.", show_default=False)]
-ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", metavar="N", help="Resize images to N×N.", show_default=False)]
-RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", metavar="FILE", help="YAML recipe: sections data, dict, model, gan, train (see recipes/).", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table (errors too).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed. (default: 0)", show_default=False)]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="auto, cpu or cuda. (default: auto)", show_default=False)
+]
+DataRootOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-root",
+        metavar="DIR",
+        help=(
+            "Folder of torchvision data sets (the one holding MNIST/, "
+            "cifar-10-batches-py/, …). (default: $SGAN_DATA or ~/.cache/sgan/data)"
+        ),
+        show_default=False,
+    ),
+]
+SplitOpt = Annotated[str | None, typer.Option("--split", help="train or test. (default: train)", show_default=False)]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", metavar="N", help="Use only the first N images.", show_default=False)
+]
+ImageSizeOpt = Annotated[
+    int | None, typer.Option("--image-size", metavar="N", help="Resize images to N×N.", show_default=False)
+]
+RecipeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--recipe",
+        metavar="FILE",
+        help="YAML recipe: sections data, dict, model, gan, train (see recipes/).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table (errors too).")
+]
 
 
 # --set with an example of a key the command reads (learn-dict reads data and dict, train the rest)
 _SET_HELP = "Override a config key, e.g. --set {} (repeatable)."
-DictSetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help=_SET_HELP.format("dict.atoms=100 or --set dict.solver=online"), show_default=False)]
-TrainSetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help=_SET_HELP.format("gan.lr_g=2e-4 or --set model.threshold=1"), show_default=False)]
+DictSetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help=_SET_HELP.format("dict.atoms=100 or --set dict.solver=online"),
+        show_default=False,
+    ),
+]
+TrainSetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help=_SET_HELP.format("gan.lr_g=2e-4 or --set model.threshold=1"),
+        show_default=False,
+    ),
+]
 
 
 def coders_text(summary: dict) -> str:

@@ -3,25 +3,64 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, SeedOpt, handle_errors, print_fields, refuse_torchrun, print_json, progress_bar
+from ._common import (
+    DataRootOpt,
+    DeviceOpt,
+    JsonOpt,
+    LimitOpt,
+    SeedOpt,
+    handle_errors,
+    print_fields,
+    print_json,
+    progress_bar,
+    refuse_torchrun,
+)
 
 
 @handle_errors
 def classifier(
-    data: Annotated[str, typer.Argument(metavar="DATA", help="Labelled data set: digits, mnist, fashion-mnist or cifar10. Trains on its train split, measures accuracy on its test split.", show_default=False)],
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training images. (default: 15)", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per step. (default: 128)", show_default=False)] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak AdamW learning rate (one-cycle schedule). (default: 0.003)", show_default=False)] = None,
+    data: Annotated[
+        str,
+        typer.Argument(
+            metavar="DATA",
+            help=(
+                "Labelled data set: digits, mnist, fashion-mnist or cifar10. "
+                "Trains on its train split, measures accuracy on its test split."
+            ),
+            show_default=False,
+        ),
+    ],
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", help="Passes over the training images. (default: 15)", show_default=False),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Images per step. (default: 128)", show_default=False)
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr", help="Peak AdamW learning rate (one-cycle schedule). (default: 0.003)", show_default=False
+        ),
+    ] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     data_root: DataRootOpt = None,
     limit: LimitOpt = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize images to N×N (then score at that size too).", show_default=False)] = None,
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output classifier file. (default: classifier.safetensors)", show_default=False)] = Path("classifier.safetensors"),
+    image_size: Annotated[
+        int | None,
+        typer.Option("--image-size", help="Resize images to N×N (then score at that size too).", show_default=False),
+    ] = None,
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output classifier file. (default: classifier.safetensors)", show_default=False
+        ),
+    ] = Path("classifier.safetensors"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -53,7 +92,10 @@ def classifier(
     test = load_data(DataConfig(name=data, root=data_root, split="test", image_size=image_size))
     with progress_bar("classifier") as progress:
         net, info, seconds = train_from_data(train, test, cfg, progress)
-    config = {"data": {"name": data, "root": data_root, "limit": limit, "image_size": image_size}, "classifier": asdict(cfg)}
+    config = {
+        "data": {"name": data, "root": data_root, "limit": limit, "image_size": image_size},
+        "classifier": asdict(cfg),
+    }
     digest = save_classifier(out_path, net, info, config, force=force)
     summary = {"out": str(out_path), "hash": digest, "seconds": seconds, **asdict(info), "epochs": cfg.epochs}
     if json_out:

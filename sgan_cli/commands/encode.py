@@ -3,31 +3,119 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, coders_text, handle_errors, print_fields, print_json, refuse_torchrun, progress_bar
+from ._common import (
+    DataRootOpt,
+    DeviceOpt,
+    JsonOpt,
+    LimitOpt,
+    coders_text,
+    handle_errors,
+    print_fields,
+    print_json,
+    progress_bar,
+    refuse_torchrun,
+)
 
 
 @handle_errors
 def encode(
-    data: Annotated[str, typer.Argument(metavar="INPUT", help="Images: digits, mnist, fashion-mnist, cifar10, celeba, a folder of images, or a samples.safetensors.", show_default=False)],
-    reconstructor: Annotated[Optional[str], typer.Option("--reconstructor", help="A run folder (with reconstructor.safetensors) or a reconstructor file: z = E(x), reconstruction G(E(x)).", show_default=False)] = None,
-    generator: Annotated[Optional[str], typer.Option("--generator", help="With --reconstructor: the generator for G(E(x)). Default: generator.safetensors beside the reconstructor.", show_default=False)] = None,
+    data: Annotated[
+        str,
+        typer.Argument(
+            metavar="INPUT",
+            help="Images: digits, mnist, fashion-mnist, cifar10, celeba, a folder of images, or a samples.safetensors.",
+            show_default=False,
+        ),
+    ],
+    reconstructor: Annotated[
+        str | None,
+        typer.Option(
+            "--reconstructor",
+            help=(
+                "A run folder (with reconstructor.safetensors) or a "
+                "reconstructor file: z = E(x), reconstruction G(E(x))."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    generator: Annotated[
+        str | None,
+        typer.Option(
+            "--generator",
+            help=(
+                "With --reconstructor: the generator for G(E(x)). "
+                "Default: generator.safetensors beside the reconstructor."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     ema: Annotated[bool, typer.Option("--ema", help="With --reconstructor: use the generator's EMA weights.")] = False,
-    dict_path: Annotated[Optional[str], typer.Option("--dict", help="A dictionary file: sparse codes of the images (every patch position for patch atoms).", show_default=False)] = None,
-    method: Annotated[str, typer.Option("--method", help="With --dict: omp (fixed non-zeros) or lasso (the dictionary's α). (default: omp)", show_default=False)] = "omp",
-    nonzeros: Annotated[Optional[int], typer.Option("--nonzeros", help="OMP non-zeros per signal. (default: round(achieved sparsity × atoms), at least 1)", show_default=False)] = None,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Lasso penalty α. (default: the dictionary's)", show_default=False)] = None,
-    stride: Annotated[Optional[int], typer.Option("--stride", help="Patch dictionaries: stride of the coded patch positions. (default: 1, or P for a tiled dictionary)", show_default=False)] = None,
+    dict_path: Annotated[
+        str | None,
+        typer.Option(
+            "--dict",
+            help="A dictionary file: sparse codes of the images (every patch position for patch atoms).",
+            show_default=False,
+        ),
+    ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="With --dict: omp (fixed non-zeros) or lasso (the dictionary's α). (default: omp)",
+            show_default=False,
+        ),
+    ] = "omp",
+    nonzeros: Annotated[
+        int | None,
+        typer.Option(
+            "--nonzeros",
+            help="OMP non-zeros per signal. (default: round(achieved sparsity × atoms), at least 1)",
+            show_default=False,
+        ),
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option("--alpha", help="Lasso penalty α. (default: the dictionary's)", show_default=False),
+    ] = None,
+    stride: Annotated[
+        int | None,
+        typer.Option(
+            "--stride",
+            help="Patch dictionaries: stride of the coded patch positions. (default: 1, or P for a tiled dictionary)",
+            show_default=False,
+        ),
+    ] = None,
     data_root: DataRootOpt = None,
-    split: Annotated[str, typer.Option("--split", help="train or test. (default: train)", show_default=False)] = "train",
+    split: Annotated[
+        str, typer.Option("--split", help="train or test. (default: train)", show_default=False)
+    ] = "train",
     limit: LimitOpt = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize images to N×N.", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per batch. (default: 256; patch dictionaries: about 32,768 patches)", show_default=False)] = None,
+    image_size: Annotated[
+        int | None, typer.Option("--image-size", help="Resize images to N×N.", show_default=False)
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="Images per batch. (default: 256; patch dictionaries: about 32,768 patches)",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = None,
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output latents file; the comparison grid goes beside it. (default: latents.safetensors)", show_default=False)] = Path("latents.safetensors"),
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output latents file; the comparison grid goes beside it. (default: latents.safetensors)",
+            show_default=False,
+        ),
+    ] = Path("latents.safetensors"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -45,9 +133,9 @@ def encode(
     from ..encoding import EncodeRequest, encode_summary, run_encode
 
     req = EncodeRequest(
-        data=data, reconstructor=reconstructor, generator=generator, ema=ema, dictionary=dict_path, method=method, nonzeros=nonzeros,
-        alpha=alpha, stride=stride, data_root=data_root, split=split, limit=limit, image_size=image_size, batch_size=batch_size,
-        device=device or "auto", out=out_path, force=force,
+        data=data, reconstructor=reconstructor, generator=generator, ema=ema, dictionary=dict_path, method=method,
+        nonzeros=nonzeros, alpha=alpha, stride=stride, data_root=data_root, split=split, limit=limit,
+        image_size=image_size, batch_size=batch_size, device=device or "auto", out=out_path, force=force,
     )  # fmt: skip
     with progress_bar("encode") as progress:
         run = run_encode(req, progress)

@@ -3,23 +3,95 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, DictSetOpt, ImageSizeOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SplitOpt, coders_text, handle_errors, print_fields, print_json, progress_bar, refuse_torchrun, resolve_config
+from ._common import (
+    DataRootOpt,
+    DeviceOpt,
+    DictSetOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    LimitOpt,
+    RecipeOpt,
+    SeedOpt,
+    SplitOpt,
+    coders_text,
+    handle_errors,
+    print_fields,
+    print_json,
+    progress_bar,
+    refuse_torchrun,
+    resolve_config,
+)
 
 
 @handle_errors
 def learn_dict(
-    data: Annotated[Optional[str], typer.Argument(metavar="DATA", help="Data set: digits, mnist, fashion-mnist, cifar10, celeba, a folder of images, or a samples.safetensors. Default: digits (or the recipe's).", show_default=False)] = None,
-    atoms: Annotated[Optional[int], typer.Option("--atoms", "-k", help="Number of atoms K. Default: square (K = signal dimension).", show_default=False)] = None,
-    patch: Annotated[Optional[int], typer.Option("--patch", help="Learn P×P×C patch atoms (seed 002); omit for whole-image atoms (seed 000).", show_default=False)] = None,
-    stride: Annotated[Optional[int], typer.Option("--stride", help="Patch extraction stride. (default: 1)", show_default=False)] = None,
-    sparsity: Annotated[Optional[float], typer.Option("--sparsity", "-s", help="Target fraction of non-zero coefficients, in (0, 1). (default: 0.1, or dim/(3K) where lasso codes cannot reach 0.1)", show_default=False)] = None,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Fix the lasso penalty α instead of targeting --sparsity.", show_default=False)] = None,
-    mean: Annotated[Optional[bool], typer.Option("--mean/--no-mean", help="Learn atoms on centred signals and store the mean (mean image, or mean patch), added back at synthesis. (default: --mean)", show_default=False)] = None,
-    max_samples: Annotated[Optional[int], typer.Option("--max-samples", help="Use at most this many signals (images or patches). (default: 100000)", show_default=False)] = None,
+    data: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="DATA",
+            help=(
+                "Data set: digits, mnist, fashion-mnist, cifar10, celeba, a folder of "
+                "images, or a samples.safetensors. Default: digits (or the recipe's)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    atoms: Annotated[
+        int | None,
+        typer.Option(
+            "--atoms", "-k", help="Number of atoms K. Default: square (K = signal dimension).", show_default=False
+        ),
+    ] = None,
+    patch: Annotated[
+        int | None,
+        typer.Option(
+            "--patch",
+            help="Learn P×P×C patch atoms (seed 002); omit for whole-image atoms (seed 000).",
+            show_default=False,
+        ),
+    ] = None,
+    stride: Annotated[
+        int | None, typer.Option("--stride", help="Patch extraction stride. (default: 1)", show_default=False)
+    ] = None,
+    sparsity: Annotated[
+        float | None,
+        typer.Option(
+            "--sparsity",
+            "-s",
+            help=(
+                "Target fraction of non-zero coefficients, in (0, 1). "
+                "(default: 0.1, or dim/(3K) where lasso codes cannot reach 0.1)"
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option("--alpha", help="Fix the lasso penalty α instead of targeting --sparsity.", show_default=False),
+    ] = None,
+    mean: Annotated[
+        bool | None,
+        typer.Option(
+            "--mean/--no-mean",
+            help=(
+                "Learn atoms on centred signals and store the mean (mean image, "
+                "or mean patch), added back at synthesis. (default: --mean)"
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    max_samples: Annotated[
+        int | None,
+        typer.Option(
+            "--max-samples",
+            help="Use at most this many signals (images or patches). (default: 100000)",
+            show_default=False,
+        ),
+    ] = None,
     seed: SeedOpt = None,
     data_root: DataRootOpt = None,
     split: SplitOpt = None,
@@ -28,7 +100,16 @@ def learn_dict(
     device: DeviceOpt = None,
     recipe: RecipeOpt = None,
     set_: DictSetOpt = None,
-    out_path: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="Output dictionary file. (default: dictionary.safetensors)", show_default=False)] = Path("dictionary.safetensors"),
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="FILE",
+            help="Output dictionary file. (default: dictionary.safetensors)",
+            show_default=False,
+        ),
+    ] = Path("dictionary.safetensors"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -52,8 +133,8 @@ def learn_dict(
         {
             "data.name": data, "data.root": data_root, "data.split": split, "data.limit": limit,
             "data.image_size": image_size, "dict.atoms": atoms, "dict.patch": patch, "dict.stride": stride,
-            "dict.sparsity": sparsity, "dict.alpha": alpha, "dict.mean": mean, "dict.max_samples": max_samples, "dict.seed": seed,
-            "dict.device": device,
+            "dict.sparsity": sparsity, "dict.alpha": alpha, "dict.mean": mean, "dict.max_samples": max_samples,
+            "dict.seed": seed, "dict.device": device,
         },
     )  # fmt: skip
     with progress_bar("learn-dict") as progress:
@@ -68,7 +149,10 @@ def learn_dict(
         ("data", f"{job.dataset}: {job.channels}×{job.image_size}×{job.image_size}, {geometry}"),
         ("atoms", f"{summary['n_atoms']} × {summary['dim']}"),
         ("signals", f"{job.n_signals} ({r.n_heldout} held out)"),
-        ("sparsity", f"{r.achieved_sparsity:.4f} achieved" + (f" (target {r.target_sparsity:g})" if r.target_sparsity else "")),
+        (
+            "sparsity",
+            f"{r.achieved_sparsity:.4f} achieved" + (f" (target {r.target_sparsity:g})" if r.target_sparsity else ""),
+        ),
         ("alpha", f"{r.alpha:.5g}"),
         ("objective", f"{r.objective:.5g}  (½‖y − aD‖² + α‖a‖₁ per held-out signal)"),
         ("PSNR", f"{r.psnr:.2f} dB (held out)"),

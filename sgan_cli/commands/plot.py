@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,8 +12,20 @@ from ._common import JsonOpt, handle_errors, print_fields, print_json
 
 @handle_errors
 def plot(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Run folders written by sgan train (or their metrics.jsonl files).", show_default=False)],
-    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE", help="Output PNG. (default: curves-compare.png)", show_default=False)] = None,
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RUN...",
+            help="Run folders written by sgan train (or their metrics.jsonl files).",
+            show_default=False,
+        ),
+    ],
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", metavar="FILE", help="Output PNG. (default: curves-compare.png)", show_default=False
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -36,4 +48,11 @@ def plot(
     if json_out:
         print_json(summary)
         return
-    print_fields(f"Curves {path}", [("runs", ", ".join(summary["runs"])), ("entries", ", ".join(map(str, summary["entries"]))), ("file", str(path))])
+    print_fields(
+        f"Curves {path}",
+        [
+            ("runs", ", ".join(summary["runs"])),
+            ("entries", ", ".join(map(str, summary["entries"]))),
+            ("file", str(path)),
+        ],
+    )

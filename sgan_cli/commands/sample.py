@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,19 +12,75 @@ from ._common import DeviceOpt, JsonOpt, SeedOpt, handle_errors, print_fields, p
 
 @handle_errors
 def sample(
-    generator: Annotated[str, typer.Argument(metavar="RUN_OR_GENERATOR", help="A run folder (with generator.safetensors) or a generator file.", show_default=False)],
-    n: Annotated[Optional[int], typer.Option("-n", "--count", help="Number of samples; with --interpolate, number of pairs (rows). (default: 64; 8 pairs)", show_default=False)] = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder. (default: samples)", show_default=False)] = Path("samples"),
+    generator: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN_OR_GENERATOR",
+            help="A run folder (with generator.safetensors) or a generator file.",
+            show_default=False,
+        ),
+    ],
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "-n",
+            "--count",
+            help="Number of samples; with --interpolate, number of pairs (rows). (default: 64; 8 pairs)",
+            show_default=False,
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder. (default: samples)", show_default=False)
+    ] = Path("samples"),
     seed: SeedOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per forward pass (memory); the images do not depend on it. (default: 256)", show_default=False)] = 256,
-    ema: Annotated[bool, typer.Option("--ema", help="Use the generator's EMA weights (runs trained with train.ema > 0).")] = False,
-    dict_path: Annotated[Optional[str], typer.Option("--dict", help="Swap in another dictionary of the same shape (sparse generators).", show_default=False)] = None,
-    interpolate: Annotated[Optional[int], typer.Option("--interpolate", help="Write interpolation.png: K points (ends included) between the latents of samples 2r and 2r+1.", show_default=False)] = None,
-    interp: Annotated[str, typer.Option("--interp", help="Interpolation path: linear or slerp. (default: linear)", show_default=False)] = "linear",
-    codes: Annotated[Optional[bool], typer.Option("--codes/--no-codes", help="Keep the sparse codes in samples.safetensors. (default: when they take at most 512 MiB)", show_default=False)] = None,
-    png: Annotated[bool, typer.Option("--png/--no-png", help="Write every sample as a numbered PNG (000000.png …). (default: --png)", show_default=False)] = True,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            help="Samples per forward pass (memory); the images do not depend on it. (default: 256)",
+            show_default=False,
+        ),
+    ] = 256,
+    ema: Annotated[
+        bool, typer.Option("--ema", help="Use the generator's EMA weights (runs trained with train.ema > 0).")
+    ] = False,
+    dict_path: Annotated[
+        str | None,
+        typer.Option(
+            "--dict", help="Swap in another dictionary of the same shape (sparse generators).", show_default=False
+        ),
+    ] = None,
+    interpolate: Annotated[
+        int | None,
+        typer.Option(
+            "--interpolate",
+            help="Write interpolation.png: K points (ends included) between the latents of samples 2r and 2r+1.",
+            show_default=False,
+        ),
+    ] = None,
+    interp: Annotated[
+        str, typer.Option("--interp", help="Interpolation path: linear or slerp. (default: linear)", show_default=False)
+    ] = "linear",
+    codes: Annotated[
+        bool | None,
+        typer.Option(
+            "--codes/--no-codes",
+            help="Keep the sparse codes in samples.safetensors. (default: when they take at most 512 MiB)",
+            show_default=False,
+        ),
+    ] = None,
+    png: Annotated[
+        bool,
+        typer.Option(
+            "--png/--no-png",
+            help="Write every sample as a numbered PNG (000000.png …). (default: --png)",
+            show_default=False,
+        ),
+    ] = True,
     device: DeviceOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs (and remove old numbered PNGs in --out).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite existing outputs (and remove old numbered PNGs in --out).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Sample a generator: N images as PNGs, samples.safetensors (images, z, codes) and grid.png.
@@ -85,10 +141,20 @@ def sample(
     rows = [
         ("generator", describe(g)),
         ("dictionary", "—" if g.dictionary is None else f"{g.dictionary.source}"),
-        ("made", f"{what}, seed {summary['seed']}, {gen.seconds:.2f} s ({summary['images_per_s']:.0f} images/s on {dev})"),
-        ("support", "— (dense)" if summary["support_fraction"] is None else f"{gen.support_fraction:.4f} of the codes non-zero"),
+        (
+            "made",
+            f"{what}, seed {summary['seed']}, {gen.seconds:.2f} s ({summary['images_per_s']:.0f} images/s on {dev})",
+        ),
+        (
+            "support",
+            "— (dense)" if summary["support_fraction"] is None else f"{gen.support_fraction:.4f} of the codes non-zero",
+        ),
         ("codes", gen.codes_note),
-        ("files", f"{run.outputs.samples}  {run.outputs.grid}" + (f"  {n_images} PNGs in {out_dir}" if run.outputs.pngs else "")),
+        (
+            "files",
+            f"{run.outputs.samples}  {run.outputs.grid}"
+            + (f"  {n_images} PNGs in {out_dir}" if run.outputs.pngs else ""),
+        ),
         ("hash", run.hash),
     ]
     print_fields(f"Samples {run.outputs.samples}", rows)

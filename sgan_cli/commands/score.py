@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from ._common import DataRootOpt, DeviceOpt, JsonOpt, LimitOpt, SeedOpt, err, handle_errors, out, print_json, progress_bar
+from ._common import (
+    DataRootOpt,
+    DeviceOpt,
+    JsonOpt,
+    LimitOpt,
+    SeedOpt,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    progress_bar,
+)
 
 EXIT_THRESHOLD = 1
 
@@ -36,30 +47,169 @@ def _fmt(values: dict[str, Any] | None, metric: str) -> str:
 
 @handle_errors
 def score(
-    samples: Annotated[Optional[str], typer.Argument(metavar="SAMPLES", help="Images to score: a folder, a samples.safetensors (sgan sample), a latents.safetensors (sgan encode), or a data set name.", show_default=False)] = None,
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="inception, fid, kid, pr, modes, sparsity or psnr (repeatable). (default: inception, and fid with --ref)", show_default=False)] = None,
-    ref: Annotated[Optional[str], typer.Option("--ref", help="Real images: a data set name, a folder, a samples file, or a stats file from --save-stats.", show_default=False)] = None,
-    features: Annotated[Optional[str], typer.Option("--features", help="Feature extractor: inception (TF-2015 FID Inception) or classifier:FILE (from sgan classifier). (default: the one a --ref statistics file was made with, else inception)", show_default=False)] = None,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="Inception weights file pt_inception-2015-12-05-6726825d.pth. Default: the torch hub cache, downloaded when missing.", show_default=False)] = None,
-    custom_weights: Annotated[bool, typer.Option("--custom-weights", help="Accept Inception weights whose SHA-256 is not the published one; results are labelled non-standard.")] = False,
+    samples: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="SAMPLES",
+            help=(
+                "Images to score: a folder, a samples.safetensors (sgan sample), "
+                "a latents.safetensors (sgan encode), or a data set name."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            "-m",
+            help=(
+                "inception, fid, kid, pr, modes, sparsity or psnr "
+                "(repeatable). (default: inception, and fid with --ref)"
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    ref: Annotated[
+        str | None,
+        typer.Option(
+            "--ref",
+            help="Real images: a data set name, a folder, a samples file, or a stats file from --save-stats.",
+            show_default=False,
+        ),
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            "--features",
+            help=(
+                "Feature extractor: inception (TF-2015 FID Inception) or classifier:FILE (from sgan "
+                "classifier). (default: the one a --ref statistics file was made with, else inception)"
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            help=(
+                "Inception weights file pt_inception-2015-12-05-6726825d.pth. "
+                "Default: the torch hub cache, downloaded when missing."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    custom_weights: Annotated[
+        bool,
+        typer.Option(
+            "--custom-weights",
+            help="Accept Inception weights whose SHA-256 is not the published one; results are labelled non-standard.",
+        ),
+    ] = False,
     data_root: DataRootOpt = None,
-    split: Annotated[str, typer.Option("--split", help="train or test: the split of SAMPLES when it is a data set name. (default: test)", show_default=False)] = "test",
-    ref_split: Annotated[str, typer.Option("--ref-split", help="train or test: the split of --ref when it is a data set name; the other split gives the real-data value. (default: train)", show_default=False)] = "train",
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="train or test: the split of SAMPLES when it is a data set name. (default: test)",
+            show_default=False,
+        ),
+    ] = "test",
+    ref_split: Annotated[
+        str,
+        typer.Option(
+            "--ref-split",
+            help=(
+                "train or test: the split of --ref when it is a data set name; "
+                "the other split gives the real-data value. (default: train)"
+            ),
+            show_default=False,
+        ),
+    ] = "train",
     limit: LimitOpt = None,
-    ref_limit: Annotated[Optional[int], typer.Option("--ref-limit", help="Use only the first N reference images.", show_default=False)] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize samples and reference images to N×N.", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass. (default: 50 for inception, 500 for a classifier)", show_default=False)] = None,
+    ref_limit: Annotated[
+        int | None, typer.Option("--ref-limit", help="Use only the first N reference images.", show_default=False)
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option("--image-size", help="Resize samples and reference images to N×N.", show_default=False),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="Images per forward pass. (default: 50 for inception, 500 for a classifier)",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
-    splits: Annotated[int, typer.Option("--is-splits", metavar="N", help="Inception Score: number of splits the samples are cut into (mean ± std over them). (default: 10)", show_default=False)] = 10,
-    kid_subsets: Annotated[int, typer.Option("--kid-subsets", help="KID: number of random subsets. (default: 100)", show_default=False)] = 100,
-    kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", help="KID: images per subset, capped at the smaller set. (default: 1000)", show_default=False)] = 1000,
-    k: Annotated[int, typer.Option("--pr-k", metavar="K", help="Precision/recall: the k-th neighbour's distance is each image's ball radius. (default: 3)", show_default=False)] = 3,
-    ceiling: Annotated[Optional[bool], typer.Option("--ceiling/--no-ceiling", help="Also score real held-out images (the real-data value). (default: on with a classifier, off with inception)", show_default=False)] = None,
-    save_stats: Annotated[Optional[Path], typer.Option("--save-stats", help="Save the reference's features and statistics to FILE, for later use as --ref FILE.", show_default=False)] = None,
+    splits: Annotated[
+        int,
+        typer.Option(
+            "--is-splits",
+            metavar="N",
+            help="Inception Score: number of splits the samples are cut into (mean ± std over them). (default: 10)",
+            show_default=False,
+        ),
+    ] = 10,
+    kid_subsets: Annotated[
+        int, typer.Option("--kid-subsets", help="KID: number of random subsets. (default: 100)", show_default=False)
+    ] = 100,
+    kid_subset_size: Annotated[
+        int,
+        typer.Option(
+            "--kid-subset-size",
+            help="KID: images per subset, capped at the smaller set. (default: 1000)",
+            show_default=False,
+        ),
+    ] = 1000,
+    k: Annotated[
+        int,
+        typer.Option(
+            "--pr-k",
+            metavar="K",
+            help="Precision/recall: the k-th neighbour's distance is each image's ball radius. (default: 3)",
+            show_default=False,
+        ),
+    ] = 3,
+    ceiling: Annotated[
+        bool | None,
+        typer.Option(
+            "--ceiling/--no-ceiling",
+            help=(
+                "Also score real held-out images (the real-data value). "
+                "(default: on with a classifier, off with inception)"
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    save_stats: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-stats",
+            help="Save the reference's features and statistics to FILE, for later use as --ref FILE.",
+            show_default=False,
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --save-stats file.")] = False,
-    fail_above: Annotated[Optional[list[str]], typer.Option("--fail-above", help="Exit with code 1 when a result exceeds a bound, e.g. fid=30 (repeatable).", show_default=False)] = None,
-    fail_below: Annotated[Optional[list[str]], typer.Option("--fail-below", help="Exit with code 1 when a result is under a bound, e.g. inception=8 (repeatable).", show_default=False)] = None,
+    fail_above: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-above",
+            help="Exit with code 1 when a result exceeds a bound, e.g. fid=30 (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    fail_below: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-below",
+            help="Exit with code 1 when a result is under a bound, e.g. inception=8 (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Score generated images against real ones.
@@ -73,7 +223,8 @@ def score(
 
     Examples:
       sgan score samples/ --metric inception --metric fid --ref mnist --json
-      sgan score samples.safetensors -m fid -m kid -m modes --ref digits --features classifier:digits-classifier.safetensors
+      sgan score samples.safetensors -m fid -m kid -m modes --ref digits \\
+          --features classifier:digits-classifier.safetensors
       sgan score --ref mnist --features classifier:clf.safetensors --save-stats mnist-stats.safetensors
       sgan score samples/ -m fid --ref mnist-stats.safetensors --features classifier:clf.safetensors --fail-above fid=30
       torchrun --standalone --nproc-per-node 2 -m sgan_cli score samples/ -m inception -m fid --ref cifar10
@@ -82,16 +233,36 @@ def score(
     from ..scoring import score as run_score
 
     opts = ScoreOptions(
-        samples=samples, metrics=list(metric or []), ref=ref, features=features, weights=weights, custom_weights=custom_weights,
-        data_root=data_root, split=split, ref_split=ref_split, limit=limit, ref_limit=ref_limit, image_size=image_size,
-        batch_size=batch_size, device=device or "auto", seed=0 if seed is None else seed, splits=splits, kid_subsets=kid_subsets,
-        kid_subset_size=kid_subset_size, k=k, ceiling=ceiling, save_stats=None if save_stats is None else str(save_stats), force=force,
+        samples=samples,
+        metrics=list(metric or []),
+        ref=ref,
+        features=features,
+        weights=weights,
+        custom_weights=custom_weights,
+        data_root=data_root,
+        split=split,
+        ref_split=ref_split,
+        limit=limit,
+        ref_limit=ref_limit,
+        image_size=image_size,
+        batch_size=batch_size,
+        device=device or "auto",
+        seed=0 if seed is None else seed,
+        splits=splits,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        k=k,
+        ceiling=ceiling,
+        save_stats=None if save_stats is None else str(save_stats),
+        force=force,
     )
     from ..distributed import session
 
     thresholds = parse_thresholds(list(fail_above or []), list(fail_below or []), resolve_metrics(opts))
     with session("score") as world, progress_bar("score", enabled=world.main) as progress:
-        result = run_score(opts, progress)  # under torchrun: each rank extracts its share, every rank computes the metrics
+        result = run_score(
+            opts, progress
+        )  # under torchrun: each rank extracts its share, every rank computes the metrics
     if not world.main:  # rank 0 reports (and exits 1 on a missed bound, like every rank below)
         raise typer.Exit(EXIT_THRESHOLD) if check_thresholds(result.values, thresholds) else typer.Exit(0)
     failures = check_thresholds(result.values, thresholds)
@@ -137,7 +308,9 @@ def _print_table(result: Any, thresholds: list[Any]) -> None:
         table.add_column("bound")
     for m in result.metrics:
         mine = [t for t in thresholds if t.key in METRIC_KEYS[m]]
-        bound_text = ", ".join(f"{t} " + ("[red]missed[/]" if t.failed(result.values[t.key]) else "[green]met[/]") for t in mine)
+        bound_text = ", ".join(
+            f"{t} " + ("[red]missed[/]" if t.failed(result.values[t.key]) else "[green]met[/]") for t in mine
+        )
         row = [m, _fmt(result.values, m)]
         if show_ceiling:
             row.append(_fmt(result.ceiling, m))
@@ -148,4 +321,8 @@ def _print_table(result: Any, thresholds: list[Any]) -> None:
     if result.ceiling_note:
         out.print(f"real data: {result.ceiling_note}", highlight=False)
     if result.extractor and not result.extractor["standard"]:
-        out.print("[bold yellow]non-standard:[/] Inception weights with another SHA-256; not comparable with published scores", highlight=False)
+        out.print(
+            "[bold yellow]non-standard:[/] Inception weights with "
+            "another SHA-256; not comparable with published scores",
+            highlight=False,
+        )

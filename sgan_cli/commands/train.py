@@ -5,15 +5,29 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ._common import (
-    DataRootOpt, DeviceOpt, ImageSizeOpt, JsonOpt, LimitOpt, RecipeOpt, SeedOpt, SganCommand, SplitOpt, TrainSetOpt,
-    err, flag_name, handle_errors, out, print_json, progress_bar, resolve_config,
+    DataRootOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    LimitOpt,
+    RecipeOpt,
+    SeedOpt,
+    SganCommand,
+    SplitOpt,
+    TrainSetOpt,
+    err,
+    flag_name,
+    handle_errors,
+    out,
+    print_json,
+    progress_bar,
+    resolve_config,
 )  # fmt: skip
-
 
 RECON_VALUES = ("latent", "vae", "none")
 DEFAULT_OUT = Path("runs/default")
@@ -57,41 +71,135 @@ def resume_folder(resume: str | None, out_dir: Path | None) -> Path | None:
 
 @handle_errors
 def train(
-    gan: Annotated[Optional[str], typer.Option("--gan", help="Objective: gan, wgan, wgan-gp or hinge. (default: wgan-gp)", show_default=False)] = None,
-    dict_path: Annotated[Optional[str], typer.Option("--dict", metavar="FILE", help="Dictionary file: a sparse generator. Omit for the dense baseline.", show_default=False)] = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="Data set (as for learn-dict). (default: digits)", show_default=False)] = None,
+    gan: Annotated[
+        str | None,
+        typer.Option("--gan", help="Objective: gan, wgan, wgan-gp or hinge. (default: wgan-gp)", show_default=False),
+    ] = None,
+    dict_path: Annotated[
+        str | None,
+        typer.Option(
+            "--dict",
+            metavar="FILE",
+            help="Dictionary file: a sparse generator. Omit for the dense baseline.",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Data set (as for learn-dict). (default: digits)", show_default=False),
+    ] = None,
     data_root: DataRootOpt = None,
     split: SplitOpt = None,
     limit: LimitOpt = None,
     image_size: ImageSizeOpt = None,
     arch: Annotated[
-        Optional[str],
-        typer.Option("--arch", help="auto, mlp, dcgan or resnet. auto: mlp for a whole-image dictionary; for a patch dictionary a dcgan generator with an mlp critic on CPU (dcgan on GPU); dense: mlp on CPU, dcgan on GPU. (default: auto)", show_default=False),
+        str | None,
+        typer.Option(
+            "--arch",
+            help=(
+                "auto, mlp, dcgan or resnet. auto: mlp for a whole-image dictionary; "
+                "for a patch dictionary a dcgan generator with an mlp critic on CPU "
+                "(dcgan on GPU); dense: mlp on CPU, dcgan on GPU. (default: auto)"
+            ),
+            show_default=False,
+        ),
     ] = None,
     recon: Annotated[
-        Optional[str],
-        typer.Option("--recon", metavar="[latent|vae]", help="Third player: --recon (reconstructor E(G(z)) ≈ z, seed 002) or --recon vae (VAE encoder, seed 000). (default: none)", show_default=False),
+        str | None,
+        typer.Option(
+            "--recon",
+            metavar="[latent|vae]",
+            help=(
+                "Third player: --recon (reconstructor E(G(z)) ≈ z, seed 002) "
+                "or --recon vae (VAE encoder, seed 000). (default: none)"
+            ),
+            show_default=False,
+        ),
     ] = None,
-    minibatch_disc: Annotated[Optional[int], typer.Option("--minibatch-disc", metavar="B", help="Minibatch discrimination with this many kernels in the critic. (default: 0, off)", show_default=False)] = None,
-    feature_matching: Annotated[Optional[float], typer.Option("--feature-matching", metavar="W", help="Add feature matching on the critic's features, with this weight. (default: 0, off)", show_default=False)] = None,
-    ema: Annotated[Optional[float], typer.Option("--ema", metavar="DECAY", help="Keep an EMA of the generator weights with this decay, e.g. 0.999. (default: 0, off)", show_default=False)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", metavar="N", help="Generator steps. (default: 2000)", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Global batch size: under torchrun it is split evenly over the ranks (each takes batch/N). (default: 64)", show_default=False)] = None,
+    minibatch_disc: Annotated[
+        int | None,
+        typer.Option(
+            "--minibatch-disc",
+            metavar="B",
+            help="Minibatch discrimination with this many kernels in the critic. (default: 0, off)",
+            show_default=False,
+        ),
+    ] = None,
+    feature_matching: Annotated[
+        float | None,
+        typer.Option(
+            "--feature-matching",
+            metavar="W",
+            help="Add feature matching on the critic's features, with this weight. (default: 0, off)",
+            show_default=False,
+        ),
+    ] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            "--ema",
+            metavar="DECAY",
+            help="Keep an EMA of the generator weights with this decay, e.g. 0.999. (default: 0, off)",
+            show_default=False,
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", metavar="N", help="Generator steps. (default: 2000)", show_default=False)
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            metavar="N",
+            help=(
+                "Global batch size: under torchrun it is split evenly "
+                "over the ranks (each takes batch/N). (default: 64)"
+            ),
+            show_default=False,
+        ),
+    ] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     precision: Annotated[
-        Optional[str],
-        typer.Option("--precision", help="fp32; bf16 (mixed precision: bf16 matmuls and convolutions, fp32 weights and losses); auto (bf16 where the CPU/GPU has it). (default: fp32)", show_default=False),
+        str | None,
+        typer.Option(
+            "--precision",
+            help=(
+                "fp32; bf16 (mixed precision: bf16 matmuls and convolutions, fp32 weights "
+                "and losses); auto (bf16 where the CPU/GPU has it). (default: fp32)"
+            ),
+            show_default=False,
+        ),
     ] = None,
     recipe: RecipeOpt = None,
     set_: TrainSetOpt = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="RUN", help="Run folder. (default: runs/default)", show_default=False)] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", metavar="RUN", help="Run folder. (default: runs/default)", show_default=False),
+    ] = None,
     resume: Annotated[
-        Optional[str],
-        typer.Option("--resume", metavar="[RUN]", help="Continue a run from its checkpoint (up to --steps): --resume runs/NAME, or --resume alone for the run in --out.", show_default=False),
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="[RUN]",
+            help=(
+                "Continue a run from its checkpoint (up to --steps): "
+                "--resume runs/NAME, or --resume alone for the run in --out."
+            ),
+            show_default=False,
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Start over in a run folder that holds a run.")] = False,
-    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also log scalars and sample grids for TensorBoard into RUN/tensorboard (needs: pip install tensorboard).")] = False,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            "--tensorboard",
+            help=(
+                "Also log scalars and sample grids for TensorBoard "
+                "into RUN/tensorboard (needs: pip install tensorboard)."
+            ),
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved configuration and exit.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -150,7 +258,15 @@ def train(
         hooks.append(TensorBoardHook())  # refuses at once when tensorboard is missing
     # under torchrun: one process group; the ranks' stop requests are combined at step boundaries
     with session("train") as world, progress_bar("train", enabled=world.main) as progress, StopRequest() as stop:
-        result = run_training(cfg, run_dir, resume=resume is not None, force=force, progress=progress, stop=stop, hooks=hooks if world.main else [])
+        result = run_training(
+            cfg,
+            run_dir,
+            resume=resume is not None,
+            force=force,
+            progress=progress,
+            stop=stop,
+            hooks=hooks if world.main else [],
+        )
     if not world.main:  # rank 0 reports for the run
         if result.interrupted:
             raise typer.Exit(130)
@@ -160,12 +276,23 @@ def train(
         launcher = "sgan"
         if world.distributed:  # the same ranks again (one node: --standalone; several: the same torchrun options)
             one_node = os.environ.get("LOCAL_WORLD_SIZE") == str(world.size)
-            launcher = f"torchrun --standalone --nproc-per-node {world.size} -m sgan_cli" if one_node else f"torchrun (the same {world.size} ranks) -m sgan_cli"
+            launcher = (
+                f"torchrun --standalone --nproc-per-node {world.size} -m sgan_cli"
+                if one_node
+                else f"torchrun (the same {world.size} ranks) -m sgan_cli"
+            )
         again = f"{launcher} train --resume {shlex.quote(str(result.out))} --steps {result.target_steps}"
         if result.steps > result.resumed_from:
-            err.print(f"[yellow]Interrupted:[/] stopped after step {result.steps} of {result.target_steps}; the checkpoint is saved. Resume with:", highlight=False)
+            err.print(
+                f"[yellow]Interrupted:[/] stopped after step {result.steps} of "
+                f"{result.target_steps}; the checkpoint is saved. Resume with:",
+                highlight=False,
+            )
         elif result.resumed_from > 0:
-            err.print(f"[yellow]Interrupted[/] before a step was done; the run is still at step {result.steps}. Resume with:", highlight=False)
+            err.print(
+                f"[yellow]Interrupted[/] before a step was done; the run is still at step {result.steps}. Resume with:",
+                highlight=False,
+            )
         else:
             err.print("[yellow]Interrupted[/] before the first step; nothing was written.", highlight=False)
             raise typer.Exit(130)
@@ -191,9 +318,15 @@ def train(
         return
     line = "  ".join(f"{k}={v:.4g}" for k, v in result.last_log.items() if k != "step")
     run = result.steps - result.resumed_from
-    span = f"trained {run} steps" + (f" (steps {result.resumed_from + 1}–{result.steps}, resumed from step {result.resumed_from})" if result.resumed_from else "")
+    span = f"trained {run} steps" + (
+        f" (steps {result.resumed_from + 1}–{result.steps}, resumed from step {result.resumed_from})"
+        if result.resumed_from
+        else ""
+    )
     kind = "sparse" if result.sparse else "dense"
-    out.print(f"{span}: {kind}, {result.arch}, {result.precision}, {result.seconds:.1f} s → {result.out}", highlight=False)
+    out.print(
+        f"{span}: {kind}, {result.arch}, {result.precision}, {result.seconds:.1f} s → {result.out}", highlight=False
+    )
     if result.arch_auto:
         err.print(f"arch auto → {result.arch}: {result.arch_auto}", highlight=False, soft_wrap=True)
     if line:
