@@ -25,6 +25,13 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _empty_working_directory(tmp_path_factory, monkeypatch):
+    """Every test runs in a fresh empty folder: default output paths (dictionary.safetensors,
+    runs/default, samples/) and relative inputs never touch, or depend on, the checkout."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture()
 def runner():
     from typer.testing import CliRunner

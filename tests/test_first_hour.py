@@ -603,3 +603,12 @@ def test_main_sets_passive_openmp_waiting_for_several_ranks_unless_the_user_chos
         with pytest.raises(SystemExit):
             cli.main()
         assert cli.os.environ.get("OMP_WAIT_POLICY") == expected, (ranks, preset)
+
+
+def test_tests_run_in_an_empty_folder_outside_the_checkout():
+    """The README's demo leaves dictionary.safetensors, runs/ and samples/ in the checkout; a test
+    that wrote default outputs there (or read them) would fail or pass by the demo's leftovers."""
+    checkout = Path(__file__).resolve().parents[1]
+    here = Path.cwd().resolve()
+    assert list(here.iterdir()) == []
+    assert checkout not in (here, *here.parents)
