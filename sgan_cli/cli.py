@@ -46,22 +46,37 @@ app.command("classifier", cls=SganCommand)(classifier.classifier)
 app.command("plot", cls=SganCommand)(plot.plot)
 
 
+# GNU OpenMP spins this many times after a parallel region before its threads sleep (libgomp's
+# own default is 300,000; OMP_WAIT_POLICY=PASSIVE is 0). Chosen by benchmarks/bench_wait_policy.py
+# (docs/benchmarks.md): near the spinning default on a quiet machine, near PASSIVE beside a busy one.
+SPIN_COUNT = 10_000
+
+
+def openmp_environment(env: dict[str, str]) -> dict[str, str]:
+    """The OpenMP variables sgan sets for this process (before torch loads libgomp).
+
+    A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins, and SGAN_OPENMP=keep leaves OpenMP's
+    defaults alone. Several torchrun ranks on one host wait passively (their threads share the
+    cores); one process gets a bounded spin (``SPIN_COUNT``)."""
+    if env.get("SGAN_OPENMP") == "keep" or "OMP_WAIT_POLICY" in env or "GOMP_SPINCOUNT" in env:
+        return {}
+    if _ranks_on_this_host(env) > 1:
+        return {"OMP_WAIT_POLICY": "PASSIVE"}
+    return {"GOMP_SPINCOUNT": str(SPIN_COUNT)}
+
+
 def main() -> None:
-    # Before torch loads OpenMP. Several ranks on one host share its cores, and spinning
-    # OpenMP threads then stall each other (a shared 2-core CPU at load ≈ 10: 130–210 images/s
-    # against 2,540 with passive waiting), so torchrun's ranks wait passively. One process
-    # keeps OpenMP's default: on a quiet 2-core CPU passive waiting trained the demo 1.75×
-    # slower (README, Multiple processes). An OMP_WAIT_POLICY the user set wins.
-    if _ranks_on_this_host() > 1:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # before torch loads OpenMP: spinning threads beside other busy processes made every small op
+    # stall (3–28× slower commands, docs/benchmarks.md)
+    os.environ.update(openmp_environment(dict(os.environ)))
     app()
 
 
-def _ranks_on_this_host() -> int:
+def _ranks_on_this_host(env: dict[str, str]) -> int:
     """torchrun's LOCAL_WORLD_SIZE (else WORLD_SIZE); 1 outside torchrun or when unreadable
     (sgan_cli.distributed reports malformed values)."""
     for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE"):
-        value = os.environ.get(name, "")
+        value = env.get(name, "")
         if value.isdigit():
             return int(value)
     return 1

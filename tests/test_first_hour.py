@@ -578,31 +578,32 @@ def test_tensorboard_logs_scalars_and_grids(runner, tmp_path):
     assert "train/images_per_s" in acc.Tags()["scalars"] and [e.step for e in acc.Images("samples")] == [2, 4]
 
 
-def test_main_sets_passive_openmp_waiting_for_several_ranks_unless_the_user_chose(monkeypatch):
+def test_main_bounds_openmp_spinning_and_waits_passively_for_several_ranks_unless_the_user_chose(monkeypatch):
     import sys
 
     from sgan_cli import cli
 
-    # (ranks on this host, the user's policy) → the policy sgan runs with (None: unset, OpenMP's default)
-    for ranks, preset, expected in (
-        (None, None, None),
-        ("1", None, None),
-        ("2", None, "PASSIVE"),
-        ("2", "ACTIVE", "ACTIVE"),
-        ("x", None, None),
+    # (environment) → what sgan adds before torch loads OpenMP
+    spin = {"GOMP_SPINCOUNT": str(cli.SPIN_COUNT)}
+    for env, expected in (
+        ({}, spin),
+        ({"LOCAL_WORLD_SIZE": "1"}, spin),
+        ({"LOCAL_WORLD_SIZE": "x"}, spin),
+        ({"LOCAL_WORLD_SIZE": "2"}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+        ({"WORLD_SIZE": "4"}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+        ({"LOCAL_WORLD_SIZE": "2", "OMP_WAIT_POLICY": "ACTIVE"}, {}),
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, {}),
+        ({"GOMP_SPINCOUNT": "0"}, {}),
+        ({"SGAN_OPENMP": "keep"}, {}),
     ):
-        for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE"):
-            monkeypatch.delenv(name, raising=False)
-        if ranks is not None:
-            monkeypatch.setenv("LOCAL_WORLD_SIZE", ranks)
-        if preset is None:
-            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-        else:
-            monkeypatch.setenv("OMP_WAIT_POLICY", preset)
-        monkeypatch.setattr(sys, "argv", ["sgan", "--version"])
-        with pytest.raises(SystemExit):
-            cli.main()
-        assert cli.os.environ.get("OMP_WAIT_POLICY") == expected, (ranks, preset)
+        assert cli.openmp_environment(env) == expected, env
+    for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SGAN_OPENMP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "argv", ["sgan", "--version"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert cli.os.environ.get("GOMP_SPINCOUNT") == str(cli.SPIN_COUNT)
+    assert "OMP_WAIT_POLICY" not in cli.os.environ
 
 
 def test_tests_run_in_an_empty_folder_outside_the_checkout():
