@@ -18,7 +18,7 @@ The eager loop always runs in fp32 with PyTorch's default NCHW layout; sgan runs
 Cases: quickstart (digits 8×8, 64-atom whole-image dictionary, WGAN-GP + reconstructor,
 the README demo's config, with the DCGAN critic it had before --arch auto); mnist-patch
 (28×28, 3×3 patch dictionary of 100 atoms, DCGAN generator emitting 100 code channels,
-WGAN-GP + reconstructor); mnist-dense (seed 004's
+WGAN-GP + reconstructor); mnist-dense (Goyal 2019's
 dense DCGAN shapes, WGAN-GP). MNIST cases use random stand-in images when no root is given
 (throughput does not depend on pixel values).
 """

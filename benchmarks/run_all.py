@@ -5,7 +5,7 @@ its JSON under benchmarks/results/).
     python benchmarks/run_all.py --mnist-root ../shared/data/mnist-5k
 
 Run it on a quiet machine: the scripts time two implementations side by side, and another
-busy process on the same cores distorts small-op timings (DESIGN §5).
+busy process on the same cores distorts small-op timings (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -13,14 +13,14 @@ run in pieces (``--seeds 0`` today, ``--seeds 1 2`` tomorrow) without losing any
     python benchmarks/study_mnist.py --summary             # table and figures only
     python benchmarks/study_mnist.py --smoke --work /tmp/smoke   # every method, 4 steps, small dictionaries
 
-Methods (equal generator steps, batch, critic and latent size; see README "Results"):
+Methods (equal generator steps, batch, critic and latent size; see docs/results.md):
   dense              dense WGAN-GP, MLP generator (z → 784 pixels, tanh)
-  whole-CONTROL      the same MLP emitting 784 codes over a square whole-image dictionary (seed 000),
+  whole-CONTROL      the same MLP emitting 784 codes over a square whole-image dictionary (Ganz & Blau, Sparse GAN),
                      CONTROL = fixed | learn | topk | controller: how the codes are made sparse (model.sparsity)
-  patch-CONTROL      DCGAN generator emitting 100 code maps over a 3×3 patch dictionary (seed 002)
-  patch-recon        patch generator (default control) + the reconstructor (seed 002's Algorithm 1)
-  whole-vae          whole-image generator (default control) + the VAE encoder (seed 000)
-  whole-k392, whole-k1568   under- and over-complete whole-image dictionaries (seed 000's comparison;
+  patch-CONTROL      DCGAN generator emitting 100 code maps over a 3×3 patch dictionary (Mahdizadehaghdam et al. 2019)
+  patch-recon        patch generator (default control) + the reconstructor (Mahdizadehaghdam et al. 2019, Algorithm 1)
+  whole-vae          whole-image generator (default control) + the VAE encoder (Ganz & Blau, Sparse GAN)
+  whole-k392, whole-k1568   under- and over-complete whole-image dictionaries (Ganz & Blau's comparison;
                      whole-controller… with the default control is the square K = 784)
   stacked-dense, stacked-patch, stacked-patch-recon   stacked MNIST (three digits as RGB channels,
                      1,000 modes): modes covered and KL to uniform, per-channel classifier

@@ -1,7 +1,7 @@
 """``--arch auto``: the architecture that fits the dictionary and the device.
 
-Measured on a 2-core CPU (issue 15; README "Real MNIST"): a whole-image dictionary makes the
-generator an MLP (seed 000), and a convolutional critic and encoder beside it turned a
+Measured on a 2-core CPU (issue 15; docs/benchmarks.md): a whole-image dictionary makes the
+generator an MLP (Ganz & Blau, Sparse GAN), and a convolutional critic and encoder beside it turned a
 1,200-step MNIST run from 88 s into more than two hours. So:
 
 * whole-image dictionary → ``mlp`` everywhere (the generator is an MLP whatever the choice);

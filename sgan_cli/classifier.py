@@ -1,7 +1,7 @@
 """A LeNet-style domain classifier for MNIST-like data, and its file ``sgan.classifier``.
 
 For digits the field scores GANs with a classifier trained on the data set instead of the
-ImageNet Inception network (DESIGN §2.5): IS from its softmax, FID/KID from its penultimate
+ImageNet Inception network: IS from its softmax, FID/KID from its penultimate
 layer, mode coverage from its predicted classes. Such scores mean something only next to
 the classifier's test accuracy, which the file carries in its metadata.
 

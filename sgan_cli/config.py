@@ -44,10 +44,10 @@ class DataConfig:
 
 @dataclass
 class DictConfig:
-    """Dictionary learning (``sgan learn-dict``, DESIGN §2.1)."""
+    """Dictionary learning (``sgan learn-dict``)."""
 
     atoms: int | None = None  # K atoms; None: square (K = signal dimension)
-    patch: int | None = None  # None: whole-image atoms (seed 000); P ≥ 2: P×P×C patches (seed 002)
+    patch: int | None = None  # None: whole-image atoms (Ganz & Blau); P ≥ 2: P×P×C patches (Mahdizadehaghdam et al.)
     stride: int = 1  # patch extraction stride
     sparsity: float | None = (
         None  # target fraction of non-zeros in (0, 1); None: 0.1, or dim/(3K) if 0.1 is out of reach
@@ -69,10 +69,10 @@ class DictConfig:
 
 @dataclass
 class ModelConfig:
-    """Generator and critic architecture (``sgan train``, DESIGN §2.2)."""
+    """Generator and critic architecture (``sgan train``)."""
 
-    # "auto" (fits the dictionary and device: sgan_cli/auto.py), "mlp" (seed 000), "dcgan" (seed 002) or "resnet"
-    # (residual blocks, seed 002's Table 2)
+    # "auto" (fits the dictionary and device: sgan_cli/auto.py), "mlp" (Ganz & Blau), "dcgan"
+    # (Mahdizadehaghdam et al. 2019) or "resnet" (residual blocks, their Table 2)
     arch: str = "auto"
     z_dim: int = 64  # latent size
     g_width: int = 256  # generator width: MLP hidden size, or DCGAN channels at the base
@@ -93,15 +93,15 @@ class ModelConfig:
         None  # controller: target support fraction in (0, 1); None: the dictionary's achieved support
     )
     controller_gain: float = 0.05  # controller: step of log λ per generator step at a relative support error of 1
-    beta: float = 0.5  # weight of the L1 penalty β·mean|a| on the codes (seed 000)
+    beta: float = 0.5  # weight of the L1 penalty β·mean|a| on the codes (Ganz & Blau, Sparse GAN)
     e_width: int = 64  # encoder (reconstructor / VAE) width: MLP hidden size, or conv first-layer channels
-    minibatch_disc: int = 0  # minibatch-discrimination kernels B in the critic (seed 003); 0: off
+    minibatch_disc: int = 0  # minibatch-discrimination kernels B in the critic (Kitov's GAN lecture); 0: off
     mbd_dim: int = 8  # minibatch discrimination: dimension C of each kernel's rows
 
 
 @dataclass
 class GanConfig:
-    """The adversarial objective (DESIGN §2.3); None means the objective's default."""
+    """The adversarial objective; None means the objective's default."""
 
     objective: str = "wgan-gp"  # "gan", "wgan", "wgan-gp" or "hinge"
     critic_steps: int | None = None  # critic updates per generator update (gan 1, wgan 5, wgan-gp 5, hinge 1)
@@ -112,15 +112,15 @@ class GanConfig:
     clip: float = 0.01  # wgan: critic weights clipped to ±clip
     gp_lambda: float = 10.0  # wgan-gp: weight λ of the gradient penalty
     feature_matching: float = (
-        0.0  # weight of ‖E f(x) − E f(G(z))‖² (critic features) added to the generator loss (seed 003); 0: off
+        0.0  # weight of ‖E f(x) − E f(G(z))‖² (critic features) added to the generator loss (Kitov's lecture); 0: off
     )
 
 
 @dataclass
 class ReconConfig:
-    """The third player against mode collapse (DESIGN §2.4)."""
+    """The third player against mode collapse."""
 
-    mode: str = "none"  # "none", "latent" (seed 002's reconstructor, E(G(z)) ≈ z) or "vae" (seed 000's VAE encoder)
+    mode: str = "none"  # "none", "latent" (E(G(z)) ≈ z: Mahdizadehaghdam et al.) or "vae" (VAE encoder: Ganz & Blau)
     steps: int = 1  # encoder updates per iteration (n_reconst. of Algorithm 1; n_e for the VAE)
     weight: float = 1.0  # latent: weight of the generator step on ‖G(E(x)) − x‖²; vae: weight of the VAE loss
     kl_weight: float = 1.0  # vae: weight of KL(q(z|x) ‖ N(0, I)) against the reconstruction error

@@ -1,4 +1,4 @@
-"""File contracts (DESIGN §3): every file sgan writes is safetensors with typed metadata.
+"""File contracts (docs/files.md): every file sgan writes is safetensors with typed metadata.
 
 Metadata (str → str) always holds ``kind``, ``schema``, ``sgan_version``, ``config`` (the
 resolved configuration as JSON) and ``lineage`` (JSON: content hashes of the files this one

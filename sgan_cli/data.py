@@ -1,4 +1,4 @@
-"""Image data sets by name (DESIGN §4): all yield uint8 images [N, C, H, W] and optional labels.
+"""Image data sets by name: all yield uint8 images [N, C, H, W] and optional labels.
 
 ``digits`` (scikit-learn's bundled 8×8 digits) works offline and is the default.
 ``stacked-mnist`` puts three MNIST digits, drawn with a seeded generator, in the three

@@ -1,6 +1,6 @@
-"""Dictionary learning (DESIGN §2.1): online Mairal-style learning in PyTorch, sparsity targeting.
+"""Dictionary learning: online Mairal-style learning in PyTorch, sparsity targeting.
 
-Objective (seed 000 eq. 1, seed 002 eq. 5), per signal and averaged over n signals:
+Objective (Ganz & Blau eq. 1; Mahdizadehaghdam et al. 2019, eq. 5), per signal and averaged over n signals:
 
     min_{D, A}  ½‖Y − A D‖²/n + α‖A‖₁/n      s.t. ‖d_k‖₂ = 1 for every atom (row) d_k.
 
@@ -24,7 +24,7 @@ the same code runs on a GPU) around compiled CPU kernels of the per-signal parts
   dictionaries FISTA is far from the exact codes even after hundreds of iterations, and
   inexact codes bias the statistics: exactness is what reaches scikit-learn's objective.
 
-α is a poor knob for sparsity (DESIGN: the α giving 10 % support ranged from 0.016 to 0.36),
+α is a poor knob for sparsity (measured: the α giving 10 % support ranged from 0.016 to 0.36),
 so α is tuned on the lasso paths of held-out signals: :func:`predict_alpha` from the path
 record alone before and during learning, :func:`find_alpha` (the record, then a check
 against exact codes) on the final dictionary.

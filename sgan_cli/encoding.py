@@ -2,9 +2,9 @@
 
 Two ways from images x [N, C, H, W] (pixels in [−1, 1]) to a representation and back:
 
-* **reconstructor** (DESIGN §2.4): z = E(x) [N, z_dim] by the trained encoder (for a VAE
+* **reconstructor**: z = E(x) [N, z_dim] by the trained encoder (for a VAE
   encoder, its mean μ), reconstruction G(E(x));
-* **dictionary** (DESIGN §2.1): codes a with x ≈ aD. Whole-image atoms code each flattened
+* **dictionary**: codes a with x ≈ aD. Whole-image atoms code each flattened
   image ([N, K]). Patch atoms code every P×P patch position ([N, K, h, w], h = (H − P)/s + 1
   at stride s — the windows ``learn-dict`` learned from), and the reconstruction sums the
   patches with ``conv_transpose2d(codes, atoms.view(K, C, P, P), stride=s)`` and divides by
@@ -180,7 +180,7 @@ def patch_codes(
 
     Every window, as rows [B·h·w, C·P·P] in the (C, P, P) order of the atoms (what
     ``F.unfold`` gives, through zero-copy ``Tensor.unfold`` views and one copy: ``F.unfold``'s
-    per-image parallel loop stalls for seconds when OpenMP threads contend, DESIGN §5), so
+    per-image parallel loop stalls for seconds when OpenMP threads contend), so
     all patches are coded in one batched call; the inverse is one ``conv_transpose2d``.
     """
     B, C, H, _ = x.shape

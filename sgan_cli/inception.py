@@ -1,5 +1,5 @@
 """The FID Inception network: TensorFlow's 2015 Inception-v3 graph as pytorch-fid and
-torch-fidelity port it, and its published weights (DESIGN §2.5).
+torch-fidelity port it, and its published weights.
 
 Scores are only comparable with published numbers on *this* network and weights
 (``pt_inception-2015-12-05-6726825d.pth``). It differs from torchvision's ImageNet

@@ -1,4 +1,4 @@
-"""GAN objectives (DESIGN §2.3) and the sparse-code penalty.
+"""GAN objectives and the sparse-code penalty.
 
 Critic losses are minimised by the critic, generator losses by the generator; scores are the
 critic's raw outputs [B] (logits for ``gan``). Every loss is computed in fp32, whatever
@@ -81,14 +81,14 @@ def clip_weights(critic: nn.Module, clip: float) -> None:
 
 
 def l1_code_penalty(codes: Tensor | None) -> Tensor:
-    """mean|a| over all code entries (seed 000's β-weighted penalty, unweighted here)."""
+    """mean|a| over all code entries (Ganz & Blau, Sparse GAN: the β-weighted penalty, unweighted here)."""
     if codes is None:
         return torch.zeros(())
     return codes.float().abs().mean()
 
 
 def latent_recon_loss(z_hat: Tensor, z: Tensor) -> Tensor:
-    """Reconstructor loss of seed 002, eq. 6: mean_i ‖E(G(z_i)) − z_i‖² / z_dim (per coordinate)."""
+    """Reconstructor loss of Mahdizadehaghdam et al. 2019, eq. 6: mean_i ‖E(G(z_i)) − z_i‖² / z_dim (per coordinate)."""
     return (z_hat.float() - z.float()).pow(2).mean()
 
 

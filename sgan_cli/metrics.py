@@ -1,4 +1,4 @@
-"""Sample-quality metrics as pure maths on feature matrices and logits (DESIGN §2.5).
+"""Sample-quality metrics as pure maths on feature matrices and logits.
 
 Nothing here loads images or nets: callers pass features [N, D] and logits [N, K] from an
 extractor (:mod:`sgan_cli.features`). Statistics are taken in float64. The metrics that

@@ -1,8 +1,8 @@
-"""Networks (DESIGN §2.2): sparse output heads, generators and critics.
+"""Networks: sparse output heads, generators and critics.
 
 A *sparse* generator ends in the soft threshold T_λ and a fixed dictionary: its body emits
-codes, never pixels. Whole-image dictionaries (seed 000) turn a code vector a ∈ R^K into an
-image a·D; patch dictionaries (seed 002) turn a code map [B, K, h, w] into overlapping
+codes, never pixels. Whole-image dictionaries (Ganz & Blau, Sparse GAN) turn a code vector a ∈ R^K into an
+image a·D; patch dictionaries (Mahdizadehaghdam et al. 2019) turn a code map [B, K, h, w] into overlapping
 P×P×C patches assembled by a fixed-weight ``conv_transpose2d`` (no loops over patches). A
 *dense* generator (the baseline) ends in tanh on pixels instead.
 """
@@ -21,7 +21,7 @@ def _sync_lam_value(module: nn.Module, incompatible_keys: object) -> None:
 
 
 class SoftThreshold(nn.Module):
-    """T_λ(u) = sign(u)·max(|u| − λ, 0) with λ ≥ 0 fixed or learnable (seed 000, eq. 2).
+    """T_λ(u) = sign(u)·max(|u| − λ, 0) with λ ≥ 0 fixed or learnable (Ganz & Blau, Sparse GAN, eq. 2).
 
     A learnable λ is stored as log λ so it stays positive under gradient steps.
     """
@@ -142,7 +142,7 @@ class WholeImageSynthesis(nn.Module):
 
 
 class PatchSynthesis(nn.Module):
-    """Code map [B, K, h, w] → image [B, C, H, W] through P×P×C patch atoms (seed 002).
+    """Code map [B, K, h, w] → image [B, C, H, W] through P×P×C patch atoms (Mahdizadehaghdam et al. 2019).
 
     stride 1: one code per pixel position; patch (i, j) covers rows i − o … i − o + P − 1 with
     o = ⌊(P − 1)/2⌋ (clipped at the border), so h = H. Overlapping patches are summed by
@@ -207,7 +207,7 @@ def up_sampling_plan(size: int) -> tuple[int, int]:
 
 
 class MLPBody(nn.Module):
-    """z [B, z_dim] → [B, out_dim]: four FC layers, BatchNorm + ReLU between (seed 000)."""
+    """z [B, z_dim] → [B, out_dim]: four FC layers, BatchNorm + ReLU between (Ganz & Blau, Sparse GAN)."""
 
     def __init__(self, z_dim: int, out_dim: int, hidden: int = 512) -> None:
         super().__init__()
@@ -226,7 +226,7 @@ class DCGANBody(nn.Module):
     """z → FC → [base·base·C₀] → fractionally strided convs doubling the size (DCGAN).
 
     Output [B, out_channels, out_size, out_size]; channels halve at every doubling from C₀
-    (CIFAR in seed 002: 4×4×1024 → … → K = 100 code channels at 32×32).
+    (CIFAR in Mahdizadehaghdam et al. 2019: 4×4×1024 → … → K = 100 code channels at 32×32).
     """
 
     def __init__(self, z_dim: int, out_channels: int, out_size: int, width: int = 512) -> None:
@@ -310,7 +310,7 @@ class ResNetBody(nn.Module):
     """z → FC → [C₀, base, base] → residual up-blocks doubling the size → BN → ReLU → conv3.
 
     The residual counterpart of :class:`DCGANBody` (same plan of sizes and channels), as in
-    the residual generators of seed 002's Table 2. Output [B, out_channels, out_size, out_size].
+    the residual generators of Mahdizadehaghdam et al. 2019, Table 2. Output [B, out_channels, out_size, out_size].
     """
 
     def __init__(self, z_dim: int, out_channels: int, out_size: int, width: int = 256) -> None:
@@ -414,7 +414,7 @@ class ResNetFeatures(nn.Module):
 
 
 class MinibatchDiscrimination(nn.Module):
-    """Salimans et al. (seed 003): side information about the rest of the batch.
+    """Salimans et al. (as in Kitov's GAN lecture): side information about the rest of the batch.
 
     f [n, A] → M = f·T reshaped [n, B, C]; c_b(i, j) = exp(−‖M_{i,b} − M_{j,b}‖₁);
     o(x_i)_b = Σ_{j≠i} c_b(i, j) → [n, B]. Computed in one broadcast ([n, n, B, C]), which
@@ -458,8 +458,8 @@ class Critic(nn.Module):
 class Encoder(nn.Module):
     """The third player: images [B, C, H, W] → latents [B, z_dim] through critic-like features.
 
-    mode "latent" (seed 002's reconstructor E, trained on ‖E(G(z)) − z‖²): ``forward`` is z.
-    mode "vae" (seed 000's VAE encoder): ``stats`` gives (μ, log σ²); ``forward`` is μ.
+    mode "latent" (the reconstructor E of Mahdizadehaghdam et al. 2019, trained on ‖E(G(z)) − z‖²): ``forward`` is z.
+    mode "vae" (the VAE encoder of Ganz & Blau, Sparse GAN): ``stats`` gives (μ, log σ²); ``forward`` is μ.
     """
 
     def __init__(self, features: nn.Module, z_dim: int, mode: str = "latent") -> None:

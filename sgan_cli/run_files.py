@@ -1,6 +1,6 @@
 """Loading what ``sgan train`` wrote: generators and reconstructors, from a run folder or a file.
 
-A generator file (kind ``sgan.generator``) is enough alone to sample (DESIGN §3): it holds
+A generator file (kind ``sgan.generator``) is enough alone to sample (docs/files.md): it holds
 the run's resolved config (the architecture), the geometry in its metadata and, for a sparse
 generator, the dictionary as synthesis buffers (``synthesis.atoms`` [K, C·H·W] for
 whole-image atoms, ``synthesis.kernel`` [K, C, P, P] for patch atoms). The dictionary is
@@ -8,8 +8,9 @@ rebuilt from those buffers, so nothing but the file is needed. When the run kept
 the generator, its state dict sits beside the live one under the prefix ``ema.``.
 
 A reconstructor file (kind ``sgan.checkpoint``, metadata ``role`` = "reconstructor") holds an
-encoder E: images → z (seed 002's reconstructor, or seed 000's VAE encoder whose mean is
-used) under the prefix ``encoder.``; G(E(x)) needs the generator file of the same run.
+encoder E: images → z (the reconstructor of Mahdizadehaghdam et al. 2019, or the VAE encoder
+of Ganz & Blau, Sparse GAN, whose mean is used) under the prefix ``encoder.``; G(E(x)) needs
+the generator file of the same run.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class LoadedReconstructor:
     """An encoder E: x [B, C, H, W] in [−1, 1] → z [B, z_dim], and the generator G for G(E(x))."""
 
     module: nn.Module
-    mode: str  # "latent" (E(G(z)) ≈ z, seed 002) or "vae" (z = μ, seed 000)
+    mode: str  # "latent" (E(G(z)) ≈ z, Mahdizadehaghdam et al. 2019) or "vae" (z = μ, Ganz & Blau)
     geometry: Geometry
     z_dim: int
     config: dict[str, Any]

@@ -1,6 +1,6 @@
 """Sparse coding of signals over a fixed dictionary: lasso (FISTA + exact polish) and OMP.
 
-Conventions used throughout sgan (DESIGN §2.1): a dictionary is a tensor ``atoms`` of shape
+Conventions used throughout sgan: a dictionary is a tensor ``atoms`` of shape
 [K, dim] whose *rows* are unit-norm atoms (scikit-learn's ``components_`` layout); signals are
 rows of ``Y`` [n, dim]; codes are rows of ``A`` [n, K]; reconstructions are ``A @ atoms``.
 

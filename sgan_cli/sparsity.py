@@ -1,4 +1,4 @@
-"""Sparsity control of a sparse generator's codes (DESIGN §2.2), chosen by ``model.sparsity``.
+"""Sparsity control of a sparse generator's codes, chosen by ``model.sparsity``.
 
 * ``fixed``: the soft threshold T_λ with a constant λ (``model.threshold``), plus β·mean|a|;
 * ``learn``: T_λ with λ learned by the generator's optimiser (through log λ);

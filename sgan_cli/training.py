@@ -1,6 +1,6 @@
 """The training loop (``sgan train``): critic steps, generator step, logging, checkpoints.
 
-One iteration (DESIGN §2.3): ``critic_steps`` critic updates on real minibatches against
+One iteration: ``critic_steps`` critic updates on real minibatches against
 G(z) computed under no_grad (the generator's graph is not needed there), then one
 generator update on the adversarial loss plus β·mean|a| for sparse codes. Every random
 draw (minibatch indices, z, the gradient penalty's ε) comes from one explicit
@@ -66,7 +66,7 @@ ARCHS = ("mlp", "dcgan", "resnet")
 RECON_MODES = ("none", "latent", "vae")
 PRECISIONS = ("fp32", "bf16", "auto")
 
-# objective → (critic steps, optimiser, lr, β₁, β₂), DESIGN §2.3 (seed 004's table)
+# objective → (critic steps, optimiser, lr, β₁, β₂): Goyal 2019's table (hinge beyond it)
 OBJECTIVE_DEFAULTS: dict[str, tuple[int, str, float, float, float]] = {
     "gan": (1, "adam", 2e-4, 0.5, 0.999),
     "wgan": (5, "rmsprop", 5e-5, 0.0, 0.0),
@@ -153,7 +153,7 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
     threshold = sparse_head(model, dictionary_sparsity(model, dictionary))
     mean = getattr(dictionary, "mean", None)
     if dictionary.patch is None:
-        # whole-image codes are one vector per image: an MLP body whatever model.arch (seed 000)
+        # whole-image codes are one vector per image: an MLP body whatever model.arch (Ganz & Blau, Sparse GAN)
         return Generator(
             MLPBody(model.z_dim, K, model.g_width), threshold, WholeImageSynthesis(dictionary.atoms, C, S, mean)
         )
@@ -272,7 +272,7 @@ def preferred_layout(device: torch.device) -> torch.memory_format:
 
 @dataclass
 class TrainState:
-    """Everything a checkpoint holds (DESIGN §3): nets, optimisers, step, RNG."""
+    """Everything a checkpoint holds (docs/files.md): nets, optimisers, step, RNG."""
 
     generator: Generator
     critic: Critic
@@ -424,10 +424,10 @@ def _update_ema(ema: Generator, G: Generator, decay: float) -> None:
 def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor, amp: torch.dtype | None = None) -> dict[str, float]:
     """The third player, after the generator's adversarial step.
 
-    latent (seed 002, Algorithm 1 lines 14–19): ``recon.steps`` encoder updates on
+    latent (Mahdizadehaghdam et al. 2019, Algorithm 1 lines 14–19): ``recon.steps`` encoder updates on
     ‖E(G(z)) − z‖² over fresh z (G frozen), then one generator update on
     recon.weight·‖G(E(x)) − x‖² over real x with E frozen.
-    vae (seed 000): ``recon.steps`` joint updates of E and G on the VAE loss of real x,
+    vae (Ganz & Blau, Sparse GAN): ``recon.steps`` joint updates of E and G on the VAE loss of real x,
     z = μ + σ·ε.
     """
     G, E, rc = state.generator, state.encoder, cfg.recon

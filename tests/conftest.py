@@ -7,7 +7,7 @@ import shutil
 import tempfile
 
 # set before torch loads OpenMP: with two cores shared by pytest, subprocesses and torch,
-# passive waiting avoids the ~16 ms stalls per small op measured in DESIGN §5
+# passive waiting avoids the ~16 ms stalls per small op measured on a shared 2-core CPU
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # the compiled sparse coders are built into a cache of this test session, not the user's
 _SESSION_CACHE = None

@@ -137,7 +137,7 @@ def test_default_sparsity_adapts_to_reachable_support():
     from sgan_cli.dictionary import target_sparsity_for
 
     assert target_sparsity_for(DictConfig(), dim=64, n_atoms=64) == 0.1
-    assert target_sparsity_for(DictConfig(), dim=27, n_atoms=100) == 0.1  # 3×3 RGB, as in seed 002
+    assert target_sparsity_for(DictConfig(), dim=27, n_atoms=100) == 0.1  # 3×3 RGB, as in Mahdizadehaghdam et al. 2019
     assert target_sparsity_for(DictConfig(), dim=9, n_atoms=100) == pytest.approx(0.03)
     assert target_sparsity_for(DictConfig(sparsity=0.05), dim=9, n_atoms=100) == 0.05
 

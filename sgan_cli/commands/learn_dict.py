@@ -50,7 +50,7 @@ def learn_dict(
         int | None,
         typer.Option(
             "--patch",
-            help="Learn P×P×C patch atoms (seed 002); omit for whole-image atoms (seed 000).",
+            help="Learn P×P×C patch atoms (Mahdizadehaghdam et al. 2019); omit for whole-image atoms (Ganz & Blau).",
             show_default=False,
         ),
     ] = None,

@@ -110,8 +110,8 @@ def train(
             "--recon",
             metavar="[latent|vae]",
             help=(
-                "Third player: --recon (reconstructor E(G(z)) ≈ z, seed 002) "
-                "or --recon vae (VAE encoder, seed 000). (default: none)"
+                "Third player: --recon (reconstructor E(G(z)) ≈ z, Mahdizadehaghdam et al. 2019) "
+                "or --recon vae (VAE encoder, Ganz & Blau). (default: none)"
             ),
             show_default=False,
         ),
