@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from .builders import Geometry, build_encoder, build_generator
 from .config import ModelConfig, section_from_file
 from .contracts import (
     DictionaryFile,
@@ -35,7 +36,6 @@ from .contracts import (
 )
 from .errors import SganError
 from .outputs import check_folder_complete
-from .training import Geometry, build_encoder, build_generator
 from .validation import CHANNELS, INT64_MAX, SIZE, Range
 
 M = TypeVar("M", bound=nn.Module)
@@ -49,7 +49,7 @@ EMA_PREFIX = "ema."
 class GeneratorDictionary:
     """The dictionary a sparse generator synthesises with, rebuilt from its buffers.
 
-    Duck-types :class:`sgan_cli.contracts.DictionaryFile` for ``training.build_generator``.
+    Duck-types :class:`sgan_cli.contracts.DictionaryFile` for ``builders.build_generator``.
     """
 
     atoms: Tensor  # [K, dim] float32; dim = C·H·W (whole image) or C·P·P (patch)
