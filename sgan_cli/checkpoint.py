@@ -36,7 +36,7 @@ from .contracts import DictionaryFile, SganFile
 from .errors import SganError
 from .nets import Critic, Encoder, Generator, SupportController
 from .precision import preferred_layout
-from .run_files import generator_dictionary
+from .run_files import GENERATOR, generator_dictionary
 from .sparsity import make_controller
 
 
@@ -248,7 +248,7 @@ def checkpoint_dictionary(ckpt: Any) -> Any:
     head = "generator."
     g = SganFile(
         ckpt.path,
-        "sgan.generator",
+        GENERATOR.name,
         ckpt.schema,
         {k[len(head) :]: v for k, v in ckpt.tensors.items() if k.startswith(head)},
         ckpt.config,

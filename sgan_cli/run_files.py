@@ -25,17 +25,19 @@ from torch import Tensor, nn
 from .builders import Geometry, build_encoder, build_generator
 from .config import ModelConfig, section_from_file
 from .contracts import (
+    CHECKPOINT,
     DictionaryFile,
     SganFile,
     content_hash,
+    file_kind,
     load_dictionary,
     meta_int,
     read_file,
-    register_validator,
     require_tensor,
 )
 from .errors import SganError
 from .outputs import check_folder_complete
+from .sparsity import legacy_sparsity
 from .validation import CHANNELS, INT64_MAX, SIZE, Range
 
 M = TypeVar("M", bound=nn.Module)
@@ -145,7 +147,6 @@ def _int_meta(meta: dict[str, str], key: str, path: Path) -> int:
     return meta_int(meta, key, path, _META_RANGES.get(key))
 
 
-@register_validator("sgan.generator")
 def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
     """Geometry in the metadata; a sparse generator holds synthesis buffers that fit it."""
     channels, size = _int_meta(meta, "channels", path), _int_meta(meta, "image_size", path)
@@ -204,10 +205,11 @@ def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Pat
         )
 
 
+GENERATOR = file_kind("sgan.generator", _validate_generator)
+
+
 def model_config(config: dict[str, Any], path: Path) -> ModelConfig:
     """The ``model`` section of a file's config as a ModelConfig (keys this sgan lacks are dropped)."""
-    from .sparsity import legacy_sparsity
-
     model = section_from_file(config, "model", ModelConfig, path)
     legacy_sparsity(model, config.get("model") or {})
     return model
@@ -335,7 +337,7 @@ def load_generator(
     with a message saying what differs otherwise).
     """
     path = resolve_run_file(path_or_run, GENERATOR_FILE, "sgan.generator")
-    f = read_file(path, "sgan.generator", what="generator")
+    f = read_file(path, GENERATOR, what="generator")
     geometry = Geometry(int(f.meta["channels"]), int(f.meta["image_size"]))
     model = model_config(f.config, path)
     has_ema = f.meta.get("ema") == "true"
@@ -401,7 +403,7 @@ def load_reconstructor(
     folder; its latent size and geometry must match the encoder's.
     """
     path = resolve_run_file(path_or_run, RECONSTRUCTOR_FILE, "reconstructor")
-    f = read_file(path, "sgan.checkpoint", what="reconstructor")
+    f = read_file(path, CHECKPOINT, what="reconstructor")
     role = f.meta.get("role")
     if role != "reconstructor":
         raise SganError(

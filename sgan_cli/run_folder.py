@@ -23,11 +23,12 @@ from . import distributed
 from .builders import Geometry, check_train_config, resolve_gan
 from .checkpoint import TrainState, state_tensors
 from .config import SganConfig, section_from_file, to_dict
-from .contracts import DictionaryFile, meta_int, read_file, write_file
+from .contracts import CHECKPOINT, DictionaryFile, meta_int, read_file, write_file
 from .data import DATASET_NAMES
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
 from .outputs import AtomicGroup, Staging, atomic_write
+from .run_files import GENERATOR
 from .sparsity import legacy_sparsity
 from .validation import CHANNELS, INT64_MAX, SIZE, Range
 
@@ -148,7 +149,7 @@ def open_run(cfg: SganConfig, out: Path, resume: bool, force: bool) -> Any:
             where=str(out),
             fix="start the run without --resume",
         )
-    ckpt = read_file(paths["checkpoint"], "sgan.checkpoint", what="checkpoint")
+    ckpt = read_file(paths["checkpoint"], CHECKPOINT, what="checkpoint")
     meta_int(ckpt.meta, "channels", ckpt.path, CHANNELS)
     meta_int(ckpt.meta, "image_size", ckpt.path, SIZE)
     _resume_config(cfg, ckpt.config, ckpt.path)
@@ -197,7 +198,7 @@ def save_outputs(
     with AtomicGroup() as group:
         write_file(
             paths["checkpoint"],
-            "sgan.checkpoint",
+            CHECKPOINT,
             tensors,
             config=conf,
             lineage=lineage,
@@ -208,7 +209,7 @@ def save_outputs(
         group.add(paths["config"], lambda tmp: tmp.write_text(text))
         write_file(
             paths["generator"],
-            "sgan.generator",
+            GENERATOR,
             g_tensors,
             config=conf,
             lineage=lineage,
@@ -219,7 +220,7 @@ def save_outputs(
         c_tensors = {f"critic.{k}": v for k, v in state.critic.state_dict().items()}
         write_file(
             paths["critic"],
-            "sgan.checkpoint",
+            CHECKPOINT,
             c_tensors,
             config=conf,
             lineage=lineage,
@@ -232,7 +233,7 @@ def save_outputs(
             e_meta = {**geo, "role": "reconstructor", "recon_mode": state.encoder.mode}
             write_file(
                 paths["reconstructor"],
-                "sgan.checkpoint",
+                CHECKPOINT,
                 e_tensors,
                 config=conf,
                 lineage=lineage,

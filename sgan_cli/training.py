@@ -31,7 +31,7 @@ from .checkpoint import TrainState, check_checkpoint_fits, check_world_size, che
 from .config import ModelConfig, SganConfig
 from .contracts import DictionaryFile, check_dictionary_fits, content_hash, load_dictionary
 from .data import ImageData, load_data
-from .dictionary import resolve_device
+from .devices import resolve_device
 from .errors import SganError
 from .losses import (
     clip_weights,
