@@ -21,9 +21,11 @@ from pathlib import Path
 
 import torch
 
+from sgan_cli.builders import Geometry
+from sgan_cli.checkpoint import new_state
 from sgan_cli.config import load_config
 from sgan_cli.contracts import DictionaryFile
-from sgan_cli.training import Geometry, new_state, train_steps
+from sgan_cli.training import train_steps
 
 HERE = Path(__file__).resolve().parent
 

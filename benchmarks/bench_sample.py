@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
+from sgan_cli.builders import Geometry, build_generator
 from sgan_cli.config import ModelConfig, to_dict
 from sgan_cli.contracts import write_file
-from sgan_cli.dictionary import resolve_device
+from sgan_cli.devices import resolve_device
 from sgan_cli.run_files import GeneratorDictionary, load_generator
 from sgan_cli.sampling import draw_latents, generate, run_sample
-from sgan_cli.training import Geometry, build_generator
 
 HERE = Path(__file__).resolve().parent
 

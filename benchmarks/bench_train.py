@@ -41,9 +41,11 @@ sys.path.insert(0, str(HERE))
 
 from eager_reference import eager_steps, plain_optimizers  # noqa: E402
 
+from sgan_cli.builders import Geometry  # noqa: E402
+from sgan_cli.checkpoint import new_state  # noqa: E402
 from sgan_cli.config import load_config  # noqa: E402
 from sgan_cli.contracts import DictionaryFile  # noqa: E402
-from sgan_cli.training import Geometry, new_state, train_steps  # noqa: E402
+from sgan_cli.training import train_steps  # noqa: E402
 
 CASES: dict[str, list[str]] = {
     # model.arch=dcgan: the convolutional critics these cases were measured with (before --arch auto)

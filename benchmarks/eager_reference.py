@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sgan_cli.builders import OBJECTIVE_DEFAULTS, resolve_gan
+from sgan_cli.checkpoint import TrainState
 from sgan_cli.config import SganConfig
-from sgan_cli.training import OBJECTIVE_DEFAULTS, TrainState, resolve_gan
 
 
 def plain_optimizers(state: TrainState, cfg: SganConfig) -> dict[str, torch.optim.Optimizer]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from .config import SganConfig
+from .contracts import load_dictionary
+from .devices import resolve_device
 
 AUTO = "auto"
 
@@ -51,16 +53,12 @@ def resolve_auto(cfg: SganConfig, dry_run: bool = False, dictionary: Any = None)
         return None
     from pathlib import Path
 
-    from .dictionary import resolve_device
-
     patch = None
     if dry_run and cfg.train.dict is not None and not Path(cfg.train.dict).is_file():
         return f"decided when the dictionary {cfg.train.dict} exists (whole-image atoms: mlp; patch atoms: dcgan)"
     if dictionary is not None:
         patch = dictionary.patch
     elif cfg.train.dict is not None:
-        from .contracts import load_dictionary
-
         patch = load_dictionary(cfg.train.dict).patch
     return resolve_arch(
         cfg, patch, dictionary is not None or cfg.train.dict is not None, resolve_device(cfg.train.device).type

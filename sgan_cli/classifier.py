@@ -32,8 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .contracts import SganFile, content_hash, read_file, register_validator, write_file
+from .contracts import SganFile, content_hash, file_kind, meta_float, meta_int, read_file, write_file
+from .devices import resolve_device
 from .errors import SganError
+from .validation import CHANNELS, INT64_MAX, SIZE, Range
 
 ARCH = "lenet-bn-1"
 ProgressFn = Callable[[int, int, dict[str, float]], None]
@@ -170,8 +172,6 @@ def train_classifier(
     AdamW with a one-cycle schedule (linear warm-up over the first 10 % of steps, cosine
     decay to 0) and random ±shift-pixel translations; cross-entropy loss.
     """
-    from .dictionary import resolve_device
-
     if train_images.shape[0] < 2:
         raise SganError(
             f"training a classifier needs at least 2 labelled images, got {train_images.shape[0]}",
@@ -275,13 +275,10 @@ def save_classifier(
 ) -> str:
     """Write an ``sgan.classifier`` file (weights + :class:`ClassifierInfo` as metadata); returns its hash."""
     meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in asdict(info).items()}
-    return write_file(path, "sgan.classifier", net.state_dict(), config=config, meta=meta, force=force)
+    return write_file(path, CLASSIFIER, net.state_dict(), config=config, meta=meta, force=force)
 
 
 def _info_from_meta(meta: dict[str, str], path: Path) -> ClassifierInfo:
-    from .contracts import meta_float, meta_int
-    from .validation import CHANNELS, INT64_MAX, SIZE, Range
-
     if "dataset" not in meta:
         raise SganError(
             f"{path} lacks classifier metadata ('dataset')",
@@ -303,7 +300,6 @@ def _info_from_meta(meta: dict[str, str], path: Path) -> ClassifierInfo:
     )
 
 
-@register_validator("sgan.classifier")
 def _validate_classifier(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
     info = _info_from_meta(meta, path)
     if info.arch != ARCH:
@@ -326,9 +322,12 @@ def _validate_classifier(tensors: dict[str, Any], meta: dict[str, str], path: Pa
         )
 
 
+CLASSIFIER = file_kind("sgan.classifier", _validate_classifier)
+
+
 def load_classifier(path: str | Path) -> ClassifierFile:
     """Read and validate an ``sgan.classifier`` file into a ready net (eval mode, no gradients)."""
-    f = read_file(path, "sgan.classifier", what="classifier")
+    f = read_file(path, CLASSIFIER, what="classifier")
     info = _info_from_meta(f.meta, f.path)
     net = LeNet(info.channels, info.image_size, info.n_classes, info.width, info.feature_dim)
     net.load_state_dict(f.tensors)

@@ -82,7 +82,7 @@ class ModelConfig:
     )
     critic_norm: str = "auto"  # "auto" (none for wgan-gp and wgan, batch otherwise), "none", "batch", "layer"
     # how sparse codes are made: "fixed" λ, "learn" λ, "topk" (k largest per code vector), "controller" (λ adapted
-    # to a support target); "auto": the default (see training.DEFAULT_SPARSITY_CONTROL; "learn" when learn_threshold)
+    # to a support target); "auto": the default (see sparsity.DEFAULT_SPARSITY_CONTROL; "learn" when learn_threshold)
     sparsity: str = "auto"
     threshold: float = 0.3  # λ of the soft threshold T_λ on the codes (the starting λ for "learn" and "controller")
     learn_threshold: bool = False  # learn λ (kept positive through log λ); the same as sparsity "learn"

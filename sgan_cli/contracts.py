@@ -26,6 +26,7 @@ from .outputs import (
     check_folder_writable,
     remove_stale_temps,
 )
+from .validation import CHANNELS, POSITIVE, SIZE, Range, check_number
 
 # kind → current schema version; bump a schema when a kind's tensors or fields change
 SCHEMAS: dict[str, int] = {
@@ -111,7 +112,7 @@ def atomic_write_bytes(path: Path, write: Callable[[Path], None], group: AtomicG
 
 def write_file(
     path: str | Path,
-    kind: str,
+    kind: FileKind | str,
     tensors: Mapping[str, Any],
     *,
     config: Mapping[str, Any] | None = None,
@@ -127,6 +128,7 @@ def write_file(
     """
     from safetensors.torch import save_file
 
+    kind = kind.name if isinstance(kind, FileKind) else kind
     if kind not in SCHEMAS:
         raise ValueError(f"unknown sgan file kind {kind!r}")
     path = Path(path)
@@ -147,29 +149,41 @@ def write_file(
     return content_hash(prepared)
 
 
-# kind → function(tensors, meta, path) raising SganError when shapes do not fit
-_VALIDATORS: dict[str, Callable[[dict[str, Any], dict[str, str], Path], None]] = {}
-
-# the module whose import registers each kind's checks (next to the code that writes the kind);
-# read_file imports it on demand, so a reader that never imported the writer (``score`` reading
-# a samples file) still gets the checks
-_VALIDATOR_MODULES: dict[str, str] = {
-    "sgan.generator": "sgan_cli.run_files",
-    "sgan.samples": "sgan_cli.sampling",
-    "sgan.latents": "sgan_cli.encoding",
-    "sgan.stats": "sgan_cli.scoring",
-    "sgan.classifier": "sgan_cli.classifier",
-}
+Check = Callable[[dict[str, Any], dict[str, str], Path], None]
 
 
-def register_validator(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Decorator: the shape checks run by :func:`read_file` for one kind."""
+@dataclass(frozen=True)
+class FileKind:
+    """One kind of sgan file: its name (the ``kind`` in its metadata) and the checks every
+    reader runs on its tensors and metadata. Declared once with :func:`file_kind`, beside its
+    reader; readers pass the object to :func:`read_file`, so the checks come with the import."""
 
-    def deco(fn: Callable[..., None]) -> Callable[..., None]:
-        _VALIDATORS[kind] = fn
-        return fn
+    name: str
+    check: Check | None = None  # raises SganError naming the file; None: see the kind's declaration
 
-    return deco
+    def __str__(self) -> str:
+        return self.name
+
+
+_KINDS: dict[str, FileKind] = {}
+
+
+def file_kind(name: str, check: Check | None = None) -> FileKind:
+    """Declare the kind ``name`` (a key of :data:`SCHEMAS`) and its checks."""
+    if name not in SCHEMAS:
+        raise ValueError(f"unknown sgan file kind {name!r}")
+    kind = FileKind(name, check)
+    _KINDS[name] = kind
+    return kind
+
+
+def _kind(kind: FileKind | str) -> FileKind:
+    """A kind given by name resolves to its declaration, which its module's import made."""
+    if isinstance(kind, FileKind):
+        return kind
+    if kind not in _KINDS:
+        raise RuntimeError(f"{kind} files are read before their checks are declared: import the module declaring them")
+    return _KINDS[kind]
 
 
 def peek_kind(path: str | Path) -> str | None:
@@ -186,8 +200,9 @@ def peek_kind(path: str | Path) -> str | None:
         return None
 
 
-def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "input") -> SganFile:
-    """Open and validate an sgan file of the expected kind(s).
+def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...], *, what: str = "input") -> SganFile:
+    """Open and validate an sgan file of the expected kind(s) (:class:`FileKind` objects, or
+    names of kinds already declared).
 
     Every way a file can be wrong — missing, a folder, not safetensors, truncated, another
     program's safetensors, another sgan kind, a newer schema, tensors of the wrong shape —
@@ -196,7 +211,8 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    kinds = (kind,) if isinstance(kind, str) else kind
+    expected = {k.name: k for k in map(_kind, kind if isinstance(kind, tuple) else (kind,))}
+    kinds = tuple(expected)
     wanted = " or ".join(kinds)
     if not path.exists():
         raise SganError(
@@ -265,13 +281,9 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
             fix="write the file again with sgan",
         )
     meta = {k: v for k, v in metadata.items() if k not in _RESERVED}
-    if found not in _VALIDATORS and found in _VALIDATOR_MODULES:
-        import importlib
-
-        importlib.import_module(_VALIDATOR_MODULES[found])
-    validator = _VALIDATORS.get(found)
-    if validator is not None:
-        validator(tensors, meta, path)
+    check = expected[found].check
+    if check is not None:
+        check(tensors, meta, path)
     return SganFile(
         path=path,
         kind=found,
@@ -287,8 +299,6 @@ def read_file(path: str | Path, kind: str | tuple[str, ...], *, what: str = "inp
 def meta_int(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, default: int | None = None) -> int:
     """A whole-number metadata field, checked against ``rng`` (a :class:`sgan_cli.validation.Range`);
     ``default`` when absent (else an error). Raises SganError naming the file and field."""
-    from .validation import check_number
-
     raw = meta.get(key)
     if raw is None:
         if default is not None:
@@ -319,8 +329,6 @@ def meta_float(
     """A number metadata field (JSON or repr text), finite and in ``rng`` (NaN too when
     ``allow_nan``: 'not measured'); ``default`` when absent."""
     import math
-
-    from .validation import check_number
 
     raw = meta.get(key)
     if raw is None:
@@ -380,10 +388,7 @@ class DictionaryFile:
         return int(self.atoms.shape[0])
 
 
-@register_validator("sgan.dictionary")
 def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
-    from .validation import CHANNELS, POSITIVE, SIZE, Range
-
     atoms = require_tensor(tensors, "atoms", 2, path)
     channels, size = meta_int(meta, "channels", path, CHANNELS), meta_int(meta, "image_size", path, SIZE)
     patch = None if meta.get("patch", "").strip() == "null" else meta_int(meta, "patch", path, Range(1, size))
@@ -415,6 +420,12 @@ def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Pa
             )
 
 
+DICTIONARY = file_kind("sgan.dictionary", _validate_dictionary)
+# training checkpoints, critics and reconstructors: their readers check every tensor against the
+# nets the file's config builds (sgan_cli.checkpoint.check_checkpoint_fits, sgan_cli.run_files)
+CHECKPOINT = file_kind("sgan.checkpoint")
+
+
 def check_dictionary_fits(d: DictionaryFile, channels: int, size: int, source: str) -> None:
     """A dictionary fits C×S×S images when its atoms have C channels and are whole S×S images
     or patches of at most S×S (train and encode both check this before any work)."""
@@ -442,7 +453,7 @@ def load_dictionary(path: str | Path) -> DictionaryFile:
     """Read and validate a ``sgan.dictionary`` file."""
     import torch
 
-    f = read_file(path, "sgan.dictionary", what="dictionary")
+    f = read_file(path, DICTIONARY, what="dictionary")
     atoms = f.tensors["atoms"].float()
     patch = None if f.meta["patch"].strip() == "null" else int(f.meta["patch"])  # all checked by the validator
     mean = f.tensors["mean"].float() if "mean" in f.tensors else torch.zeros(atoms.shape[1])
@@ -493,3 +504,69 @@ def save_dictionary(path: str | Path, job: Any, config: Mapping[str, Any], force
         meta=meta,
         force=force,
     )
+
+
+# --- sgan.samples and sgan.latents: written by sample and encode, read by data, score and encode ---
+
+
+def _validate_samples(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
+    """uint8 images [N, C, H, W]; z, codes and labels, where present, have N rows."""
+    import torch
+
+    images = require_tensor(tensors, "images", 4, path)
+    if images.dtype != torch.uint8:
+        raise SganError(
+            f"{path}: images must be uint8, found {images.dtype}",
+            where=str(path),
+            fix="write the samples again with sgan sample",
+        )
+    _, c, h, w = (int(x) for x in images.shape)
+    if not 1 <= c <= 4 or h < 1 or w < 1:
+        raise SganError(
+            f"{path}: images of shape {tuple(images.shape)} have no pixels or {c} channels (1 to 4 are images)",
+            where=str(path),
+            fix="write the samples again with sgan sample",
+        )
+    for name in ("z", "codes", "labels"):
+        t = tensors.get(name)
+        if t is not None and (t.ndim == 0 or t.shape[0] != images.shape[0]):
+            raise SganError(
+                f"{path}: tensor {name!r} has {t.shape[0] if t.ndim else 0} rows for {images.shape[0]} images",
+                where=str(path),
+                fix="write the samples again with sgan sample",
+            )
+
+
+SAMPLES = file_kind("sgan.samples", _validate_samples)
+
+
+def _validate_latents(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
+    """uint8 originals and reconstructions of one shape; psnr [N]; z or codes with N rows."""
+    import torch
+
+    originals = require_tensor(tensors, "originals", 4, path)
+    recon = require_tensor(tensors, "reconstructions", 4, path)
+    q = require_tensor(tensors, "psnr", 1, path)
+    fix = "write the file again with sgan encode"
+    if originals.dtype != torch.uint8 or recon.dtype != torch.uint8:
+        raise SganError(f"{path}: originals and reconstructions must be uint8", where=str(path), fix=fix)
+    if originals.shape != recon.shape or q.shape[0] != originals.shape[0]:
+        raise SganError(
+            f"{path}: originals {tuple(originals.shape)}, reconstructions "
+            f"{tuple(recon.shape)} and psnr {tuple(q.shape)} do not match",
+            where=str(path),
+            fix=fix,
+        )
+    if "z" not in tensors and "codes" not in tensors:
+        raise SganError(f"{path} holds neither z nor codes", where=str(path), fix=fix)
+    for name in ("z", "codes"):
+        t = tensors.get(name)
+        if t is not None and (t.ndim < 2 or t.shape[0] != originals.shape[0]):
+            raise SganError(
+                f"{path}: tensor {name!r} of shape {tuple(t.shape)} does not have one row per image",
+                where=str(path),
+                fix=fix,
+            )
+
+
+LATENTS = file_kind("sgan.latents", _validate_latents)

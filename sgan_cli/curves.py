@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .contracts import atomic_write_bytes
 from .errors import SganError
 
 PLOTS_EXTRA = "pip install 'sgan[plots]' (or pip install matplotlib)"
@@ -132,8 +133,6 @@ def draw_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path
             "drawing training curves needs matplotlib, which is not installed", where="matplotlib", fix=PLOTS_EXTRA
         )
     from matplotlib.figure import Figure
-
-    from .contracts import atomic_write_bytes
 
     titles = panels_for([entries for _, entries in runs])
     if not titles:

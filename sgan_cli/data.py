@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DataConfig
+from .contracts import SAMPLES, read_file
 from .errors import SganError
 from .outputs import check_folder_complete
+from .validation import check_memory
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -171,7 +173,6 @@ def resize(data: ImageData, size: int) -> ImageData:
         )
     if data.images.shape[-2:] == (size, size):
         return data
-    from .validation import check_memory
 
     n, c = data.images.shape[0], data.images.shape[1]
     check_memory(
@@ -439,7 +440,6 @@ def _load_folder(folder: Path, size: int | None) -> ImageData:
             fix="pass --image-size N to resize them to N×N",
         )
     target = (size, size) if size is not None else (w0, h0)
-    from .validation import check_memory
 
     check_memory(
         len(arrays) * (1 if gray else 3) * target[0] * target[1],
@@ -486,9 +486,7 @@ def sample_folder_file(path: Path) -> Path | None:
 
 def _load_samples(path: Path) -> ImageData:
     """An ``sgan.samples`` file: tensor ``images`` uint8 [N, C, H, W], optional ``labels``."""
-    from .contracts import read_file
-
-    f = read_file(path, "sgan.samples", what="samples")  # its kind's checks: uint8 images [N, C, H, W], rows
+    f = read_file(path, SAMPLES, what="samples")  # its kind's checks: uint8 images [N, C, H, W], rows
     images = f.tensors["images"]
     labels = f.tensors.get("labels")
     return ImageData(images, None if labels is None else labels.long(), path.stem, str(path))

@@ -36,13 +36,19 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from . import native
+from .config import DictConfig, SganConfig, to_dict
+from .contracts import check_writable, save_dictionary
+from .data import ImageData, load_data
+from .devices import resolve_device
+from .errors import SganError
+from .images import save_atoms_png
 from .sparse_coding import (
     LarsPath,
     lars_path,
@@ -53,10 +59,7 @@ from .sparse_coding import (
     psnr,
     support_fraction,
 )
-
-if TYPE_CHECKING:
-    from .config import DictConfig, SganConfig
-    from .data import ImageData
+from .validation import check_memory
 
 
 @dataclass
@@ -660,52 +663,9 @@ def centre_signals(Y: Tensor) -> tuple[Tensor, Tensor]:
     return Y - mean, mean
 
 
-def resolve_device(name: str) -> torch.device:
-    """ "auto" → CUDA when present, else CPU; "cpu", "cuda", "cuda:N" (N < the GPU count) and
-    "mps" (Apple GPUs) when this machine has them. Anything else ("meta", "tpu", a GPU that
-    is absent) is one SganError before any work."""
-    from .errors import SganError
-
-    name = name.strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    usable = "auto, cpu" + (", cuda" if torch.cuda.is_available() else "") + (", mps" if _mps_available() else "")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise SganError(
-                "CUDA was requested but no GPU is available", where="--device", fix=f"use --device {usable}"
-            )
-        index = name.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise SganError(
-                f"no GPU {name!r} on this machine ({torch.cuda.device_count()} GPU(s): cuda:0 …)",
-                where="--device",
-                fix=f"use --device {usable}",
-            )
-        return torch.device(name)
-    if name == "mps":
-        if not _mps_available():
-            raise SganError(
-                "the Apple GPU (mps) was requested but this machine has none",
-                where="--device",
-                fix=f"use --device {usable}",
-            )
-        return torch.device("mps")
-    raise SganError(f"unknown device {name!r}", where="--device", fix=f"use {usable}")
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
 def check_dict_config(cfg: DictConfig, channels: int, image_size: int, n_images: int | None = None) -> None:
     """Reject impossible settings with one clear message each, before any work starts
     (including sizes that cannot fit in memory: atoms × dimension, Gram matrices, signals)."""
-    from .errors import SganError
-
     if cfg.sparsity is not None and not 0.0 < cfg.sparsity < 1.0:
         raise SganError(
             f"--sparsity must be strictly between 0 and 1, got {cfg.sparsity}",
@@ -757,7 +717,6 @@ def check_dict_config(cfg: DictConfig, channels: int, image_size: int, n_images:
         )
     if cfg.solver not in ("auto", "passes", "online"):
         raise SganError(f"unknown solver {cfg.solver!r}", where="dict.solver", fix="use auto, passes or online")
-    from .validation import check_memory
 
     side = image_size if cfg.patch is None else cfg.patch
     dim = channels * side * side
@@ -786,8 +745,6 @@ def target_sparsity_for(cfg: DictConfig, dim: int, n_atoms: int) -> float:
     default 0.1 then becomes dim/(3K) (about three atoms per 9-pixel patch); an explicit
     unreachable value is an error that says what is reachable.
     """
-    from .errors import SganError
-
     if cfg.sparsity is None:
         return DEFAULT_SPARSITY if DEFAULT_SPARSITY * n_atoms <= dim / 2 else dim / (3 * n_atoms)
     if cfg.sparsity * n_atoms >= dim:
@@ -874,11 +831,6 @@ def run_learn_dict(
 ) -> LearnDictRun:
     """``sgan learn-dict``: check outputs and device → load images → learn → dictionary file → atoms.png."""
     import time
-
-    from .config import to_dict
-    from .contracts import check_writable, save_dictionary
-    from .data import load_data
-    from .images import save_atoms_png
 
     png_path = atoms_png_path(out_path)
     check_writable(out_path, force)

@@ -32,11 +32,22 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import native
-from .contracts import DictionaryFile, SganFile, read_file, register_validator, require_tensor, write_file
-from .data import ImageData
+from .config import DataConfig, to_dict
+from .contracts import (
+    LATENTS,
+    DictionaryFile,
+    SganFile,
+    check_dictionary_fits,
+    check_writable,
+    load_dictionary,
+    read_file,
+    write_file,
+)
+from .data import ImageData, load_data
+from .devices import resolve_device
 from .errors import SganError
-from .images import grid_scale, make_grid, to_uint8
-from .run_files import LoadedReconstructor
+from .images import grid_scale, make_grid, save_png, to_uint8
+from .run_files import LoadedReconstructor, load_reconstructor
 from .sampling import check_batch_size
 from .sparse_coding import lasso_lars, omp, psnr, support_fraction
 
@@ -341,40 +352,12 @@ def save_latents(
         "psnr_convention": "dB, 10·log10(2²/MSE) on [−1, 1] pixels, reconstruction "
         "clipped to [−1, 1] before uint8 rounding",
     }
-    return write_file(path, "sgan.latents", tensors, config=config, lineage=lineage, meta=full_meta, force=force)
-
-
-@register_validator("sgan.latents")
-def _validate_latents(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
-    """uint8 originals and reconstructions of one shape; psnr [N]; z or codes with N rows."""
-    originals = require_tensor(tensors, "originals", 4, path)
-    recon = require_tensor(tensors, "reconstructions", 4, path)
-    q = require_tensor(tensors, "psnr", 1, path)
-    fix = "write the file again with sgan encode"
-    if originals.dtype != torch.uint8 or recon.dtype != torch.uint8:
-        raise SganError(f"{path}: originals and reconstructions must be uint8", where=str(path), fix=fix)
-    if originals.shape != recon.shape or q.shape[0] != originals.shape[0]:
-        raise SganError(
-            f"{path}: originals {tuple(originals.shape)}, reconstructions "
-            f"{tuple(recon.shape)} and psnr {tuple(q.shape)} do not match",
-            where=str(path),
-            fix=fix,
-        )
-    if "z" not in tensors and "codes" not in tensors:
-        raise SganError(f"{path} holds neither z nor codes", where=str(path), fix=fix)
-    for name in ("z", "codes"):
-        t = tensors.get(name)
-        if t is not None and (t.ndim < 2 or t.shape[0] != originals.shape[0]):
-            raise SganError(
-                f"{path}: tensor {name!r} of shape {tuple(t.shape)} does not have one row per image",
-                where=str(path),
-                fix=fix,
-            )
+    return write_file(path, LATENTS, tensors, config=config, lineage=lineage, meta=full_meta, force=force)
 
 
 def load_latents(path: str | Path) -> SganFile:
     """Read and validate an ``sgan.latents`` file (for ``score`` and other readers)."""
-    return read_file(path, "sgan.latents", what="latents")
+    return read_file(path, LATENTS, what="latents")
 
 
 # --- the `sgan encode` pipeline, as named stages -------------------------------------------------
@@ -428,8 +411,6 @@ class EncodeRun:
 
 def check_encode_request(req: EncodeRequest) -> None:
     """Stage 1: contradictory or missing options, and the outputs' writability, before any work."""
-    from .contracts import check_writable
-
     if (req.reconstructor is None) == (req.dictionary is None):
         raise SganError(
             "encode needs exactly one of --reconstructor and --dict",
@@ -457,8 +438,6 @@ def check_encode_request(req: EncodeRequest) -> None:
 
 
 def _data_config(req: EncodeRequest) -> Any:
-    from .config import DataConfig
-
     return DataConfig(name=req.data, root=req.data_root, split=req.split, limit=req.limit, image_size=req.image_size)
 
 
@@ -466,9 +445,6 @@ def encode_over_dictionary(
     req: EncodeRequest, device: torch.device, progress: ProgressFn | None
 ) -> tuple[Encoded, ImageData, dict[str, str], dict[str, str], str, str, DictionaryCoder]:
     """Stage 2a: sparse codes of the images over a dictionary file."""
-    from .contracts import check_dictionary_fits, load_dictionary
-    from .data import load_data
-
     assert req.dictionary is not None
     d = load_dictionary(req.dictionary)
     images = load_data(_data_config(req))
@@ -497,9 +473,6 @@ def encode_through_reconstructor(
     req: EncodeRequest, device: torch.device, progress: ProgressFn | None
 ) -> tuple[Encoded, ImageData, dict[str, str], dict[str, str], str, str]:
     """Stage 2b: latents z = E(x) of a trained reconstructor, and G(E(x))."""
-    from .data import load_data
-    from .run_files import load_reconstructor
-
     assert req.reconstructor is not None
     r = load_reconstructor(req.reconstructor, generator=req.generator, ema=req.ema, device=device)
     images = load_data(_data_config(req))
@@ -522,10 +495,6 @@ def encode_through_reconstructor(
 
 def run_encode(req: EncodeRequest, progress: ProgressFn | None = None) -> EncodeRun:
     """``sgan encode``: check → encode (dictionary or reconstructor) → latents file → comparison grid."""
-    from .config import to_dict
-    from .dictionary import resolve_device
-    from .images import save_png
-
     check_encode_request(req)
     device = resolve_device(req.device)
     coder = None

@@ -18,7 +18,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from . import distributed
+from .classifier import load_classifier
 from .errors import SganError
+from .inception import FEATURE_DIM, N_CLASSES, load_inception, locate_weights
+from .metrics import stacked_modes
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
@@ -73,8 +77,6 @@ def load_extractor(
     """Build the extractor named by ``--features`` (on the CPU; :func:`extract` moves it)."""
     kind, path = parse_spec(spec)
     if kind == "inception":
-        from .inception import FEATURE_DIM, N_CLASSES, load_inception, locate_weights
-
         file = locate_weights(weights, download=download)
         net, digest, standard = load_inception(file, custom=custom_weights)
         return Extractor("inception", net, str(file), digest, standard, FEATURE_DIM, N_CLASSES)
@@ -84,7 +86,6 @@ def load_extractor(
             where="--weights",
             fix="drop --weights; a classifier file holds its own weights",
         )
-    from .classifier import load_classifier
 
     clf = load_classifier(path)  # type: ignore[arg-type]
     info = clf.info
@@ -149,8 +150,6 @@ def extract(
     Under torchrun each rank extracts every W-th batch (the batches one process makes) and
     the ranks combine them: every rank returns all N rows, bit-identical to one process.
     """
-    from . import distributed
-
     if batch_size < 1:
         raise SganError(
             f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size"
@@ -202,8 +201,6 @@ def class_predictions(
     3-digit number they spell, one of 10³. Otherwise the mode is the predicted class
     (from ``logits`` [N, K] when already computed).
     """
-    from .metrics import stacked_modes
-
     if extractor.kind != "classifier":
         raise SganError(
             "mode coverage needs a classifier's classes", where="--metric modes", fix="use --features classifier:FILE"

@@ -93,12 +93,13 @@ def latent_recon_loss(z_hat: Tensor, z: Tensor) -> Tensor:
 
 
 def image_recon_loss(x_hat: Tensor, x: Tensor) -> Tensor:
-    """Seed 002, Algorithm 1 line 18: mean_i ‖G(E(x_i)) − x_i‖² / (C·H·W) (per pixel)."""
+    """Mahdizadehaghdam et al. 2019, Algorithm 1 line 18: mean_i ‖G(E(x_i)) − x_i‖² / (C·H·W) (per pixel)."""
     return (x_hat.float() - x.float()).pow(2).mean()
 
 
 def vae_loss(x_hat: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kl_weight: float = 1.0) -> tuple[Tensor, Tensor]:
-    """Seed 000's VAE loss ‖x − G(z)‖² + KL(q(z|x) ‖ N(0, I)), both per image, divided by C·H·W.
+    """The VAE loss of Ganz & Blau (Sparse GAN): ‖x − G(z)‖² + KL(q(z|x) ‖ N(0, I)), both per image,
+    divided by C·H·W.
 
     KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ_k (μ_k² + σ_k² − log σ_k² − 1). Dividing both terms by the same
     pixel count keeps the ELBO's balance while the loss scale matches :func:`image_recon_loss`.
@@ -114,7 +115,8 @@ def vae_loss(x_hat: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kl_weight: fl
 def feature_matching_loss(
     real_features: Tensor, fake_features: Tensor, mean: Callable[[Tensor], Tensor] | None = None
 ) -> Tensor:
-    """Seed 003: ‖E_x f(x) − E_z f(G(z))‖² over the critic's penultimate features f [B, A].
+    """Feature matching (Kitov, GAN lecture; Salimans et al. 2016): ‖E_x f(x) − E_z f(G(z))‖² over the
+    critic's penultimate features f [B, A].
 
     ``mean`` [B, A] → [A] replaces the batch mean (the global batch's mean under torchrun).
     """

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .errors import SganError
+from .sparse_coding import psnr
 
 
 @dataclass
@@ -301,8 +302,6 @@ def mean_psnr(originals: Tensor, reconstructions: Tensor) -> MeanStd:
 
     On pixels in [−1, 1] (range 2), 10·log10(2²/MSE), which equals the uint8 form with range 255.
     """
-    from .sparse_coding import psnr
-
     x = originals.double() / 127.5 - 1.0
     y = reconstructions.double() / 127.5 - 1.0
     values = psnr(x, y)

@@ -23,20 +23,22 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from .builders import Geometry, build_encoder, build_generator
 from .config import ModelConfig, section_from_file
 from .contracts import (
+    CHECKPOINT,
     DictionaryFile,
     SganFile,
     content_hash,
+    file_kind,
     load_dictionary,
     meta_int,
     read_file,
-    register_validator,
     require_tensor,
 )
 from .errors import SganError
 from .outputs import check_folder_complete
-from .training import Geometry, build_encoder, build_generator
+from .sparsity import legacy_sparsity
 from .validation import CHANNELS, INT64_MAX, SIZE, Range
 
 M = TypeVar("M", bound=nn.Module)
@@ -50,7 +52,7 @@ EMA_PREFIX = "ema."
 class GeneratorDictionary:
     """The dictionary a sparse generator synthesises with, rebuilt from its buffers.
 
-    Duck-types :class:`sgan_cli.contracts.DictionaryFile` for ``training.build_generator``.
+    Duck-types :class:`sgan_cli.contracts.DictionaryFile` for ``builders.build_generator``.
     """
 
     atoms: Tensor  # [K, dim] float32; dim = C·H·W (whole image) or C·P·P (patch)
@@ -146,7 +148,6 @@ def _int_meta(meta: dict[str, str], key: str, path: Path) -> int:
     return meta_int(meta, key, path, _META_RANGES.get(key))
 
 
-@register_validator("sgan.generator")
 def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
     """Geometry in the metadata; a sparse generator holds synthesis buffers that fit it."""
     channels, size = _int_meta(meta, "channels", path), _int_meta(meta, "image_size", path)
@@ -205,10 +206,11 @@ def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Pat
         )
 
 
+GENERATOR = file_kind("sgan.generator", _validate_generator)
+
+
 def model_config(config: dict[str, Any], path: Path) -> ModelConfig:
     """The ``model`` section of a file's config as a ModelConfig (keys this sgan lacks are dropped)."""
-    from .sparsity import legacy_sparsity
-
     model = section_from_file(config, "model", ModelConfig, path)
     legacy_sparsity(model, config.get("model") or {})
     return model
@@ -336,7 +338,7 @@ def load_generator(
     with a message saying what differs otherwise).
     """
     path = resolve_run_file(path_or_run, GENERATOR_FILE, "sgan.generator")
-    f = read_file(path, "sgan.generator", what="generator")
+    f = read_file(path, GENERATOR, what="generator")
     geometry = Geometry(int(f.meta["channels"]), int(f.meta["image_size"]))
     model = model_config(f.config, path)
     has_ema = f.meta.get("ema") == "true"
@@ -402,7 +404,7 @@ def load_reconstructor(
     folder; its latent size and geometry must match the encoder's.
     """
     path = resolve_run_file(path_or_run, RECONSTRUCTOR_FILE, "reconstructor")
-    f = read_file(path, "sgan.checkpoint", what="reconstructor")
+    f = read_file(path, CHECKPOINT, what="reconstructor")
     role = f.meta.get("role")
     if role != "reconstructor":
         raise SganError(

@@ -28,11 +28,12 @@ import torch
 from torch import Tensor
 
 from . import distributed
-from .contracts import register_validator, require_tensor, write_file
+from .contracts import SAMPLES, check_writable, write_file
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
 from .outputs import Staging, locked_folder
 from .run_files import LoadedGenerator
+from .validation import check_batch_memory, check_memory
 
 LATENT_CHUNK = 1024  # latents are drawn in chunks of this many rows, whatever the batch size
 CODES_BUDGET = 512 * 2**20  # "auto": keep the codes when they take at most this many bytes (float32)
@@ -203,8 +204,6 @@ def generate(
 def check_sample_fits(g: LoadedGenerator, total: int, batch_size: int, codes: str) -> None:
     """Refuse, before any allocation, a request whose kept outputs (uint8 images, latents,
     codes when kept) and one batch cannot fit in memory (-n, --interpolate, --batch-size)."""
-    from .validation import check_batch_memory, check_memory
-
     C, S = g.geometry.channels, g.geometry.size
     code_values = math.prod(g.code_shape) if g.code_shape is not None else 0
     per = C * S * S + g.z_dim * 4 + (code_values * 4 if codes == "always" else 0)
@@ -254,8 +253,6 @@ class SampleOutputs:
 
 def plan_outputs(folder: Path, interpolate: bool, pngs: bool, force: bool) -> SampleOutputs:
     """The output paths, refused before any work if they exist and ``force`` is not given."""
-    from .contracts import check_writable
-
     if folder.exists() and not folder.is_dir():
         raise SganError(
             f"the output path {folder} is a file, not a folder", where=str(folder), fix="give a folder with --out"
@@ -311,34 +308,7 @@ def save_samples(path: Path, gen: Generated, g: LoadedGenerator, meta: dict[str,
     if g.dictionary is not None:
         full_meta["dictionary_source"] = g.dictionary.source
     config = {**g.config, "sample": {k: v for k, v in meta.items()}}
-    return write_file(path, "sgan.samples", tensors, config=config, lineage=lineage, meta=full_meta, force=force)
-
-
-@register_validator("sgan.samples")
-def _validate_samples(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
-    """uint8 images [N, C, H, W]; z, codes and labels, where present, have N rows."""
-    images = require_tensor(tensors, "images", 4, path)
-    if images.dtype != torch.uint8:
-        raise SganError(
-            f"{path}: images must be uint8, found {images.dtype}",
-            where=str(path),
-            fix="write the samples again with sgan sample",
-        )
-    _, c, h, w = (int(x) for x in images.shape)
-    if not 1 <= c <= 4 or h < 1 or w < 1:
-        raise SganError(
-            f"{path}: images of shape {tuple(images.shape)} have no pixels or {c} channels (1 to 4 are images)",
-            where=str(path),
-            fix="write the samples again with sgan sample",
-        )
-    for name in ("z", "codes", "labels"):
-        t = tensors.get(name)
-        if t is not None and (t.ndim == 0 or t.shape[0] != images.shape[0]):
-            raise SganError(
-                f"{path}: tensor {name!r} has {t.shape[0] if t.ndim else 0} rows for {images.shape[0]} images",
-                where=str(path),
-                fix="write the samples again with sgan sample",
-            )
+    return write_file(path, SAMPLES, tensors, config=config, lineage=lineage, meta=full_meta, force=force)
 
 
 @dataclass

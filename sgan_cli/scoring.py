@@ -33,7 +33,10 @@ import torch
 from torch import Tensor
 
 from .config import DataConfig
-from .contracts import check_writable, peek_kind, read_file, register_validator, require_tensor, write_file
+from .contracts import LATENTS, SAMPLES, check_writable, file_kind, peek_kind, read_file, require_tensor, write_file
+from .data import DATASET_NAMES, ImageData, load_data, resize, sample_folder_file
+from .devices import resolve_device
+from .distributed import is_main, local_device
 from .errors import SganError
 from .features import Extractor, Features, check_images, class_predictions, extract, load_extractor
 from .metrics import (
@@ -47,6 +50,8 @@ from .metrics import (
     mode_coverage,
     precision_recall,
 )
+from .sparse_coding import support_fraction
+from .validation import check_batch_memory
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 
@@ -192,8 +197,6 @@ def _nonempty(images: Tensor, path: Path) -> Tensor:
 
 def _finish(images: Tensor, opts_size: int | None, limit: int | None, **kw: Any) -> ImageSet:
     """Resize, limit, then sort into canonical order (every companion tensor alike)."""
-    from .data import ImageData, resize
-
     if limit is not None:
         if limit < 1:
             raise SganError(
@@ -218,12 +221,10 @@ def _finish(images: Tensor, opts_size: int | None, limit: int | None, **kw: Any)
 
 def load_images(spec: str, split: str, opts: ScoreOptions, limit: int | None, what: str) -> ImageSet:
     """A folder, data set name, samples or latents file → :class:`ImageSet` (not stats)."""
-    from .data import DATASET_NAMES, load_data, sample_folder_file
-
     path = Path(spec)
     path = sample_folder_file(path) or path  # a folder written by `sgan sample`: its samples file, codes included
     if path.suffix == ".safetensors" and spec not in DATASET_NAMES:
-        f = read_file(path, ("sgan.samples", "sgan.latents"), what=what)  # its kind's checks: dtypes, rows, shapes
+        f = read_file(path, (SAMPLES, LATENTS), what=what)  # its kind's checks: dtypes, rows, shapes
         if f.kind == "sgan.samples":
             images = _nonempty(f.tensors["images"], path)
             codes = f.tensors.get("codes")
@@ -282,7 +283,6 @@ class Reference:
     heldout_description: str = ""
 
 
-@register_validator("sgan.stats")
 def _validate_stats(tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> None:
     feats = require_tensor(tensors, "features", 2, path)
     logits = require_tensor(tensors, "logits", 2, path)
@@ -314,9 +314,12 @@ def _validate_stats(tensors: dict[str, Tensor], meta: dict[str, str], path: Path
         )
 
 
+STATS = file_kind("sgan.stats", _validate_stats)
+
+
 def load_stats(path: Path, extractor: Extractor) -> Reference:
     """A stats file as the reference; its extractor must be the one in use."""
-    f = read_file(path, "sgan.stats", what="reference statistics")
+    f = read_file(path, STATS, what="reference statistics")
     if f.meta["extractor"] != extractor.identity:
         raise SganError(
             f"{path} holds statistics made with {f.meta['extractor']}, but this score uses {extractor.identity}",
@@ -363,7 +366,7 @@ def save_stats(path: Path, ref: Reference, extractor: Extractor, force: bool) ->
         "heldout_description": ref.heldout_description,
         "n": str(ref.stats.n),
     }
-    return write_file(path, "sgan.stats", tensors, meta=meta, force=force)
+    return write_file(path, STATS, tensors, meta=meta, force=force)
 
 
 # --- metrics -------------------------------------------------------------------------------
@@ -435,7 +438,7 @@ def _stats_meta(ref: str | None) -> dict[str, str] | None:
     """The metadata of ``ref`` when it is an ``sgan.stats`` file, else None (header only)."""
     from safetensors import safe_open
 
-    if ref is None or not ref.endswith(".safetensors") or not Path(ref).is_file() or peek_kind(ref) != "sgan.stats":
+    if ref is None or not ref.endswith(".safetensors") or not Path(ref).is_file() or peek_kind(ref) != STATS.name:
         return None
     with safe_open(ref, framework="pt") as f:
         return dict(f.metadata() or {})
@@ -571,8 +574,6 @@ def load_samples(opts: ScoreOptions, metrics: list[str]) -> ImageSet | None:
 def plan_extraction(opts: ScoreOptions, metrics: list[str], samples: ImageSet | None) -> ExtractionPlan:
     """Stage 2: load the extractor and decide what goes through it; the samples' shape and
     the batch's memory are checked here, before any extraction."""
-    from .validation import check_batch_memory
-
     needs_extractor = any(m in NEEDS_FEATURES for m in metrics) or opts.save_stats is not None
     extractor = (
         load_extractor(opts.features, opts.weights, opts.custom_weights, opts.download) if needs_extractor else None
@@ -626,7 +627,7 @@ def build_reference(
     ):
         return None
     ref_path = Path(opts.ref)
-    if ref_path.suffix == ".safetensors" and ref_path.is_file() and peek_kind(ref_path) == "sgan.stats":
+    if ref_path.suffix == ".safetensors" and ref_path.is_file() and peek_kind(ref_path) == STATS.name:
         if opts.save_stats is not None:
             raise SganError(
                 f"--ref {ref_path} is already a statistics file", where="--save-stats", fix="drop --save-stats"
@@ -678,8 +679,6 @@ def compute_scores(
 ) -> Scores:
     """Stage 4: extract the samples and compute every metric; then the real-data value
     (held-out real images scored the same way) when wanted."""
-    from .sparse_coding import support_fraction
-
     values: dict[str, float] = {}
     if samples is None:
         return Scores(values, None, "")
@@ -774,9 +773,6 @@ def result_record(
 def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult:
     """The single entry point of ``sgan score``: options → samples → extraction plan →
     reference → scores (and the real-data value) → statistics file → result record."""
-    from .dictionary import resolve_device
-    from .distributed import is_main, local_device
-
     start = time.perf_counter()
     opts = replace(opts, features=resolve_features(opts))  # without --features: a stats file's extractor
     metrics = resolve_metrics(opts)

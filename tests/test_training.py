@@ -212,9 +212,10 @@ def test_resume_without_a_run(tmp_path):
 def test_reconstructor_lowers_latent_error(tmp_path, digits_dict):
     """Algorithm 1's encoder steps make E a left inverse of G: ‖E(G(z)) − z‖ falls well below
     that of the same encoder untrained, on the final generator."""
+    from sgan_cli.builders import Geometry, build_encoder, build_generator
     from sgan_cli.config import ModelConfig
     from sgan_cli.contracts import load_dictionary
-    from sgan_cli.training import Geometry, build_encoder, build_generator, config_json
+    from sgan_cli.run_folder import config_json
 
     # T_λ at a fixed λ (dense-ish codes): the encoder's learning, not the sparsity control, is tested here
     cfg = _cfg(
@@ -348,10 +349,12 @@ def test_fast_loop_computes_the_same_losses_as_the_eager_reference(digits_dict, 
     sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
     from eager_reference import eager_steps, plain_optimizers
 
+    from sgan_cli.builders import Geometry
+    from sgan_cli.checkpoint import new_state
     from sgan_cli.config import DataConfig
     from sgan_cli.contracts import load_dictionary
     from sgan_cli.data import load_data
-    from sgan_cli.training import Geometry, new_state, train_steps
+    from sgan_cli.training import train_steps
 
     # the controlled soft threshold: continuous in the weights, so float-rounding differences
     # between the two loops stay small (top-k could flip a near-tie and amplify them)
@@ -396,10 +399,12 @@ def test_bf16_mixed_precision_tracks_fp32_and_keeps_fp32_weights(digits_dict):
     while weights, optimiser states and the logged losses stay fp32."""
     import copy
 
+    from sgan_cli.builders import Geometry
+    from sgan_cli.checkpoint import new_state
     from sgan_cli.config import DataConfig
     from sgan_cli.contracts import load_dictionary
     from sgan_cli.data import load_data
-    from sgan_cli.training import Geometry, new_state, train_steps
+    from sgan_cli.training import train_steps
 
     opts = (
         f"train.dict={digits_dict}",
@@ -429,7 +434,7 @@ def test_bf16_mixed_precision_tracks_fp32_and_keeps_fp32_weights(digits_dict):
 
 
 def test_precision_setting(runner):
-    from sgan_cli.training import native_bf16, resolve_precision
+    from sgan_cli.precision import native_bf16, resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None and resolve_precision("bf16", cpu) is torch.bfloat16

@@ -94,7 +94,7 @@ def sample(
       sgan sample runs/quickstart --dict other.safetensors -n 64 --out swapped/
       torchrun --standalone --nproc-per-node 2 -m sgan_cli sample runs/quickstart -n 50000 --out samples/
     """
-    from ..dictionary import resolve_device
+    from ..devices import resolve_device
     from ..distributed import local_device, session
     from ..run_files import describe, load_generator
     from ..sampling import run_sample

@@ -221,7 +221,8 @@ def train(
 
     from ..auto import resolve_auto
     from ..curves import CurvesHook, TensorBoardHook
-    from ..training import config_json, refuse_ignored_on_resume, run_training
+    from ..run_folder import config_json, refuse_ignored_on_resume
+    from ..training import run_training
 
     flags = {
         "gan.objective": gan, "train.dict": dict_path, "data.name": data, "data.root": data_root, "data.split": split,

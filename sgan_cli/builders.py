@@ -1,0 +1,260 @@
+"""The nets and optimisers of a training run, built from the configuration.
+
+The generator's body follows ``model.arch`` (an MLP, DCGAN's fractionally strided
+convolutions, or residual blocks); a dictionary gives it a sparse head and a fixed synthesis
+(whole-image atoms: Ganz & Blau, *Sparse GAN*; patch atoms: Mahdizadehaghdam, Panahi, Krim,
+*Sparse Generative Adversarial Network*, ICCV Workshops 2019). The critic and the encoder are
+feature extractors of ``model.critic_arch`` with a score or latent head. The objective's
+defaults (critic steps, optimiser, learning rate, Adam's β) follow the table of Goyal,
+*Generative Adversarial Nets (GANs): Training Algorithms* (EE5239 report, 2019).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import GanConfig, ModelConfig, SganConfig, check_ranges
+from .contracts import DictionaryFile
+from .errors import SganError
+from .losses import OBJECTIVES
+from .nets import (
+    FEATURES,
+    Critic,
+    DCGANBody,
+    Encoder,
+    Generator,
+    MLPBody,
+    PatchSynthesis,
+    ResNetBody,
+    WholeImageSynthesis,
+)
+from .precision import PRECISIONS
+from .sparsity import ResolvedSparsity, check_sparsity_config, resolve_sparsity, sparse_head
+from .validation import check_batch_memory, check_memory
+
+ARCHS = ("mlp", "dcgan", "resnet")
+RECON_MODES = ("none", "latent", "vae")
+
+# objective → (critic steps, optimiser, lr, β₁, β₂), from Goyal's table (EE5239 report, 2019)
+OBJECTIVE_DEFAULTS: dict[str, tuple[int, str, float, float, float]] = {
+    "gan": (1, "adam", 2e-4, 0.5, 0.999),
+    "wgan": (5, "rmsprop", 5e-5, 0.0, 0.0),
+    "wgan-gp": (5, "adam", 1e-4, 0.5, 0.9),
+    "hinge": (1, "adam", 2e-4, 0.0, 0.9),
+}
+
+
+@dataclass
+class Geometry:
+    """What the generator must produce: channels × size × size images."""
+
+    channels: int
+    size: int
+
+
+@dataclass
+class ResolvedGan:
+    """The objective with every default filled in."""
+
+    objective: str
+    critic_steps: int
+    optimizer: str
+    lr_g: float
+    lr_d: float
+    betas: tuple[float, float]
+    clip: float
+    gp_lambda: float
+
+
+def resolve_gan(cfg: GanConfig) -> ResolvedGan:
+    """Fill the objective's defaults into the unset (None) fields; unknown objective → error."""
+    if cfg.objective not in OBJECTIVES:
+        raise SganError(
+            f"unknown objective {cfg.objective!r}",
+            where="gan.objective / --gan",
+            fix=f"use one of {', '.join(OBJECTIVES)}",
+        )
+    steps, opt, lr, b1, b2 = OBJECTIVE_DEFAULTS[cfg.objective]
+    critic_steps = cfg.critic_steps if cfg.critic_steps is not None else steps
+    if critic_steps < 1:
+        raise SganError(
+            f"gan.critic_steps must be at least 1, got {critic_steps}",
+            where="gan.critic_steps",
+            fix="give a positive number",
+        )
+    return ResolvedGan(
+        objective=cfg.objective,
+        critic_steps=critic_steps,
+        optimizer=opt,
+        lr_g=cfg.lr_g if cfg.lr_g is not None else lr,
+        lr_d=cfg.lr_d if cfg.lr_d is not None else lr,
+        betas=(cfg.beta1 if cfg.beta1 is not None else b1, cfg.beta2 if cfg.beta2 is not None else b2),
+        clip=cfg.clip,
+        gp_lambda=cfg.gp_lambda,
+    )
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHS:
+        raise SganError(
+            f"unknown architecture {arch!r}", where="model.arch / --arch", fix=f"use one of auto, {', '.join(ARCHS)}"
+        )
+
+
+def _conv_body(model: ModelConfig, out_channels: int, size: int) -> nn.Module:
+    """The convolutional generator body: DCGAN's fractionally strided convs or residual blocks."""
+    cls = ResNetBody if model.arch == "resnet" else DCGANBody
+    return cls(model.z_dim, out_channels, size, model.g_width)
+
+
+def build_generator(model: ModelConfig, geometry: Geometry, dictionary: DictionaryFile | None) -> Generator:
+    """Body by ``model.arch``; a sparse head when a dictionary is given, else dense tanh."""
+    _check_arch(model.arch)
+    C, S = geometry.channels, geometry.size
+    if dictionary is None:
+        body: nn.Module = (
+            MLPBody(model.z_dim, C * S * S, model.g_width) if model.arch == "mlp" else _conv_body(model, C, S)
+        )
+        return Generator(body, image_shape=(C, S, S))
+    K = dictionary.n_atoms
+    threshold = sparse_head(model, dictionary_sparsity(model, dictionary))
+    mean = getattr(dictionary, "mean", None)
+    if dictionary.patch is None:
+        # whole-image codes are one vector per image: an MLP body whatever model.arch (Ganz & Blau)
+        return Generator(
+            MLPBody(model.z_dim, K, model.g_width), threshold, WholeImageSynthesis(dictionary.atoms, C, S, mean)
+        )
+    if model.arch == "mlp":
+        raise SganError(
+            "a patch dictionary needs a convolutional generator",
+            where="model.arch / --arch",
+            fix="use --arch dcgan with patch dictionaries",
+        )
+    stride = dictionary.stride if dictionary.stride == dictionary.patch else 1
+    synth = PatchSynthesis(dictionary.atoms, C, dictionary.patch, S, stride=stride, mean=mean)
+    return Generator(_conv_body(model, K, synth.code_size), threshold, synth)
+
+
+def dictionary_sparsity(model: ModelConfig, dictionary: Any) -> ResolvedSparsity:
+    """The sparsity control for this dictionary (its achieved support fills the defaults)."""
+    return resolve_sparsity(model, dictionary.n_atoms, float(getattr(dictionary, "achieved_sparsity", math.nan)))
+
+
+def critic_arch(model: ModelConfig) -> str:
+    """The critic's (and encoder's) architecture: ``model.critic_arch``, else ``model.arch``."""
+    return model.critic_arch if model.critic_arch is not None else model.arch
+
+
+def _features(arch: str, geometry: Geometry, width: int, norm: str) -> nn.Module:
+    """Critic / encoder feature extractor for ``arch`` on C×S×S images."""
+    _check_arch(arch)
+    C, S = geometry.channels, geometry.size
+    if arch == "mlp":
+        return FEATURES["mlp"](C * S * S, width, norm)
+    return FEATURES[arch](C, S, width, norm)
+
+
+def build_encoder(model: ModelConfig, geometry: Geometry, mode: str) -> Encoder:
+    """The reconstructor E (mode "latent") or VAE encoder (mode "vae"): critic-like features
+    of the critic's architecture (no normalisation) with a linear head to z (or to μ, log σ²).
+
+    Mahdizadehaghdam et al. used a ResNet-50 for E; ours is the critic's architecture at ``model.e_width``.
+    """
+    if mode not in ("latent", "vae"):
+        raise SganError(f"unknown reconstructor mode {mode!r}", where="recon.mode / --recon", fix="use latent or vae")
+    return Encoder(_features(critic_arch(model), geometry, model.e_width, "none"), model.z_dim, mode)
+
+
+def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Critic:
+    """Critic by ``model.arch``; no BatchNorm for the Wasserstein objectives unless asked."""
+    norm = model.critic_norm
+    if norm == "auto":
+        norm = "none" if objective in ("wgan", "wgan-gp") else "batch"
+    if norm not in ("none", "batch", "layer"):
+        raise SganError(
+            f"unknown critic norm {norm!r}", where="model.critic_norm", fix="use auto, none, batch or layer"
+        )
+    if objective == "wgan-gp" and norm == "batch":
+        raise SganError(
+            "BatchNorm in a WGAN-GP critic couples the samples the gradient penalty treats one by one",
+            where="model.critic_norm",
+            fix="use none or layer",
+        )
+    if model.minibatch_disc < 0 or model.mbd_dim < 1:
+        raise SganError(
+            "model.minibatch_disc must be ≥ 0 and model.mbd_dim ≥ 1",
+            where="model.minibatch_disc / model.mbd_dim",
+            fix="e.g. --set model.minibatch_disc=32",
+        )
+    return Critic(_features(critic_arch(model), geometry, model.d_width, norm), model.minibatch_disc, model.mbd_dim)
+
+
+def make_optimizer(params: Any, gan: ResolvedGan, lr: float) -> torch.optim.Optimizer:
+    """The objective's optimiser. Adam runs fused (one kernel for all parameters, CPU or CUDA)
+    and RMSprop multi-tensor (foreach): the same update rule, far fewer small kernels than the
+    per-parameter default, which dominates small nets on CPU."""
+    if gan.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, foreach=True)
+    return adam(params, lr, gan.betas)
+
+
+def adam(params: Any, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+
+
+def check_train_config(cfg: SganConfig) -> None:
+    """Errors a user can make in the model / recon / train sections, before any work."""
+    if cfg.model.arch != "auto":  # resolved once the dictionary and device are known (sgan_cli/auto.py)
+        _check_arch(cfg.model.arch)
+    if cfg.model.critic_arch is not None and cfg.model.critic_arch not in ARCHS:
+        # no "auto" here: without critic_arch the critic follows model.arch (auto included)
+        raise SganError(
+            f"unknown critic architecture {cfg.model.critic_arch!r}",
+            where="model.critic_arch",
+            fix=f"use one of {', '.join(ARCHS)}, or leave model.critic_arch unset (null) to follow --arch",
+        )
+    check_sparsity_config(cfg.model)
+    if cfg.recon.mode not in RECON_MODES:
+        raise SganError(
+            f"unknown reconstructor mode {cfg.recon.mode!r}",
+            where="recon.mode / --recon",
+            fix="use none, latent or vae",
+        )
+    if cfg.train.precision not in PRECISIONS:
+        raise SganError(
+            f"unknown precision {cfg.train.precision!r}",
+            where="train.precision / --precision",
+            fix="use fp32, bf16 or auto",
+        )
+    check_ranges(cfg, ("model", "gan", "recon", "train"), "the training configuration")
+
+
+def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, n_images: int) -> None:
+    """Refuse, before any allocation, a run whose nets (counted on the meta device: weights,
+    gradients and two Adam moments) plus the data as floats plus one batch's activations
+    cannot fit in memory (widths, z_dim, batch size, image size)."""
+    check_train_config(cfg)
+    gan = resolve_gan(cfg.gan)
+    with torch.device("meta"):
+        nets = [build_generator(cfg.model, geometry, dictionary), build_critic(cfg.model, gan.objective, geometry)]
+        if cfg.recon.mode != "none":
+            nets.append(build_encoder(cfg.model, geometry, cfg.recon.mode))
+    params = sum(p.numel() for net in nets for p in net.parameters())
+    image = geometry.channels * geometry.size**2 * 4
+    check_memory(
+        params * 4 * 4 + n_images * image,
+        f"nets of {params:,} parameters (with gradients and optimiser state) and {n_images} training images",
+        "model.z_dim / model.*_width / --data",
+        "use smaller widths (--set model.g_width=…), a smaller model.z_dim, or fewer images (--limit)",
+    )
+    check_batch_memory(
+        cfg.train.batch_size,
+        cfg.train.batch_size,
+        image,
+        f"{geometry.channels}×{geometry.size}×{geometry.size} training images",
+    )
