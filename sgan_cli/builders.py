@@ -232,6 +232,20 @@ def check_train_config(cfg: SganConfig) -> None:
             fix="use fp32, bf16 or auto",
         )
     check_ranges(cfg, ("model", "gan", "recon", "train"), "the training configuration")
+    _check_evaluation(cfg.train.eval_every, cfg.train.eval_features)
+
+
+def _check_evaluation(every: int, features: str | None) -> None:
+    """train.eval_every > 0 needs train.eval_features: "inception" or "classifier:FILE"."""
+    if every == 0:
+        return
+    how = 'set train.eval_features to "classifier:FILE" (a file from sgan classifier) or "inception"'
+    if features is None:
+        raise SganError(
+            f"train.eval_every is {every} but train.eval_features is not set", where="train.eval_features", fix=how
+        )
+    if features != "inception" and not (features.startswith("classifier:") and len(features) > len("classifier:")):
+        raise SganError(f"unknown train.eval_features {features!r}", where="train.eval_features", fix=how)
 
 
 def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: DictionaryFile | None, n_images: int) -> None:

@@ -146,6 +146,12 @@ class TrainConfig:
     sync_bn: bool = (
         False  # under torchrun: BatchNorm statistics of the global batch (SyncBatchNorm) instead of each rank's shard
     )
+    # evaluation during training (sgan_cli/evaluation.py): every eval_every steps (0: never) score eval_samples
+    # samples with eval_features ("classifier:FILE" or "inception") against the training images; metrics.jsonl
+    # gets the scores, curves.png their panels, best.safetensors the generator of the lowest FID so far
+    eval_every: int = 0
+    eval_samples: int = 2000
+    eval_features: str | None = None
 
 
 @dataclass
@@ -208,6 +214,8 @@ RANGES: dict[str, Range] = {
     "train.grid_every": AT_LEAST_1,
     "train.save_every": AT_LEAST_1,
     "train.ema": Range(0, 1, hi_open=True),
+    "train.eval_every": NON_NEGATIVE,
+    "train.eval_samples": Range(2, 10**7),
 }
 
 

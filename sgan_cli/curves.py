@@ -36,11 +36,15 @@ PANELS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "soft threshold λ": (("lambda",), (), "λ"),
     "third player": (("recon_e", "recon_g", "vae", "kl", "fm"), (), "loss"),
     "speed": (("images_per_s",), (), "images/s"),
+    "FID (evaluation)": (("fid",), (), "FID"),
+    "Inception Score (evaluation)": (("inception",), (), "IS"),
+    "precision and recall (evaluation)": (("precision", "recall"), (), "fraction"),
 }
 LABELS = {
     "loss_d": "critic", "loss_g": "generator", "gp": "gradient penalty", "support": "support",
     "support_target": "target", "lambda": "λ", "recon_e": "‖E(G(z)) − z‖²", "recon_g": "‖G(E(x)) − x‖²",
     "vae": "VAE", "kl": "KL", "fm": "feature matching", "images_per_s": "images/s",
+    "fid": "FID", "inception": "IS", "precision": "precision", "recall": "recall",
 }  # fmt: skip
 
 

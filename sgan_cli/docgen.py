@@ -15,6 +15,10 @@ import sys
 import typing
 from typing import Any
 
+import typer.main
+
+from .cli import app
+
 PROG = "sgan"
 REGENERATE = "python -m sgan_cli.docgen > docs/cli.md"
 
@@ -24,10 +28,6 @@ _TYPE_NAMES = {"integer": "INT", "int": "INT", "float": "FLOAT", "text": "TEXT",
 
 def cli_markdown() -> str:
     """``docs/cli.md``: the ``sgan`` group, then one section per command, in the app's order."""
-    import typer.main
-
-    from .cli import app
-
     group = typer.main.get_command(app)
     root = group.context_class(group, info_name=PROG)
     commands = [(name, cmd) for name, cmd in group.commands.items() if not getattr(cmd, "hidden", False)]

@@ -26,6 +26,7 @@ from .config import SganConfig, section_from_file, to_dict
 from .contracts import CHECKPOINT, DictionaryFile, meta_int, read_file, write_file
 from .data import DATASET_NAMES
 from .errors import SganError
+from .evaluation import Evaluator
 from .images import grid_scale, make_grid, save_png, to_uint8
 from .outputs import AtomicGroup, Staging, atomic_write
 from .run_files import GENERATOR
@@ -43,7 +44,7 @@ RUN_SECTIONS = ("data", "model", "gan", "recon", "train")  # the config sections
 # what a run folder holds (all of it is replaced by a --force run, none of it by another command)
 RUN_OUTPUTS = (
     "checkpoint.safetensors", "generator.safetensors", "critic.safetensors", "reconstructor.safetensors",
-    "config.yaml", "metrics.jsonl", "grids", "curves.png", "tensorboard",
+    "config.yaml", "metrics.jsonl", "grids", "curves.png", "tensorboard", "best.safetensors",
 )  # fmt: skip
 
 
@@ -56,6 +57,7 @@ def run_dir_paths(out: Path) -> dict[str, Path]:
         "config": out / "config.yaml",
         "metrics": out / "metrics.jsonl",
         "grids": out / "grids",
+        "best": out / "best.safetensors",
     }
 
 
@@ -100,6 +102,19 @@ def _absolute_inputs(cfg: SganConfig) -> None:
         cfg.data.root = str(Path(cfg.data.root).expanduser().resolve())
     if cfg.data.name not in DATASET_NAMES and Path(cfg.data.name).exists():
         cfg.data.name = str(Path(cfg.data.name).resolve())
+
+
+def _log_entries(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a metrics.jsonl, skipping a line torn by a kill."""
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
 
 
 def trim_log(paths: dict[str, Path], step: int) -> None:
@@ -163,6 +178,45 @@ def open_run(cfg: SganConfig, out: Path, resume: bool, force: bool) -> Any:
     return ckpt
 
 
+def _geometry_meta(state: TrainState, geometry: Geometry, dictionary: DictionaryFile | None) -> dict[str, str]:
+    geo = {
+        "channels": str(geometry.channels),
+        "image_size": str(geometry.size),
+        "step": str(state.step),
+        "sparse": json.dumps(dictionary is not None),
+    }
+    if dictionary is not None:
+        geo["dictionary_patch"] = json.dumps(dictionary.patch)
+        geo["dictionary_stride"] = str(dictionary.stride)
+    return geo
+
+
+def _generator_contents(state: TrainState, geo: dict[str, str]) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The tensors and metadata of a generator file: the live weights (with the dictionary as
+    synthesis buffers) and, when the run keeps one, the EMA weights under ``ema.``."""
+    g_tensors = dict(state.generator.state_dict())
+    if state.ema is not None:  # the averaged weights beside the raw ones: `sgan sample --ema`
+        g_tensors.update({f"ema.{k}": v for k, v in state.ema.state_dict().items()})
+    return g_tensors, {**geo, "ema": json.dumps(state.ema is not None)}
+
+
+def save_best(
+    path: Path,
+    state: TrainState,
+    cfg: SganConfig,
+    dictionary: DictionaryFile | None,
+    geometry: Geometry,
+    lineage: dict[str, str],
+    scores: dict[str, float],
+) -> None:
+    """``best.safetensors``: a generator file (enough alone to sample) of the step whose
+    evaluation gave the lowest FID so far; its metadata holds that evaluation's scores
+    (``eval_*``). Written atomically by the process that writes the run (rank 0)."""
+    tensors, meta = _generator_contents(state, _geometry_meta(state, geometry, dictionary))
+    meta |= {f"eval_{k}": repr(float(v)) for k, v in scores.items()}
+    write_file(path, GENERATOR, tensors, config=config_json(cfg), lineage=lineage, meta=meta, force=True)
+
+
 def save_outputs(
     state: TrainState,
     cfg: SganConfig,
@@ -181,19 +235,8 @@ def save_outputs(
     if not distributed.is_main():
         return
     conf = config_json(cfg)
-    geo = {
-        "channels": str(geometry.channels),
-        "image_size": str(geometry.size),
-        "step": str(state.step),
-        "sparse": json.dumps(dictionary is not None),
-    }
-    g_tensors = dict(state.generator.state_dict())  # includes the dictionary (synthesis buffers)
-    if dictionary is not None:
-        geo["dictionary_patch"] = json.dumps(dictionary.patch)
-        geo["dictionary_stride"] = str(dictionary.stride)
-    g_meta = {**geo, "ema": json.dumps(state.ema is not None)}
-    if state.ema is not None:  # the averaged weights beside the raw ones: `sgan sample --ema`
-        g_tensors.update({f"ema.{k}": v for k, v in state.ema.state_dict().items()})
+    geo = _geometry_meta(state, geometry, dictionary)
+    g_tensors, g_meta = _generator_contents(state, geo)
     text = yaml.safe_dump(conf, sort_keys=False)
     with AtomicGroup() as group:
         write_file(
@@ -271,6 +314,8 @@ class RunWriter:
         save: Callable[[dict[str, Path]], None],
         progress: ProgressFn | None,
         hooks: Sequence[Any],
+        evaluator: Evaluator | None = None,
+        save_best: Callable[[Path, dict[str, float]], None] | None = None,
     ) -> None:
         self.cfg, self.out, self.state, self.staging, self._save = cfg, out, state, staging, save
         self.progress, self.hooks, self.main = progress, hooks, distributed.is_main()
@@ -280,6 +325,14 @@ class RunWriter:
             self.work["grids"].mkdir(parents=True, exist_ok=True)
         self.last: dict[str, float] = {}
         self.t0 = time.perf_counter()
+        self.evaluator, self._save_best = evaluator if self.main else None, save_best
+        # a resumed run's best so far: its evaluations up to the checkpoint (trim_log kept those)
+        self.best: dict[str, float] = {}
+        if self.evaluator is not None and self.work["metrics"].is_file():
+            evals = [e for e in _log_entries(self.work["metrics"]) if isinstance(e.get("fid"), (int, float))]
+            if evals:
+                self.best = min(evals, key=lambda e: e["fid"])
+        self.eval_s = 0.0
 
     def save(self) -> None:
         self._save(self.work)
@@ -308,8 +361,30 @@ class RunWriter:
             grid = write_grid(self.state, self.work["grids"] / f"step-{step:06d}.png")
             for hook in self.hooks:
                 hook.grid(step, grid, self.work["metrics"].parent)
+        if self.evaluator is not None and train.eval_every and (step % train.eval_every == 0 or step == train.steps):
+            self.evaluate(step)
         if step % train.save_every == 0 and step != train.steps:
             self.save()
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Score the generator (the EMA one when the run keeps it) and log the scores as a
+        metrics.jsonl line of their own; a new lowest FID rewrites best.safetensors."""
+        assert self.evaluator is not None
+        G = self.state.ema if self.state.ema is not None else self.state.generator
+        scores = self.evaluator(G, self.cfg.model.z_dim)
+        entry: dict[str, float] = {"step": step, **scores}
+        if self.eval_s == 0.0:
+            entry["eval_setup_s"] = self.evaluator.setup_s
+            self.eval_s += self.evaluator.setup_s
+        self.eval_s += scores["eval_s"]
+        with open(self.work["metrics"], "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+        for hook in self.hooks:
+            hook.log(entry, self.work["metrics"].parent)
+        if self._save_best is not None and (not self.best or scores["fid"] < self.best["fid"]):
+            self._save_best(self.work["best"], scores)
+            self.best = entry
+        return entry
 
     def close(self) -> None:
         for hook in self.hooks:

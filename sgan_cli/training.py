@@ -33,6 +33,7 @@ from .contracts import DictionaryFile, check_dictionary_fits, content_hash, load
 from .data import ImageData, load_data
 from .devices import resolve_device
 from .errors import SganError
+from .evaluation import make_evaluator
 from .losses import (
     clip_weights,
     critic_loss,
@@ -47,7 +48,7 @@ from .losses import (
 from .nets import Critic, Generator, SoftThreshold
 from .outputs import Staging, locked_folder
 from .precision import autocast, preferred_layout, resolve_precision
-from .run_folder import RunWriter, open_run, run_dir_paths, save_outputs, trim_log
+from .run_folder import RunWriter, open_run, run_dir_paths, save_best, save_outputs, trim_log
 from .sparsity import head_lambda, record_sparsity
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
@@ -68,6 +69,8 @@ class TrainResult:
     target_steps: int = 0  # the train.steps asked for
     arch: str = ""  # what ran: "mlp", or "dcgan, critic mlp"
     arch_auto: str | None = None  # why, when --arch auto chose it
+    best: dict[str, float] | None = None  # with train.eval_every: the evaluation of the lowest FID (its step, scores)
+    eval_seconds: float = 0.0  # time spent evaluating (included in ``seconds``)
 
 
 # --- one iteration ------------------------------------------------------------------------------
@@ -475,6 +478,9 @@ def _train_locked(
         trim_log(paths, start)
     # a resumed run writes in place (each save is atomic); a new one in a staging folder until its first checkpoint
     staging = None if resume or not world.main else Staging(out)
+    evaluator = None
+    if cfg.train.eval_every and world.main:  # the reference (the training images) extracted once
+        evaluator = make_evaluator(cfg.train.eval_features, data.images, cfg.train.eval_samples, device)
     with staging if staging is not None else contextlib.nullcontext():
         writer = RunWriter(
             cfg,
@@ -484,6 +490,8 @@ def _train_locked(
             lambda work: save_outputs(state, cfg, work, dictionary, geometry, lineage),
             progress,
             hooks,
+            evaluator,
+            lambda path, scores: save_best(path, state, cfg, dictionary, geometry, lineage, scores),
         )
         try:
             train_steps(state, cfg, real, cfg.train.steps, on_log=writer.log, on_step=writer.step, should_stop=stop)
@@ -505,4 +513,6 @@ def _train_locked(
         cfg.train.steps,
         _arch_text(cfg.model),
         arch_auto,
+        writer.best or None,
+        writer.eval_s,
     )

@@ -79,3 +79,72 @@ def test_evaluation_leaves_training_untouched(clf, train_images):
     # the training images themselves: a near-perfect score
     assert first["fid"] < 5 and first["precision"] > 0.9 and first["modes"] == 10
     assert first["eval_s"] > 0 and ev.setup_s > 0
+
+
+def _train(runner, out, steps, clf, *extra):
+    args = [
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "mlp",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+    ]
+    args += ["--set", "train.log_every=2", "--set", "train.eval_samples=200", *extra]
+    if clf is not None:
+        args += ["--set", "train.eval_every=2", "--set", f"train.eval_features=classifier:{clf}"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_evaluates_keeps_the_best_and_resumes_with_its_history(clf, tmp_path, runner):
+    """train.eval_every end to end: score lines at every eval step, best.safetensors = the lowest
+    FID so far (a generator file sgan sample takes), the same training with and without
+    evaluation, and a resumed run keeps the history and scores as an uninterrupted one."""
+    from safetensors import safe_open
+
+    whole = _train(runner, tmp_path / "whole", 6, clf)
+    evals = [e for e in whole if "fid" in e]
+    assert [e["step"] for e in evals] == [2, 4, 6]
+    assert "eval_setup_s" in evals[0] and all(e["eval_s"] > 0 and 0 <= e["recall"] <= 1 for e in evals)
+    best = min(evals, key=lambda e: e["fid"])
+    with safe_open(str(tmp_path / "whole" / "best.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert meta["kind"] == "sgan.generator" and int(meta["step"]) == best["step"]
+    assert float(meta["eval_fid"]) == best["fid"]
+    res = runner.invoke(app, ["sample", str(tmp_path / "whole" / "best.safetensors"), "-n", "8", "--out", "s"])
+    assert res.exit_code == 0, res.output
+
+    plain = _train(runner, tmp_path / "plain", 6, None)
+    strip = ("wall_s", "images_per_s", "eval_s", "eval_setup_s")
+
+    def losses(entries):
+        return [{k: v for k, v in e.items() if k not in strip} for e in entries if "fid" not in e]
+
+    assert losses(plain) == losses(whole)
+    with safe_open(str(tmp_path / "plain" / "checkpoint.safetensors"), "pt") as a:
+        with safe_open(str(tmp_path / "whole" / "checkpoint.safetensors"), "pt") as b:
+            assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+
+    _train(runner, tmp_path / "split", 4, clf)
+    res = runner.invoke(app, ["train", "--resume", "--steps", "6", "--out", str(tmp_path / "split")])
+    assert res.exit_code == 0, res.output
+    resumed = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in e.items() if k not in strip} for e in resumed if "fid" in e] == [
+        {k: v for k, v in e.items() if k not in strip} for e in evals
+    ]
+    assert losses(resumed) == losses(whole)
+
+
+def test_evaluation_without_features_is_one_clear_error(runner, tmp_path):
+    res = runner.invoke(
+        app, ["train", "--data", "digits", "--steps", "2", "--out", str(tmp_path / "r"), "--set", "train.eval_every=1"]
+    )
+    assert res.exit_code != 0 and "train.eval_features" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists()

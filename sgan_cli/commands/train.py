@@ -313,6 +313,8 @@ def train(
         "arch_auto": result.arch_auto,
         "curves": str(result.out / "curves.png") if (result.out / "curves.png").is_file() else None,
         **{f"last_{k}": v for k, v in result.last_log.items()},
+        "best": result.best,
+        "eval_seconds": result.eval_seconds,
     }
     if json_out:
         print_json(summary)
@@ -332,3 +334,12 @@ def train(
         err.print(f"arch auto → {result.arch}: {result.arch_auto}", highlight=False, soft_wrap=True)
     if line:
         err.print(f"last log: {line}", highlight=False, soft_wrap=True)
+    if result.best:
+        b = result.best
+        scores = "  ".join(f"{k}={b[k]:.4g}" for k in ("fid", "inception", "precision", "recall", "modes") if k in b)
+        err.print(
+            f"best evaluation: step {b['step']:.0f}  {scores} → {result.out / 'best.safetensors'}"
+            f" (evaluation took {result.eval_seconds:.1f} s of {result.seconds:.1f} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
