@@ -72,7 +72,8 @@ class ModelConfig:
     """Generator and critic architecture (``sgan train``, DESIGN §2.2)."""
 
     # "auto" (fits the dictionary and device: sgan_cli/auto.py), "mlp" (seed 000), "dcgan" (seed 002) or "resnet"
-    # (residual blocks, seed 002's Table 2)
+    # (residual blocks, seed 002's Table 2); the papers' own nets, layer for layer (sgan_cli/paper_nets.py):
+    # "goyal" (Goyal's EE5239 report, Appendix I) and "ganz-blau" (Ganz & Blau, Sparse GAN)
     arch: str = "auto"
     z_dim: int = 64  # latent size
     g_width: int = 256  # generator width: MLP hidden size, or DCGAN channels at the base
