@@ -9,7 +9,10 @@ generator an MLP (Ganz & Blau, Sparse GAN), and a convolutional critic and encod
   critic and encoder on the CPU and convolutional ones on a GPU;
 * dense baseline → ``mlp`` on the CPU, ``dcgan`` on a GPU.
 
-An explicit ``--arch`` (or ``model.critic_arch``) is never changed.
+An explicit ``--arch`` (or ``model.critic_arch``) is never changed. The papers' own nets
+(``sgan_cli.paper_nets``: ``goyal``, the DCGAN nets of Goyal's EE5239 report; ``ganz-blau``,
+those of Ganz & Blau's *Sparse GAN*) are chosen by name only: they reproduce a paper rather
+than fit a device.
 """
 
 from __future__ import annotations

@@ -33,11 +33,12 @@ from .nets import (
     ResNetBody,
     WholeImageSynthesis,
 )
+from .paper_nets import CONV_BODIES, PAPER_ARCHS, PAPER_FEATURES, VECTOR_BODIES, no_dropout
 from .precision import PRECISIONS
 from .sparsity import ResolvedSparsity, check_sparsity_config, resolve_sparsity, sparse_head
 from .validation import check_batch_memory, check_memory
 
-ARCHS = ("mlp", "dcgan", "resnet")
+ARCHS = ("mlp", "dcgan", "resnet", *PAPER_ARCHS)  # paper_nets: the papers' own nets
 RECON_MODES = ("none", "latent", "vae")
 
 # objective → (critic steps, optimiser, lr, β₁, β₂), from Goyal's table (EE5239 report, 2019)
@@ -108,8 +109,13 @@ def _check_arch(arch: str) -> None:
 
 def _conv_body(model: ModelConfig, out_channels: int, size: int) -> nn.Module:
     """The convolutional generator body: DCGAN's fractionally strided convs or residual blocks."""
-    cls = ResNetBody if model.arch == "resnet" else DCGANBody
+    cls = {"resnet": ResNetBody, **CONV_BODIES}.get(model.arch, DCGANBody)
     return cls(model.z_dim, out_channels, size, model.g_width)
+
+
+def _vector_body(model: ModelConfig, out_dim: int) -> nn.Module:
+    """The fully connected generator body (z → out_dim): Ganz & Blau's for its arch, else sgan's MLP."""
+    return VECTOR_BODIES.get(model.arch, MLPBody)(model.z_dim, out_dim, model.g_width)
 
 
 def build_generator(model: ModelConfig, geometry: Geometry, dictionary: DictionaryFile | None) -> Generator:
@@ -118,22 +124,21 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
     C, S = geometry.channels, geometry.size
     if dictionary is None:
         body: nn.Module = (
-            MLPBody(model.z_dim, C * S * S, model.g_width) if model.arch == "mlp" else _conv_body(model, C, S)
+            _vector_body(model, C * S * S) if model.arch in ("mlp", *VECTOR_BODIES) else _conv_body(model, C, S)
         )
         return Generator(body, image_shape=(C, S, S))
     K = dictionary.n_atoms
     threshold = sparse_head(model, dictionary_sparsity(model, dictionary))
     mean = getattr(dictionary, "mean", None)
     if dictionary.patch is None:
-        # whole-image codes are one vector per image: an MLP body whatever model.arch (Ganz & Blau)
-        return Generator(
-            MLPBody(model.z_dim, K, model.g_width), threshold, WholeImageSynthesis(dictionary.atoms, C, S, mean)
-        )
-    if model.arch == "mlp":
+        # whole-image codes are one vector per image: a fully connected body whatever model.arch
+        # (Ganz & Blau's for ganz-blau, sgan's MLP otherwise)
+        return Generator(_vector_body(model, K), threshold, WholeImageSynthesis(dictionary.atoms, C, S, mean))
+    if model.arch in ("mlp", *VECTOR_BODIES):
         raise SganError(
             "a patch dictionary needs a convolutional generator",
             where="model.arch / --arch",
-            fix="use --arch dcgan with patch dictionaries",
+            fix="use --arch dcgan (or goyal, resnet) with patch dictionaries",
         )
     stride = dictionary.stride if dictionary.stride == dictionary.patch else 1
     synth = PatchSynthesis(dictionary.atoms, C, dictionary.patch, S, stride=stride, mean=mean)
@@ -156,7 +161,7 @@ def _features(arch: str, geometry: Geometry, width: int, norm: str) -> nn.Module
     C, S = geometry.channels, geometry.size
     if arch == "mlp":
         return FEATURES["mlp"](C * S * S, width, norm)
-    return FEATURES[arch](C, S, width, norm)
+    return {**FEATURES, **PAPER_FEATURES}[arch](C, S, width, norm)
 
 
 def build_encoder(model: ModelConfig, geometry: Geometry, mode: str) -> Encoder:
@@ -167,14 +172,14 @@ def build_encoder(model: ModelConfig, geometry: Geometry, mode: str) -> Encoder:
     """
     if mode not in ("latent", "vae"):
         raise SganError(f"unknown reconstructor mode {mode!r}", where="recon.mode / --recon", fix="use latent or vae")
-    return Encoder(_features(critic_arch(model), geometry, model.e_width, "none"), model.z_dim, mode)
+    return Encoder(no_dropout(_features(critic_arch(model), geometry, model.e_width, "none")), model.z_dim, mode)
 
 
 def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Critic:
     """Critic by ``model.arch``; no BatchNorm for the Wasserstein objectives unless asked."""
     norm = model.critic_norm
-    if norm == "auto":
-        norm = "none" if objective in ("wgan", "wgan-gp") else "batch"
+    if norm == "auto":  # the papers' critics have no normalisation layer
+        norm = "none" if objective in ("wgan", "wgan-gp") or critic_arch(model) in PAPER_ARCHS else "batch"
     if norm not in ("none", "batch", "layer"):
         raise SganError(
             f"unknown critic norm {norm!r}", where="model.critic_norm", fix="use auto, none, batch or layer"

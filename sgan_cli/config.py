@@ -72,7 +72,8 @@ class ModelConfig:
     """Generator and critic architecture (``sgan train``)."""
 
     # "auto" (fits the dictionary and device: sgan_cli/auto.py), "mlp" (Ganz & Blau), "dcgan"
-    # (Mahdizadehaghdam et al. 2019) or "resnet" (residual blocks, their Table 2)
+    # (Mahdizadehaghdam et al. 2019) or "resnet" (residual blocks, their Table 2); the papers' own nets, layer
+    # for layer (sgan_cli/paper_nets.py): "goyal" (Goyal's EE5239 report, Appendix I) and "ganz-blau" (Ganz & Blau)
     arch: str = "auto"
     z_dim: int = 64  # latent size
     g_width: int = 256  # generator width: MLP hidden size, or DCGAN channels at the base

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from sgan_cli.nets import Critic, DCGANFeatures, MLPFeatures, ResBlockDown, ResNetFeatures
+from sgan_cli.paper_nets import GanzBlauFeatures, GoyalFeatures, SeededDropout
 
 Pullback = Callable[[Tensor], Tensor]  # g = ∂(Σ out)/∂out  ↦  ∂(Σ out)/∂in, graph in the weights
 
@@ -82,6 +83,14 @@ def _avg_pool2d(m: nn.AvgPool2d, x: Tensor) -> tuple[Tensor, Pullback]:
     )
 
 
+def _seeded_dropout(m: SeededDropout, x: Tensor) -> tuple[Tensor, Pullback]:
+    # y = x ⊙ mask: linear in x once the mask is drawn, so ∂/∂x = g ⊙ mask (the same mask)
+    if not m.active:
+        return x, lambda g: g
+    mask = m.mask(x)
+    return x * mask, lambda g: g * mask
+
+
 def _flatten(m: nn.Flatten, x: Tensor) -> tuple[Tensor, Pullback]:
     shape = x.shape
     return m(x), lambda g: g.reshape(shape)
@@ -107,7 +116,7 @@ def _sequential(m: nn.Sequential, x: Tensor) -> tuple[Tensor, Pullback]:
 
 def _custom(m: nn.Module, x: Tensor) -> tuple[Tensor, Pullback]:
     """sgan's own critic modules (nets.py), by the structure of their ``forward``."""
-    if isinstance(m, (MLPFeatures, DCGANFeatures)):  # forward = self.net(x)
+    if isinstance(m, (MLPFeatures, DCGANFeatures, GoyalFeatures, GanzBlauFeatures)):  # forward = self.net(x)
         return _trace(m.net, x)
     if isinstance(m, ResNetFeatures):  # forward = self.net(x).sum((2, 3))
         y, pull = _trace(m.net, x)
@@ -130,6 +139,7 @@ _RULES: dict[type, Callable[..., tuple[Tensor, Pullback]]] = {
     nn.ReLU: _relu,
     nn.AvgPool2d: _avg_pool2d,
     nn.Flatten: _flatten,
+    SeededDropout: _seeded_dropout,
     nn.Identity: _identity,
     nn.Sequential: _sequential,
 }
@@ -148,12 +158,17 @@ def traceable(critic: nn.Module, example: Tensor) -> bool:
     once per critic on one sample, so an untraceable critic wastes no forward per step)."""
     known = _TRACEABLE.get(critic)
     if known is None:
+        # the probe must not move a dropout stream: a resumed run probes again, the run it continues did not
+        streams = [(m, m.draws) for m in critic.modules() if isinstance(m, SeededDropout)]
         try:
             with torch.no_grad():
                 _trace(critic, example[:1])
             known = True
         except _Untraceable:
             known = False
+        finally:
+            for m, draws in streams:
+                m.draws = draws
         _TRACEABLE[critic] = known
     return known
 

@@ -117,3 +117,36 @@ def test_gradient_penalty_takes_first_order_path_and_keeps_its_value() -> None:
     ref = _autograd_gp(critic, eps * real + (1 - eps) * fake)
     assert float(gp.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
     assert gp.grad_fn is not None
+
+
+def _rewind(critic: nn.Module) -> None:
+    """Every seeded dropout back to draw 0: the next pass draws the masks the last one did."""
+    from sgan_cli.paper_nets import SeededDropout
+
+    for m in critic.modules():
+        if isinstance(m, SeededDropout):
+            m.draws = 0
+
+
+@pytest.mark.parametrize("arch,channels,size", [("goyal", 1, 28), ("goyal", 3, 8), ("ganz-blau", 1, 28)])
+def test_paper_critics_match_autograd_with_their_dropout_masks(arch: str, channels: int, size: int) -> None:
+    """The papers' critics (paper_nets.py) in training mode: Goyal's dropout is linear once
+    its mask is drawn, so the first-order gradient with the same masks is autograd's."""
+    from sgan_cli.paper_nets import GanzBlauFeatures, GoyalFeatures
+
+    torch.manual_seed(5)
+    features = GoyalFeatures(channels, size, 8) if arch == "goyal" else GanzBlauFeatures(channels, size, 8)
+    critic = Critic(features).double().train()
+    x_hat = torch.randn(4, channels, size, size, dtype=torch.float64)
+    assert traceable(critic, x_hat)
+    assert all(m.draws == 0 for m in critic.modules() if hasattr(m, "draws"))  # the probe drew no mask
+    ref_loss, ref = _param_grads(critic, _autograd_gp, x_hat)
+    _rewind(critic)
+    loss, ours = _param_grads(critic, _first_order_gp, x_hat)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    for a, b in zip(ref, ours):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)
+    # the masks really drop: another draw gives another penalty
+    if arch == "goyal":
+        assert [m.draws for m in critic.modules() if hasattr(m, "draws")] == [1, 1]
+        assert _first_order_gp(critic, x_hat).item() != pytest.approx(loss, rel=1e-6)

@@ -97,7 +97,9 @@ def train(
         typer.Option(
             "--arch",
             help=(
-                "auto, mlp, dcgan or resnet. auto: mlp for a whole-image dictionary; "
+                "auto, mlp, dcgan, resnet, goyal or ganz-blau. goyal: the DCGAN nets of Goyal's "
+                "GAN training report (EE5239, Appendix I); ganz-blau: the four-layer FC generator and "
+                "three-conv critic of Ganz & Blau's Sparse GAN. auto: mlp for a whole-image dictionary; "
                 "for a patch dictionary a dcgan generator with an mlp critic on CPU "
                 "(dcgan on GPU); dense: mlp on CPU, dcgan on GPU. (default: auto)"
             ),
