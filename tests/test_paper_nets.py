@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sgan_cli.builders import Geometry, build_critic, build_encoder, build_generator
 from sgan_cli.config import load_config
 from sgan_cli.paper_nets import GanzBlauBody, GanzBlauFeatures, GoyalBody, GoyalFeatures, SeededDropout
-from sgan_cli.builders import Geometry, build_critic, build_encoder, build_generator
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 MNIST = Geometry(1, 28)
