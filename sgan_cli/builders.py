@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import GanConfig, ModelConfig, SganConfig, check_ranges
+from .config import GanConfig, ModelConfig, SganConfig, check_range, check_ranges
 from .contracts import DictionaryFile
 from .errors import SganError
 from .losses import OBJECTIVES
@@ -82,12 +82,7 @@ def resolve_gan(cfg: GanConfig) -> ResolvedGan:
         )
     steps, opt, lr, b1, b2 = OBJECTIVE_DEFAULTS[cfg.objective]
     critic_steps = cfg.critic_steps if cfg.critic_steps is not None else steps
-    if critic_steps < 1:
-        raise SganError(
-            f"gan.critic_steps must be at least 1, got {critic_steps}",
-            where="gan.critic_steps",
-            fix="give a positive number",
-        )
+    check_range("gan.critic_steps", critic_steps, "the gan configuration")
     return ResolvedGan(
         objective=cfg.objective,
         critic_steps=critic_steps,
@@ -190,12 +185,8 @@ def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Crit
             where="model.critic_norm",
             fix="use none or layer",
         )
-    if model.minibatch_disc < 0 or model.mbd_dim < 1:
-        raise SganError(
-            "model.minibatch_disc must be ≥ 0 and model.mbd_dim ≥ 1",
-            where="model.minibatch_disc / model.mbd_dim",
-            fix="e.g. --set model.minibatch_disc=32",
-        )
+    check_range("model.minibatch_disc", model.minibatch_disc, "the model configuration")
+    check_range("model.mbd_dim", model.mbd_dim, "the model configuration")
     return Critic(_features(critic_arch(model), geometry, model.d_width, norm), model.minibatch_disc, model.mbd_dim)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,14 +46,15 @@ from .data import ImageData, load_data
 from .devices import resolve_device
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
+from .progress import ProgressFn
+from .ranges import range_of
 from .run_files import LoadedReconstructor, load_reconstructor
 from .sampling import check_batch_size
 from .sparse_coding import lasso_lars, omp, psnr, support_fraction
+from .validation import check_number
 
 METHODS = ("omp", "lasso")
 PATCH_SIGNALS_PER_BATCH = 32768  # patch mode: images per batch so that a batch codes about this many patches
-
-ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
 @dataclass
@@ -131,8 +131,7 @@ def resolve_coder(
                 raise SganError(
                     f"the dictionary {d.file.path} records no α", where=str(d.file.path), fix="give --alpha"
                 )
-        if alpha <= 0:
-            raise SganError(f"--alpha must be positive, got {alpha}", where="--alpha", fix="give a positive penalty")
+        check_number(alpha, "alpha", range_of("alpha"))
         nonzeros = None
     if d.patch is None:
         if stride is not None:

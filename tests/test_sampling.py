@@ -102,7 +102,7 @@ def test_interpolation_endpoints_are_the_samples_latents():
     for mode in ("linear", "slerp"):
         path = interpolation_latents(3, 3, 5, 8, mode).view(3, 5, 8)
         assert torch.equal(path[:, 0], z[0::2]) and torch.equal(path[:, -1], z[1::2])
-    with pytest.raises(SganError, match="at least 2 points"):
+    with pytest.raises(SganError, match=r"interpolate \(points per pair, both ends\) must be at least 2, got 1"):
         interpolation_latents(3, 3, 1, 8, "linear")
     with pytest.raises(SganError, match="unknown interpolation 'cubic'"):
         interpolation_latents(3, 3, 4, 8, "cubic")
