@@ -77,7 +77,7 @@ def resolve_gan(cfg: GanConfig) -> ResolvedGan:
     if cfg.objective not in OBJECTIVES:
         raise SganError(
             f"unknown objective {cfg.objective!r}",
-            where="gan.objective / --gan",
+            where="gan.objective",
             fix=f"use one of {', '.join(OBJECTIVES)}",
         )
     steps, opt, lr, b1, b2 = OBJECTIVE_DEFAULTS[cfg.objective]
@@ -98,7 +98,7 @@ def resolve_gan(cfg: GanConfig) -> ResolvedGan:
 def _check_arch(arch: str) -> None:
     if arch not in ARCHS:
         raise SganError(
-            f"unknown architecture {arch!r}", where="model.arch / --arch", fix=f"use one of auto, {', '.join(ARCHS)}"
+            f"unknown architecture {arch!r}", where="model.arch", fix=f"use one of auto, {', '.join(ARCHS)}"
         )
 
 
@@ -132,7 +132,7 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
     if model.arch in ("mlp", *VECTOR_BODIES):
         raise SganError(
             "a patch dictionary needs a convolutional generator",
-            where="model.arch / --arch",
+            where="model.arch",
             fix="use --arch dcgan (or goyal, resnet) with patch dictionaries",
         )
     stride = dictionary.stride if dictionary.stride == dictionary.patch else 1
@@ -166,7 +166,7 @@ def build_encoder(model: ModelConfig, geometry: Geometry, mode: str) -> Encoder:
     Mahdizadehaghdam et al. used a ResNet-50 for E; ours is the critic's architecture at ``model.e_width``.
     """
     if mode not in ("latent", "vae"):
-        raise SganError(f"unknown reconstructor mode {mode!r}", where="recon.mode / --recon", fix="use latent or vae")
+        raise SganError(f"unknown reconstructor mode {mode!r}", where="recon.mode", fix="use latent or vae")
     return Encoder(no_dropout(_features(critic_arch(model), geometry, model.e_width, "none")), model.z_dim, mode)
 
 
@@ -218,13 +218,13 @@ def check_train_config(cfg: SganConfig) -> None:
     if cfg.recon.mode not in RECON_MODES:
         raise SganError(
             f"unknown reconstructor mode {cfg.recon.mode!r}",
-            where="recon.mode / --recon",
+            where="recon.mode",
             fix="use none, latent or vae",
         )
     if cfg.train.precision not in PRECISIONS:
         raise SganError(
             f"unknown precision {cfg.train.precision!r}",
-            where="train.precision / --precision",
+            where="train.precision",
             fix="use fp32, bf16 or auto",
         )
     check_ranges(cfg, ("model", "gan", "recon", "train"), "the training configuration")
@@ -267,4 +267,5 @@ def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: Diction
         cfg.train.batch_size,
         image,
         f"{geometry.channels}×{geometry.size}×{geometry.size} training images",
+        "train.batch_size",
     )

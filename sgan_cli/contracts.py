@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .errors import SganError
 from .outputs import (
     AtomicGroup,
@@ -28,6 +27,7 @@ from .outputs import (
 )
 from .ranges import Range, field_range
 from .validation import check_number
+from .version import __version__
 
 # kind → current schema version; bump a schema when a kind's tensors or fields change
 SCHEMAS: dict[str, int] = {
@@ -381,7 +381,8 @@ def require_tensor(tensors: dict[str, Any], name: str, ndim: int, path: Path) ->
 
 @dataclass
 class DictionaryFile:
-    """A loaded dictionary: atoms [K, dim] and the geometry they were learned for."""
+    """A dictionary: atoms [K, dim] and the geometry they were learned for (loaded from a
+    file, or learned in this process: then ``hash`` is empty and ``file`` None until saved)."""
 
     atoms: Any  # torch.Tensor [K, dim], unit-norm rows
     mean: Any  # torch.Tensor [dim], added back at synthesis (zeros for schema-1 files, or learn-dict --no-mean)
@@ -391,12 +392,17 @@ class DictionaryFile:
     stride: int
     alpha: float
     achieved_sparsity: float
-    hash: str
-    file: SganFile
+    hash: str = ""  # content hash of its file (lineage), "" before it is saved
+    file: SganFile | None = None
 
     @property
     def n_atoms(self) -> int:
         return int(self.atoms.shape[0])
+
+    @property
+    def source(self) -> str:
+        """Where it came from, for messages: its file, or "(in memory)" before it is saved."""
+        return str(self.file.path) if self.file is not None else "(in memory)"
 
 
 def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:

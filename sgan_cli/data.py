@@ -98,7 +98,7 @@ def default_root() -> Path:
 def load_data(cfg: DataConfig) -> ImageData:
     """Load the data set ``cfg.name`` (see module doc), then apply resize and limit."""
     if cfg.split not in ("train", "test"):
-        raise SganError(f"unknown split {cfg.split!r}", where="data.split / --split", fix="use train or test")
+        raise SganError(f"unknown split {cfg.split!r}", where="data.split", fix="use train or test")
     check_range("data.limit", cfg.limit, "the data configuration")
     name = cfg.name
     path = Path(name)

@@ -707,7 +707,7 @@ def target_sparsity_for(cfg: DictConfig, dim: int, n_atoms: int) -> float:
         raise SganError(
             f"--sparsity {cfg.sparsity:g} asks for {cfg.sparsity * n_atoms:.3g} non-zero coefficients per signal, "
             f"but lasso codes of {dim}-dimensional signals have at most {dim} (of {n_atoms} atoms)",
-            where="dict.sparsity / --sparsity",
+            where="dict.sparsity",
             fix=(
                 f"give --sparsity below {dim / n_atoms:.3g} (e.g. "
                 f"{dim / (3 * n_atoms):.2g}), fewer --atoms, or a larger --patch"

@@ -66,8 +66,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         return "classifier", path
     raise SganError(
         f"unknown feature extractor {spec!r}",
-        where="--features",
-        fix="use --features inception, or --features classifier:FILE with a file from `sgan classifier`",
+        where="features",
+        fix="use features inception, or classifier:FILE with a file from `sgan classifier`",
     )
 
 
@@ -82,9 +82,9 @@ def load_extractor(
         return Extractor("inception", net, str(file), digest, standard, FEATURE_DIM, N_CLASSES)
     if weights is not None:
         raise SganError(
-            "--weights applies to --features inception only",
-            where="--weights",
-            fix="drop --weights; a classifier file holds its own weights",
+            "weights applies to features inception only",
+            where="weights",
+            fix="drop weights; a classifier file holds its own weights",
         )
 
     clf = load_classifier(path)  # type: ignore[arg-type]

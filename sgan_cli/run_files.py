@@ -334,9 +334,9 @@ def load_generator(
     has_ema = f.meta.get("ema") == "true"
     if ema and not has_ema:
         raise SganError(
-            f"the generator {path} has no EMA weights (the run was trained without --ema)",
+            f"the generator {path} has no EMA weights (the run was trained with train.ema = 0)",
             where=str(path),
-            fix="leave out --ema, or train with sgan train --ema 0.999",
+            fix="leave out ema, or train with train.ema > 0 (sgan train --ema 0.999)",
         )
     if ema:
         state = {k[len(EMA_PREFIX) :]: v for k, v in f.tensors.items() if k.startswith(EMA_PREFIX)}
@@ -348,7 +348,7 @@ def load_generator(
             raise SganError(
                 f"the generator {path} is dense (it paints pixels), so it has no dictionary to swap",
                 where=str(dictionary),
-                fix="leave out --dict, or sample a sparse generator",
+                fix="leave out dictionary, or give a sparse generator",
             )
         new = load_dictionary(dictionary)
         check_swap_fits(d, new, str(dictionary))

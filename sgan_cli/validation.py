@@ -124,7 +124,7 @@ def check_memory(nbytes: float, what: str, where: str, fix: str) -> None:
 ACTIVATION_FACTOR = 64
 
 
-def check_batch_memory(batch_size: int, n: int, sample_bytes: float, what: str, option: str = "--batch-size") -> None:
+def check_batch_memory(batch_size: int, n: int, sample_bytes: float, what: str, option: str = "batch_size") -> None:
     """Refuse a batch (of ``min(batch_size, n)`` samples of ``sample_bytes`` each, times
     :data:`ACTIVATION_FACTOR` for what the nets keep) that cannot fit in memory."""
     b = max(1, min(batch_size, n))

@@ -133,6 +133,16 @@ def test_samples_do_not_depend_on_batch_size(runs, kind):
             assert ref_codes.shape == (50, 6, 8, 8)
 
 
+@pytest.mark.parametrize("kind", ["whole", "patch", "dense"])
+def test_the_python_sample_gives_the_images_sgan_sample_writes(runs, kind):
+    """sgan_cli.sample returns floats in [−1, 1]; rounded to uint8 they are generate()'s images."""
+    import sgan_cli
+
+    g = load_generator(runs[kind])
+    images, *_ = generate(g, draw_latents(3, 0, 40, g.z_dim), 16)
+    assert torch.equal(sgan_cli.to_uint8(sgan_cli.sample(g, 40, seed=3, batch_size=9)), images)
+
+
 def test_codes_budget(runs):
     g = load_generator(runs["patch"])  # 6×8×8 floats = 1536 bytes per sample
     assert codes_decision(g, 100, "auto", budget=10**6) == (True, "stored")
@@ -197,7 +207,7 @@ def test_cli_sample_ema(runner, runs, tmp_path):
     assert torch.equal(got.tensors["images"], generate(ema, z, 16)[0])
     assert not torch.equal(got.tensors["images"], generate(plain, z, 16)[0])
     msg = error_text(invoke(runner, ["sample", str(runs["patch"]), "--ema", "--out", str(tmp_path / "x")]))
-    assert "has no EMA weights" in msg and "train with sgan train --ema 0.999" in msg
+    assert "has no EMA weights" in msg and "(sgan train --ema 0.999)" in msg
     assert not (tmp_path / "x").exists()
 
 

@@ -127,7 +127,8 @@ def test_odd_devices_are_refused_before_any_output(runner, tmp_path, command, de
 
 def test_training_sizes_that_cannot_fit_are_refused(runner, tmp_path):
     msg = error_text(invoke(runner, ["train", "--batch-size", "1000000000000", "--out", str(tmp_path / "run")]))
-    assert "a batch of 1000000000000 1×8×8 training images would need about" in msg and "Where: --batch-size" in msg
+    assert "a batch of 1000000000000 1×8×8 training images would need about" in msg
+    assert "Where: train.batch_size / --batch-size" in msg
     msg = error_text(invoke(runner, ["train", "--set", "model.g_width=65536", "--out", str(tmp_path / "run")]))
     assert "parameters (with gradients and optimiser state)" in msg and "more than the" in msg
     assert _no_outputs(tmp_path) == []
@@ -308,3 +309,26 @@ def test_critic_arch_auto_is_refused_by_dry_run(runner):
     assert (
         "unknown critic architecture 'auto'" in msg and "leave model.critic_arch unset (null) to follow --arch" in msg
     )
+
+
+# --- library errors name arguments and keys; the CLI names the option -----------------------------
+
+
+def test_library_errors_name_the_key_and_the_cli_adds_the_option(runner, tmp_path):
+    from sgan_cli.config import DataConfig, DictConfig
+    from sgan_cli.data import load_data
+    from sgan_cli.devices import resolve_device
+    from sgan_cli.dictionary import learn_from_config
+    from sgan_cli.errors import SganError
+
+    with pytest.raises(SganError) as err:
+        learn_from_config(load_data(DataConfig(name="digits", limit=20)), DictConfig(patch=12))
+    assert err.value.where == "dict.patch" and "--" not in err.value.message
+    with pytest.raises(SganError) as err:
+        resolve_device("tpu")
+    assert err.value.where == "device" and "--" not in err.value.message
+    out = str(tmp_path / "d.safetensors")
+    msg = error_text(invoke(runner, ["learn-dict", "digits", "--patch", "12", "--out", out]))
+    assert "dict.patch 12 is larger than the 8×8 images" in msg and "Where: dict.patch / --patch." in msg
+    msg = error_text(invoke(runner, ["learn-dict", "digits", "--device", "tpu", "--out", out]))
+    assert "unknown device 'tpu'" in msg and "Where: --device." in msg
