@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import GanConfig, ModelConfig, SganConfig, check_ranges
+from .config import GanConfig, ModelConfig, SganConfig, check_range, check_ranges
 from .contracts import DictionaryFile
 from .errors import SganError
 from .losses import OBJECTIVES
@@ -77,17 +77,12 @@ def resolve_gan(cfg: GanConfig) -> ResolvedGan:
     if cfg.objective not in OBJECTIVES:
         raise SganError(
             f"unknown objective {cfg.objective!r}",
-            where="gan.objective / --gan",
+            where="gan.objective",
             fix=f"use one of {', '.join(OBJECTIVES)}",
         )
     steps, opt, lr, b1, b2 = OBJECTIVE_DEFAULTS[cfg.objective]
     critic_steps = cfg.critic_steps if cfg.critic_steps is not None else steps
-    if critic_steps < 1:
-        raise SganError(
-            f"gan.critic_steps must be at least 1, got {critic_steps}",
-            where="gan.critic_steps",
-            fix="give a positive number",
-        )
+    check_range("gan.critic_steps", critic_steps, "the gan configuration")
     return ResolvedGan(
         objective=cfg.objective,
         critic_steps=critic_steps,
@@ -103,7 +98,7 @@ def resolve_gan(cfg: GanConfig) -> ResolvedGan:
 def _check_arch(arch: str) -> None:
     if arch not in ARCHS:
         raise SganError(
-            f"unknown architecture {arch!r}", where="model.arch / --arch", fix=f"use one of auto, {', '.join(ARCHS)}"
+            f"unknown architecture {arch!r}", where="model.arch", fix=f"use one of auto, {', '.join(ARCHS)}"
         )
 
 
@@ -137,7 +132,7 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
     if model.arch in ("mlp", *VECTOR_BODIES):
         raise SganError(
             "a patch dictionary needs a convolutional generator",
-            where="model.arch / --arch",
+            where="model.arch",
             fix="use --arch dcgan (or goyal, resnet) with patch dictionaries",
         )
     stride = dictionary.stride if dictionary.stride == dictionary.patch else 1
@@ -171,7 +166,7 @@ def build_encoder(model: ModelConfig, geometry: Geometry, mode: str) -> Encoder:
     Mahdizadehaghdam et al. used a ResNet-50 for E; ours is the critic's architecture at ``model.e_width``.
     """
     if mode not in ("latent", "vae"):
-        raise SganError(f"unknown reconstructor mode {mode!r}", where="recon.mode / --recon", fix="use latent or vae")
+        raise SganError(f"unknown reconstructor mode {mode!r}", where="recon.mode", fix="use latent or vae")
     return Encoder(no_dropout(_features(critic_arch(model), geometry, model.e_width, "none")), model.z_dim, mode)
 
 
@@ -190,12 +185,8 @@ def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Crit
             where="model.critic_norm",
             fix="use none or layer",
         )
-    if model.minibatch_disc < 0 or model.mbd_dim < 1:
-        raise SganError(
-            "model.minibatch_disc must be ≥ 0 and model.mbd_dim ≥ 1",
-            where="model.minibatch_disc / model.mbd_dim",
-            fix="e.g. --set model.minibatch_disc=32",
-        )
+    check_range("model.minibatch_disc", model.minibatch_disc, "the model configuration")
+    check_range("model.mbd_dim", model.mbd_dim, "the model configuration")
     return Critic(_features(critic_arch(model), geometry, model.d_width, norm), model.minibatch_disc, model.mbd_dim)
 
 
@@ -227,13 +218,13 @@ def check_train_config(cfg: SganConfig) -> None:
     if cfg.recon.mode not in RECON_MODES:
         raise SganError(
             f"unknown reconstructor mode {cfg.recon.mode!r}",
-            where="recon.mode / --recon",
+            where="recon.mode",
             fix="use none, latent or vae",
         )
     if cfg.train.precision not in PRECISIONS:
         raise SganError(
             f"unknown precision {cfg.train.precision!r}",
-            where="train.precision / --precision",
+            where="train.precision",
             fix="use fp32, bf16 or auto",
         )
     check_ranges(cfg, ("model", "gan", "recon", "train"), "the training configuration")
@@ -276,4 +267,5 @@ def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: Diction
         cfg.train.batch_size,
         image,
         f"{geometry.channels}×{geometry.size}×{geometry.size} training images",
+        "train.batch_size",
     )

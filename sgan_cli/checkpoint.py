@@ -32,7 +32,7 @@ from .builders import (
     resolve_gan,
 )
 from .config import SganConfig
-from .contracts import DictionaryFile, SganFile
+from .contracts import DictionaryFile, SganFile, meta_int
 from .errors import SganError
 from .nets import Critic, Encoder, Generator, SupportController
 from .precision import preferred_layout
@@ -189,9 +189,7 @@ def check_checkpoint_fits(state: TrainState, tensors: dict[str, Tensor], meta: d
             raise SganError(
                 f"{path} is not a training checkpoint: it lacks the tensor {name!r}", where=str(path), fix=fix
             )
-    step = meta.get("step", "")
-    if not step.isdigit():
-        raise SganError(f"{path}: metadata 'step' must be a whole number ≥ 0, got {step!r}", where=str(path), fix=fix)
+    meta_int(meta, "step", path)
     try:
         load_state_tensors(state, tensors, meta)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
@@ -219,14 +217,8 @@ def _match_state_layout(opt: torch.optim.Optimizer) -> None:
 def check_world_size(meta: dict[str, str], size: int, out: Path) -> None:
     """A run resumes bit for bit only with the world size it was saved with (the global batch
     is split into that many per-rank shards; BatchNorm statistics are per shard)."""
-    raw = meta.get("world_size", "1")  # absent in checkpoints from before torchrun support: one process
-    if not raw.isdigit() or int(raw) < 1:
-        raise SganError(
-            f"{out}: checkpoint metadata 'world_size' must be a whole number ≥ 1, got {raw!r}",
-            where=str(out),
-            fix="resume from the checkpoint.safetensors that sgan train wrote, or start over with --force",
-        )
-    saved = int(raw)
+    # absent in checkpoints from before torchrun support: one process
+    saved = meta_int(meta, "world_size", out / "checkpoint.safetensors", default=1)
     if saved != size:
         how = (
             "without torchrun"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,11 @@ from torch import Tensor, nn
 from .contracts import SganFile, content_hash, file_kind, meta_float, meta_int, read_file, write_file
 from .devices import resolve_device
 from .errors import SganError
-from .validation import CHANNELS, INT64_MAX, SIZE, Range
+from .progress import ProgressFn
+from .ranges import option_range
+from .validation import check_number
 
 ARCH = "lenet-bn-1"
-ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
 @dataclass
@@ -177,20 +177,8 @@ def train_classifier(
             f"training a classifier needs at least 2 labelled images, got {train_images.shape[0]}",
             fix="use a larger data set",
         )
-    for name, value in (
-        ("epochs", cfg.epochs),
-        ("batch_size", cfg.batch_size),
-        ("width", cfg.width),
-        ("feature_dim", cfg.feature_dim),
-    ):
-        if value < 1:
-            raise SganError(
-                f"--{name.replace('_', '-')} must be at least 1, got {value}",
-                where=f"--{name.replace('_', '-')}",
-                fix="give a positive number",
-            )
-    if not cfg.lr > 0:
-        raise SganError(f"--lr must be positive, got {cfg.lr}", where="--lr", fix="give a learning rate such as 3e-3")
+    for name in ("epochs", "batch_size", "width", "feature_dim", "lr", "seed"):
+        check_number(getattr(cfg, name), name, option_range("classifier", name))
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -285,17 +273,16 @@ def _info_from_meta(meta: dict[str, str], path: Path) -> ClassifierInfo:
             where=str(path),
             fix="train the classifier again with sgan classifier",
         )
-    widths = Range(1, 65536)
     return ClassifierInfo(
         dataset=meta["dataset"],
-        channels=meta_int(meta, "channels", path, CHANNELS),
-        image_size=meta_int(meta, "image_size", path, SIZE),
-        n_classes=meta_int(meta, "n_classes", path, Range(1, 100_000)),
-        width=meta_int(meta, "width", path, widths),
-        feature_dim=meta_int(meta, "feature_dim", path, widths),
-        test_accuracy=meta_float(meta, "test_accuracy", path, Range(0, 1)),
-        n_train=meta_int(meta, "n_train", path, Range(0, INT64_MAX)),
-        n_test=meta_int(meta, "n_test", path, Range(0, INT64_MAX)),
+        channels=meta_int(meta, "channels", path),
+        image_size=meta_int(meta, "image_size", path),
+        n_classes=meta_int(meta, "n_classes", path),
+        width=meta_int(meta, "width", path),
+        feature_dim=meta_int(meta, "feature_dim", path),
+        test_accuracy=meta_float(meta, "test_accuracy", path),
+        n_train=meta_int(meta, "n_train", path),
+        n_test=meta_int(meta, "n_test", path),
         arch=meta.get("arch", ARCH),
     )
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from . import __version__
 from .commands import classifier, encode, learn_dict, plot, sample, score, train
 from .commands._common import SganCommand, SganGroup
+from .version import __version__
 
 app = typer.Typer(
     name="sgan",

@@ -16,17 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SganError
-from .validation import (
-    AT_LEAST_1,
-    FRACTION_OPEN,
-    LEARNING_RATE,
-    NON_NEGATIVE,
-    POSITIVE,
-    SEED,
-    SIZE,
-    Range,
-    check_number,
-)
+from .ranges import RANGES
+from .validation import check_number
 
 
 @dataclass
@@ -167,61 +158,8 @@ class SganConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-# the range of every int and float key (beside the fields above: a new numeric field needs a
-# line here, tests/test_validation.py checks); set_value checks defaults, recipes, --set and
-# flags against it, and configs read back from files go through the same check
-RANGES: dict[str, Range] = {
-    "data.limit": AT_LEAST_1,
-    "data.image_size": SIZE,
-    "data.seed": SEED,
-    "dict.atoms": Range(1, 2**20),
-    "dict.patch": Range(2, 4096),
-    "dict.stride": AT_LEAST_1,
-    "dict.sparsity": FRACTION_OPEN,
-    "dict.alpha": POSITIVE,
-    "dict.passes": Range(0, 1e6, lo_open=True),
-    "dict.batch_size": AT_LEAST_1,
-    "dict.max_samples": Range(2, 2**63 - 1),
-    "dict.heldout": Range(0, 1, hi_open=True),
-    "dict.seed": SEED,
-    "model.z_dim": Range(1, 65536),
-    "model.g_width": Range(1, 65536),
-    "model.d_width": Range(1, 65536),
-    "model.threshold": NON_NEGATIVE,
-    "model.beta": NON_NEGATIVE,
-    "model.e_width": Range(1, 65536),
-    "model.minibatch_disc": Range(0, 65536),
-    "model.mbd_dim": Range(1, 65536),
-    "model.topk": AT_LEAST_1,
-    "model.support_target": FRACTION_OPEN,
-    "model.controller_gain": Range(0, 1, lo_open=True),
-    "gan.critic_steps": Range(1, 1000),
-    "gan.lr_g": LEARNING_RATE,
-    "gan.lr_d": LEARNING_RATE,
-    "gan.beta1": Range(0, 1, hi_open=True),
-    "gan.beta2": Range(0, 1, hi_open=True),
-    "gan.clip": POSITIVE,
-    "gan.gp_lambda": NON_NEGATIVE,
-    "gan.feature_matching": NON_NEGATIVE,
-    "recon.steps": Range(0, 1000),
-    "recon.weight": NON_NEGATIVE,
-    "recon.kl_weight": NON_NEGATIVE,
-    "recon.every": AT_LEAST_1,
-    "recon.lr": LEARNING_RATE,
-    "train.steps": AT_LEAST_1,
-    "train.batch_size": AT_LEAST_1,
-    "train.seed": SEED,
-    "train.log_every": AT_LEAST_1,
-    "train.grid_every": AT_LEAST_1,
-    "train.save_every": AT_LEAST_1,
-    "train.ema": Range(0, 1, hi_open=True),
-    "train.eval_every": NON_NEGATIVE,
-    "train.eval_samples": Range(2, 10**7),
-}
-
-
 def check_range(key: str, value: Any, source: str) -> None:
-    """``value`` of config ``key`` is finite and in ``RANGES[key]`` (None passes)."""
+    """``value`` of config ``key`` is finite and in its row of :data:`sgan_cli.ranges.RANGES` (None passes)."""
     check_number(
         value,
         key,
@@ -232,13 +170,18 @@ def check_range(key: str, value: Any, source: str) -> None:
 
 
 def check_ranges(cfg: Any, sections: tuple[str, ...], source: str) -> None:
-    """Every key of ``RANGES`` in these sections of ``cfg`` (a built config, e.g. one made in
-    Python rather than read from a recipe) is finite and in range — the same rule recipes,
-    ``--set`` values and files get."""
-    for key in RANGES:
-        section, name = key.split(".", 1)
-        if section in sections:
-            check_range(key, getattr(getattr(cfg, section), name), source)
+    """Every configuration key of ``RANGES`` in these sections of ``cfg`` (a built config, e.g.
+    one made in Python rather than read from a recipe) is finite and in range — the same rule
+    recipes, ``--set`` values and files get."""
+    for section in sections:
+        check_section(section, getattr(cfg, section), source)
+
+
+def check_section(section: str, values: Any, source: str) -> None:
+    """Every key of one section (a :class:`DictConfig`, …) with a row in ``RANGES``, in range."""
+    for name in _hints(type(values)):
+        if f"{section}.{name}" in RANGES:
+            check_range(f"{section}.{name}", getattr(values, name), source)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .errors import SganError
 from .outputs import (
     AtomicGroup,
@@ -26,7 +25,9 @@ from .outputs import (
     check_folder_writable,
     remove_stale_temps,
 )
-from .validation import CHANNELS, POSITIVE, SIZE, Range, check_number
+from .ranges import Range, field_range
+from .validation import check_number
+from .version import __version__
 
 # kind → current schema version; bump a schema when a kind's tensors or fields change
 SCHEMAS: dict[str, int] = {
@@ -296,9 +297,12 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
     )
 
 
-def meta_int(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, default: int | None = None) -> int:
-    """A whole-number metadata field, checked against ``rng`` (a :class:`sgan_cli.validation.Range`);
-    ``default`` when absent (else an error). Raises SganError naming the file and field."""
+def meta_int(
+    meta: Mapping[str, str], key: str, path: Path, rng: Range | None = None, default: int | None = None
+) -> int:
+    """A whole-number metadata field in its range (the row ``file.<key>`` of
+    :data:`sgan_cli.ranges.RANGES`, unless ``rng`` is given); ``default`` when absent (else an
+    error). Raises SganError naming the file and field."""
     raw = meta.get(key)
     if raw is None:
         if default is not None:
@@ -314,7 +318,7 @@ def meta_int(meta: Mapping[str, str], key: str, path: Path, rng: Any = None, def
             fix="write the file again with sgan",
         )
     value = int(text)
-    check_number(value, f"metadata field {key!r}", rng, where=str(path), fix="write the file again with sgan")
+    check_field(value, key, path, rng)
     return value
 
 
@@ -322,12 +326,12 @@ def meta_float(
     meta: Mapping[str, str],
     key: str,
     path: Path,
-    rng: Any = None,
+    rng: Range | None = None,
     default: float | None = None,
     allow_nan: bool = False,
 ) -> float:
-    """A number metadata field (JSON or repr text), finite and in ``rng`` (NaN too when
-    ``allow_nan``: 'not measured'); ``default`` when absent."""
+    """A number metadata field (JSON or repr text), finite and in its range (as for
+    :func:`meta_int`; NaN too when ``allow_nan``: 'not measured'); ``default`` when absent."""
     import math
 
     raw = meta.get(key)
@@ -347,8 +351,15 @@ def meta_float(
         ) from None
     if allow_nan and math.isnan(value):
         return value
-    check_number(value, f"metadata field {key!r}", rng, where=str(path), fix="write the file again with sgan")
+    check_field(value, key, path, rng)
     return value
+
+
+def check_field(value: float, key: str, path: Path, rng: Range | None = None, what: str | None = None) -> None:
+    """``value`` of the file field ``key`` (metadata, or a count read off a tensor's shape,
+    named ``what``) is in its range; else an SganError naming the file."""
+    name = what or f"metadata field {key!r}"
+    check_number(value, name, rng or field_range(key), where=str(path), fix="write the file again with sgan")
 
 
 def require_tensor(tensors: dict[str, Any], name: str, ndim: int, path: Path) -> Any:
@@ -370,7 +381,8 @@ def require_tensor(tensors: dict[str, Any], name: str, ndim: int, path: Path) ->
 
 @dataclass
 class DictionaryFile:
-    """A loaded dictionary: atoms [K, dim] and the geometry they were learned for."""
+    """A dictionary: atoms [K, dim] and the geometry they were learned for (loaded from a
+    file, or learned in this process: then ``hash`` is empty and ``file`` None until saved)."""
 
     atoms: Any  # torch.Tensor [K, dim], unit-norm rows
     mean: Any  # torch.Tensor [dim], added back at synthesis (zeros for schema-1 files, or learn-dict --no-mean)
@@ -380,21 +392,33 @@ class DictionaryFile:
     stride: int
     alpha: float
     achieved_sparsity: float
-    hash: str
-    file: SganFile
+    hash: str = ""  # content hash of its file (lineage), "" before it is saved
+    file: SganFile | None = None
 
     @property
     def n_atoms(self) -> int:
         return int(self.atoms.shape[0])
 
+    @property
+    def source(self) -> str:
+        """Where it came from, for messages: its file, or "(in memory)" before it is saved."""
+        return str(self.file.path) if self.file is not None else "(in memory)"
+
 
 def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
     atoms = require_tensor(tensors, "atoms", 2, path)
-    channels, size = meta_int(meta, "channels", path, CHANNELS), meta_int(meta, "image_size", path, SIZE)
-    patch = None if meta.get("patch", "").strip() == "null" else meta_int(meta, "patch", path, Range(1, size))
-    meta_int(meta, "stride", path, Range(1, size), default=1)
-    meta_float(meta, "alpha", path, POSITIVE, default=float("nan"), allow_nan=True)
-    meta_float(meta, "achieved_sparsity", path, Range(0, 1), default=float("nan"), allow_nan=True)
+    channels, size = meta_int(meta, "channels", path), meta_int(meta, "image_size", path)
+    patch = None if meta.get("patch", "").strip() == "null" else meta_int(meta, "patch", path)
+    if patch is not None and patch > size:
+        raise SganError(
+            f"{path}: its {patch}×{patch} patches are larger than its {size}×{size} images",
+            where=str(path),
+            fix="learn the dictionary again with sgan learn-dict",
+        )
+    meta_int(meta, "stride", path, default=1)
+    meta_float(meta, "alpha", path, default=float("nan"), allow_nan=True)
+    meta_float(meta, "achieved_sparsity", path, default=float("nan"), allow_nan=True)
+    check_field(atoms.shape[0], "n_atoms", path, what="its number of atoms")
     side = size if patch is None else patch
     expected = channels * side * side
     if atoms.shape[1] != expected:
@@ -404,7 +428,7 @@ def _validate_dictionary(tensors: dict[str, Any], meta: dict[str, str], path: Pa
             fix="learn the dictionary again with sgan learn-dict",
         )
     norms = atoms.float().norm(dim=1)
-    if atoms.shape[0] == 0 or not bool(((norms - 1).abs() < 1e-3).all()):
+    if not bool(((norms - 1).abs() < 1e-3).all()):
         raise SganError(
             f"{path}: atoms are not unit-norm rows",
             where=str(path),
@@ -521,7 +545,7 @@ def _validate_samples(tensors: dict[str, Any], meta: dict[str, str], path: Path)
             fix="write the samples again with sgan sample",
         )
     _, c, h, w = (int(x) for x in images.shape)
-    if not 1 <= c <= 4 or h < 1 or w < 1:
+    if not field_range("channels").contains(c) or h < 1 or w < 1:
         raise SganError(
             f"{path}: images of shape {tuple(images.shape)} have no pixels or {c} channels (1 to 4 are images)",
             where=str(path),

@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import DataConfig
+from .config import DataConfig, check_range
 from .contracts import SAMPLES, read_file
 from .errors import SganError
 from .outputs import check_folder_complete
@@ -98,13 +98,8 @@ def default_root() -> Path:
 def load_data(cfg: DataConfig) -> ImageData:
     """Load the data set ``cfg.name`` (see module doc), then apply resize and limit."""
     if cfg.split not in ("train", "test"):
-        raise SganError(f"unknown split {cfg.split!r}", where="data.split / --split", fix="use train or test")
-    if cfg.limit is not None and cfg.limit < 1:
-        raise SganError(
-            f"--limit must be at least 1, got {cfg.limit}",
-            where="data.limit / --limit",
-            fix="give a positive number of images",
-        )
+        raise SganError(f"unknown split {cfg.split!r}", where="data.split", fix="use train or test")
+    check_range("data.limit", cfg.limit, "the data configuration")
     name = cfg.name
     path = Path(name)
     if name == "digits":
@@ -167,10 +162,7 @@ def resize(data: ImageData, size: int) -> ImageData:
     import torch
     import torch.nn.functional as F
 
-    if size < 1:
-        raise SganError(
-            f"--image-size must be positive, got {size}", where="data.image_size", fix="give a size such as 28 or 64"
-        )
+    check_range("data.image_size", size, "the data configuration")
     if data.images.shape[-2:] == (size, size):
         return data
 

@@ -20,26 +20,24 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise SganError(
-                "CUDA was requested but no GPU is available", where="--device", fix=f"use --device {usable}"
-            )
+            raise SganError("CUDA was requested but no GPU is available", where="device", fix=f"use device {usable}")
         index = name.partition(":")[2]
         if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
             raise SganError(
                 f"no GPU {name!r} on this machine ({torch.cuda.device_count()} GPU(s): cuda:0 …)",
-                where="--device",
-                fix=f"use --device {usable}",
+                where="device",
+                fix=f"use device {usable}",
             )
         return torch.device(name)
     if name == "mps":
         if not mps_available():
             raise SganError(
                 "the Apple GPU (mps) was requested but this machine has none",
-                where="--device",
-                fix=f"use --device {usable}",
+                where="device",
+                fix=f"use device {usable}",
             )
         return torch.device("mps")
-    raise SganError(f"unknown device {name!r}", where="--device", fix=f"use {usable}")
+    raise SganError(f"unknown device {name!r}", where="device", fix=f"use {usable}")
 
 
 def mps_available() -> bool:

@@ -43,12 +43,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import native
-from .config import DictConfig, SganConfig, to_dict
+from .config import DictConfig, SganConfig, check_section, to_dict
 from .contracts import check_writable, save_dictionary
 from .data import ImageData, load_data
 from .devices import resolve_device
 from .errors import SganError
 from .images import save_atoms_png
+from .progress import ProgressFn
 from .sparse_coding import (
     LarsPath,
     lars_path,
@@ -78,9 +79,6 @@ class LearnedDictionary:
     steps: int  # minibatch steps taken
     solver: str  # "online" or "passes"
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per pass
-
-
-ProgressFn = Callable[[int, int, dict[str, float]], None]  # (done, total, info)
 
 
 def extract_signals(images: Tensor, patch: int | None, stride: int) -> Tensor:
@@ -666,54 +664,12 @@ def centre_signals(Y: Tensor) -> tuple[Tensor, Tensor]:
 def check_dict_config(cfg: DictConfig, channels: int, image_size: int, n_images: int | None = None) -> None:
     """Reject impossible settings with one clear message each, before any work starts
     (including sizes that cannot fit in memory: atoms × dimension, Gram matrices, signals)."""
-    if cfg.sparsity is not None and not 0.0 < cfg.sparsity < 1.0:
+    check_section("dict", cfg, "the dictionary configuration")
+    if cfg.patch is not None and cfg.patch > image_size:
         raise SganError(
-            f"--sparsity must be strictly between 0 and 1, got {cfg.sparsity}",
-            where="dict.sparsity / --sparsity",
-            fix="give a fraction such as 0.1",
-        )
-    if cfg.alpha is not None and cfg.alpha <= 0:
-        raise SganError(
-            f"--alpha must be positive, got {cfg.alpha}",
-            where="dict.alpha / --alpha",
-            fix="give a positive penalty, or leave it out to target --sparsity",
-        )
-    if cfg.atoms is not None and cfg.atoms < 1:
-        raise SganError(
-            f"--atoms must be at least 1, got {cfg.atoms}",
-            where="dict.atoms / --atoms",
-            fix="give a positive number of atoms, or leave it out for a square dictionary",
-        )
-    if cfg.patch is not None:
-        if cfg.patch < 2:
-            raise SganError(
-                f"--patch must be at least 2, got {cfg.patch}",
-                where="dict.patch / --patch",
-                fix="give a patch size such as 3, or leave it out for whole-image atoms",
-            )
-        if cfg.patch > image_size:
-            raise SganError(
-                f"--patch {cfg.patch} is larger than the {image_size}×{image_size} images",
-                where="dict.patch / --patch",
-                fix=f"give a patch size of at most {image_size}",
-            )
-    if cfg.stride < 1:
-        raise SganError(
-            f"--stride must be at least 1, got {cfg.stride}",
-            where="dict.stride / --stride",
-            fix="give a positive stride",
-        )
-    if cfg.max_samples < 2:
-        raise SganError(
-            f"--max-samples must be at least 2, got {cfg.max_samples}",
-            where="dict.max_samples",
-            fix="give a larger number",
-        )
-    if not 0.0 <= cfg.heldout < 1.0:
-        raise SganError(
-            f"dict.heldout must be in [0, 1), got {cfg.heldout}",
-            where="dict.heldout",
-            fix="give a fraction such as 0.1",
+            f"dict.patch {cfg.patch} is larger than the {image_size}×{image_size} images",
+            where="dict.patch",
+            fix=f"give a patch size of at most {image_size}",
         )
     if cfg.solver not in ("auto", "passes", "online"):
         raise SganError(f"unknown solver {cfg.solver!r}", where="dict.solver", fix="use auto, passes or online")
@@ -751,7 +707,7 @@ def target_sparsity_for(cfg: DictConfig, dim: int, n_atoms: int) -> float:
         raise SganError(
             f"--sparsity {cfg.sparsity:g} asks for {cfg.sparsity * n_atoms:.3g} non-zero coefficients per signal, "
             f"but lasso codes of {dim}-dimensional signals have at most {dim} (of {n_atoms} atoms)",
-            where="dict.sparsity / --sparsity",
+            where="dict.sparsity",
             fix=(
                 f"give --sparsity below {dim / n_atoms:.3g} (e.g. "
                 f"{dim / (3 * n_atoms):.2g}), fewer --atoms, or a larger --patch"

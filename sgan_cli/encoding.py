@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,14 +46,15 @@ from .data import ImageData, load_data
 from .devices import resolve_device
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
+from .progress import ProgressFn
+from .ranges import range_of
 from .run_files import LoadedReconstructor, load_reconstructor
 from .sampling import check_batch_size
 from .sparse_coding import lasso_lars, omp, psnr, support_fraction
+from .validation import check_number
 
 METHODS = ("omp", "lasso")
 PATCH_SIGNALS_PER_BATCH = 32768  # patch mode: images per batch so that a batch codes about this many patches
-
-ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
 @dataclass
@@ -87,16 +87,14 @@ class DictionaryCoder:
 def check_coder_flags(method: str, nonzeros: int | None, alpha: float | None) -> None:
     """The coder options that contradict each other, checked before any data is loaded."""
     if method not in METHODS:
-        raise SganError(f"unknown method {method!r}", where="--method", fix=f"use one of {', '.join(METHODS)}")
+        raise SganError(f"unknown method {method!r}", where="method", fix=f"use one of {', '.join(METHODS)}")
     if method == "omp" and alpha is not None:
-        raise SganError(
-            "--alpha applies to --method lasso", where="--alpha", fix="leave out --alpha, or pass --method lasso"
-        )
+        raise SganError("alpha applies to method lasso", where="alpha", fix="leave out alpha, or use method lasso")
     if method == "lasso" and nonzeros is not None:
         raise SganError(
-            "--nonzeros applies to --method omp (the lasso's support follows from α)",
-            where="--nonzeros",
-            fix="leave out --nonzeros, or use --method omp",
+            "nonzeros applies to method omp (the lasso's support follows from α)",
+            where="nonzeros",
+            fix="leave out nonzeros, or use method omp",
         )
 
 
@@ -111,16 +109,16 @@ def resolve_coder(
         if nonzeros is None:
             if math.isnan(d.achieved_sparsity):
                 raise SganError(
-                    f"the dictionary {d.file.path} records no achieved sparsity to choose the non-zeros from",
-                    where=str(d.file.path),
-                    fix="give --nonzeros N",
+                    f"the dictionary {d.source} records no achieved sparsity to choose the non-zeros from",
+                    where=d.source,
+                    fix="give nonzeros, the non-zeros per signal",
                 )
             nonzeros = max(1, round(d.achieved_sparsity * d.n_atoms))
         limit = min(d.n_atoms, dim)
         if not 1 <= nonzeros <= limit:
             raise SganError(
-                f"--nonzeros must be between 1 and {limit} (the atoms and the signal dimension), got {nonzeros}",
-                where="--nonzeros",
+                f"nonzeros must be between 1 and {limit} (the atoms and the signal dimension), got {nonzeros}",
+                where="nonzeros",
                 fix=f"give at most {limit} non-zeros",
             )
         alpha = None
@@ -129,25 +127,24 @@ def resolve_coder(
             alpha = d.alpha
             if math.isnan(alpha):
                 raise SganError(
-                    f"the dictionary {d.file.path} records no α", where=str(d.file.path), fix="give --alpha"
+                    f"the dictionary {d.source} records no α", where=d.source, fix="give alpha, the lasso penalty"
                 )
-        if alpha <= 0:
-            raise SganError(f"--alpha must be positive, got {alpha}", where="--alpha", fix="give a positive penalty")
+        check_number(alpha, "alpha", range_of("alpha"))
         nonzeros = None
     if d.patch is None:
         if stride is not None:
             raise SganError(
-                "--stride applies to patch dictionaries only",
-                where="--stride",
-                fix="leave out --stride for whole-image atoms",
+                "stride applies to patch dictionaries only",
+                where="stride",
+                fix="leave out stride for whole-image atoms",
             )
         return DictionaryCoder(method, nonzeros, alpha, None)
     if stride is None:
         stride = d.patch if d.stride == d.patch and size % d.patch == 0 else 1
     if not 1 <= stride <= d.patch or (size - d.patch) % stride:
         raise SganError(
-            f"--stride {stride} leaves pixels of the {size}×{size} images uncovered by {d.patch}×{d.patch} patches",
-            where="--stride",
+            f"stride {stride} leaves pixels of the {size}×{size} images uncovered by {d.patch}×{d.patch} patches",
+            where="stride",
             fix=f"give a stride of at most {d.patch} that divides {size - d.patch} (1 codes every patch position)",
         )
     return DictionaryCoder(method, nonzeros, alpha, stride)

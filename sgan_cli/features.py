@@ -11,7 +11,6 @@ statistics over them are taken in float64 (:mod:`sgan_cli.metrics`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from .classifier import load_classifier
 from .errors import SganError
 from .inception import FEATURE_DIM, N_CLASSES, load_inception, locate_weights
 from .metrics import stacked_modes
-
-ProgressFn = Callable[[int, int, dict[str, float]], None]
+from .progress import ProgressFn
+from .ranges import range_of
+from .validation import check_number
 
 
 @dataclass
@@ -66,8 +66,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         return "classifier", path
     raise SganError(
         f"unknown feature extractor {spec!r}",
-        where="--features",
-        fix="use --features inception, or --features classifier:FILE with a file from `sgan classifier`",
+        where="features",
+        fix="use features inception, or classifier:FILE with a file from `sgan classifier`",
     )
 
 
@@ -82,9 +82,9 @@ def load_extractor(
         return Extractor("inception", net, str(file), digest, standard, FEATURE_DIM, N_CLASSES)
     if weights is not None:
         raise SganError(
-            "--weights applies to --features inception only",
-            where="--weights",
-            fix="drop --weights; a classifier file holds its own weights",
+            "weights applies to features inception only",
+            where="weights",
+            fix="drop weights; a classifier file holds its own weights",
         )
 
     clf = load_classifier(path)  # type: ignore[arg-type]
@@ -150,10 +150,7 @@ def extract(
     Under torchrun each rank extracts every W-th batch (the batches one process makes) and
     the ranks combine them: every rank returns all N rows, bit-identical to one process.
     """
-    if batch_size < 1:
-        raise SganError(
-            f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size"
-        )
+    check_number(batch_size, "batch_size", range_of("batch_size"))
     n = int(images.shape[0])
     net = extractor.net.to(device, extractor.dtype).eval()
     world = distributed.current()

@@ -29,6 +29,7 @@ from .contracts import (
     CHECKPOINT,
     DictionaryFile,
     SganFile,
+    check_field,
     content_hash,
     file_kind,
     load_dictionary,
@@ -39,7 +40,6 @@ from .contracts import (
 from .errors import SganError
 from .outputs import check_folder_complete
 from .sparsity import legacy_sparsity
-from .validation import CHANNELS, INT64_MAX, SIZE, Range
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -135,30 +135,17 @@ def resolve_run_file(path: str | Path, name: str, what: str) -> Path:
     return p
 
 
-_META_RANGES = {
-    "channels": CHANNELS,
-    "image_size": SIZE,
-    "step": Range(0, INT64_MAX),
-    "dictionary_stride": Range(1, SIZE.hi),
-}
-
-
-def _int_meta(meta: dict[str, str], key: str, path: Path) -> int:
-    """A whole-number geometry field (channels, image_size, step, dictionary_stride), in range."""
-    return meta_int(meta, key, path, _META_RANGES.get(key))
-
-
 def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Path) -> None:
     """Geometry in the metadata; a sparse generator holds synthesis buffers that fit it."""
-    channels, size = _int_meta(meta, "channels", path), _int_meta(meta, "image_size", path)
+    channels, size = meta_int(meta, "channels", path), meta_int(meta, "image_size", path)
     if meta.get("sparse") not in ("true", "false"):
         raise SganError(
             f"{path} does not say whether its generator is sparse (metadata 'sparse')",
             where=str(path),
             fix="write the file again with sgan train",
         )
-    _int_meta({"step": "0", **meta}, "step", path)
-    _int_meta({"dictionary_stride": "1", **meta}, "dictionary_stride", path)
+    meta_int({"step": "0", **meta}, "step", path)
+    meta_int({"dictionary_stride": "1", **meta}, "dictionary_stride", path)
     if meta["sparse"] == "false":
         return
     if "synthesis.atoms" in tensors:
@@ -172,6 +159,7 @@ def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Pat
             )
     elif "synthesis.kernel" in tensors:
         kernel = require_tensor(tensors, "synthesis.kernel", 4, path)
+        check_field(int(kernel.shape[2]), "patch", path, what="the side of its synthesis.kernel (the patch)")
         if kernel.shape[1] != channels or kernel.shape[2] != kernel.shape[3] or kernel.shape[2] > size:
             raise SganError(
                 f"{path}: synthesis.kernel of shape {tuple(kernel.shape)} "
@@ -185,6 +173,8 @@ def _validate_generator(tensors: dict[str, Any], meta: dict[str, str], path: Pat
             where=str(path),
             fix="write the file again with sgan train",
         )
+    atoms_key = "synthesis.atoms" if "synthesis.atoms" in tensors else "synthesis.kernel"
+    check_field(int(tensors[atoms_key].shape[0]), "n_atoms", path, what=f"the number of atoms of its {atoms_key}")
     if "synthesis.mean" in tensors:
         mean = require_tensor(tensors, "synthesis.mean", 1, path)
         dim = (
@@ -226,7 +216,7 @@ def generator_dictionary(f: SganFile) -> GeneratorDictionary | None:
     else:
         kernel = f.tensors["synthesis.kernel"].float()  # [K, C, P, P]
         atoms, patch = kernel.reshape(kernel.shape[0], -1), int(kernel.shape[-1])
-    stride = _int_meta({"dictionary_stride": "1", **f.meta}, "dictionary_stride", f.path)
+    stride = meta_int({"dictionary_stride": "1", **f.meta}, "dictionary_stride", f.path)
     mean = f.tensors.get("synthesis.mean")
     return GeneratorDictionary(
         atoms,
@@ -344,9 +334,9 @@ def load_generator(
     has_ema = f.meta.get("ema") == "true"
     if ema and not has_ema:
         raise SganError(
-            f"the generator {path} has no EMA weights (the run was trained without --ema)",
+            f"the generator {path} has no EMA weights (the run was trained with train.ema = 0)",
             where=str(path),
-            fix="leave out --ema, or train with sgan train --ema 0.999",
+            fix="leave out ema, or train with train.ema > 0 (sgan train --ema 0.999)",
         )
     if ema:
         state = {k[len(EMA_PREFIX) :]: v for k, v in f.tensors.items() if k.startswith(EMA_PREFIX)}
@@ -358,7 +348,7 @@ def load_generator(
             raise SganError(
                 f"the generator {path} is dense (it paints pixels), so it has no dictionary to swap",
                 where=str(dictionary),
-                fix="leave out --dict, or sample a sparse generator",
+                fix="leave out dictionary, or give a sparse generator",
             )
         new = load_dictionary(dictionary)
         check_swap_fits(d, new, str(dictionary))
@@ -386,7 +376,7 @@ def load_generator(
         path=path,
         ema=ema,
         has_ema=has_ema,
-        step=_int_meta({"step": "0", **f.meta}, "step", path),
+        step=meta_int({"step": "0", **f.meta}, "step", path),
         device=dev,
     )
 
@@ -419,7 +409,7 @@ def load_reconstructor(
             where=str(path),
             fix="write the file again with sgan train --recon",
         )
-    geometry = Geometry(_int_meta(f.meta, "channels", path), _int_meta(f.meta, "image_size", path))
+    geometry = Geometry(meta_int(f.meta, "channels", path), meta_int(f.meta, "image_size", path))
     model = model_config(f.config, path)
     state = {k[len("encoder.") :]: v for k, v in f.tensors.items() if k.startswith("encoder.")}
     if not state:

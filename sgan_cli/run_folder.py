@@ -29,11 +29,9 @@ from .errors import SganError
 from .evaluation import Evaluator
 from .images import grid_scale, make_grid, save_png, to_uint8
 from .outputs import AtomicGroup, Staging, atomic_write
+from .progress import ProgressFn
 from .run_files import GENERATOR
 from .sparsity import legacy_sparsity
-from .validation import CHANNELS, INT64_MAX, SIZE, Range
-
-ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 # the logged values a progress bar shows
 PROGRESS_KEYS = ("loss_d", "loss_g", "recon_g", "vae", "support", "images_per_s")
@@ -165,10 +163,10 @@ def open_run(cfg: SganConfig, out: Path, resume: bool, force: bool) -> Any:
             fix="start the run without --resume",
         )
     ckpt = read_file(paths["checkpoint"], CHECKPOINT, what="checkpoint")
-    meta_int(ckpt.meta, "channels", ckpt.path, CHANNELS)
-    meta_int(ckpt.meta, "image_size", ckpt.path, SIZE)
+    meta_int(ckpt.meta, "channels", ckpt.path)
+    meta_int(ckpt.meta, "image_size", ckpt.path)
     _resume_config(cfg, ckpt.config, ckpt.path)
-    done = meta_int(ckpt.meta, "step", ckpt.path, Range(0, INT64_MAX))
+    done = meta_int(ckpt.meta, "step", ckpt.path)
     if cfg.train.steps < done:
         raise SganError(
             f"the run in {out} is already at step {done}, so --steps {cfg.train.steps} would go back",

@@ -32,15 +32,15 @@ from .contracts import SAMPLES, check_writable, write_file
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
 from .outputs import Staging, locked_folder
+from .progress import ProgressFn
+from .ranges import range_of
 from .run_files import LoadedGenerator
-from .validation import check_batch_memory, check_memory
+from .validation import check_batch_memory, check_memory, check_number
 
 LATENT_CHUNK = 1024  # latents are drawn in chunks of this many rows, whatever the batch size
 CODES_BUDGET = 512 * 2**20  # "auto": keep the codes when they take at most this many bytes (float32)
 INTERPOLATIONS = ("linear", "slerp")
 PNG_NAME = re.compile(r"^\d{6,}\.png$")  # the numbered images sample writes (000000.png …)
-
-ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -98,14 +98,8 @@ def interpolation_latents(seed: int, pairs: int, steps: int, z_dim: int, mode: s
         raise SganError(
             f"unknown interpolation {mode!r}", where="--interp", fix=f"use one of {', '.join(INTERPOLATIONS)}"
         )
-    if steps < 2:
-        raise SganError(
-            f"--interpolate needs at least 2 points per pair (both ends), got {steps}",
-            where="--interpolate",
-            fix="give e.g. --interpolate 8",
-        )
-    if pairs < 1:
-        raise SganError(f"the number of pairs must be at least 1, got {pairs}", where="-n", fix="give a positive -n")
+    check_number(steps, "interpolate (points per pair, both ends)", range_of("sample.interpolate"))
+    check_number(pairs, "the number of pairs (n)", range_of("sample.n"))
     z = draw_latents(seed, 0, 2 * pairs, z_dim)
     t = torch.linspace(0.0, 1.0, steps)
     path = (slerp if mode == "slerp" else lerp)(z[0::2], z[1::2], t)  # [pairs, steps, z_dim]
@@ -218,11 +212,8 @@ def check_sample_fits(g: LoadedGenerator, total: int, batch_size: int, codes: st
 
 
 def check_batch_size(batch_size: int) -> int:
-    """A positive --batch-size, or one SganError (shared by sample and encode)."""
-    if batch_size < 1:
-        raise SganError(
-            f"--batch-size must be at least 1, got {batch_size}", where="--batch-size", fix="give a positive batch size"
-        )
+    """A positive batch size, or one SganError (shared by sample and encode)."""
+    check_number(batch_size, "batch_size", range_of("batch_size"))
     return batch_size
 
 
@@ -336,8 +327,7 @@ def run_sample(
     progress: ProgressFn | None = None,
 ) -> SampleRun:
     """Sample n images (or n interpolation rows of ``interpolate`` points) into ``folder``."""
-    if n < 1:
-        raise SganError(f"-n must be at least 1, got {n}", where="-n", fix="give a positive number of samples")
+    check_number(n, "n", range_of("sample.n"))
     if codes not in ("auto", "always", "never"):
         raise ValueError(codes)
     # every option is checked before the folder is touched (--force clears old outputs)

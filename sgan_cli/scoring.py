@@ -50,10 +50,10 @@ from .metrics import (
     mode_coverage,
     precision_recall,
 )
+from .progress import ProgressFn
+from .ranges import option_range, range_of
 from .sparse_coding import support_fraction
-from .validation import check_batch_memory
-
-ProgressFn = Callable[[int, int, dict[str, Any]], None]
+from .validation import check_batch_memory, check_number
 
 # metric → the result keys it produces (the keys --fail-above / --fail-below may name)
 METRIC_KEYS: dict[str, tuple[str, ...]] = {
@@ -198,12 +198,7 @@ def _nonempty(images: Tensor, path: Path) -> Tensor:
 def _finish(images: Tensor, opts_size: int | None, limit: int | None, **kw: Any) -> ImageSet:
     """Resize, limit, then sort into canonical order (every companion tensor alike)."""
     if limit is not None:
-        if limit < 1:
-            raise SganError(
-                f"a limit must be at least 1, got {limit}",
-                where="--limit / --ref-limit",
-                fix="give a positive number of images",
-            )
+        check_number(limit, "limit", range_of("limit"))
         images = images[:limit]
         for key in ("codes", "originals"):
             if kw.get(key) is not None:
@@ -494,14 +489,8 @@ def _check_options(opts: ScoreOptions, metrics: list[str]) -> None:
             where="--ref",
             fix="add --ref mnist (a data set name), a folder of real images, or a stats file from --save-stats",
         )
-    for name, value in (
-        ("--splits", opts.splits),
-        ("--kid-subsets", opts.kid_subsets),
-        ("--kid-subset-size", opts.kid_subset_size),
-        ("--k", opts.k),
-    ):
-        if value < 1:
-            raise SganError(f"{name} must be at least 1, got {value}", where=name, fix="give a positive number")
+    for name in ("splits", "kid_subsets", "kid_subset_size", "k"):
+        check_number(getattr(opts, name), name, option_range("score", name))
     for name, split in (("--split", opts.split), ("--ref-split", opts.ref_split)):
         if split not in OTHER_SPLIT:
             raise SganError(f"unknown split {split!r}", where=name, fix="use train or test")

@@ -54,7 +54,7 @@ def check_sparsity_config(model: ModelConfig) -> None:
             where="model.learn_threshold / model.sparsity",
             fix="use --set model.sparsity=learn alone, or drop model.learn_threshold",
         )
-    for key in ("topk", "support_target", "controller_gain"):  # the one range rule (config.RANGES)
+    for key in ("topk", "support_target", "controller_gain"):  # the one range table (sgan_cli.ranges)
         check_range(f"model.{key}", getattr(model, key), "the model configuration")
 
 

@@ -28,7 +28,7 @@ from . import distributed
 from .auto import resolve_auto
 from .builders import Geometry, ResolvedGan, check_training_fits, critic_arch, dictionary_sparsity, resolve_gan
 from .checkpoint import TrainState, check_checkpoint_fits, check_world_size, checkpoint_dictionary, new_state
-from .config import ModelConfig, SganConfig
+from .config import ModelConfig, SganConfig, check_ranges
 from .contracts import DictionaryFile, check_dictionary_fits, content_hash, load_dictionary
 from .data import ImageData, load_data
 from .devices import resolve_device
@@ -48,10 +48,9 @@ from .losses import (
 from .nets import Critic, Generator, SoftThreshold
 from .outputs import Staging, locked_folder
 from .precision import autocast, preferred_layout, resolve_precision
+from .progress import ProgressFn
 from .run_folder import RunWriter, open_run, run_dir_paths, save_best, save_outputs, trim_log
 from .sparsity import head_lambda, record_sparsity
-
-ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
 @dataclass
@@ -446,12 +445,7 @@ def _train_locked(
     """Stages 1–2, then the nets (fresh or from the checkpoint) and the loop with its saves."""
     paths = run_dir_paths(out)
     ckpt = open_run(cfg, out, resume, force)
-    if cfg.train.steps < 1 or cfg.train.batch_size < 1:
-        raise SganError(
-            "train.steps and train.batch_size must be positive",
-            where="--steps / --batch-size",
-            fix="give positive numbers",
-        )
+    check_ranges(cfg, ("train",), "the training configuration")
     world = distributed.current()
     distributed.check_divisible(cfg.train.batch_size, "train.batch_size / --batch-size")
     if ckpt is not None:

@@ -2,67 +2,22 @@
 
 The rule applies wherever a number enters: command-line options (:func:`check_options`,
 run by ``handle_errors`` before a command body starts), configuration values from the
-dataclass defaults, a recipe, ``--set`` or a flag (:func:`sgan_cli.config.set_value` checks
-each against :data:`sgan_cli.config.RANGES`), and configurations read back from files.
-A value outside its range is one :class:`~sgan_cli.errors.SganError` that names the option
-(or key), the range and the value. Sizes that would not fit in memory are refused by
-:func:`check_memory` before the allocation.
+dataclass defaults, a recipe, ``--set`` or a flag (:func:`sgan_cli.config.set_value`),
+configurations and metadata read back from files. Every range comes from the one table,
+:data:`sgan_cli.ranges.RANGES`. A value outside its range is one
+:class:`~sgan_cli.errors.SganError` that names the option (or key, or field), the range and
+the value. Sizes that would not fit in memory are refused by :func:`check_memory` before
+the allocation.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import SganError
-
-INT64_MAX = 2**63 - 1
-SEED_MAX = 2**32 - 1  # numpy's RandomState (used by scikit-learn) takes seeds below 2**32
-
-
-@dataclass(frozen=True)
-class Range:
-    """A closed or open interval; ``None`` ends are unbounded (ints stay within int64)."""
-
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-
-    def contains(self, v: float) -> bool:
-        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
-            return False
-        if self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi):
-            return False
-        return True
-
-    def describe(self) -> str:
-        """'greater than 0', 'at least 1', 'in [0, 1)', 'at most 4096'."""
-        lo = None if self.lo is None else _num(self.lo)
-        hi = None if self.hi is None or self.hi >= INT64_MAX else _num(self.hi)
-        if lo is not None and hi is not None:
-            return f"in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
-        if lo is not None:
-            return f"{'greater than' if self.lo_open else 'at least'} {lo}"
-        if hi is not None:
-            return f"{'below' if self.hi_open else 'at most'} {hi}"
-        return "finite"
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
-
-
-POSITIVE = Range(0, None, lo_open=True)  # > 0
-NON_NEGATIVE = Range(0, None)  # ≥ 0
-AT_LEAST_1 = Range(1, INT64_MAX)
-FRACTION_OPEN = Range(0, 1, lo_open=True, hi_open=True)  # (0, 1)
-SEED = Range(0, SEED_MAX)
-SIZE = Range(1, 16384)  # image side in pixels
-CHANNELS = Range(1, 4)  # gray, gray+alpha, RGB, RGBA
-LEARNING_RATE = Range(0, 10, lo_open=True)
+from .ranges import INT64_MAX, Range, option_range
 
 
 def check_number(value: Any, name: str, rng: Range | None, *, where: str | None = None, fix: str | None = None) -> None:
@@ -88,37 +43,6 @@ def check_number(value: Any, name: str, rng: Range | None, *, where: str | None 
             where=where or name,
             fix=fix or f"give {name} a value {rng.describe()}",
         )
-
-
-# command-line options that are not configuration keys (and those that are, spelled as the
-# parameter): "command.param" first, then "param". Every int/float option of every command
-# must appear (tests/test_validation.py checks), so a new option cannot skip the rule.
-OPTION_RANGES: dict[str, Range] = {
-    "seed": SEED,
-    "limit": AT_LEAST_1,
-    "ref_limit": AT_LEAST_1,
-    "image_size": SIZE,
-    "batch_size": AT_LEAST_1,
-    "atoms": AT_LEAST_1,
-    "patch": Range(2, 4096),
-    "stride": AT_LEAST_1,
-    "sparsity": FRACTION_OPEN,
-    "alpha": POSITIVE,
-    "max_samples": Range(2, INT64_MAX),
-    "minibatch_disc": NON_NEGATIVE,
-    "feature_matching": NON_NEGATIVE,
-    "ema": Range(0, 1, hi_open=True),
-    "steps": AT_LEAST_1,
-    "n": AT_LEAST_1,
-    "interpolate": Range(2, INT64_MAX),
-    "nonzeros": AT_LEAST_1,
-    "splits": AT_LEAST_1,
-    "kid_subsets": AT_LEAST_1,
-    "kid_subset_size": Range(2, INT64_MAX),
-    "k": AT_LEAST_1,
-    "epochs": AT_LEAST_1,
-    "lr": LEARNING_RATE,
-}
 
 
 def option_names(fn: Any) -> dict[str, str]:
@@ -149,7 +73,7 @@ def check_options(command: str, kwargs: dict[str, Any], names: dict[str, str]) -
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
-            rng = OPTION_RANGES.get(f"{command}.{param}", OPTION_RANGES.get(param))
+            rng = option_range(command, param)
             check_number(v, names.get(param, "--" + param.replace("_", "-")), rng)
 
 
@@ -200,7 +124,7 @@ def check_memory(nbytes: float, what: str, where: str, fix: str) -> None:
 ACTIVATION_FACTOR = 64
 
 
-def check_batch_memory(batch_size: int, n: int, sample_bytes: float, what: str, option: str = "--batch-size") -> None:
+def check_batch_memory(batch_size: int, n: int, sample_bytes: float, what: str, option: str = "batch_size") -> None:
     """Refuse a batch (of ``min(batch_size, n)`` samples of ``sample_bytes`` each, times
     :data:`ACTIVATION_FACTOR` for what the nets keep) that cannot fit in memory."""
     b = max(1, min(batch_size, n))

@@ -105,8 +105,8 @@ def test_learn_dict_patches_table(runner, tmp_path):
         (["imagenet"], "unknown data set 'imagenet'"),
         (["digits", "--sparsity", "1.5"], "--sparsity must be in (0, 1), got 1.5"),
         (["digits", "--sparsity", "0"], "--sparsity must be in (0, 1), got 0.0"),
-        (["digits", "--atoms", "0"], "--atoms must be at least 1"),
-        (["digits", "--patch", "12"], "--patch 12 is larger than the 8×8 images"),
+        (["digits", "--atoms", "0"], "--atoms must be in [1, 1048576], got 0"),
+        (["digits", "--patch", "12"], "dict.patch 12 is larger than the 8×8 images"),
         (["digits", "--set", "dict.bogus=1"], "unknown configuration key 'dict.bogus'"),
     ],
 )

@@ -122,11 +122,11 @@ def test_patch_layout_matches_conv_transpose():
 
 def test_config_errors():
     data = load_data(DataConfig(name="digits", limit=50))
-    with pytest.raises(SganError, match="--sparsity must be strictly between 0 and 1"):
+    with pytest.raises(SganError, match=r"dict.sparsity must be in \(0, 1\), got 1.5"):
         learn_from_config(data, DictConfig(sparsity=1.5))
-    with pytest.raises(SganError, match="--atoms must be at least 1"):
+    with pytest.raises(SganError, match=r"dict.atoms must be in \[1, 1048576\], got 0"):
         learn_from_config(data, DictConfig(atoms=0))
-    with pytest.raises(SganError, match="--patch 9 is larger than the 8×8 images"):
+    with pytest.raises(SganError, match="dict.patch 9 is larger than the 8×8 images"):
         learn_from_config(data, DictConfig(patch=9))
     # 3×3 grayscale patches are 9-dimensional: lasso codes have at most 9 non-zeros
     with pytest.raises(SganError, match="at most 9 .of 100 atoms.*below 0.09"):

@@ -142,19 +142,19 @@ def test_encoding_does_not_depend_on_batch_size(patches, test_digits):
 
 def test_coder_settings_are_checked(square, patches):
     d, p = load_dictionary(square), load_dictionary(patches / "p3.safetensors")
-    with pytest.raises(SganError, match="--nonzeros must be between 1 and 64"):
+    with pytest.raises(SganError, match="nonzeros must be between 1 and 64"):
         resolve_coder(d, 8, "omp", 65, None, None)
-    with pytest.raises(SganError, match="--nonzeros must be between 1 and 9"):
+    with pytest.raises(SganError, match="nonzeros must be between 1 and 9"):
         resolve_coder(p, 8, "omp", 10, None, None)  # at most dim = 9 non-zeros per 3×3 patch
     with pytest.raises(SganError, match="unknown method 'ksvd'"):
         resolve_coder(d, 8, "ksvd", None, None, None)
-    with pytest.raises(SganError, match="--stride 2 leaves pixels of the 8×8 images uncovered"):
+    with pytest.raises(SganError, match="stride 2 leaves pixels of the 8×8 images uncovered"):
         resolve_coder(p, 8, "omp", None, None, 2)
-    with pytest.raises(SganError, match="--stride applies to patch dictionaries only"):
+    with pytest.raises(SganError, match="stride applies to patch dictionaries only"):
         resolve_coder(d, 8, "omp", None, None, 1)
-    with pytest.raises(SganError, match="--alpha applies to --method lasso"):
+    with pytest.raises(SganError, match="alpha applies to method lasso"):
         resolve_coder(d, 8, "omp", None, 0.5, None)
-    with pytest.raises(SganError, match="--nonzeros applies to --method omp"):
+    with pytest.raises(SganError, match="nonzeros applies to method omp"):
         resolve_coder(d, 8, "lasso", 3, None, None)
     assert resolve_coder(d, 8, "lasso", None, 0.5, None) == DictionaryCoder("lasso", None, 0.5, None)
 

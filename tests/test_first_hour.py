@@ -454,7 +454,7 @@ def test_score_option_names(runner, monkeypatch):
 def test_sample_ema_error_names_the_train_option(runner, tmp_path):
     assert invoke(runner, ["train", *SMALL, "--steps", "1", "--out", str(tmp_path / "r")]).exit_code == 0
     msg = error_text(invoke(runner, ["sample", str(tmp_path / "r"), "--ema", "--out", str(tmp_path / "s")]))
-    assert "Fix: leave out --ema, or train with sgan train --ema 0.999" in msg
+    assert "Fix: leave out ema, or train with train.ema > 0 (sgan train --ema 0.999)" in msg
 
 
 def test_demo_outputs_are_ignored_by_git():

@@ -102,7 +102,7 @@ def test_interpolation_endpoints_are_the_samples_latents():
     for mode in ("linear", "slerp"):
         path = interpolation_latents(3, 3, 5, 8, mode).view(3, 5, 8)
         assert torch.equal(path[:, 0], z[0::2]) and torch.equal(path[:, -1], z[1::2])
-    with pytest.raises(SganError, match="at least 2 points"):
+    with pytest.raises(SganError, match=r"interpolate \(points per pair, both ends\) must be at least 2, got 1"):
         interpolation_latents(3, 3, 1, 8, "linear")
     with pytest.raises(SganError, match="unknown interpolation 'cubic'"):
         interpolation_latents(3, 3, 4, 8, "cubic")
@@ -131,6 +131,16 @@ def test_samples_do_not_depend_on_batch_size(runs, kind):
             assert torch.equal(ref_images, to_uint8((ref_codes @ g.dictionary.atoms).view(-1, 1, 8, 8).clamp(-1, 1)))
         else:
             assert ref_codes.shape == (50, 6, 8, 8)
+
+
+@pytest.mark.parametrize("kind", ["whole", "patch", "dense"])
+def test_the_python_sample_gives_the_images_sgan_sample_writes(runs, kind):
+    """sgan_cli.sample returns floats in [−1, 1]; rounded to uint8 they are generate()'s images."""
+    import sgan_cli
+
+    g = load_generator(runs[kind])
+    images, *_ = generate(g, draw_latents(3, 0, 40, g.z_dim), 16)
+    assert torch.equal(sgan_cli.to_uint8(sgan_cli.sample(g, 40, seed=3, batch_size=9)), images)
 
 
 def test_codes_budget(runs):
@@ -197,7 +207,7 @@ def test_cli_sample_ema(runner, runs, tmp_path):
     assert torch.equal(got.tensors["images"], generate(ema, z, 16)[0])
     assert not torch.equal(got.tensors["images"], generate(plain, z, 16)[0])
     msg = error_text(invoke(runner, ["sample", str(runs["patch"]), "--ema", "--out", str(tmp_path / "x")]))
-    assert "has no EMA weights" in msg and "train with sgan train --ema 0.999" in msg
+    assert "has no EMA weights" in msg and "(sgan train --ema 0.999)" in msg
     assert not (tmp_path / "x").exists()
 
 

@@ -14,7 +14,8 @@ import typing
 import pytest
 from helpers import error_text, invoke
 
-from sgan_cli.config import RANGES, SganConfig
+from sgan_cli.config import SganConfig
+from sgan_cli.ranges import RANGES, option_range
 
 HUGE_SEED = "18446744073709551616"  # 2**64: used to overflow in torch.manual_seed
 
@@ -35,7 +36,7 @@ def _no_outputs(tmp_path):
         (["learn-dict", "digits", "--set", "dict.passes=0"], "dict.passes must be in (0, 1000000], got 0.0"),
         (["learn-dict", "digits", "--set", "dict.batch_size=-7"], "dict.batch_size must be at least 1, got -7"),
         (["learn-dict", "digits", "--seed", HUGE_SEED], f"--seed must be in [0, 4294967295], got {HUGE_SEED}"),
-        (["learn-dict", "digits", "--atoms", "1000000000"], "dict.atoms must be in [1, 1048576], got 1000000000"),
+        (["learn-dict", "digits", "--atoms", "1000000000"], "--atoms must be in [1, 1048576], got 1000000000"),
         (["learn-dict", "digits", "--image-size", "100000"], "--image-size must be in [1, 16384], got 100000"),
         (
             ["encode", "digits", "--dict", "d.safetensors", "--method", "lasso", "--alpha", "nan"],
@@ -85,15 +86,16 @@ def test_every_numeric_config_field_has_a_range():
             if {int, float} & set(typing.get_args(hint) or (hint,)) and f"{section.name}.{f.name}" not in RANGES:
                 missing.append(f"{section.name}.{f.name}")
     assert missing == []
+    sections = {f.name for f in dataclasses.fields(SganConfig)}
     for key in RANGES:  # and every default is inside its own range
-        section, name = key.split(".")
-        value = getattr(getattr(SganConfig(), section), name)
-        assert value is None or RANGES[key].contains(value), key
+        section, _, name = key.partition(".")
+        if section in sections:
+            value = getattr(getattr(SganConfig(), section), name)
+            assert value is None or RANGES[key].contains(value), key
 
 
 def test_every_numeric_option_has_a_range():
     from sgan_cli.commands import classifier, encode, learn_dict, sample, score, train
-    from sgan_cli.validation import OPTION_RANGES
 
     missing = []
     for fn in (learn_dict.learn_dict, train.train, sample.sample, encode.encode, score.score, classifier.classifier):
@@ -101,7 +103,7 @@ def test_every_numeric_option_has_a_range():
         for name, hint in hints.items():
             base = typing.get_args(hint)[0] if typing.get_args(hint) else hint
             kinds = set(typing.get_args(base) or (base,))
-            if {int, float} & kinds and f"{fn.__name__}.{name}" not in OPTION_RANGES and name not in OPTION_RANGES:
+            if {int, float} & kinds and option_range(fn.__name__, name) is None:
                 missing.append(f"{fn.__name__} {name}")
     assert missing == []
 
@@ -125,7 +127,8 @@ def test_odd_devices_are_refused_before_any_output(runner, tmp_path, command, de
 
 def test_training_sizes_that_cannot_fit_are_refused(runner, tmp_path):
     msg = error_text(invoke(runner, ["train", "--batch-size", "1000000000000", "--out", str(tmp_path / "run")]))
-    assert "a batch of 1000000000000 1×8×8 training images would need about" in msg and "Where: --batch-size" in msg
+    assert "a batch of 1000000000000 1×8×8 training images would need about" in msg
+    assert "Where: train.batch_size / --batch-size" in msg
     msg = error_text(invoke(runner, ["train", "--set", "model.g_width=65536", "--out", str(tmp_path / "run")]))
     assert "parameters (with gradients and optimiser state)" in msg and "more than the" in msg
     assert _no_outputs(tmp_path) == []
@@ -306,3 +309,26 @@ def test_critic_arch_auto_is_refused_by_dry_run(runner):
     assert (
         "unknown critic architecture 'auto'" in msg and "leave model.critic_arch unset (null) to follow --arch" in msg
     )
+
+
+# --- library errors name arguments and keys; the CLI names the option -----------------------------
+
+
+def test_library_errors_name_the_key_and_the_cli_adds_the_option(runner, tmp_path):
+    from sgan_cli.config import DataConfig, DictConfig
+    from sgan_cli.data import load_data
+    from sgan_cli.devices import resolve_device
+    from sgan_cli.dictionary import learn_from_config
+    from sgan_cli.errors import SganError
+
+    with pytest.raises(SganError) as err:
+        learn_from_config(load_data(DataConfig(name="digits", limit=20)), DictConfig(patch=12))
+    assert err.value.where == "dict.patch" and "--" not in err.value.message
+    with pytest.raises(SganError) as err:
+        resolve_device("tpu")
+    assert err.value.where == "device" and "--" not in err.value.message
+    out = str(tmp_path / "d.safetensors")
+    msg = error_text(invoke(runner, ["learn-dict", "digits", "--patch", "12", "--out", out]))
+    assert "dict.patch 12 is larger than the 8×8 images" in msg and "Where: dict.patch / --patch." in msg
+    msg = error_text(invoke(runner, ["learn-dict", "digits", "--device", "tpu", "--out", out]))
+    assert "unknown device 'tpu'" in msg and "Where: --device." in msg

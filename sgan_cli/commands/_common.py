@@ -92,6 +92,7 @@ def handle_errors(fn: F) -> F:
             check_options(fn.__name__, kwargs, names)  # every number the user gave, before any work
             return fn(*args, **kwargs)
         except SganError as exc:
+            exc.where = cli_where(exc.where, names)  # the library names arguments and keys; say the option
             if _rank0():  # under torchrun every rank meets the same error: rank 0 says it once
                 report_error(exc, json_mode)
             raise typer.Exit(EXIT_USER_ERROR) from None
@@ -398,6 +399,19 @@ _FLAG_NAMES = {
 def flag_name(key: str) -> str:
     """The option that sets config ``key``: 'gan.objective' → '--gan', 'train.batch_size' → '--batch-size'."""
     return _FLAG_NAMES.get(key, "--" + key.split(".", 1)[1].replace("_", "-"))
+
+
+def cli_where(where: str | None, names: dict[str, str]) -> str | None:
+    """A library error's ``where`` in the command's terms: an argument that is one of the
+    command's options (``nonzeros``) becomes the option (``--nonzeros``); a configuration key
+    that one of its options sets (``dict.patch``) gains it (``dict.patch / --patch``)."""
+    if where is None:
+        return None
+    if where in names:
+        return names[where]
+    if "." in where and " " not in where and flag_name(where) in names.values():
+        return f"{where} / {flag_name(where)}"
+    return where
 
 
 def resolve_config(recipe: str | None, sets: list[str] | None, flags: dict[str, Any]) -> Any:
