@@ -16,8 +16,10 @@ and the penalty's backward is a single first-order pass. Same maths as the doubl
 (tests compare the parameter gradients with autograd's); the penalty with its backward
 runs 1.5–1.8× faster on sgan's critics (``benchmarks/bench_penalty.py``, 2 CPU cores).
 
-Critics with any other layer (BatchNorm, LayerNorm/GroupNorm, minibatch discrimination, a
-user module) are not traced: :func:`input_gradient` then uses autograd's double backward.
+Dropout (sgan's :class:`~sgan_cli.paper_nets.SeededDropout`, in Goyal's critic) is linear
+once its mask is drawn: the forward draws it, the pullback multiplies by the same mask.
+Critics with any other layer (BatchNorm, LayerNorm/GroupNorm, minibatch discrimination,
+``nn.Dropout``, a user module) are not traced: :func:`input_gradient` then uses autograd's double backward.
 """
 
 from __future__ import annotations

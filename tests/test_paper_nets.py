@@ -257,3 +257,39 @@ def test_mnist_recipes_train_the_papers_nets_end_to_end(tmp_path, dict28, recipe
         assert body.net[-1].out_features == 24
     with torch.no_grad():
         assert g.module(torch.randn(3, g.z_dim)).shape == (3, 1, 28, 28)
+
+
+def test_goyal_generator_keeps_its_stride_one_deconvolution_nchw_and_its_numbers():
+    """Moved to channels-last (as training does on CPU), the first transposed convolution keeps
+    NCHW weights (the faster layout there), the others go channels-last; same outputs."""
+    torch.manual_seed(3)
+    body = GoyalBody(100, 1, 28, width=32)
+    z = torch.randn(4, 100)
+    with torch.no_grad():
+        ref = body(z)
+        body.to(memory_format=torch.channels_last)
+        out = body(z)
+    assert body.net[0].weight.is_contiguous()
+    assert body.net[3].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not body.net[3].weight.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_dense_goyal_run_resumes_bit_for_bit(tmp_path):
+    """Goyal's generator body and dropout critic, WGAN-GP: split 3 + 3 steps equals 6 straight."""
+    from sgan_cli.contracts import read_file
+    from sgan_cli.training import run_training
+
+    opts = [
+        "model.arch=goyal", "model.g_width=16", "model.d_width=8", "model.z_dim=8", "gan.objective=wgan-gp",
+        "gan.critic_steps=2", "train.batch_size=8", "train.log_every=3", "train.save_every=3", "train.grid_every=6",
+    ]  # fmt: skip
+    run_training(load_config(None, [*opts, "train.steps=6"]), tmp_path / "straight")
+    run_training(load_config(None, [*opts, "train.steps=3"]), tmp_path / "split")
+    run_training(load_config(None, [*opts, "train.steps=6"]), tmp_path / "split", resume=True)
+    a, b = (
+        read_file(tmp_path / d / "checkpoint.safetensors", "sgan.checkpoint").tensors for d in ("straight", "split")
+    )
+    assert a.keys() == b.keys() and any(k.endswith(".stream") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
