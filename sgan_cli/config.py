@@ -89,6 +89,7 @@ class ModelConfig:
     e_width: int = 64  # encoder (reconstructor / VAE) width: MLP hidden size, or conv first-layer channels
     minibatch_disc: int = 0  # minibatch-discrimination kernels B in the critic (Kitov's GAN lecture); 0: off
     mbd_dim: int = 8  # minibatch discrimination: dimension C of each kernel's rows
+    pack: int = 1  # PacGAN packing: the critic scores m samples at once, concatenated along channels; 1: off
 
 
 @dataclass

@@ -26,7 +26,15 @@ from torch import Tensor, nn
 
 from . import distributed
 from .auto import resolve_auto
-from .builders import Geometry, ResolvedGan, check_training_fits, critic_arch, dictionary_sparsity, resolve_gan
+from .builders import (
+    Geometry,
+    ResolvedGan,
+    check_pack,
+    check_training_fits,
+    critic_arch,
+    dictionary_sparsity,
+    resolve_gan,
+)
 from .checkpoint import TrainState, check_checkpoint_fits, check_world_size, checkpoint_dictionary, new_state
 from .config import ModelConfig, SganConfig, check_ranges
 from .contracts import DictionaryFile, check_dictionary_fits, content_hash, load_dictionary
@@ -99,10 +107,12 @@ class _Draws:
 def _critic_scores(D: Critic, x: Tensor, fake: Tensor, joint: bool) -> tuple[Tensor, Tensor]:
     """D(x) and D(G(z)). ``joint``: one forward over the concatenated batch [2B, C, H, W] —
     the same numbers when the critic treats samples independently (no BatchNorm, no
-    minibatch discrimination), with half the kernel launches."""
+    minibatch discrimination), with half the kernel launches. A packed critic's packs never
+    straddle the two halves (each holds whole packs)."""
     if joint:
         scores = D(torch.cat([x, fake]))
-        return scores[: x.shape[0]], scores[x.shape[0] :]
+        half = scores.shape[0] // 2
+        return scores[:half], scores[half:]
     return D(x), D(fake)
 
 
@@ -124,7 +134,8 @@ def _critic_update(state: TrainState, gan: ResolvedGan, draws: _Draws, joint: bo
         loss_d = critic_loss(gan.objective, real_scores, fake_scores)
         gp = torch.zeros((), device=device)
         if gan.objective == "wgan-gp":
-            gp = gradient_penalty(D, x, fake, eps=distributed.shard(torch.rand(draws.size, generator=state.rng)))
+            eps = torch.rand(draws.size // D.pack, generator=state.rng)  # one ε per pack (per sample unpacked)
+            gp = gradient_penalty(D, x, fake, eps=distributed.shard(eps))
             loss_d = loss_d + gan.gp_lambda * gp
     state.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
@@ -448,6 +459,7 @@ def _train_locked(
     check_ranges(cfg, ("train",), "the training configuration")
     world = distributed.current()
     distributed.check_divisible(cfg.train.batch_size, "train.batch_size / --batch-size")
+    check_pack(cfg.train.batch_size, cfg.model.pack, world.size)
     if ckpt is not None:
         check_world_size(ckpt.meta, world.size, out)
     device = distributed.local_device(resolve_device(cfg.train.device))

@@ -82,8 +82,10 @@ def _weights(path):
         ("model.arch=dcgan", "model.d_width=8", "train.precision=bf16"),
         # Goyal's critic: its dropout masks come from streams the checkpoint carries
         ("model.arch=goyal", "model.d_width=8", "model.e_width=8", "recon.mode=latent"),
+        # packing (PacGAN): the packed critic, its per-pack ε and feature matching over packs
+        ("model.arch=dcgan", "model.d_width=8", "model.pack=2", "gan.feature_matching=1.0", "recon.mode=latent"),
     ],
-    ids=["plain", "controller", "recon-ema-fm", "vae", "conv", "bf16", "goyal-dropout"],
+    ids=["plain", "controller", "recon-ema-fm", "vae", "conv", "bf16", "goyal-dropout", "packed"],
 )
 def test_resume_is_bit_exact(tmp_path, digits_dict, options):
     extra = (f"train.dict={digits_dict}", "gan.objective=wgan-gp", "gan.critic_steps=2", *options)
