@@ -31,6 +31,7 @@ from .nets import (
     MLPBody,
     PatchSynthesis,
     ResNetBody,
+    TinyBody,
     WholeImageSynthesis,
 )
 from .paper_nets import CONV_BODIES, PAPER_ARCHS, PAPER_FEATURES, VECTOR_BODIES, no_dropout
@@ -38,7 +39,7 @@ from .precision import PRECISIONS
 from .sparsity import ResolvedSparsity, check_sparsity_config, resolve_sparsity, sparse_head
 from .validation import check_batch_memory, check_memory
 
-ARCHS = ("mlp", "dcgan", "resnet", *PAPER_ARCHS)  # paper_nets: the papers' own nets
+ARCHS = ("mlp", "dcgan", "resnet", "pacgan-tiny", *PAPER_ARCHS)  # paper_nets: the papers' own nets
 RECON_MODES = ("none", "latent", "vae")
 
 # objective → (critic steps, optimiser, lr, β₁, β₂), from Goyal's table (EE5239 report, 2019)
@@ -103,8 +104,9 @@ def _check_arch(arch: str) -> None:
 
 
 def _conv_body(model: ModelConfig, out_channels: int, size: int) -> nn.Module:
-    """The convolutional generator body: DCGAN's fractionally strided convs or residual blocks."""
-    cls = {"resnet": ResNetBody, **CONV_BODIES}.get(model.arch, DCGANBody)
+    """The convolutional generator body: DCGAN's fractionally strided convs, residual blocks, the
+    tiny stacked-MNIST generator of PacGAN (Lin et al. 2018), or a paper's own (paper_nets)."""
+    cls = {"resnet": ResNetBody, "pacgan-tiny": TinyBody, **CONV_BODIES}.get(model.arch, DCGANBody)
     return cls(model.z_dim, out_channels, size, model.g_width)
 
 
@@ -187,7 +189,25 @@ def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Crit
         )
     check_range("model.minibatch_disc", model.minibatch_disc, "the model configuration")
     check_range("model.mbd_dim", model.mbd_dim, "the model configuration")
-    return Critic(_features(critic_arch(model), geometry, model.d_width, norm), model.minibatch_disc, model.mbd_dim)
+    check_range("model.pack", model.pack, "the model configuration")
+    # packing (PacGAN, Lin et al. 2018): the features read m samples concatenated along channels
+    packed = Geometry(geometry.channels * model.pack, geometry.size)
+    return Critic(
+        _features(critic_arch(model), packed, model.d_width, norm), model.minibatch_disc, model.mbd_dim, model.pack
+    )
+
+
+def check_pack(batch_size: int, pack: int, world_size: int) -> None:
+    """The packed critic scores packs of ``pack`` consecutive samples of each rank's batch:
+    the global batch must split into ``world_size`` shards of whole packs."""
+    if batch_size % (pack * world_size):
+        unit = pack * world_size
+        ranks = f" × {world_size} ranks" if world_size > 1 else ""
+        raise SganError(
+            f"the batch of {batch_size} does not split into packs of {pack}{ranks} (model.pack = {pack})",
+            where="train.batch_size / --batch-size, model.pack / --pack",
+            fix=f"use a batch size that is a multiple of {unit}, e.g. {max(unit, batch_size - batch_size % unit)}",
+        )
 
 
 def make_optimizer(params: Any, gan: ResolvedGan, lr: float) -> torch.optim.Optimizer:

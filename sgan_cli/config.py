@@ -89,6 +89,7 @@ class ModelConfig:
     e_width: int = 64  # encoder (reconstructor / VAE) width: MLP hidden size, or conv first-layer channels
     minibatch_disc: int = 0  # minibatch-discrimination kernels B in the critic (Kitov's GAN lecture); 0: off
     mbd_dim: int = 8  # minibatch discrimination: dimension C of each kernel's rows
+    pack: int = 1  # PacGAN packing: the critic scores m samples at once, concatenated along channels; 1: off
 
 
 @dataclass
@@ -113,11 +114,14 @@ class ReconConfig:
     """The third player against mode collapse."""
 
     mode: str = "none"  # "none", "latent" (E(G(z)) ≈ z: Mahdizadehaghdam et al.) or "vae" (VAE encoder: Ganz & Blau)
-    steps: int = 1  # encoder updates per iteration (n_reconst. of Algorithm 1; n_e for the VAE)
+    # encoder updates per iteration (n_reconst. of Algorithm 1; n_e for the VAE). 5 at lr 1e-3 keep the
+    # reconstructor within 2–10 % of the best encoder of the current G (1 at 1e-4 left it near E ≡ 0:
+    # benchmarks/bench_recon.py, docs/guide.md)
+    steps: int = 5
     weight: float = 1.0  # latent: weight of the generator step on ‖G(E(x)) − x‖²; vae: weight of the VAE loss
     kl_weight: float = 1.0  # vae: weight of KL(q(z|x) ‖ N(0, I)) against the reconstruction error
     every: int = 1  # run the reconstructor phase every N generator steps
-    lr: float = 1e-4  # encoder learning rate (Adam, β = (0.5, 0.9))
+    lr: float = 1e-3  # encoder learning rate (Adam, β = (0.5, 0.9))
 
 
 @dataclass

@@ -9,8 +9,8 @@ TensorBoard logging (``--tensorboard``) uses ``torch.utils.tensorboard``, which 
 Panels, each drawn when its keys are in the metrics: the losses (critic, generator), the
 gradient penalty, the support fraction of the generated codes with its target
 (``support_target``, when logged), the soft threshold λ (``lambda``), the third player's
-losses (``recon_e``, ``recon_g``, ``vae``, ``kl``, ``fm``) and images/s, all against the
-generator step.
+losses (``recon_e``, ``recon_heldout``, ``recon_g``, ``vae``, ``kl``, ``fm``), the reconstructor's
+gap to a better-trained copy of itself (``recon_gap``) and images/s, all against the generator step.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ PANELS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "gradient penalty": (("gp",), (), "(‖∇D(x̂)‖₂ − 1)²"),
     "support fraction of the codes": (("support",), ("support_target",), "share of non-zero codes"),
     "soft threshold λ": (("lambda",), (), "λ"),
-    "third player": (("recon_e", "recon_g", "vae", "kl", "fm"), (), "loss"),
+    "third player": (("recon_e", "recon_heldout", "recon_g", "vae", "kl", "fm"), (), "loss"),
+    "reconstructor gap": (("recon_gap",), (), "‖E(G(z)) − z‖² a copy of E still gains"),
     "speed": (("images_per_s",), (), "images/s"),
     "FID (evaluation)": (("fid",), (), "FID"),
     "Inception Score (evaluation)": (("inception",), (), "IS"),
@@ -43,6 +44,7 @@ PANELS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
 LABELS = {
     "loss_d": "critic", "loss_g": "generator", "gp": "gradient penalty", "support": "support",
     "support_target": "target", "lambda": "λ", "recon_e": "‖E(G(z)) − z‖²", "recon_g": "‖G(E(x)) − x‖²",
+    "recon_heldout": "‖E(G(z)) − z‖² held out", "recon_gap": "gap to 25 more E steps",
     "vae": "VAE", "kl": "KL", "fm": "feature matching", "images_per_s": "images/s",
     "fid": "FID", "inception": "IS", "precision": "precision", "recall": "recall",
 }  # fmt: skip

@@ -32,7 +32,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from sgan_cli.nets import Critic, DCGANFeatures, MLPFeatures, ResBlockDown, ResNetFeatures
+from sgan_cli.nets import (
+    Critic,
+    DCGANFeatures,
+    MLPFeatures,
+    PackedFeatures,
+    ResBlockDown,
+    ResNetFeatures,
+    TinyFeatures,
+    pack_samples,
+)
 from sgan_cli.paper_nets import GanzBlauFeatures, GoyalFeatures, SeededDropout
 
 Pullback = Callable[[Tensor], Tensor]  # g = ∂(Σ out)/∂out  ↦  ∂(Σ out)/∂in, graph in the weights
@@ -118,8 +127,13 @@ def _sequential(m: nn.Sequential, x: Tensor) -> tuple[Tensor, Pullback]:
 
 def _custom(m: nn.Module, x: Tensor) -> tuple[Tensor, Pullback]:
     """sgan's own critic modules (nets.py), by the structure of their ``forward``."""
-    if isinstance(m, (MLPFeatures, DCGANFeatures, GoyalFeatures, GanzBlauFeatures)):  # forward = self.net(x)
+    if isinstance(
+        m, (MLPFeatures, DCGANFeatures, TinyFeatures, GoyalFeatures, GanzBlauFeatures)
+    ):  # forward = self.net(x)
         return _trace(m.net, x)
+    if isinstance(m, PackedFeatures):  # forward = inner(pack(x)): a reshape, undone on the way back
+        y, pull = _trace(m.inner, pack_samples(x, m.m))
+        return y, lambda g: pull(g).reshape(x.shape)
     if isinstance(m, ResNetFeatures):  # forward = self.net(x).sum((2, 3))
         y, pull = _trace(m.net, x)
         return y.sum(dim=(2, 3)), lambda g: pull(g[:, :, None, None].expand(y.shape))
@@ -157,14 +171,14 @@ _TRACEABLE: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictiona
 
 def traceable(critic: nn.Module, example: Tensor) -> bool:
     """Whether :func:`input_gradient` takes the first-order path for this critic (decided
-    once per critic on one sample, so an untraceable critic wastes no forward per step)."""
+    once per critic on one sample, or one pack, so an untraceable critic wastes no forward per step)."""
     known = _TRACEABLE.get(critic)
     if known is None:
         # the probe must not move a dropout stream: a resumed run probes again, the run it continues did not
         streams = [(m, m.draws) for m in critic.modules() if isinstance(m, SeededDropout)]
         try:
             with torch.no_grad():
-                _trace(critic, example[:1])
+                _trace(critic, example[: getattr(critic, "pack", 1)])
             known = True
         except _Untraceable:
             known = False
@@ -180,7 +194,7 @@ def input_gradient(critic: nn.Module, x: Tensor) -> Tensor:
 
     The first-order construction when every layer has a rule, else autograd's
     ``create_graph`` gradient (one sample's gradient never depends on another's in either,
-    as long as the critic treats samples independently).
+    as long as the critic treats samples independently; a packed critic, samples of other packs).
     """
     if not traceable(critic, x):
         x = x.detach().requires_grad_(True)

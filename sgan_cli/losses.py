@@ -58,18 +58,21 @@ def gradient_penalty(
     The norm is over each sample's *whole flattened* gradient [C·H·W] — taking it per pixel
     (over channels only) is a well-known bug in public code and penalises something else.
     ``eps`` [B] gives ε instead of drawing it from ``generator`` (a rank's share of the
-    global batch's ε under torchrun). Returns the unweighted penalty; the caller multiplies by λ
-    (10 by default). ∇ₓD comes from :func:`sgan_cli.input_grad.input_gradient`: a first-order
-    graph for sgan's critics (no double backward), autograd's ``create_graph`` gradient for any
-    other critic.
+    global batch's ε under torchrun). A packed critic (``critic.pack`` = m, PacGAN) interpolates
+    packs: ``eps`` [B/m] holds one ε per pack, and the norm is over each pack's gradient
+    [m·C·H·W], the penalty of the packed critic on its own (packed) input. Returns the unweighted
+    penalty; the caller multiplies by λ (10 by default). ∇ₓD comes from
+    :func:`sgan_cli.input_grad.input_gradient`: a first-order graph for sgan's critics (no double
+    backward), autograd's ``create_graph`` gradient for any other critic.
     """
     b = real.shape[0]
+    m = getattr(critic, "pack", 1)  # a packed critic (PacGAN): one ε and one norm per pack of m samples
     if eps is None:
-        eps = torch.rand(b, generator=generator, device=real.device, dtype=real.dtype)
-    eps = eps.to(real.device, real.dtype).view(b, *([1] * (real.dim() - 1)))
+        eps = torch.rand(b // m, generator=generator, device=real.device, dtype=real.dtype)
+    eps = eps.to(real.device, real.dtype).repeat_interleave(m).view(b, *([1] * (real.dim() - 1)))
     x_hat = eps * real + (1.0 - eps) * fake.detach()
     grad = input_gradient(critic, x_hat)  # [B, C, H, W], differentiable in the critic's weights
-    norms = grad.float().reshape(b, -1).norm(2, dim=1)  # [B]
+    norms = grad.float().reshape(b // m, -1).norm(2, dim=1)  # [B/m]: each pack's whole gradient [m·C·H·W]
     return (norms - 1.0).pow(2).mean()
 
 

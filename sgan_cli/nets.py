@@ -432,15 +432,44 @@ class MinibatchDiscrimination(nn.Module):
         return torch.exp(-l1).sum(1) - 1.0  # exclude c_b(i, i) = 1
 
 
+def pack_samples(x: Tensor, m: int) -> Tensor:
+    """PacGAN's packing (Lin et al. 2018): [B, C, H, W] → [B/m, m·C, H, W], samples
+    m·i … m·i + m − 1 concatenated along channels (pack i). ``m = 1`` returns ``x``."""
+    if m == 1:
+        return x
+    if x.shape[0] % m:
+        raise ValueError(f"a batch of {x.shape[0]} samples does not split into packs of {m}")
+    return x.reshape(x.shape[0] // m, m * x.shape[1], *x.shape[2:])
+
+
+class PackedFeatures(nn.Module):
+    """Critic features of packed samples: x [B, C, H, W] → f [B/m, A], the ``inner`` extractor
+    (built for m·C input channels) applied to :func:`pack_samples` (x, m)."""
+
+    def __init__(self, inner: nn.Module, m: int) -> None:
+        super().__init__()
+        if m < 2:
+            raise ValueError("packing needs m ≥ 2 samples per pack")
+        self.inner, self.m = inner, m
+        self.out_dim = int(inner.out_dim)  # type: ignore[arg-type]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(pack_samples(x, self.m))
+
+
 class Critic(nn.Module):
-    """Features f(x) → [f, o(f)] (minibatch discrimination, optional) → linear score [B].
+    """Features f(x) → [f, o(f)] (minibatch discrimination, optional) → linear score.
 
     ``features(x)`` is f, the critic's penultimate layer, which feature matching compares.
+    With ``pack = m`` > 1 (PacGAN, Lin et al. 2018) the features are a :class:`PackedFeatures`
+    (whose extractor reads m·C channels): the critic scores packs of m consecutive samples,
+    so x [B, C, H, W] gives B/m scores and B/m feature rows.
     """
 
-    def __init__(self, features: nn.Module, minibatch_kernels: int = 0, mbd_dim: int = 8) -> None:
+    def __init__(self, features: nn.Module, minibatch_kernels: int = 0, mbd_dim: int = 8, pack: int = 1) -> None:
         super().__init__()
-        self.features = features
+        self.pack = pack
+        self.features = PackedFeatures(features, pack) if pack > 1 else features
         a = int(features.out_dim)  # type: ignore[arg-type]
         self.mbd = MinibatchDiscrimination(a, minibatch_kernels, mbd_dim) if minibatch_kernels > 0 else None
         self.head = nn.Linear(a + minibatch_kernels, 1)
@@ -481,5 +510,74 @@ class Encoder(nn.Module):
         return self.stats(x)[0]
 
 
+def tiny_plan(size: int) -> list[int]:
+    """The sizes of the PacGAN/Unrolled-GAN tiny nets, from 4 up: 28 → [4, 7, 14, 28], 32 → [4, 8, 16, 32]
+    (each ⌈s/2⌉ below ``size`` down to ≤ 4)."""
+    sizes = [size]
+    while sizes[0] > 4:
+        sizes.insert(0, (sizes[0] + 1) // 2)
+    return sizes
+
+
+class TinyBody(nn.Module):
+    """The stacked-MNIST generator of Unrolled GAN (Metz et al. 2017) and PacGAN (Lin et al. 2018, Table 3):
+    z → linear → [C₀, 4, 4] → 3×3 transposed convs, stride 2, channels halving (C₀ = 64: 32, 16, 8)
+    → a 3×3 stride-1 conv to ``out_channels``. BatchNorm + ReLU between.
+
+    Each stride-2 transposed conv (padding 1) maps s to 2s − 1; output_padding 1 makes 2s where
+    the target is even: 28×28 is 4 → 7 → 14 → 28 (output paddings 0, 1, 1).
+    """
+
+    def __init__(self, z_dim: int, out_channels: int, out_size: int, width: int = 64) -> None:
+        super().__init__()
+        sizes = tiny_plan(out_size)
+        self.base, self.c0 = sizes[0], width
+        self.fc = nn.Sequential(
+            nn.Linear(z_dim, width * self.base**2), nn.BatchNorm1d(width * self.base**2), nn.ReLU(inplace=True)
+        )
+        layers: list[nn.Module] = []
+        c = width
+        for s_in, s_out in zip(sizes[:-1], sizes[1:]):
+            c_next = max(c // 2, 1)
+            layers += [
+                nn.ConvTranspose2d(c, c_next, 3, 2, 1, output_padding=s_out - (2 * s_in - 1), bias=False),
+                nn.BatchNorm2d(c_next),
+                nn.ReLU(inplace=True),
+            ]
+            c = c_next
+        layers.append(nn.Conv2d(c, out_channels, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(self.fc(z).view(-1, self.c0, self.base, self.base))
+
+
+class TinyFeatures(nn.Module):
+    """The stacked-MNIST critic of PacGAN (Lin et al. 2018, Table 3): 3×3 stride-2 convs with
+    ``width``, 2·width and 4·width channels (width 2: "¼ of G", 2-4-8; width 4: "½ of G",
+    4-8-16), LeakyReLU 0.2, normalisation after the second and third; flattened for the linear head."""
+
+    def __init__(self, channels: int, size: int, width: int = 2, norm: str = "none") -> None:
+        super().__init__()
+        sizes = tiny_plan(size)
+        layers: list[nn.Module] = []
+        c_in = channels
+        for i in range(len(sizes) - 1):
+            c = width * 2**i
+            layers += [nn.Conv2d(c_in, c, 3, 2, 1), nn.Identity() if i == 0 else _norm2d(norm, c), nn.LeakyReLU(0.2)]
+            c_in = c
+        layers.append(nn.Flatten())
+        self.net = nn.Sequential(*layers)
+        self.out_dim = c_in * sizes[0] ** 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
 # the feature extractors by architecture, shared by critics and encoders
-FEATURES: dict[str, type[nn.Module]] = {"mlp": MLPFeatures, "dcgan": DCGANFeatures, "resnet": ResNetFeatures}
+FEATURES: dict[str, type[nn.Module]] = {
+    "mlp": MLPFeatures,
+    "dcgan": DCGANFeatures,
+    "resnet": ResNetFeatures,
+    "pacgan-tiny": TinyFeatures,
+}

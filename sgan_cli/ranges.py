@@ -94,6 +94,7 @@ RANGES: dict[str, Range] = {
     "model.e_width": WIDTH,
     "model.minibatch_disc": Range(0, 65536),
     "model.mbd_dim": WIDTH,
+    "model.pack": Range(1, 64),  # PacGAN packing: samples the critic scores at once
     "model.topk": AT_LEAST_1,
     "model.support_target": FRACTION_OPEN,
     "model.controller_gain": Range(0, 1, lo_open=True),
@@ -156,6 +157,7 @@ SAME_AS: dict[str, str] = {
     "alpha": "dict.alpha",  # learn-dict's, and encode's lasso penalty
     "max_samples": "dict.max_samples",
     "minibatch_disc": "model.minibatch_disc",
+    "pack": "model.pack",
     "feature_matching": "gan.feature_matching",
     "ema": "train.ema",
     "steps": "train.steps",

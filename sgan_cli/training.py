@@ -14,6 +14,7 @@ The nets are built in :mod:`sgan_cli.builders`, the state and its checkpoint ten
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +27,16 @@ from torch import Tensor, nn
 
 from . import distributed
 from .auto import resolve_auto
-from .builders import Geometry, ResolvedGan, check_training_fits, critic_arch, dictionary_sparsity, resolve_gan
+from .builders import (
+    Geometry,
+    ResolvedGan,
+    adam,
+    check_pack,
+    check_training_fits,
+    critic_arch,
+    dictionary_sparsity,
+    resolve_gan,
+)
 from .checkpoint import TrainState, check_checkpoint_fits, check_world_size, checkpoint_dictionary, new_state
 from .config import ModelConfig, SganConfig, check_ranges
 from .contracts import DictionaryFile, check_dictionary_fits, content_hash, load_dictionary
@@ -99,10 +109,12 @@ class _Draws:
 def _critic_scores(D: Critic, x: Tensor, fake: Tensor, joint: bool) -> tuple[Tensor, Tensor]:
     """D(x) and D(G(z)). ``joint``: one forward over the concatenated batch [2B, C, H, W] —
     the same numbers when the critic treats samples independently (no BatchNorm, no
-    minibatch discrimination), with half the kernel launches."""
+    minibatch discrimination), with half the kernel launches. A packed critic's packs never
+    straddle the two halves (each holds whole packs)."""
     if joint:
         scores = D(torch.cat([x, fake]))
-        return scores[: x.shape[0]], scores[x.shape[0] :]
+        half = scores.shape[0] // 2
+        return scores[:half], scores[half:]
     return D(x), D(fake)
 
 
@@ -124,7 +136,8 @@ def _critic_update(state: TrainState, gan: ResolvedGan, draws: _Draws, joint: bo
         loss_d = critic_loss(gan.objective, real_scores, fake_scores)
         gp = torch.zeros((), device=device)
         if gan.objective == "wgan-gp":
-            gp = gradient_penalty(D, x, fake, eps=distributed.shard(torch.rand(draws.size, generator=state.rng)))
+            eps = torch.rand(draws.size // D.pack, generator=state.rng)  # one ε per pack (per sample unpacked)
+            gp = gradient_penalty(D, x, fake, eps=distributed.shard(eps))
             loss_d = loss_d + gan.gp_lambda * gp
     state.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
@@ -243,6 +256,52 @@ def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor, amp: torch.dt
     return out
 
 
+GAP_STEPS = 25  # extra encoder steps of the copy that measures recon_gap
+
+
+def _recon_gap(state: TrainState, cfg: SganConfig, device: torch.device, amp: torch.dtype | None) -> dict[str, float]:
+    """How far the reconstructor is from the best encoder of the current generator, at a log step.
+
+    A copy of E, with a copy of its optimiser state, takes :data:`GAP_STEPS` more encoder steps
+    on the frozen G (Mahdizadehaghdam et al. ask for E* ∈ argmin ‖E(G(z)) − z‖², an encoder
+    kept near-optimal for the current G). Logged: ``recon_heldout``, ‖E(G(z)) − z‖² of E on
+    4·B held-out z, and ``recon_gap``, how much the copy lowered it — near 0 when E keeps up
+    with G, large when E lags (E ≡ 0 scores 1). The loop's state is left as it was: E and its
+    optimiser untouched, G's BatchNorm buffers restored, the draws from a generator of their
+    own (seeded by train.seed and the step), so a resumed run stays bit-exact.
+    """
+    G, E, rc = state.generator, state.encoder, cfg.recon
+    assert E is not None and state.opt_e is not None
+    B, z_dim = cfg.train.batch_size, cfg.model.z_dim
+    gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + state.step)
+    held = distributed.shard(torch.randn(4 * B, z_dim, generator=gen)).to(device)
+    buffers = [b.clone() for b in G.buffers()]
+    copy_e = copy.deepcopy(E)
+    opt = adam(copy_e.parameters(), rc.lr, (0.5, 0.9))
+    opt.load_state_dict(copy.deepcopy(state.opt_e.state_dict()))  # load_state_dict would share its tensors
+
+    def error(enc: nn.Module) -> float:
+        with torch.no_grad(), autocast(device, amp):
+            return float(latent_recon_loss(enc(G(held)), held))
+
+    before = error(copy_e)
+    for _ in range(GAP_STEPS):
+        z = distributed.shard(torch.randn(B, z_dim, generator=gen)).to(device)
+        with autocast(device, amp):
+            with torch.no_grad():
+                xg = G(z)
+            loss = latent_recon_loss(copy_e(xg), z)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.step(opt)
+    after = error(copy_e)
+    with torch.no_grad():
+        for b, saved in zip(G.buffers(), buffers):
+            b.copy_(saved)
+    _, (before, after) = distributed.any_rank(False, [before, after])  # the global batch's means
+    return {"recon_heldout": before, "recon_gap": before - after}
+
+
 def _iteration(state: TrainState, cfg: SganConfig, gan: ResolvedGan, draws: _Draws, joint: bool) -> dict[str, float]:
     """One generator step with its critic steps, then the third player and the EMA; returns
     this rank's logged values. Advances ``state.step``."""
@@ -356,7 +415,10 @@ def train_steps(
             or state.step == until
             or state.step == early_log_step(cfg.train.log_every)
         ):
-            on_log(window.entry(state.step))
+            entry = window.entry(state.step)
+            if state.encoder is not None and cfg.recon.mode == "latent" and cfg.recon.steps > 0:
+                entry.update(_recon_gap(state, cfg, device, amp))
+            on_log(entry)
 
 
 # --- a run in its folder ------------------------------------------------------------------------
@@ -448,6 +510,7 @@ def _train_locked(
     check_ranges(cfg, ("train",), "the training configuration")
     world = distributed.current()
     distributed.check_divisible(cfg.train.batch_size, "train.batch_size / --batch-size")
+    check_pack(cfg.train.batch_size, cfg.model.pack, world.size)
     if ckpt is not None:
         check_world_size(ckpt.meta, world.size, out)
     device = distributed.local_device(resolve_device(cfg.train.device))

@@ -61,6 +61,8 @@ def ddp(tmp_path_factory):
         ["full", ["train", *train, "--steps", "4", "--out", str(work / "full")]],
         ["part", ["train", *train, "--steps", "2", "--out", str(work / "res")]],
         ["resume", ["train", "--resume", "--steps", "4", "--out", str(work / "res")]],
+        # packing: each rank packs its shard (whole packs), one ε per pack from the global draw
+        ["pack", ["train", *train, "--pack", "4", "--steps", "2", "--out", str(work / "pack")]],
         [
             "sample",
             [
@@ -187,6 +189,20 @@ def test_two_ranks_equal_one_process(ddp, tmp_path, runner):
     for x, y in zip(a, b, strict=True):  # logged losses are the global batch's (mean over ranks)
         for k in ("loss_d", "loss_g", "gp", "l1", "fm", "recon_e", "recon_g", "support", "lambda"):
             assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-6), k
+
+
+def test_packed_critic_under_two_ranks_equals_one_process(ddp, tmp_path, runner):
+    """PacGAN packing under torchrun: rank r's packs are the global batch's packs of its rows,
+    so the logged global losses equal one process's (the gradient penalty's per-pack ε too)."""
+    res = invoke(runner, ["train", *ddp["train"], "--pack", "4", "--steps", "2", "--out", str(tmp_path / "one")])
+    assert res.exit_code == 0, res.output
+    a = [json.loads(s) for s in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(s) for s in (ddp["work"] / "pack" / "metrics.jsonl").read_text().splitlines()]
+    for x, y in zip(a, b, strict=True):
+        for k in ("loss_d", "loss_g", "gp", "fm", "recon_e", "recon_g"):
+            assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-6), k
+    res = invoke(runner, ["train", *ddp["train"], "--pack", "3", "--steps", "1", "--out", str(tmp_path / "bad")])
+    assert "does not split into packs of 3" in error_text(res)
 
 
 def test_resume_under_two_ranks_is_exact(ddp):

@@ -82,8 +82,10 @@ def _weights(path):
         ("model.arch=dcgan", "model.d_width=8", "train.precision=bf16"),
         # Goyal's critic: its dropout masks come from streams the checkpoint carries
         ("model.arch=goyal", "model.d_width=8", "model.e_width=8", "recon.mode=latent"),
+        # packing (PacGAN): the packed critic, its per-pack ε and feature matching over packs
+        ("model.arch=dcgan", "model.d_width=8", "model.pack=2", "gan.feature_matching=1.0", "recon.mode=latent"),
     ],
-    ids=["plain", "controller", "recon-ema-fm", "vae", "conv", "bf16", "goyal-dropout"],
+    ids=["plain", "controller", "recon-ema-fm", "vae", "conv", "bf16", "goyal-dropout", "packed"],
 )
 def test_resume_is_bit_exact(tmp_path, digits_dict, options):
     extra = (f"train.dict={digits_dict}", "gan.objective=wgan-gp", "gan.critic_steps=2", *options)
@@ -450,3 +452,39 @@ def test_precision_setting(runner):
         and "fp32, bf16 or auto" in " ".join(res.stderr.split())
     )
     assert "Traceback" not in res.output
+
+
+def test_recon_gap_measures_how_far_the_encoder_lags_and_leaves_the_run_alone(digits_dict):
+    """recon_gap: a copy of E trained 25 more steps on the frozen G. Large for a fresh E, small
+    for one already fitted to this G; recon_heldout is ‖E(G(z)) − z‖² on its held-out z; and the
+    run's state (nets, optimisers, G's BatchNorm buffers, the RNG) is exactly as before."""
+    from sgan_cli.builders import Geometry
+    from sgan_cli.checkpoint import new_state, state_tensors
+    from sgan_cli.contracts import load_dictionary
+    from sgan_cli.losses import latent_recon_loss
+    from sgan_cli.training import _recon_gap
+
+    cfg = _cfg(f"train.dict={digits_dict}", "model.arch=mlp", "model.z_dim=4", "recon.mode=latent")
+    cpu = torch.device("cpu")
+    state = new_state(cfg, Geometry(1, 8), load_dictionary(digits_dict), cpu)
+    snapshot = {k: v.clone() for k, v in state_tensors(state)[0].items()}
+    fresh = _recon_gap(state, cfg, cpu, None)
+    for k, v in state_tensors(state)[0].items():
+        assert torch.equal(v, snapshot[k]), k
+    held = torch.randn(4 * 16, 4, generator=torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + state.step))
+    with torch.no_grad():
+        expected = float(latent_recon_loss(state.encoder(state.generator(held)), held))
+    assert fresh["recon_heldout"] == pytest.approx(expected, rel=1e-6)
+    # fit E to this G (the run's own encoder optimiser), then the copy has little left to gain
+    gen = torch.Generator().manual_seed(9)
+    for _ in range(400):
+        z = torch.randn(16, 4, generator=gen)
+        with torch.no_grad():
+            x = state.generator(z)
+        loss = latent_recon_loss(state.encoder(x), z)
+        state.opt_e.zero_grad()
+        loss.backward()
+        state.opt_e.step()
+    fitted = _recon_gap(state, cfg, cpu, None)
+    assert fitted["recon_heldout"] < 0.7 * fresh["recon_heldout"]
+    assert fresh["recon_gap"] > 0.03 and abs(fitted["recon_gap"]) < 0.5 * fresh["recon_gap"], (fresh, fitted)

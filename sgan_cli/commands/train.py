@@ -97,9 +97,10 @@ def train(
         typer.Option(
             "--arch",
             help=(
-                "auto, mlp, dcgan, resnet, goyal or ganz-blau. goyal: the DCGAN nets of Goyal's "
+                "auto, mlp, dcgan, resnet, goyal, ganz-blau or pacgan-tiny. goyal: the DCGAN nets of Goyal's "
                 "GAN training report (EE5239, Appendix I); ganz-blau: the four-layer FC generator and "
-                "three-conv critic of Ganz & Blau's Sparse GAN. auto: mlp for a whole-image dictionary; "
+                "three-conv critic of Ganz & Blau's Sparse GAN; pacgan-tiny: the stacked-MNIST nets of "
+                "PacGAN (Lin et al. 2018). auto: mlp for a whole-image dictionary; "
                 "for a patch dictionary a dcgan generator with an mlp critic on CPU "
                 "(dcgan on GPU); dense: mlp on CPU, dcgan on GPU. (default: auto)"
             ),
@@ -124,6 +125,18 @@ def train(
             "--minibatch-disc",
             metavar="B",
             help="Minibatch discrimination with this many kernels in the critic. (default: 0, off)",
+            show_default=False,
+        ),
+    ] = None,
+    pack: Annotated[
+        int | None,
+        typer.Option(
+            "--pack",
+            metavar="M",
+            help=(
+                "Packing (PacGAN, Lin et al. 2018): the critic scores M samples at once, concatenated "
+                "along channels; the batch must be a multiple of M (× ranks). (default: 1, off)"
+            ),
             show_default=False,
         ),
     ] = None,
@@ -229,7 +242,8 @@ def train(
     flags = {
         "gan.objective": gan, "train.dict": dict_path, "data.name": data, "data.root": data_root, "data.split": split,
         "data.limit": limit, "data.image_size": image_size, "model.arch": arch, "recon.mode": recon,
-        "model.minibatch_disc": minibatch_disc, "gan.feature_matching": feature_matching, "train.ema": ema,
+        "model.minibatch_disc": minibatch_disc, "model.pack": pack, "gan.feature_matching": feature_matching,
+        "train.ema": ema,
         "train.steps": steps, "train.batch_size": batch_size, "train.seed": seed, "train.device": device,
         "train.precision": precision,
     }  # fmt: skip
