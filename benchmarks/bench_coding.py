@@ -11,8 +11,8 @@ signals are coded in float64 by
   ``sparse_encode(algorithm="omp")``.
 
 "sgan" is what ``encode`` runs on the CPU: the compiled kernels of ``sgan_cli/native.py``
-where a C compiler is found; "sgan torch" is its batched torch engine (GPUs, and CPUs
-without a compiler). The implementations are timed alternately (sgan, sgan torch, SPAMS,
+where they were built at install time; "sgan torch" is its batched torch engine (GPUs, and
+installs without a C compiler). The implementations are timed alternately (sgan, sgan torch, SPAMS,
 scikit-learn, repeated ``--repeats`` times; the best time of each is kept) with 2 threads
 each, in one process under OpenMP's
 default wait policy (what ``sgan encode`` runs under), and the codes are compared: the
@@ -20,6 +20,7 @@ largest coefficient difference and the objective (lasso) or residual (OMP) of ea
 
     python benchmarks/bench_coding.py                       # digits and 3×3×3 patches
     python benchmarks/bench_coding.py --mnist-root PATH     # + mnist-5k, K = 784
+    python benchmarks/bench_coding.py --smoke               # seconds: 500 digits, K = 32, once; writes no file
 """
 
 from __future__ import annotations
@@ -47,10 +48,13 @@ except ImportError:  # pragma: no cover - depends on the machine
     spams = None
 
 
-def cases(mnist_root: Path | None) -> list[tuple[str, torch.Tensor, torch.Tensor, int, float, float | None]]:
+def cases(
+    mnist_root: Path | None, smoke: bool = False
+) -> list[tuple[str, torch.Tensor, torch.Tensor, int, float, float | None]]:
     """(name, training signals, coded signals, K, α, learning passes) per case: the
     dictionary is learned with the solver's default schedule (passes None), or 2 passes
-    where that would take minutes (mnist-5k)."""
+    where that would take minutes (mnist-5k). ``smoke``: 500 digits, K = 32, 2 passes only
+    (that the script runs, not a measurement)."""
     import sys
 
     sys.path.insert(0, str(HERE))
@@ -58,6 +62,8 @@ def cases(mnist_root: Path | None) -> list[tuple[str, torch.Tensor, torch.Tensor
 
     out = []
     Y, K, alpha, _ = case_signals("a", Path("."))
+    if smoke:
+        return [("digits 8×8 (smoke), K=32", Y[:500], Y[:500], 32, alpha, 2.0)]
     out.append(("digits 8×8, K=64", Y, Y, K, alpha, None))
     Y, K, alpha, _ = case_signals("b", Path("."))
     out.append(("3×3×3 patches, K=100", Y[:50_000], Y[50_000:70_000], K, alpha, None))
@@ -72,7 +78,7 @@ def cases(mnist_root: Path | None) -> list[tuple[str, torch.Tensor, torch.Tensor
 
 def torch_engine(fn):
     """fn run by sgan's batched torch engine (the engine of GPUs, and of CPUs without a C
-    compiler) instead of its compiled CPU kernels."""
+    compiler at install time) instead of its compiled CPU kernels."""
 
     def run():
         with native.disabled():
@@ -158,10 +164,15 @@ def main() -> None:
     parser.add_argument("--mnist-root", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "coding.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/coding.json (none with --smoke)")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: one tiny case, once (checks the script)")
     args = parser.parse_args()
+    if args.smoke:
+        args.repeats = 1
+    elif args.out is None:
+        args.out = HERE / "results" / "coding.json"
     torch.set_num_threads(args.threads)
-    rows = [run_case(*c, repeats=args.repeats) for c in cases(args.mnist_root)]
+    rows = [run_case(*c, repeats=args.repeats) for c in cases(args.mnist_root, args.smoke)]
     load = os.getloadavg()
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -190,9 +201,10 @@ def main() -> None:
                 f"{res['sgan_torch']['signals_per_s']:10.0f} {sp} "
                 f"{res['sklearn']['signals_per_s']:9.0f} {ratio:11.2f}× {res[ref]['max_abs_diff_vs_sgan']:12.1e}"
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine, "spams": spams is not None, "cases": rows}, indent=2))
-    print(f"\nwrote {args.out}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"machine": machine, "spams": spams is not None, "cases": rows}, indent=2))
+        print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

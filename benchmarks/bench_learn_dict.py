@@ -20,6 +20,7 @@ to 4× slower here and SPAMS no faster).
     python benchmarks/bench_learn_dict.py                    # all cases
     python benchmarks/bench_learn_dict.py --cases a b        # some
     python benchmarks/bench_learn_dict.py --mnist-root PATH  # case c data (mnist-5k)
+    python benchmarks/bench_learn_dict.py --smoke            # seconds: 500 digits, 2 budgets, once; writes no file
 
 Cases: (a) digits 1797×64, K = 64, α = 0.36 (a-full: the same with the torch engine's
 full-batch FISTA epochs, ``SGAN_NATIVE=0``); (b) 100,000 3×3×3 patches of scikit-learn's sample images,
@@ -132,13 +133,15 @@ def run_spams(Y: torch.Tensor, K: int, alpha: float, iters: int, threads: int) -
     return {"iter": iters, "passes": iters * 256 / Y.shape[0], "seconds": seconds, "objective": f, "support": sup}
 
 
-def run_sklearn(Y: torch.Tensor, K: int, alpha: float) -> dict:
+def run_sklearn(Y: torch.Tensor, K: int, alpha: float, max_iter: int = 1000) -> dict:
     from sklearn.decomposition import MiniBatchDictionaryLearning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
-        sk = MiniBatchDictionaryLearning(n_components=K, alpha=alpha, batch_size=256, random_state=0).fit(Y.numpy())
+        sk = MiniBatchDictionaryLearning(
+            n_components=K, alpha=alpha, batch_size=256, max_iter=max_iter, random_state=0
+        ).fit(Y.numpy())
         seconds = time.perf_counter() - t
     f, sup = objective(Y, torch.tensor(sk.components_, dtype=torch.float32), alpha)
     return {"passes": float(sk.n_iter_), "seconds": seconds, "objective": f, "support": sup}
@@ -150,15 +153,19 @@ def best_of(repeats: int, run):
     return min((run() for _ in range(repeats)), key=lambda r: r["seconds"])
 
 
-def run_case(case: str, mnist_root: Path, reference: str, threads: int, repeats: int = 1) -> dict:
+def run_case(case: str, mnist_root: Path, reference: str, threads: int, repeats: int = 1, smoke: bool = False) -> dict:
     Y, K, alpha, desc = case_signals(case[0], mnist_root)
     solver, batch_size, budgets = SCHEDULES[case]
     torch_engine = case == "a-full"
     if torch_engine:
         desc += ", torch engine (full-batch)"
+    ref_budgets: list = SPAMS_ITERS[case] if reference == "spams" else [None]
+    sklearn_iters = 1000  # scikit-learn's default (it stops early)
+    if smoke:  # that the script runs, not a measurement: 500 signals, K = 32, two budgets each
+        Y, K, desc = Y[:500], 32, desc.split(",")[0] + " (smoke), K=32"
+        budgets, ref_budgets, sklearn_iters = budgets[:2], ref_budgets[:2], 1
     ref_runs: list[dict] = []
     ours: list[dict] = []
-    ref_budgets: list = SPAMS_ITERS[case] if reference == "spams" else [None]
     # alternate: reference budget i, sgan budget i, … (the longer list finishes alone)
     for i in range(max(len(ref_budgets), len(budgets))):
         if i < len(ref_budgets):
@@ -167,7 +174,7 @@ def run_case(case: str, mnist_root: Path, reference: str, threads: int, repeats:
                 lambda i=i: (
                     run_spams(Y, K, alpha, ref_budgets[i], threads)
                     if reference == "spams"
-                    else run_sklearn(Y, K, alpha)
+                    else run_sklearn(Y, K, alpha, sklearn_iters)
                 ),
             )
             ref_runs.append(r)
@@ -210,16 +217,23 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["a", "b", "c"], choices=list(SCHEDULES))
     parser.add_argument("--mnist-root", type=Path, default=HERE.parent.parent / "shared" / "data" / "mnist-5k")
     parser.add_argument("--reference", choices=["spams", "sklearn"], default="spams" if spams else "sklearn")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "learn_dict.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/learn_dict.json (none with --smoke)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="runs per budget, the fastest kept (each side)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few seconds: case a on 500 signals, 2 budgets, once (checks the script)"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.cases, args.repeats = ["a"], 1
+    elif args.out is None:
+        args.out = HERE / "results" / "learn_dict.json"
     if args.reference == "spams" and spams is None:
         raise SystemExit(
             "SPAMS is not importable (pip install spams-bin, GPL-3.0, benchmark-only); use --reference sklearn"
         )
     torch.set_num_threads(args.threads)
-    rows = [run_case(c, args.mnist_root, args.reference, args.threads, args.repeats) for c in args.cases]
+    rows = [run_case(c, args.mnist_root, args.reference, args.threads, args.repeats, args.smoke) for c in args.cases]
     load = os.getloadavg()
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -242,9 +256,10 @@ def main() -> None:
                 else f"{'not reached':>41}"
             )
             print(f"{r['description']:<44} {r['alpha']:>5g} {ref['seconds']:8.2f} {ref['objective']:10.5f} {sgs}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine, "cases": rows}, indent=2))
-    print(f"\nwrote {args.out}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"machine": machine, "cases": rows}, indent=2))
+        print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

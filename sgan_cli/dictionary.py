@@ -9,7 +9,7 @@ scikit-learn's ``MiniBatchDictionaryLearning``): minibatches are sparse-coded, t
 statistics Σ aaᵀ [K, K] and Σ a yᵀ [K, dim] are accumulated, and the atoms take one
 block-coordinate sweep on the surrogate they define. Two schedules, in batched PyTorch (so
 the same code runs on a GPU) around compiled CPU kernels of the per-signal parts
-(:mod:`sgan_cli.native`) where a C compiler is found:
+(:mod:`sgan_cli.native`) where they were built when sgan was installed:
 
 * ``passes`` (data revisited many times, e.g. whole images): every signal keeps its latest
   code; the first pass accumulates statistics with forgetting, later passes *replace* a
@@ -793,7 +793,7 @@ def run_learn_dict(
     check_writable(png_path, force)
     resolve_device(cfg.dict.device)  # an absent or unknown device fails before the images load
     images = load_data(cfg.data)
-    native.library()  # a first build of the compiled kernels (about a second) is not learning time
+    native.library()  # loading the compiled kernels is not learning time
     start = time.perf_counter()
     job = learn_from_config(images, cfg.dict, progress)
     seconds = time.perf_counter() - start

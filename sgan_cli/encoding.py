@@ -234,7 +234,7 @@ def encode_dictionary(
     codes = torch.empty(n, *code_shape)
     recon = torch.empty_like(data.images)
     quality = torch.empty(n, dtype=torch.float32)
-    native.library()  # a first build of the compiled kernels is not coding time
+    native.library()  # loading the compiled kernels is not coding time
     t0 = time.perf_counter()
     for start in range(0, n, bs):
         x = data.floats(slice(start, start + bs)).to(dev)

@@ -1,15 +1,14 @@
-"""Compiled CPU kernels of the sparse coders (``native_coding.c``), built on first use.
+"""Compiled CPU kernels of the sparse coders (``native_coding.c``), built when sgan is installed.
 
 On the CPU, sgan's LARS-lasso and OMP spend their time in per-step bookkeeping that costs
 a few microseconds per torch operation, while one signal's step is a few hundred
 flops: a loop per signal in C runs them 5–15× faster (2-core AMD EPYC; README,
-Benchmarks). The C source ships with the package and is compiled once per machine with the
-system's C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into :func:`cache_dir`, keyed
-by the source, the compiler and the CPU (``-march=native``); it is loaded with
-ctypes, so there is nothing to build at install time and no Python headers are needed.
-Where no compiler works, or ``SGAN_NATIVE=0`` is set, :func:`library` returns None and the
-batched torch engine of :mod:`sgan_cli.sparse_coding` runs instead (it is also what runs
-on GPUs); :func:`reason` says why.
+Benchmarks). ``pip install`` compiles the C source (setup.py: an optional extension, with
+``-O3 -march=native`` for a local install) into a shared library beside this module, which
+is loaded here with ctypes. Where it was not built (no C compiler at install time), does not
+load, or was built from another version of the source, or where ``SGAN_NATIVE=0`` is set,
+:func:`library` returns None and the batched torch engine of :mod:`sgan_cli.sparse_coding`
+runs instead (it is also what runs on GPUs); :func:`reason` says why, in one line.
 
 The signals are split between ``torch.get_num_threads()`` Python threads; a ctypes call
 releases the GIL, so the shares run in parallel, and each signal's result is the same
@@ -23,13 +22,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import importlib.machinery
 import os
-import platform
-import shlex
-import shutil
-import signal
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,12 +33,11 @@ import torch
 from torch import Tensor
 
 SOURCE = Path(__file__).with_name("native_coding.c")
-# -O3 vectorises the inner loops over atoms; -fopenmp-simd lets the maximum over atoms
-# vectorise too (no OpenMP runtime); either extra is dropped where a compiler refuses it
-FLAGS = ["-O3", "-std=c99", "-fPIC", "-shared"]
-EXTRA_FLAGS = (["-march=native", "-fopenmp-simd"], ["-fopenmp-simd"], [])
+LIBRARY_NAME = "_native_coding"  # the extension setup.py builds: sgan_cli/_native_coding<suffix>
 # below this many signals per thread, one more thread costs more than it saves
 MIN_SIGNALS_PER_THREAD = 16
+# the fix each reason below names
+REINSTALL = "reinstall sgan with a working C compiler (a checkout: pip install -e .)"
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -69,150 +62,36 @@ _dbl = ctypes.c_double
 _ptr = ctypes.c_void_p
 
 
-def cache_dir() -> Path:
-    """Where compiled kernels are kept: ``$SGAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/sgan``
-    (an absolute ``$XDG_CACHE_HOME`` only, as the XDG rules say), else ``~/.cache/sgan``."""
-    if os.environ.get("SGAN_CACHE_DIR"):
-        return Path(os.environ["SGAN_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sgan"
-
-
-def _compiler() -> list[str] | None:
-    """The C compiler's command: ``$CC`` (which may carry arguments, e.g. ``ccache gcc``),
-    else the first of cc, gcc and clang on the PATH; None if there is none. A ``$CC``
-    that is not found is not replaced by another compiler: the build fails and says so.
-    Raises ValueError for a ``$CC`` that does not parse (an unclosed quote)."""
-    if os.environ.get("CC", "").strip():
-        cmd = shlex.split(os.environ["CC"])
-        found = shutil.which(cmd[0])
-        return [found, *cmd[1:]] if found else cmd
-    for name in ("cc", "gcc", "clang"):
-        found = shutil.which(name)
-        if found:
-            return [found]
+def built_library() -> Path | None:
+    """The shared library that ``pip install`` built beside this module (named with one of
+    this Python's extension suffixes), or None."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = Path(__file__).with_name(LIBRARY_NAME + suffix)
+        if path.is_file():
+            return path
     return None
 
 
-def _cpu_signature() -> str:
-    """The CPU model and feature flags (Linux), so a cache shared between machines never
-    hands one a kernel built with -march=native for another; elsewhere the host name too
-    (the CPU's features are not read there)."""
+class LoadError(Exception):
+    """The kernels are not there or cannot be used; the message says why, in one line."""
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    """The kernels in ``path``, their argument types declared; raises LoadError when the file
+    does not load, lacks a kernel, or was built from another version of native_coding.c."""
     try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags", "Features"))]
-        return "\n".join(sorted(set(lines)))
+        lib = ctypes.CDLL(str(path))
+        _bind(lib)
+    except (OSError, AttributeError) as exc:
+        raise LoadError(f"{path.name} does not load ({' '.join(str(exc).split())}); {REINSTALL}") from None
+    built_from = lib.sgan_source_sha256().decode()
+    try:
+        shipped = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
     except OSError:
-        return "\n".join([platform.processor(), platform.machine(), platform.node()])
-
-
-class BuildError(Exception):
-    """The kernels could not be built or loaded; the message says why."""
-
-
-# seconds: `cc --version`, then each compile (a stuck compiler must not hang a command)
-VERSION_TIMEOUT, COMPILE_TIMEOUT = 15, 120
-
-
-def _run_tool(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """Run cmd with its output captured, in its own process group, which is killed whole if
-    it outlives ``timeout`` or the caller is interrupted (a compiler's own children too)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException:
-        if hasattr(os, "killpg"):
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        proc.kill()
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-
-def _sha256(path: Path | str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _load(path: Path | str) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(path))
-    _bind(lib)
+        shipped = built_from  # the source is not installed: nothing to compare with
+    if built_from != shipped:
+        raise LoadError(f"{path.name} was built from another {SOURCE.name}; {REINSTALL}")
     return lib
-
-
-def _load_or_build(cc: list[str]) -> ctypes.CDLL:
-    """The kernels from the cache (once per source, compiler and CPU), built there first if
-    absent or damaged. A cached library is loaded only if it matches the checksum written
-    beside it when it was built (a truncated file would crash the process on loading), and
-    a new one is installed only once it has loaded; raises BuildError."""
-    try:
-        version = _run_tool([*cc, "--version"], VERSION_TIMEOUT).stdout
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{' '.join(cc)} --version did not answer within {VERSION_TIMEOUT} s") from None
-    except OSError as exc:
-        raise BuildError(f"cannot run the C compiler {' '.join(cc)}: {exc}") from None
-    key = hashlib.sha256(
-        b"\0".join(
-            [
-                SOURCE.read_bytes(),
-                " ".join(cc).encode(),
-                version.encode(),
-                repr((FLAGS, EXTRA_FLAGS)).encode(),
-                _cpu_signature().encode(),
-            ]
-        )
-    )
-    out_dir = cache_dir()
-    lib_path = out_dir / f"native_coding-{key.hexdigest()[:16]}.so"
-    stamp = lib_path.with_suffix(".sha256")
-    try:
-        if lib_path.is_file() and stamp.is_file() and stamp.read_text().strip() == _sha256(lib_path):
-            return _load(lib_path)
-    except (OSError, AttributeError):
-        pass  # unreadable or not loadable here: build it again
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".native_coding-", suffix=".so", dir=out_dir)
-        os.close(fd)
-    except OSError as exc:
-        raise BuildError(
-            f"cannot write the kernel cache {out_dir}: {exc} (set SGAN_CACHE_DIR to a writable folder)"
-        ) from None
-    try:
-        errors = ""
-        for extra in EXTRA_FLAGS:
-            cmd = [*cc, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"]
-            try:
-                proc = _run_tool(cmd, COMPILE_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                raise BuildError(
-                    f"{' '.join(cc)} did not finish compiling {SOURCE.name} within {COMPILE_TIMEOUT} s"
-                ) from None
-            if proc.returncode == 0:
-                break
-            errors = (proc.stderr or proc.stdout or f"exit status {proc.returncode}").strip()
-        else:
-            raise BuildError(f"building {SOURCE.name} with {' '.join(cc)} failed: {errors[:500]}")
-        os.chmod(tmp, 0o755)  # mkstemp's 0600 would keep other users off a shared cache
-        try:
-            lib = _load(tmp)  # the inode stays loaded when it is renamed below
-        except (OSError, AttributeError) as exc:
-            raise BuildError(f"what {' '.join(cc)} built from {SOURCE.name} does not load: {exc}") from None
-        digest = _sha256(tmp)
-        os.replace(tmp, lib_path)  # atomic: concurrent builders race harmlessly
-        stamp_tmp = f"{tmp}.sha256"
-        Path(stamp_tmp).write_text(digest + "\n")
-        os.replace(stamp_tmp, stamp)
-        return lib
-    except OSError as exc:
-        raise BuildError(
-            f"cannot install the kernels in {out_dir}: {exc} (set SGAN_CACHE_DIR to a writable folder)"
-        ) from None
-    finally:
-        for leftover in (tmp, f"{tmp}.sha256"):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
 
 
 def _bind(lib: ctypes.CDLL) -> None:
@@ -239,6 +118,8 @@ def _bind(lib: ctypes.CDLL) -> None:
     lib.sgan_omp.argtypes = [_i64, _i64, _ptr, _ptr, _i64, _dbl, _ptr]
     lib.sgan_update_atoms.restype = ctypes.c_int
     lib.sgan_update_atoms.argtypes = [_i64, _i64, _ptr, _ptr, _ptr, _ptr, _i64]
+    lib.sgan_source_sha256.restype = ctypes.c_char_p
+    lib.sgan_source_sha256.argtypes = []
 
 
 def _off_by_env() -> bool:
@@ -259,8 +140,8 @@ def disabled() -> Iterator[None]:
 
 
 def library() -> ctypes.CDLL | None:
-    """The loaded kernels, building them on first use; None where they are unavailable
-    (``SGAN_NATIVE=0``, no working C compiler, a read-only cache): see :func:`reason`."""
+    """The loaded kernels, loaded on first use; None where they are unavailable
+    (``SGAN_NATIVE=0``, not built at install time, not loadable): see :func:`reason`."""
     global _lib, _reason, _tried
     if _off_by_env() or _disabled:
         return None
@@ -268,18 +149,13 @@ def library() -> ctypes.CDLL | None:
         return _lib
     with _lock:
         if not _tried:
+            path = built_library()
             try:
-                cc = _compiler()
-            except ValueError as exc:
-                cc, _reason = None, f"CC={os.environ.get('CC')!r} does not parse as a command: {exc}"
-            else:
-                if cc is None:
-                    _reason = "no C compiler found (set CC, or install cc/gcc/clang)"
-            if cc is not None:
-                try:
-                    _lib = _load_or_build(cc)
-                except BuildError as exc:
-                    _reason = str(exc)
+                if path is None:
+                    raise LoadError(f"compiled kernels not built at install time (no C compiler?); {REINSTALL}")
+                _lib, _reason = _load(path), None
+            except LoadError as exc:
+                _reason = str(exc)
             _tried = True
     return _lib
 

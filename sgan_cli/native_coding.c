@@ -5,7 +5,8 @@
  * lasso and omp). The same algorithms as the batched torch engine in sparse_coding.py,
  * step for step: same events, same tie-breaks, same pivot test; everything in double.
  *
- * Loaded by sgan_cli/native.py through ctypes (no Python headers); the caller splits the
+ * Built when sgan is installed (setup.py: an optional extension without Python's C API, so
+ * no Python headers) and loaded by sgan_cli/native.py through ctypes; the caller splits the
  * signals between threads, one call per share. All matrices are dense, row-major, double:
  *   G [K, K] the Gram matrix of the atoms; corr [n, K] = Dᵀy per signal;
  *   codes [n, K] output (written in full).
@@ -387,3 +388,11 @@ int sgan_update_atoms(i64 K, i64 dim, double *D, const double *AA, const double 
     free(r);
     return 0;
 }
+
+#ifndef SGAN_SOURCE_SHA256
+#define SGAN_SOURCE_SHA256 ""
+#endif
+/* The SHA-256 of this file as it was built (setup.py defines it), which native.py compares
+ * with the file installed beside the library: a library built from another version of the
+ * file (an editable install edited since) has other functions and is not loaded. */
+const char *sgan_source_sha256(void) { return SGAN_SOURCE_SHA256; }

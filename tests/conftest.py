@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 # set before torch loads OpenMP: with two cores shared by pytest, subprocesses and torch,
 # passive waiting avoids the ~16 ms stalls per small op measured on a shared 2-core CPU
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# the compiled sparse coders are built into a cache of this test session, not the user's
-_SESSION_CACHE = None
-if "SGAN_CACHE_DIR" not in os.environ:
-    _SESSION_CACHE = os.environ["SGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="sgan-test-cache-")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
-
-
-def pytest_sessionfinish(session, exitstatus):
-    if _SESSION_CACHE is not None:
-        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

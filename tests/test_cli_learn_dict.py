@@ -42,20 +42,20 @@ def test_learn_dict_digits_json(runner, tmp_path):
     assert summary["engine"] == ("compiled" if native.library() is not None else "torch")
 
 
-def test_a_first_build_of_the_kernels_is_not_counted_as_learning_or_coding_time(runner, tmp_path, monkeypatch):
+def test_loading_the_kernels_is_not_counted_as_learning_or_coding_time(runner, tmp_path, monkeypatch):
     import time
 
     from sgan_cli import native
 
     if native.library() is None:
         pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
-    real = native._load_or_build
+    real = native._load
 
-    def slow_build(cc):
+    def slow_load(path):  # as on a cold disk: the load is not what a summary times
         time.sleep(3.0)
-        return real(cc)
+        return real(path)
 
-    monkeypatch.setattr(native, "_load_or_build", slow_build)
+    monkeypatch.setattr(native, "_load", slow_load)
     for args in (
         ["learn-dict", "digits", "--atoms", "16", "--out", str(tmp_path / "d.safetensors"), "--json"],
         [
@@ -70,7 +70,7 @@ def test_a_first_build_of_the_kernels_is_not_counted_as_learning_or_coding_time(
             "--json",
         ],
     ):
-        monkeypatch.setattr(native, "_tried", False)  # as in a new process: built on first use
+        monkeypatch.setattr(native, "_tried", False)  # as in a new process: loaded on first use
         monkeypatch.setattr(native, "_lib", None)
         t = time.perf_counter()
         res = _run(runner, args)

@@ -1,7 +1,9 @@
-"""The compiled CPU kernels (sgan_cli/native.py) against the torch engine, and their fallback."""
+"""The compiled CPU kernels (sgan_cli/native.py, built by setup.py at install time) against the
+torch engine, and the fallback to the torch engine where they are absent or unusable."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -127,13 +129,11 @@ def test_kernels_keep_the_signals_dtype():
 
 
 @pytest.fixture()
-def fresh_state(monkeypatch, tmp_path):
-    """native as if never loaded, with an empty cache."""
+def fresh_state(monkeypatch):
+    """native as if not loaded yet in this process."""
     monkeypatch.setattr(native, "_tried", False)
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setattr(native, "_reason", None)
-    monkeypatch.setenv("SGAN_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 def _sklearn_lasso(Y, atoms, alpha):
@@ -142,101 +142,48 @@ def _sklearn_lasso(Y, atoms, alpha):
     return torch.from_numpy(sparse_encode(Y.numpy(), atoms.numpy(), algorithm="lasso_lars", alpha=alpha))
 
 
-def test_a_failing_compiler_falls_back_to_the_torch_engine_and_says_why(fresh_state, monkeypatch, tmp_path):
-    bad = tmp_path / "badcc"
-    bad.write_text("#!/bin/sh\necho 'cc: fatal error: no input files' >&2\nexit 1\n")
-    bad.chmod(0o755)
-    monkeypatch.setenv("CC", str(bad))
-    assert native.library() is None
-    assert "failed" in native.reason() and "badcc" in native.reason() and "fatal error" in native.reason()
-    assert not any(fresh_state.glob("*")) or not any(fresh_state.glob("*.so"))  # no partial outputs
-    assert not any(fresh_state.glob(".native_coding-*"))
+def test_without_a_built_library_the_torch_engine_codes_and_says_why(fresh_state, monkeypatch):
+    monkeypatch.setattr(native, "LIBRARY_NAME", "_no_such_library")  # as after an install without a compiler
+    assert native.built_library() is None
+    assert native.library() is None and not native.usable(torch.zeros(1))
+    why = native.reason()
+    assert "not built at install time" in why and "pip install -e ." in why and "\n" not in why
+    assert native.engine("cpu") == ("torch", why)  # what the summaries' coders row shows
     Y, atoms = _coherent(40, 8, 20, seed=3)
     assert torch.allclose(lasso_lars(Y, atoms, 0.1), _sklearn_lasso(Y, atoms, 0.1), atol=1e-8)
 
 
-def test_no_compiler_and_sgan_native_0_fall_back(fresh_state, monkeypatch):
-    monkeypatch.setattr(native, "_compiler", lambda: None)
+def test_a_library_that_does_not_load_is_not_used(fresh_state, monkeypatch, tmp_path):
+    broken = tmp_path / "_native_coding.so"
+    broken.write_bytes(b"\x7fELF truncated")  # what an interrupted copy would leave
+    monkeypatch.setattr(native, "built_library", lambda: broken)
     assert native.library() is None
-    assert "no C compiler" in native.reason()
-    monkeypatch.setenv("SGAN_NATIVE", "0")
-    assert native.library() is None and native.reason() == "disabled by SGAN_NATIVE=0"
-    assert not native.usable(torch.zeros(1))
+    assert native.reason().startswith("_native_coding.so does not load (") and "\n" not in native.reason()
 
 
 @needs_kernels
-def test_kernels_are_built_once_into_the_cache_and_rebuilt_when_damaged(fresh_state):
-    cc = native._compiler()
-    native._load_or_build(cc)
-    (lib,) = fresh_state.glob("*.so")
-    stamp = lib.with_suffix(".sha256")
-    assert stamp.read_text().strip() == native._sha256(lib)
-    assert lib.stat().st_mode & 0o777 == 0o755  # other users of a shared cache can load it
-    mtime, good = lib.stat().st_mtime_ns, lib.read_bytes()
-    native._load_or_build(cc)
-    assert lib.stat().st_mtime_ns == mtime  # reused, not rebuilt
-    assert sorted(p.name for p in fresh_state.iterdir()) == sorted([lib.name, stamp.name])  # no temporary files
-    # a truncated copy in its place (loading it would crash the process): rebuilt. A new
-    # file, as a cache sync would leave it; writing into the loaded one would crash this test
-    cut = fresh_state / "cut"
-    cut.write_bytes(good[:4096])
-    os.replace(cut, lib)
-    native._load_or_build(cc)
-    assert lib.read_bytes() == good
+def test_a_library_built_from_another_version_of_the_source_is_not_used(fresh_state, monkeypatch, tmp_path):
+    # an editable install whose native_coding.c changed after it was built: its functions may
+    # take other arguments, so calling them could crash the process
+    shipped = native.SOURCE
+    edited = tmp_path / "native_coding.c"
+    edited.write_bytes(shipped.read_bytes() + b"\n/* edited */\n")
+    monkeypatch.setattr(native, "SOURCE", edited)
+    assert native.library() is None
+    assert "was built from another native_coding.c" in native.reason()
+    monkeypatch.setattr(native, "SOURCE", shipped)
+    monkeypatch.setattr(native, "_tried", False)
     assert native.library() is not None and native.reason() is None
+    assert native.library().sgan_source_sha256().decode() == hashlib.sha256(shipped.read_bytes()).hexdigest()
 
 
-def _fake_compiler(tmp_path, name, body):
-    path = tmp_path / name
-    path.write_text("#!/bin/sh\n" + body + "\n")
-    path.chmod(0o755)
-    return str(path)
-
-
-def test_compilers_that_hang_or_build_nothing_fall_back_without_a_cache_entry(fresh_state, monkeypatch, tmp_path):
-    import time
-
-    monkeypatch.setenv("CC", _fake_compiler(tmp_path, "emptycc", "exit 0"))  # "succeeds", writes nothing
-    assert native.library() is None and "does not load" in native.reason()
-    assert not any(fresh_state.glob("*.so")) and not any(fresh_state.glob(".native_coding-*"))
-    monkeypatch.setattr(native, "_tried", False)
-    monkeypatch.setattr(native, "VERSION_TIMEOUT", 1)
-    monkeypatch.setenv("CC", _fake_compiler(tmp_path, "stuckcc", "sleep 30"))
-    t = time.perf_counter()
-    assert native.library() is None and "did not answer within 1 s" in native.reason()
-    assert time.perf_counter() - t < 10
-
-
-def test_unparsable_cc_and_sgan_native_values_are_reported(fresh_state, monkeypatch):
-    monkeypatch.setenv("CC", "gcc '")
-    assert native.library() is None and "does not parse" in native.reason() and "gcc '" in native.reason()
-    monkeypatch.setenv("SGAN_NATIVE", "False")
-    assert native.library() is None and native.reason() == "disabled by SGAN_NATIVE=False"
-
-
-def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
-    monkeypatch.delenv("SGAN_CACHE_DIR", raising=False)
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert native.cache_dir() == tmp_path / "home" / ".cache" / "sgan"
-    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored (XDG rules)
-    assert native.cache_dir() == tmp_path / "home" / ".cache" / "sgan"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert native.cache_dir() == tmp_path / "xdg" / "sgan"
-    monkeypatch.setenv("SGAN_CACHE_DIR", str(tmp_path / "mine"))
-    assert native.cache_dir() == tmp_path / "mine"
-
-
-@needs_kernels
-def test_cc_may_carry_arguments_and_a_missing_cc_is_reported(fresh_state, monkeypatch):
-    cc = native._compiler()[0]
-    monkeypatch.setenv("CC", f"env {cc}")  # a compiler behind a wrapper, as with ccache
-    assert native._compiler()[1:] == [cc] and native.library() is not None
-    monkeypatch.setattr(native, "_tried", False)
-    monkeypatch.setattr(native, "_lib", None)
-    monkeypatch.setenv("CC", "no-such-compiler-here")  # never silently another compiler
-    assert native.library() is None
-    assert "no-such-compiler-here" in native.reason()
+@pytest.mark.parametrize("value", ["0", "False", " off ", "NO"])
+def test_sgan_native_0_forces_the_torch_engine(monkeypatch, value):
+    monkeypatch.setenv("SGAN_NATIVE", value)
+    assert native.library() is None and native.reason() == f"disabled by SGAN_NATIVE={value.strip()}"
+    assert native.engine("cpu") == ("torch", native.reason()) and not native.usable(torch.zeros(1))
+    Y, atoms = _coherent(40, 8, 20, seed=3)
+    assert torch.allclose(lasso_lars(Y, atoms, 0.1), _sklearn_lasso(Y, atoms, 0.1), atol=1e-8)
 
 
 @needs_kernels
