@@ -431,11 +431,11 @@ class ScoreResult:
 
 def _stats_meta(ref: str | None) -> dict[str, str] | None:
     """The metadata of ``ref`` when it is an ``sgan.stats`` file, else None (header only)."""
-    from safetensors import safe_open
+    from .contracts import open_safetensors
 
     if ref is None or not ref.endswith(".safetensors") or not Path(ref).is_file() or peek_kind(ref) != STATS.name:
         return None
-    with safe_open(ref, framework="pt") as f:
+    with open_safetensors(Path(ref)) as f:
         return dict(f.metadata() or {})
 
 
