@@ -16,7 +16,7 @@ from collections.abc import Mapping
 # kind → current schema version
 SCHEMAS: dict[str, int] = {
     "sgan.dictionary": 2,  # 2: tensor "mean" (the mean image / mean patch of the centred signals)
-    "sgan.generator": 2,  # 2: synthesis.mean always held; train.sync_bn, precision, eval_*, model.sparsity controls
+    "sgan.generator": 2,  # 2: synthesis.mean always held; train.sync_bn, precision, eval_*, model.sparsity, pack
     "sgan.checkpoint": 2,  # 2: as the generator (the options above were added while it said 1)
     "sgan.samples": 1,
     "sgan.latents": 1,
@@ -43,7 +43,8 @@ _DICT = frozenset(
 _MODEL = frozenset(
     {
         "arch", "beta", "controller_gain", "critic_arch", "critic_norm", "d_width", "e_width", "g_width",
-        "learn_threshold", "mbd_dim", "minibatch_disc", "sparsity", "support_target", "threshold", "topk", "z_dim",
+        "learn_threshold", "mbd_dim", "minibatch_disc", "pack", "sparsity", "support_target", "threshold", "topk",
+        "z_dim",
     }
 )  # fmt: skip
 _GAN = frozenset(
