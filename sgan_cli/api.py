@@ -43,7 +43,7 @@ from .progress import ProgressFn
 from .ranges import CHANNELS, option_range, range_of
 from .run_files import LoadedGenerator
 from .run_files import load_generator as _load_generator
-from .sampling import draw_latents
+from .sampling import block_size, draw_latents, run_block
 from .scoring import Reference, ScoreOptions, feature_metrics
 from .training import TrainResult, run_training
 from .validation import check_number
@@ -263,8 +263,6 @@ def sample(generator: LoadedGenerator | str | Path, n: int, *, seed: int = 0, ba
     for any n and batch size), and G runs on the same fixed blocks of latents as there
     (:func:`sgan_cli.sampling.block_size`), so ``to_uint8`` of these images are ``sgan sample``'s
     images bit for bit, whatever ``batch_size`` (checked, kept for compatibility)."""
-    from .sampling import block_size, run_block
-
     g = load_generator(generator) if isinstance(generator, (str, Path)) else generator
     check_number(n, "n", range_of("sample.n"))
     check_number(seed, "seed", range_of("seed"))

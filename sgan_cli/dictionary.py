@@ -761,14 +761,14 @@ def check_signals(Y: Tensor, n_atoms: int, centred: bool, source: str) -> list[s
     the atoms (more than :data:`WIDE_FACTOR` atoms per dimension spanned; over-complete
     dictionaries of full-rank data are not warned about). The rank is measured on the first
     :data:`RANK_SUBSET` signals (a random subset already)."""
-    from .errors import SganError
-
     n, dim = int(Y.shape[0]), int(Y.shape[1])
     sub = Y[:RANK_SUBSET].double()
     gram = sub @ sub.T if sub.shape[0] <= dim else sub.T @ sub
     eig = torch.linalg.eigvalsh(gram)
-    top = float(eig.max())
-    rank = int((eig > top * max(gram.shape) * 1e-12).sum()) if top > 1e-18 else 0
+    # pixels step by 2/255 in [−1, 1]: values within 1e-4 of 0 are rounding (a float32 mean
+    # of equal values may miss them by an ulp), and so are directions 1e-10 below the largest
+    flat = bool(sub.abs().max() < 1e-4) if sub.numel() else True
+    rank = 0 if flat else int((eig > float(eig.max()) * max(gram.shape) * 1e-10).sum())
     where = "once their mean is removed" if centred else "as they are"
     if rank == 0:
         raise SganError(

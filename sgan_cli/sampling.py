@@ -43,7 +43,7 @@ from .outputs import Staging, locked_folder
 from .progress import ProgressFn
 from .ranges import range_of
 from .run_files import LoadedGenerator
-from .validation import check_batch_memory, check_memory, check_number
+from .validation import ACTIVATION_FACTOR, check_batch_memory, check_memory, check_number
 
 LATENT_CHUNK = 1024  # latents are drawn in chunks of this many rows, whatever the batch size
 FORWARD_BLOCK_MAX = 256  # the generator runs on blocks of at most this many latents (module doc)
@@ -215,8 +215,6 @@ def block_size(g: LoadedGenerator) -> int:
     :data:`FORWARD_BLOCK_MAX` whose activations (estimated as for a batch, see
     :func:`sgan_cli.validation.check_batch_memory`) stay within :data:`FORWARD_BLOCK_BYTES`.
     It depends on the generator's geometry only, never on the machine or the options."""
-    from .validation import ACTIVATION_FACTOR
-
     code_values = math.prod(g.code_shape) if g.code_shape is not None else 0
     per_sample = (g.geometry.channels * g.geometry.size**2 + code_values) * 4 * ACTIVATION_FACTOR
     block = FORWARD_BLOCK_MAX

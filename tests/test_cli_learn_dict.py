@@ -183,3 +183,21 @@ def test_too_few_signals_are_warned_about_and_figures_say_what_they_measure(runn
     # enough distinct signals: no warning, figures of held-out signals
     res = _run(runner, ["learn-dict", "digits", "--atoms", "16", "--out", str(out), "--force", "--json"])
     assert "Warning" not in res.stderr and json.loads(res.stdout)["measured_on"] == "held-out"
+
+
+def test_check_signals_on_closed_cases():
+    """Equal signals (their float32 mean off by an ulp), one image at many brightnesses (rank
+    1), and varied signals with an over-complete dictionary (no warning)."""
+    import torch
+
+    from sgan_cli.dictionary import centre_signals, check_signals
+    from sgan_cli.errors import SganError
+
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(SganError, match="are all the same"):
+        check_signals(centre_signals(torch.full((50, 64), 0.3137))[0], 64, True, "gray")
+    brightness = torch.rand(500, 1, generator=gen) * torch.rand(1, 64, generator=gen)
+    (warning,) = check_signals(brightness, 64, False, "ramp")
+    assert "the signals span only 1 of their 64 dimensions (as they are)" in warning and "--atoms 1" in warning
+    varied = centre_signals(torch.rand(2000, 64, generator=gen) * 2 - 1)[0]
+    assert check_signals(varied, 256, True, "noise") == []  # 4× over-complete on full-rank data: fine
