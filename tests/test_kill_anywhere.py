@@ -60,13 +60,15 @@ def run(args: list[str], kill_after: float | None = None, die: Callable[[], None
             code = 71
         finally:
             os._exit(code)
+    done, status = 0, 0
     if kill_after is not None:
-        while time.perf_counter() - start < kill_after:
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                return 0, time.perf_counter() - start  # finished before the kill
+        while not done and time.perf_counter() - start < kill_after:
+            done, status = os.waitpid(pid, os.WNOHANG)  # finished before the kill?
             time.sleep(0.002)
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+    if not done:
+        _, status = os.waitpid(pid, 0)
     code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     return code, time.perf_counter() - start
 
