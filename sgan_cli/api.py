@@ -43,7 +43,7 @@ from .progress import ProgressFn
 from .ranges import CHANNELS, option_range, range_of
 from .run_files import LoadedGenerator
 from .run_files import load_generator as _load_generator
-from .sampling import draw_latents
+from .sampling import block_size, draw_latents, run_block
 from .scoring import Reference, ScoreOptions, feature_metrics
 from .training import TrainResult, run_training
 from .validation import check_number
@@ -260,16 +260,19 @@ def load_generator(
 def sample(generator: LoadedGenerator | str | Path, n: int, *, seed: int = 0, batch_size: int = 256) -> Tensor:
     """n images of ``generator`` (loaded, or a run folder / generator file): float32 [n, C, H, W]
     in [−1, 1], on the CPU. The latents are those ``sgan sample --seed`` draws (row i the same
-    for any n and batch size), so ``to_uint8`` of these images are ``sgan sample``'s images."""
+    for any n and batch size), and G runs on the same fixed blocks of latents as there
+    (:func:`sgan_cli.sampling.block_size`), so ``to_uint8`` of these images are ``sgan sample``'s
+    images bit for bit, whatever ``batch_size`` (checked, kept for compatibility)."""
     g = load_generator(generator) if isinstance(generator, (str, Path)) else generator
     check_number(n, "n", range_of("sample.n"))
     check_number(seed, "seed", range_of("seed"))
     check_number(batch_size, "batch_size", range_of("batch_size"))
+    block = block_size(g)
     out = []
     with torch.inference_mode():
-        for lo in range(0, n, batch_size):
-            z = draw_latents(seed, lo, min(n, lo + batch_size), g.z_dim).to(g.device)
-            out.append(g.module(z).float().clamp(-1.0, 1.0).cpu())
+        for lo in range(0, n, block):
+            x, _ = run_block(g, draw_latents(seed, lo, min(n, lo + block), g.z_dim), block)
+            out.append(x.float().clamp(-1.0, 1.0).cpu())
     return torch.cat(out)
 
 

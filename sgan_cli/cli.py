@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -69,6 +70,11 @@ def main() -> None:
     # before torch loads OpenMP: spinning threads beside other busy processes made every small op
     # stall (3–28× slower commands, docs/benchmarks.md)
     os.environ.update(openmp_environment(dict(os.environ)))
+    # a path that is not UTF-8 (its bytes held as surrogates) is printed as its bytes, as ls
+    # would, instead of failing at the end of the work (stdout's default handler is strict
+    # under a UTF-8 locale; stderr's already writes \xNN)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     app()
 
 

@@ -9,6 +9,7 @@ key and where it came from.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -219,7 +220,7 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):  # ASCII digits, one sign
             return int(value)
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -295,8 +296,9 @@ def set_value(cfg: SganConfig, dotted: str, value: Any, source: str) -> None:
 
 def section_from_file(config: Any, section: str, cls: type, path: Path, *, required: bool = True) -> Any:
     """The ``section`` of a config read from a file, as a ``cls`` instance whose every field
-    has passed the same type and range checks as a recipe (keys this sgan lacks are dropped;
-    missing keys keep their defaults). Raises SganError naming the file."""
+    has passed the same type and range checks as a recipe (missing keys keep their defaults;
+    a key this sgan lacks is refused, never dropped: the file's sgan meant something by it,
+    see :mod:`sgan_cli.schemas`). Raises SganError naming the file."""
     if not isinstance(config, dict):
         raise SganError(
             f"{path} holds a config that is a {type(config).__name__}, not a mapping",
@@ -315,10 +317,16 @@ def section_from_file(config: Any, section: str, cls: type, path: Path, *, requi
     obj = cls()
     hints = _hints(cls)
     for key, value in values.items():
-        if key in hints:
-            coerced = _coerce(value, hints[key], f"{section}.{key}", f"the config in {path}")
-            check_range(f"{section}.{key}", coerced, f"the config in {path}")
-            setattr(obj, key, coerced)
+        if key not in hints:
+            raise SganError(
+                f"{path} holds the configuration key {section}.{key}, which this sgan does not know "
+                "(the file is from a newer sgan, or damaged)",
+                where=str(path),
+                fix="read it with the sgan version that wrote it, or write it again with this one",
+            )
+        coerced = _coerce(value, hints[key], f"{section}.{key}", f"the config in {path}")
+        check_range(f"{section}.{key}", coerced, f"the config in {path}")
+        setattr(obj, key, coerced)
     return obj
 
 

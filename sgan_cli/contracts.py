@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SganError
+from .errors import SganError, printable
 from .outputs import (
     AtomicGroup,
     _file_in_the_way,
@@ -26,22 +28,9 @@ from .outputs import (
     remove_stale_temps,
 )
 from .ranges import Range, field_range
+from .schemas import CONFIG_KEYS, OLDER_SCHEMAS, SCHEMAS, unknown_config_keys
 from .validation import check_number
 from .version import __version__
-
-# kind → current schema version; bump a schema when a kind's tensors or fields change
-SCHEMAS: dict[str, int] = {
-    "sgan.dictionary": 2,  # 2: tensor "mean" (the mean image / mean patch of the centred signals)
-    "sgan.generator": 1,
-    "sgan.checkpoint": 1,
-    "sgan.samples": 1,
-    "sgan.latents": 1,
-    "sgan.stats": 1,
-    "sgan.classifier": 1,
-}
-
-# older schemas a reader still accepts (its validator and loader fill in what they lack)
-OLDER_SCHEMAS: dict[str, tuple[int, ...]] = {"sgan.dictionary": (1,)}  # 1: no mean (mean = 0)
 
 _RESERVED = ("kind", "schema", "sgan_version", "config", "lineage")
 
@@ -101,6 +90,12 @@ def check_writable(path: Path, force: bool) -> None:
     remove_stale_temps(path.parent, path.name)
 
 
+def written_by(kind: str) -> str:
+    """The version stamp of a file that is not safetensors (``config.yaml``): the sgan version
+    and the schema of the ``kind`` it goes with."""
+    return f"written by sgan {__version__}, {kind} schema {SCHEMAS[kind]}"
+
+
 def atomic_write_bytes(path: Path, write: Callable[[Path], None], group: AtomicGroup | None = None) -> None:
     """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place (at the end
     of ``group`` when given). A crash or Ctrl-C leaves either the old file or none, never a
@@ -144,7 +139,8 @@ def write_file(
     for key, value in (meta or {}).items():
         if key in _RESERVED:
             raise ValueError(f"metadata key {key!r} is reserved")
-        metadata[key] = value if isinstance(value, str) else json.dumps(value)
+        # paths that are not UTF-8 (their bytes as surrogates) are recorded in a printable form
+        metadata[key] = printable(value) if isinstance(value, str) else json.dumps(value)
     prepared = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     atomic_write_bytes(path, lambda tmp: save_file(prepared, str(tmp), metadata=metadata), group)
     return content_hash(prepared)
@@ -187,15 +183,41 @@ def _kind(kind: FileKind | str) -> FileKind:
     return _KINDS[kind]
 
 
+@contextmanager
+def open_safetensors(path: Path) -> Iterator[Any]:
+    """``safetensors.safe_open`` of ``path``, also when its name is not UTF-8.
+
+    safetensors takes paths as UTF-8 text only; a name holding other bytes (legal on Linux) is
+    opened by this process first and read through ``/proc/self/fd``, which names the open file
+    whatever its path. Raises what ``safe_open`` raises (and OSError)."""
+    from safetensors import safe_open
+
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # never blocks on a pipe
+        try:
+            if not os.path.isdir("/proc/self/fd"):
+                raise OSError(f"this system cannot open a file whose name is not UTF-8 ({printable(name)})") from None
+            with safe_open(f"/proc/self/fd/{fd}", framework="pt") as f:
+                yield f
+        finally:
+            os.close(fd)
+        return
+    with safe_open(name, framework="pt") as f:
+        yield f
+
+
 def peek_kind(path: str | Path) -> str | None:
     """The ``kind`` in a safetensors file's header, without reading its tensors; None for a
     file that is not readable safetensors (read_file then says what is wrong)."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
 
     if not Path(path).is_file():  # never open a pipe or device
         return None
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(Path(path)) as f:
             return (f.metadata() or {}).get("kind")
     except (SafetensorError, OSError, ValueError, RuntimeError):
         return None
@@ -209,7 +231,7 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
     program's safetensors, another sgan kind, a newer schema, tensors of the wrong shape —
     gives one SganError that names the file and says how to fix it.
     """
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
 
     path = Path(path)
     expected = {k.name: k for k in map(_kind, kind if isinstance(kind, tuple) else (kind,))}
@@ -229,8 +251,9 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
             where=str(path),
             fix=f"give the path of a {wanted} file",
         )
+    remove_stale_temps(path.parent)  # what killed writers left beside it (never read: exact names only)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path) as f:
             metadata = dict(f.metadata() or {})
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -252,16 +275,23 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
             where=str(path),
             fix=f"give a {wanted} file",
         )
-    try:
-        schema = int(metadata.get("schema", ""))
-    except ValueError:
-        schema = -1
-    if schema != SCHEMAS[found] and schema not in OLDER_SCHEMAS.get(found, ()):
+    writer = metadata.get("sgan_version", "")
+    by = f"sgan {writer[:40]}" if writer else "an sgan that did not record its version"
+    raw_schema = metadata.get("schema", "")
+    schema = int(raw_schema) if re.fullmatch(r"[0-9]{1,9}", raw_schema) else -1
+    readable = sorted({SCHEMAS[found], *OLDER_SCHEMAS.get(found, ())})
+    if schema not in readable:
+        newer = schema > SCHEMAS[found]
         raise SganError(
-            f"{path} has schema {metadata.get('schema')!r} for {found}, "
-            f"this sgan ({__version__}) reads schema {SCHEMAS[found]}",
+            f"{path} is an {found} file of schema {raw_schema[:20]!r}, written by {by}; this sgan "
+            f"({__version__}) reads schema {' and '.join(map(str, readable))}"
+            + (" (it is from a newer sgan)" if newer else ""),
             where=str(path),
-            fix="write the file again with this version of sgan, or use the sgan version that wrote it",
+            fix=(
+                f"read it with {by} or a newer one, or write it again with this version of sgan"
+                if newer
+                else "write the file again with this version of sgan, or use the sgan version that wrote it"
+            ),
         )
     try:
         config = json.loads(metadata.get("config", "{}"))
@@ -281,11 +311,21 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
             where=str(path),
             fix="write the file again with sgan",
         )
+    unknown = unknown_config_keys(found, schema, config)
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise SganError(
+            f"{path} holds configuration this sgan ({__version__}) does not know ({shown}), written by {by} "
+            f"under schema {schema} of {found}; dropping it would train or sample something else",
+            where=str(path),
+            fix=f"read it with {by} or a newer one, or write it again with this version of sgan",
+        )
     meta = {k: v for k, v in metadata.items() if k not in _RESERVED}
     check = expected[found].check
     if check is not None:
         check(tensors, meta, path)
-    return SganFile(
+    _check_tensors(tensors, path)
+    f = SganFile(
         path=path,
         kind=found,
         schema=schema,
@@ -293,8 +333,64 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
         config=config,
         lineage=lineage,
         meta=meta,
-        sgan_version=metadata.get("sgan_version", ""),
+        sgan_version=writer,
     )
+    _check_parts_agree(f)
+    return f
+
+
+def _check_tensors(tensors: Mapping[str, Any], path: Path) -> None:
+    """Every floating-point tensor of an sgan file is finite: sgan writes no NaN or infinity
+    (a diverged run stops before its save), so one is damage, not data."""
+    chunk = 1 << 24  # checked in pieces: a mask of a 15 GB tensor would be another 4 GB
+    for name, t in tensors.items():
+        if not (t.is_floating_point() or t.is_complex()):
+            continue
+        flat = t.reshape(-1)
+        if not all(bool(flat[i : i + chunk].isfinite().all()) for i in range(0, flat.numel(), chunk)):
+            raise SganError(
+                f"{path}: tensor {name!r} holds NaN or infinite values",
+                where=str(path),
+                fix="write the file again with sgan (the file is damaged or was not written by sgan)",
+            )
+
+
+def _check_parts_agree(f: SganFile) -> None:
+    """Metadata, configuration and tensors tell one story: each optional tensor is present
+    exactly when the file says it should be (the checks per kind and schema)."""
+
+    def refuse(what: str) -> None:
+        raise SganError(f"{f.path}: {what}", where=str(f.path), fix="write the file again with sgan")
+
+    if f.kind == "sgan.dictionary" and f.schema >= 2:
+        says = (f.config.get("dict") or {}).get("mean") if isinstance(f.config.get("dict"), dict) else None
+        if says is True and "mean" not in f.tensors:
+            refuse("its configuration says the atoms were learned with a mean (dict.mean), but it holds no mean")
+        if says is False and "mean" in f.tensors and bool(f.tensors["mean"].any()):
+            refuse("its configuration says the atoms were learned without a mean (dict.mean), but it holds one")
+    if f.kind in ("sgan.generator", "sgan.checkpoint") and f.schema >= 2:
+        # the nets are rebuilt from the model section (a resume from every run section): a file of
+        # this schema records each of their keys, so none may fall back to a default unnoticed
+        role = f.meta.get("role", "generator" if f.kind == "sgan.generator" else "")
+        needed = ("data", "model", "gan", "recon", "train") if role == "checkpoint" else ("model",)
+        sections = CONFIG_KEYS[f.kind][f.schema]
+        missing = [
+            f"{s}.{k}"
+            for s in needed
+            for k in sorted(sections[s] or ())
+            if not isinstance(f.config.get(s), dict) or k not in f.config[s]
+        ]
+        if missing:
+            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+            refuse(f"its configuration lacks {shown}, which schema {f.schema} of {f.kind} always records")
+        head = "" if f.kind == "sgan.generator" else "generator."
+        if role in ("generator", "checkpoint") and f.meta.get("sparse") == "true":
+            if f"{head}synthesis.mean" not in f.tensors:
+                refuse(f"a sparse generator of schema {f.schema} without its dictionary's mean ({head}synthesis.mean)")
+    if f.kind == "sgan.generator":
+        has_ema = any(k.startswith("ema.") for k in f.tensors)
+        if f.meta.get("ema") == "false" and has_ema:
+            refuse("it says it holds no EMA weights, but has 'ema.' tensors")
 
 
 def meta_int(
@@ -495,8 +591,11 @@ def load_dictionary(path: str | Path) -> DictionaryFile:
     )
 
 
-def save_dictionary(path: str | Path, job: Any, config: Mapping[str, Any], force: bool = False) -> str:
-    """Write a learned dictionary (a :class:`sgan_cli.dictionary.DictionaryJob`); returns its hash."""
+def save_dictionary(
+    path: str | Path, job: Any, config: Mapping[str, Any], force: bool = False, group: AtomicGroup | None = None
+) -> str:
+    """Write a learned dictionary (a :class:`sgan_cli.dictionary.DictionaryJob`), renamed in at the
+    end of ``group`` when given; returns its hash."""
     r = job.learned
     meta = {
         "dataset": job.dataset,
@@ -514,6 +613,7 @@ def save_dictionary(path: str | Path, job: Any, config: Mapping[str, Any], force
         "psnr_db": repr(r.psnr),
         "n_signals": str(job.n_signals),
         "n_heldout": str(r.n_heldout),
+        "measured_on": "held-out" if r.n_heldout else "training",  # what sparsity, objective and PSNR are of
         "solver": r.solver,
         "steps": str(r.steps),
     }
@@ -527,6 +627,7 @@ def save_dictionary(path: str | Path, job: Any, config: Mapping[str, Any], force
         config=config,
         meta=meta,
         force=force,
+        group=group,
     )
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .contracts import atomic_write_bytes
-from .errors import SganError
+from .errors import SganError, printable
 
 PLOTS_EXTRA = "pip install 'sgan[plots]' (or pip install matplotlib)"
 
@@ -156,14 +156,14 @@ def draw_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path
             _draw_panel(ax, runs[0][1], title, legend=True)
         for ax in axes[len(titles) :]:
             ax.set_visible(False)
-        fig.suptitle(runs[0][0], fontsize=10)
+        fig.suptitle(printable(runs[0][0]), fontsize=10)  # a folder name that is not UTF-8: its bytes as \xNN
     else:
         fig = Figure(figsize=(3.6 * len(runs), 2.6 * len(titles)), layout="constrained")
         axes = fig.subplots(len(titles), len(runs), squeeze=False, sharey="row")
         for c, (label, entries) in enumerate(runs):
             for r, title in enumerate(titles):
                 _draw_panel(axes[r, c], entries, title, legend=c == 0)
-            axes[0, c].set_title(f"{label}\n{titles[0]}", fontsize=9)
+            axes[0, c].set_title(f"{printable(label)}\n{titles[0]}", fontsize=9)
     atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     return path
 

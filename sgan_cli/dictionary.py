@@ -49,6 +49,7 @@ from .data import ImageData, load_data
 from .devices import resolve_device
 from .errors import SganError
 from .images import save_atoms_png
+from .outputs import AtomicGroup
 from .progress import ProgressFn
 from .sparse_coding import (
     LarsPath,
@@ -70,12 +71,14 @@ class LearnedDictionary:
     atoms: Tensor  # [K, dim], unit-norm rows, float32 on CPU
     alpha: float  # α of eq. (1) for which the held-out codes have the reported support
     target_sparsity: float | None  # requested support fraction (None when α was given)
+    # sparsity, objective and PSNR are measured on the held-out signals, or on the training
+    # signals when none were held out (n_heldout = 0: too few signals, or dict.heldout = 0)
     achieved_sparsity: float  # support fraction of exact lasso codes of held-out signals
     objective: float  # ½‖Y − AD‖²/n + α‖A‖₁/n on the held-out signals, exact codes
     train_objective: float  # running (exponentially weighted) minibatch cost at the end
     psnr: float  # mean PSNR (dB) of the held-out reconstructions AD, pixels in [−1, 1]
     n_train: int
-    n_heldout: int
+    n_heldout: int  # signals held out (0: the figures above are of the training signals)
     steps: int  # minibatch steps taken
     solver: str  # "online" or "passes"
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per pass
@@ -429,7 +432,7 @@ def learn_dictionary(
         train_objective=cost,
         psnr=quality,
         n_train=int(Y_train.shape[0]),
-        n_heldout=int(Y_held.shape[0]),
+        n_heldout=n_held,
         steps=steps,
         solver=solver,
         history=history,
@@ -650,6 +653,7 @@ class DictionaryJob:
     n_signals: int  # signals used (training + held-out)
     device: str
     mean: Tensor | None = None  # [dim] subtracted before learning, added back at synthesis (None: no mean term)
+    warnings: list[str] = field(default_factory=list)  # what the data cannot support (check_signals)
 
 
 def centre_signals(Y: Tensor) -> tuple[Tensor, Tensor]:
@@ -734,6 +738,61 @@ def signals_from_images(data: ImageData, cfg: DictConfig, gen: torch.Generator) 
     return patches[keep]
 
 
+RANK_SUBSET = 1024  # signals whose rank check_signals measures
+WIDE_FACTOR = 8  # more atoms than this many per dimension the signals span is a warning
+
+
+def count_distinct(Y: Tensor) -> int:
+    """The number of distinct rows of Y [n, dim], by a random projection of each row (rows
+    that differ project equal with probability 0), in chunks: no copy of Y is made."""
+    gen = torch.Generator().manual_seed(0)
+    r = torch.randn(Y.shape[1], dtype=torch.float64, generator=gen)
+    keys = torch.cat([chunk.double() @ r for chunk in Y.split(4096)]) if Y.shape[0] else torch.zeros(0)
+    return int(torch.unique(keys).numel())
+
+
+def check_signals(Y: Tensor, n_atoms: int, centred: bool, source: str) -> list[str]:
+    """What the signals Y [n, dim] (as the solver sees them) can support.
+
+    An SganError when there is nothing to learn: every signal the same (after removing their
+    mean, when ``centred``), so every code would be 0 and every atom point one way. Warnings
+    when fewer distinct signals than atoms (``--limit 3 --atoms 64``: at most 3 atoms are
+    determined), or when the signals span a subspace of their space that is far too small for
+    the atoms (more than :data:`WIDE_FACTOR` atoms per dimension spanned; over-complete
+    dictionaries of full-rank data are not warned about). The rank is measured on the first
+    :data:`RANK_SUBSET` signals (a random subset already)."""
+    n, dim = int(Y.shape[0]), int(Y.shape[1])
+    sub = Y[:RANK_SUBSET].double()
+    gram = sub @ sub.T if sub.shape[0] <= dim else sub.T @ sub
+    eig = torch.linalg.eigvalsh(gram)
+    # pixels step by 2/255 in [−1, 1]: values within 1e-4 of 0 are rounding (a float32 mean
+    # of equal values may miss them by an ulp), and so are directions 1e-10 below the largest
+    flat = bool(sub.abs().max() < 1e-4) if sub.numel() else True
+    rank = 0 if flat else int((eig > float(eig.max()) * max(gram.shape) * 1e-10).sum())
+    where = "once their mean is removed" if centred else "as they are"
+    if rank == 0:
+        raise SganError(
+            f"the {n} signals of {source} are all the same ({where}): there is nothing for atoms to "
+            "describe (every code would be 0, every atom point one way)",
+            where=source,
+            fix="give varied images (check the data set), or learn with --no-mean if they differ only by a constant",
+        )
+    distinct = count_distinct(Y)
+    notes = []
+    if distinct < n_atoms:
+        notes.append(f"{distinct} distinct signal{'' if distinct == 1 else 's'} for {n_atoms} atoms")
+    if rank < dim and n_atoms > WIDE_FACTOR * rank:
+        notes.append(f"the signals span only {rank} of their {dim} dimensions ({where})")
+    if not notes:
+        return []
+    most = min(distinct, rank) if rank < dim else distinct
+    return [
+        f"the data cannot support {n_atoms} atoms: {' and '.join(notes)}; they determine at most about "
+        f"{most} atoms, the others repeat them or keep their random start. Learn fewer atoms "
+        f"(--atoms {max(1, most)}) or give more, more varied images"
+    ]
+
+
 def learn_from_config(data: ImageData, cfg: DictConfig, progress: ProgressFn | None = None) -> DictionaryJob:
     """Validate the settings, cut the signals and learn the dictionary they describe."""
     check_dict_config(cfg, data.channels, data.image_size, len(data))
@@ -744,6 +803,7 @@ def learn_from_config(data: ImageData, cfg: DictConfig, progress: ProgressFn | N
     mean = None
     if cfg.mean:  # a stage of its own: the solver sees centred signals only
         Y, mean = centre_signals(Y)
+    warnings = check_signals(Y, n_atoms, cfg.mean, data.source)
     target = None if cfg.alpha is not None else target_sparsity_for(cfg, int(Y.shape[1]), n_atoms)
     learned = learn_dictionary(
         Y,
@@ -759,7 +819,16 @@ def learn_from_config(data: ImageData, cfg: DictConfig, progress: ProgressFn | N
         progress=progress,
     )
     return DictionaryJob(
-        learned, data.name, data.channels, data.image_size, cfg.patch, cfg.stride, int(Y.shape[0]), str(device), mean
+        learned,
+        data.name,
+        data.channels,
+        data.image_size,
+        cfg.patch,
+        cfg.stride,
+        int(Y.shape[0]),
+        str(device),
+        mean,
+        warnings,
     )
 
 
@@ -797,9 +866,13 @@ def run_learn_dict(
     start = time.perf_counter()
     job = learn_from_config(images, cfg.dict, progress)
     seconds = time.perf_counter() - start
-    digest = save_dictionary(out_path, job, {"data": to_dict(cfg.data), "dict": to_dict(cfg.dict)}, force=force)
     side = job.image_size if job.patch is None else job.patch
-    save_atoms_png(job.learned.atoms, job.channels, side, png_path)
+    # both written first, then renamed in: the picture, then the dictionary (a new dictionary
+    # never sits beside the old picture; a kill between the renames leaves the old dictionary)
+    with AtomicGroup() as group:
+        save_atoms_png(job.learned.atoms, job.channels, side, png_path, group)
+        config = {"data": to_dict(cfg.data), "dict": to_dict(cfg.dict)}
+        digest = save_dictionary(out_path, job, config, force=force, group=group)
     return LearnDictRun(job, out_path, png_path, digest, seconds)
 
 
@@ -813,6 +886,7 @@ def learn_dict_summary(run: LearnDictRun) -> dict[str, Any]:
         "n_atoms": int(r.atoms.shape[0]), "dim": int(r.atoms.shape[1]), "n_signals": job.n_signals,
         "n_heldout": r.n_heldout, "target_sparsity": r.target_sparsity, "achieved_sparsity": r.achieved_sparsity,
         "alpha": r.alpha, "objective": r.objective, "psnr_db": r.psnr, "mean": job.mean is not None,
+        "measured_on": "held-out" if r.n_heldout else "training", "warnings": job.warnings,
         "solver": r.solver, "steps": r.steps, "device": job.device,
         "engine": engine, "engine_note": why, "seconds": run.seconds,
     }  # fmt: skip

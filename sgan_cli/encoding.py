@@ -46,6 +46,7 @@ from .data import ImageData, load_data
 from .devices import resolve_device
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
+from .outputs import AtomicGroup
 from .progress import ProgressFn
 from .ranges import range_of
 from .run_files import LoadedReconstructor, load_reconstructor
@@ -334,8 +335,9 @@ def save_latents(
     lineage: dict[str, str],
     config: dict[str, Any],
     force: bool,
+    group: AtomicGroup | None = None,
 ) -> str:
-    """Write an ``sgan.latents`` file; returns its content hash."""
+    """Write an ``sgan.latents`` file (renamed in at the end of ``group`` when given); returns its content hash."""
     tensors: dict[str, Tensor] = {"originals": enc.originals, "reconstructions": enc.reconstructions, "psnr": enc.psnr}
     if enc.z is not None:
         tensors["z"] = enc.z
@@ -349,7 +351,7 @@ def save_latents(
         "psnr_convention": "dB, 10·log10(2²/MSE) on [−1, 1] pixels, reconstruction "
         "clipped to [−1, 1] before uint8 rounding",
     }
-    return write_file(path, LATENTS, tensors, config=config, lineage=lineage, meta=full_meta, force=force)
+    return write_file(path, LATENTS, tensors, config=config, lineage=lineage, meta=full_meta, force=force, group=group)
 
 
 def load_latents(path: str | Path) -> SganFile:
@@ -516,15 +518,17 @@ def run_encode(req: EncodeRequest, progress: ProgressFn | None = None) -> Encode
         )
     else:
         settings.update(reconstructor=meta["reconstructor"], generator=meta["generator"], ema=req.ema)
-    digest = save_latents(
-        req.out,
-        enc,
-        meta=meta,
-        lineage=lineage,
-        config={"data": to_dict(_data_config(req)), "encode": settings},
-        force=req.force,
-    )
-    save_png(comparison_grid(enc), req.grid_path)
+    with AtomicGroup() as group:  # the grid renamed in first, then the latents (as learn-dict)
+        save_png(comparison_grid(enc), req.grid_path, group)
+        digest = save_latents(
+            req.out,
+            enc,
+            meta=meta,
+            lineage=lineage,
+            config={"data": to_dict(_data_config(req)), "encode": settings},
+            force=req.force,
+            group=group,
+        )
     return EncodeRun(req, enc, images, meta, lineage, source, how, coder, digest, device)
 
 

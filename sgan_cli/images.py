@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .contracts import atomic_write_bytes
+from .outputs import AtomicGroup
 
 
 def to_uint8(x: Tensor) -> Tensor:
@@ -45,15 +46,16 @@ def grid_scale(size: int) -> int:
     return max(1, math.ceil(32 / size))
 
 
-def save_png(image: Tensor, path: str | Path) -> None:
-    """Write a uint8 [C, H, W] image (C = 1 or 3) as PNG, atomically."""
+def save_png(image: Tensor, path: str | Path, group: AtomicGroup | None = None) -> None:
+    """Write a uint8 [C, H, W] image (C = 1 or 3) as PNG, atomically (renamed in at the end of
+    ``group`` when given)."""
     from PIL import Image
 
     arr = image.cpu().numpy()
     pic = (
         Image.fromarray(arr[0], mode="L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")
     )
-    atomic_write_bytes(Path(path), lambda tmp: pic.save(tmp, format="PNG"))
+    atomic_write_bytes(Path(path), lambda tmp: pic.save(tmp, format="PNG"), group)
 
 
 def atoms_to_images(atoms: Tensor, channels: int, side: int) -> Tensor:
@@ -68,8 +70,8 @@ def atoms_to_images(atoms: Tensor, channels: int, side: int) -> Tensor:
     return ((a - lo) / (hi - lo).clamp_min(1e-12) * 255).round().to(torch.uint8)
 
 
-def save_atoms_png(atoms: Tensor, channels: int, side: int, path: str | Path) -> None:
+def save_atoms_png(atoms: Tensor, channels: int, side: int, path: str | Path, group: AtomicGroup | None = None) -> None:
     """The dictionary as a grid of atoms on grey; small patches are enlarged to ≥ 24 pixels."""
     pics = atoms_to_images(atoms, channels, side)
     scale = max(1, math.ceil(24 / side))
-    save_png(make_grid(pics, scale=scale, pad=2, pad_value=128), path)
+    save_png(make_grid(pics, scale=scale, pad=2, pad_value=128), path, group)

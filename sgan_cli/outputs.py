@@ -13,16 +13,22 @@ Three guarantees every command that writes relies on (README "Outputs, --force, 
   dies (even by kill -9), so a stale lock is simply taken over. On network file systems flock is
   as good as the file system's lock support (NFSv4: works across hosts; without lock support the
   error says so and ``SGAN_NO_LOCK=1`` runs unlocked).
-* **Staged folders.** New outputs are built in ``OUT/.sgan-staging-*`` and swapped in when complete
-  (:class:`Staging`). The swap is a handful of renames guarded by a marker file
+* **Staged folders.** New outputs are built in a staging folder beside ``OUT``
+  (``.OUT.sgan-staging-*``, holding its own lock) and swapped in when complete (:class:`Staging`):
+  the entries of ``OUT`` that are not replaced are carried over (hard links), then one atomic
+  exchange of the two folders (Linux ``renameat2(RENAME_EXCHANGE)``) makes the complete new folder
+  ``OUT``. At every moment of a kill -9, ``OUT`` is the old folder or the complete new one; the
+  leftover folder beside it is removed by the next sgan process that locks ``OUT``. Where the
+  exchange is not available (another OS, a file system without it, ``OUT`` the working folder),
+  the swap is a handful of renames inside ``OUT`` guarded by a marker file
   (``OUT/.sgan-publishing``): while it exists, readers refuse the folder as incomplete, and the
-  next sgan process that locks the folder finishes the swap. Old outputs are moved aside first and
-  deleted only after the new ones are in place.
+  next sgan process that locks the folder finishes the swap.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -43,6 +49,7 @@ LOCK_NAME = ".sgan.lock"
 PUBLISHING = ".sgan-publishing"  # marker: a swap of staged outputs is under way (or was interrupted)
 STAGING_PREFIX = ".sgan-staging-"
 TRASH_PREFIX = ".sgan-trash-"
+SIBLING_INFIX = ".sgan-staging-"  # staging folder beside OUT: ".OUT.sgan-staging-<8 chars>"
 
 _HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 # temp files: ".NAME.<host tag>-<pid>-<random>.tmp" (sgan since 0.x) or mkstemp's ".NAME.<8 chars>.tmp" (older)
@@ -107,17 +114,21 @@ def is_stale_temp(p: Path) -> bool:
 
 def remove_stale_temps(folder: Path, name: str | None = None) -> int:
     """Delete stale sgan temp files in ``folder`` (only those of output ``name`` when given).
-    Returns how many were removed."""
-    if not folder.is_dir():
+    Returns how many were removed. Readers call it too (the next command that touches a folder
+    tidies what a killed writer left); a folder it may not change is left as it is."""
+    try:
+        if not folder.is_dir():
+            return 0
+        pattern = f".{glob_escape(name)}.*.tmp" if name is not None else ".*.tmp"
+        removed = 0
+        for p in folder.glob(pattern):
+            m = _TMP.match(p.name)
+            if m is not None and (name is None or m.group("name") == name) and is_stale_temp(p):
+                p.unlink(missing_ok=True)
+                removed += 1
+        return removed
+    except OSError:  # a read-only folder, or one that went away: nothing to tidy here
         return 0
-    pattern = f".{glob_escape(name)}.*.tmp" if name is not None else ".*.tmp"
-    removed = 0
-    for p in folder.glob(pattern):
-        m = _TMP.match(p.name)
-        if m is not None and (name is None or m.group("name") == name) and is_stale_temp(p):
-            p.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 def glob_escape(name: str) -> str:
@@ -240,7 +251,9 @@ def check_folder_writable(folder: Path) -> None:
 
 def check_folder_complete(folder: Path) -> None:
     """Readers: refuse a folder whose outputs are being swapped in (or were, when a process was
-    killed in the middle)."""
+    killed in the middle); remove what killed writers left in it and beside it."""
+    remove_staging_beside(folder, held=False)
+    remove_stale_temps(folder)
     if (folder / PUBLISHING).exists():
         raise SganError(
             f"the folder {folder} is incomplete: sgan was writing new outputs "
@@ -272,9 +285,10 @@ def _describe_holder(text: str) -> str:
 class FolderLock:
     """An exclusive ``flock`` on ``folder/.sgan.lock``, held until :meth:`release`."""
 
-    def __init__(self, folder: Path, fd: int | None) -> None:
+    def __init__(self, folder: Path, fd: int | None, created: bool = False) -> None:
         self.folder = folder
         self.fd = fd
+        self.created = created  # this process made the lock file (removed again if the command fails)
 
     def release(self) -> None:
         if self.fd is not None:
@@ -296,8 +310,13 @@ def acquire_lock(folder: Path, command: str) -> FolderLock:
     ensure_folder(folder)
     path = folder / LOCK_NAME
     while True:
+        created = False
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+                created = True
+            except FileExistsError:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
             raise SganError(
                 f"cannot create the lock file {path}: {exc.strerror or exc}",
@@ -339,27 +358,43 @@ def acquire_lock(folder: Path, command: str) -> FolderLock:
         os.close(fd)
     os.ftruncate(fd, 0)
     os.pwrite(fd, _holder_text(command).encode(), 0)
-    return FolderLock(folder, fd)
+    return FolderLock(folder, fd, created)
 
 
 @contextmanager
 def locked_folder(folder: Path, command: str) -> Iterator[FolderLock]:
     """Hold the folder's lock; finish an interrupted swap and remove stale temp files and
     staging folders first (nobody else can be using them while we hold the lock). A folder this
-    call created is removed again when the block wrote nothing into it (it failed or stopped early)."""
+    call created is removed again when the block wrote nothing into it (it failed or stopped
+    early); so is a lock file it created when the block fails (a refused ``--resume`` leaves
+    the folder as it found it)."""
     created = not folder.exists()
     lock = acquire_lock(folder, command)
+    key = _key(folder)
+    _HELD[key] = lock
+    failed = True
     try:
         recover(folder)
         yield lock
+        failed = False
     finally:
-        if created and lock.fd is not None and _only_lock_left(folder):
-            (folder / LOCK_NAME).unlink(missing_ok=True)
+        _HELD.pop(key, None)
+        if lock.fd is not None and lock.created and (failed or (created and _only_lock_left(lock.folder))):
+            # unlinked while still held: a process waiting on it retries on the path (acquire_lock)
+            (lock.folder / LOCK_NAME).unlink(missing_ok=True)
+        if created and lock.fd is not None:
             try:
-                folder.rmdir()
+                folder.rmdir()  # only when empty
             except OSError:
                 pass
         lock.release()
+
+
+_HELD: dict[str, FolderLock] = {}  # the folders this process has locked (a Staging takes its lock over)
+
+
+def _key(folder: Path) -> str:
+    return os.path.abspath(folder)
 
 
 def _only_lock_left(folder: Path) -> bool:
@@ -373,23 +408,49 @@ def _only_lock_left(folder: Path) -> bool:
 
 
 class Staging:
-    """A hidden folder inside ``folder`` where new outputs are built, swapped in by :meth:`publish`.
+    """A staging folder where new outputs of ``folder`` are built, swapped in by :meth:`publish`.
 
-    Only use it while holding the folder's lock. Leaving without publishing (an error, Ctrl-C)
-    removes the staging folder; a kill -9 leaves it for the next lock holder to remove.
+    Only use it while holding the folder's lock (:func:`locked_folder`). Beside ``folder`` when
+    the parent can be written and the folder is not the working folder (the swap is then one
+    atomic exchange), else inside it (the marker-guarded renames). Leaving without publishing
+    (an error, Ctrl-C) removes the staging folder; a kill -9 leaves it for the next lock holder
+    to remove.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.published = False
+        self._lock_fd: int | None = None
+        self._carried: list[str] = []  # entries of the old folder linked into the staging folder
         ensure_folder(folder)
+        self.beside = _may_exchange(folder)
+        if self.beside:
+            try:
+                self.dir = Path(tempfile.mkdtemp(prefix=f".{folder.name}{SIBLING_INFIX}", dir=folder.parent))
+                os.chmod(self.dir, folder_mode())
+                self._lock_fd = _lock_new_folder(self.dir)
+                return
+            except OSError:  # the parent cannot be written: stage inside
+                if "dir" in vars(self):
+                    shutil.rmtree(self.dir, ignore_errors=True)
+                self.beside = False
         self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
         os.chmod(self.dir, folder_mode())
-        self.published = False
 
     def publish(self, remove: Sequence[str], commit: str | None) -> None:
-        """Swap the staged outputs in: move the old outputs named in ``remove`` aside, move every
-        staged entry into the folder (``commit`` — the file that says the folder is complete —
-        last), then delete the old ones. Guarded by the marker file (see module doc)."""
+        """Swap the staged outputs in, replacing the old outputs named in ``remove`` (``commit``,
+        the file that says the folder is complete, goes last where the swap is several renames)."""
+        if self.beside:
+            with _signals_held():  # Ctrl-C waits for the exchange and its bookkeeping
+                try:
+                    _carry_over(self.folder, self.dir, set(remove) | {LOCK_NAME}, self._carried)
+                    os.chmod(self.dir, os.stat(self.folder).st_mode & 0o7777)  # the folder keeps its mode
+                    exchange(self.dir, self.folder)
+                except (OSError, _CannotCarry):
+                    self._stage_inside()
+                else:
+                    self._exchanged()
+                    return
         trash = tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=self.folder)
         plan = {
             "staging": self.dir.name,
@@ -403,15 +464,153 @@ class Staging:
             self.published = True  # from here on the staged files belong to the swap (finished by recover)
             _apply(self.folder, plan)
 
+    def _exchanged(self) -> None:
+        """After the exchange: the new folder is ``folder`` (its lock is ours: hand it to the
+        folder's lock holder), the old one sits at ``self.dir`` and goes."""
+        self.published = True
+        old = self.dir
+        lock = _HELD.get(_key(self.folder))
+        if lock is not None and lock.fd is not None:
+            os.close(lock.fd)  # the old folder's lock: nobody can reach it by the path any more
+            lock.fd, lock.created, self._lock_fd = self._lock_fd, True, None
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _stage_inside(self) -> None:
+        """The exchange failed (the file system lacks it, or something cannot be carried over):
+        move the staged entries into a staging folder inside ``folder`` for the marker swap."""
+        inside = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.folder))
+        os.chmod(inside, folder_mode())
+        for p in list(self.dir.iterdir()):
+            if p.name == LOCK_NAME or p.name in self._carried:
+                continue
+            os.replace(p, inside / p.name)
+        self._release_own_lock()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir, self.beside = inside, False
+
+    def _release_own_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def discard(self) -> None:
         if not self.published:
+            self._release_own_lock()
             shutil.rmtree(self.dir, ignore_errors=True)
+        elif self._lock_fd is not None:  # exchanged without a registered holder: the new folder's lock
+            self._release_own_lock()
 
     def __enter__(self) -> Staging:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.discard()
+
+
+class _CannotCarry(Exception):
+    """An entry of the old folder that cannot be carried into the new one (a pipe, a socket)."""
+
+
+def _carry_over(old: Path, new: Path, replaced: set[str], carried: list[str]) -> None:
+    """Give ``new`` every entry of ``old`` that is neither replaced nor staged (their names
+    appended to ``carried``): files by hard link (a copy where the file system has none),
+    folders entry by entry, symlinks as links."""
+    staged = {p.name for p in new.iterdir()}
+    for p in old.iterdir():
+        if p.name in replaced or p.name in staged or _is_sgan_leftover(p.name):
+            continue
+        carried.append(p.name)
+        _link_entry(p, new / p.name)
+
+
+def _link_entry(src: Path, dst: Path) -> None:
+    import stat
+
+    st = os.lstat(src)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISREG(st.st_mode):
+        try:
+            os.link(src, dst, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(src, dst, follow_symlinks=False)
+    elif stat.S_ISDIR(st.st_mode):
+        os.mkdir(dst)
+        for p in src.iterdir():
+            _link_entry(p, dst / p.name)
+        shutil.copystat(src, dst, follow_symlinks=False)
+    else:
+        raise _CannotCarry(str(src))
+
+
+def _is_sgan_leftover(name: str) -> bool:
+    return name == PUBLISHING or name.startswith(STAGING_PREFIX) or name.startswith(TRASH_PREFIX)
+
+
+def _lock_new_folder(folder: Path) -> int | None:
+    """Create and hold ``folder/.sgan.lock`` of a new staging folder (so that once it is
+    exchanged in, the folder is locked by us from its first moment); None without flock."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.pwrite(fd, _holder_text("sgan (staging)").encode(), 0)
+    return fd
+
+
+def _may_exchange(folder: Path) -> bool:
+    """Whether new outputs of ``folder`` are staged beside it and exchanged in: on Linux, unless
+    ``folder`` is (or holds) the working folder, whose processes would be left in the old one,
+    or a symlink (the link itself would be swapped)."""
+    if _renameat2() is None or folder.is_symlink():  # a link would be swapped for a folder
+        return False
+    try:
+        here, target = Path.cwd().resolve(), folder.resolve()
+    except OSError:
+        return False
+    return here != target and target not in here.parents
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@functools.lru_cache(maxsize=1)
+def _renameat2() -> Callable[..., int] | None:
+    """libc's ``renameat2`` (Linux, glibc ≥ 2.28), or None."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Atomically swap the two paths ``a`` and ``b`` (both must exist): at no moment does
+    either name miss or show a mix. Raises OSError where the system or file system cannot."""
+    import ctypes
+
+    fn = _renameat2()
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a))
 
 
 @contextmanager
@@ -461,9 +660,43 @@ def _apply(folder: Path, plan: dict) -> None:  # type: ignore[type-arg]
     shutil.rmtree(staging, ignore_errors=True)
 
 
+def remove_staging_beside(folder: Path, held: bool) -> None:
+    """Remove the staging folders beside ``folder`` that no live process is building (and old
+    folders a killed swap left there). ``held``: the caller holds ``folder``'s lock, so none is
+    live; otherwise (a reader) one is removed only when its own lock file can be taken, i.e.
+    its builder is dead."""
+    beside = re.compile(rf"^\.{re.escape(folder.name)}{re.escape(SIBLING_INFIX)}[A-Za-z0-9_]{{8}}$")
+    try:
+        found = [p for p in folder.parent.iterdir() if beside.match(p.name) and p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return
+    for p in found:
+        if held or _abandoned(p):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _abandoned(staging: Path) -> bool:
+    """A staging folder whose lock file exists and is held by nobody."""
+    try:
+        import fcntl
+
+        fd = os.open(staging / LOCK_NAME, os.O_RDONLY)
+    except (ImportError, OSError):  # no lock file yet (being made), or none to be had: leave it
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def recover(folder: Path) -> None:
     """Under the folder's lock: finish a swap a killed process left half done, then remove
-    staging and trash folders and temp files nobody is writing any more."""
+    staging and trash folders (inside the folder and beside it) and temp files nobody is
+    writing any more."""
+    remove_staging_beside(folder, held=True)
     marker = folder / PUBLISHING
     if marker.exists():
         try:

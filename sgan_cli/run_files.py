@@ -200,7 +200,7 @@ GENERATOR = file_kind("sgan.generator", _validate_generator)
 
 
 def model_config(config: dict[str, Any], path: Path) -> ModelConfig:
-    """The ``model`` section of a file's config as a ModelConfig (keys this sgan lacks are dropped)."""
+    """The ``model`` section of a file's config as a ModelConfig (keys this sgan lacks are refused)."""
     model = section_from_file(config, "model", ModelConfig, path)
     legacy_sparsity(model, config.get("model") or {})
     return model

@@ -23,7 +23,7 @@ from . import distributed
 from .builders import Geometry, check_train_config, resolve_gan
 from .checkpoint import TrainState, state_tensors
 from .config import SganConfig, section_from_file, to_dict
-from .contracts import CHECKPOINT, DictionaryFile, meta_int, read_file, write_file
+from .contracts import CHECKPOINT, DictionaryFile, meta_int, read_file, write_file, written_by
 from .data import DATASET_NAMES
 from .errors import SganError
 from .evaluation import Evaluator
@@ -235,7 +235,7 @@ def save_outputs(
     conf = config_json(cfg)
     geo = _geometry_meta(state, geometry, dictionary)
     g_tensors, g_meta = _generator_contents(state, geo)
-    text = yaml.safe_dump(conf, sort_keys=False)
+    text = f"# {written_by(CHECKPOINT.name)}\n" + yaml.safe_dump(conf, sort_keys=False)
     with AtomicGroup() as group:
         write_file(
             paths["checkpoint"],

@@ -4,7 +4,15 @@ Reproducibility: the latent of sample i depends only on (seed, i). Latents are d
 chunks of :data:`LATENT_CHUNK` rows, chunk c from its own generator seeded by a hash of
 (seed, c), so they do not depend on the batch size, the device, or how many samples are
 asked for (the first 100 of ``-n 1000`` are ``-n 100``). The generator runs in eval mode
-(BatchNorm on running statistics), so a sample does not depend on its batch-mates either.
+(BatchNorm on running statistics), so a sample does not depend on its batch-mates either —
+but a matrix product's rounding does depend on its shape: BLAS picks its kernel and the order
+of its sums by the number of rows, so the same latent run in a batch of 5 or of 256 gave codes
+that differed in the last bits and, after rounding to uint8, 6 of 20,000 images one grey level
+apart. So the generator always runs on aligned blocks of B latents (block b holds samples
+B·b … B·b + B − 1; the last one is padded), B fixed by the generator alone
+(:func:`block_size`: 256 for small images, fewer where 256 would take over a GiB), whatever
+``--batch-size``: the images and codes are bit-identical for any batch size and any ``-n`` on
+one machine with one thread count (another device, BLAS or thread count may round differently).
 
 Memory is bounded by one batch for the generation; what is kept for the output file is the
 uint8 images (N·C·H·W bytes), the latents [N, z_dim] and — when they fit a budget — the
@@ -35,9 +43,11 @@ from .outputs import Staging, locked_folder
 from .progress import ProgressFn
 from .ranges import range_of
 from .run_files import LoadedGenerator
-from .validation import check_batch_memory, check_memory, check_number
+from .validation import ACTIVATION_FACTOR, check_batch_memory, check_memory, check_number
 
 LATENT_CHUNK = 1024  # latents are drawn in chunks of this many rows, whatever the batch size
+FORWARD_BLOCK_MAX = 256  # the generator runs on blocks of at most this many latents (module doc)
+FORWARD_BLOCK_BYTES = 2**30  # … and of at most this much estimated activation memory
 CODES_BUDGET = 512 * 2**20  # "auto": keep the codes when they take at most this many bytes (float32)
 INTERPOLATIONS = ("linear", "slerp")
 PNG_NAME = re.compile(r"^\d{6,}\.png$")  # the numbered images sample writes (000000.png …)
@@ -146,6 +156,8 @@ def generate(
 ) -> tuple[Tensor, Tensor | None, float, float]:
     """Run G over the latents z [N, z_dim] in batches: (uint8 images, codes, support, seconds).
 
+    A batch is ``batch_size`` rounded up to whole blocks of :func:`block_size`, and G runs on
+    one block at a time (:func:`run_block`), so the outputs do not depend on ``batch_size``.
     ``on_batch(start, images_uint8)`` sees every batch as it is made (PNG writing), so
     nothing but the outputs kept grows with N.
 
@@ -154,6 +166,8 @@ def generate(
     bit-identical to one process; ``on_batch`` then sees every batch after the combination.
     """
     check_batch_size(batch_size)
+    block = block_size(g)
+    batch_size = -(-batch_size // block) * block  # whole blocks: block b starts at sample block·b
     n = z.shape[0]
     C, S = g.geometry.channels, g.geometry.size
     world = distributed.current()
@@ -166,11 +180,12 @@ def generate(
     start_t = time.perf_counter()
     with torch.inference_mode():
         for done_batches, start in enumerate(mine, 1):
-            zb = z[start : start + batch_size].to(g.device)
-            x, codes = g.module.forward_codes(zb)
-            imgs = to_uint8(x.clamp(-1.0, 1.0)).cpu()
+            zb = z[start : start + batch_size]
+            parts = [run_block(g, zb[i : i + block], block) for i in range(0, zb.shape[0], block)]
+            imgs = torch.cat([to_uint8(x.clamp(-1.0, 1.0)).cpu() for x, _ in parts])
             images[start : start + zb.shape[0]] = imgs
-            if codes is not None:
+            if parts[0][1] is not None:
+                codes = torch.cat([c for _, c in parts])
                 nonzero += int((codes != 0).sum())
                 total += codes.numel()
                 if codes_out is not None:
@@ -195,6 +210,29 @@ def generate(
     return images, codes_out, support, time.perf_counter() - start_t
 
 
+def block_size(g: LoadedGenerator) -> int:
+    """The number of latents G always runs on at once: the largest power of two up to
+    :data:`FORWARD_BLOCK_MAX` whose activations (estimated as for a batch, see
+    :func:`sgan_cli.validation.check_batch_memory`) stay within :data:`FORWARD_BLOCK_BYTES`.
+    It depends on the generator's geometry only, never on the machine or the options."""
+    code_values = math.prod(g.code_shape) if g.code_shape is not None else 0
+    per_sample = (g.geometry.channels * g.geometry.size**2 + code_values) * 4 * ACTIVATION_FACTOR
+    block = FORWARD_BLOCK_MAX
+    while block > 1 and block * per_sample > FORWARD_BLOCK_BYTES:
+        block //= 2
+    return block
+
+
+def run_block(g: LoadedGenerator, z: Tensor, block: int) -> tuple[Tensor, Tensor | None]:
+    """G on at most ``block`` latents, run as one full block (zeros pad the rest, their
+    outputs dropped): every product has the same shape, so each row rounds the same."""
+    rows = z.shape[0]
+    if rows < block:
+        z = torch.cat([z, z.new_zeros(block - rows, z.shape[1])])
+    x, codes = g.module.forward_codes(z.to(g.device))
+    return x[:rows], None if codes is None else codes[:rows]
+
+
 def check_sample_fits(g: LoadedGenerator, total: int, batch_size: int, codes: str) -> None:
     """Refuse, before any allocation, a request whose kept outputs (uint8 images, latents,
     codes when kept) and one batch cannot fit in memory (-n, --interpolate, --batch-size)."""
@@ -208,7 +246,8 @@ def check_sample_fits(g: LoadedGenerator, total: int, batch_size: int, codes: st
         "ask for fewer samples (-n) or fewer interpolation points (--interpolate), "
         "and split large requests over several runs with other --seed values",
     )
-    check_batch_memory(batch_size, total, C * S * S * 4 + code_values * 4, f"{C}×{S}×{S} samples")
+    block = block_size(g)
+    check_batch_memory(block, block, C * S * S * 4 + code_values * 4, f"{C}×{S}×{S} samples")
 
 
 def check_batch_size(batch_size: int) -> int:

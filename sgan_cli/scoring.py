@@ -33,7 +33,17 @@ import torch
 from torch import Tensor
 
 from .config import DataConfig
-from .contracts import LATENTS, SAMPLES, check_writable, file_kind, peek_kind, read_file, require_tensor, write_file
+from .contracts import (
+    LATENTS,
+    SAMPLES,
+    check_writable,
+    file_kind,
+    open_safetensors,
+    peek_kind,
+    read_file,
+    require_tensor,
+    write_file,
+)
 from .data import DATASET_NAMES, ImageData, load_data, resize, sample_folder_file
 from .devices import resolve_device
 from .distributed import is_main, local_device
@@ -431,11 +441,9 @@ class ScoreResult:
 
 def _stats_meta(ref: str | None) -> dict[str, str] | None:
     """The metadata of ``ref`` when it is an ``sgan.stats`` file, else None (header only)."""
-    from safetensors import safe_open
-
     if ref is None or not ref.endswith(".safetensors") or not Path(ref).is_file() or peek_kind(ref) != STATS.name:
         return None
-    with safe_open(ref, framework="pt") as f:
+    with open_safetensors(Path(ref)) as f:
         return dict(f.metadata() or {})
 
 

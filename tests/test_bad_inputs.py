@@ -183,25 +183,22 @@ def test_non_finite_features_are_an_error(runner, tmp_path):
     from sgan_cli.classifier import ClassifierInfo, LeNet, save_classifier
 
     net = LeNet(1, 8, 10, 8, 16)
-    with torch.no_grad():
-        next(net.parameters()).view(-1)[0] = float("nan")
+    with torch.no_grad():  # finite weights whose features overflow to inf and NaN
+        for p in net.parameters():
+            p.fill_(3e38)
     clf = tmp_path / "clf.safetensors"
-    save_classifier(
-        clf,
-        net,
-        ClassifierInfo(
-            dataset="digits",
-            channels=1,
-            image_size=8,
-            n_classes=10,
-            width=8,
-            feature_dim=16,
-            test_accuracy=0.5,
-            n_train=10,
-            n_test=10,
-        ),
-        {},
+    info = ClassifierInfo(
+        dataset="digits",
+        channels=1,
+        image_size=8,
+        n_classes=10,
+        width=8,
+        feature_dim=16,
+        test_accuracy=0.5,
+        n_train=10,
+        n_test=10,
     )
+    save_classifier(clf, net, info, {})
     args = [
         "score",
         "digits",
@@ -231,6 +228,13 @@ def test_non_finite_features_are_an_error(runner, tmp_path):
         )
     )
     assert "the feature extractor gave non-finite values (NaN or inf)" in msg and str(clf) in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.safetensors"]
+    # a NaN weight is damage: refused as the file is read
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = float("nan")
+    save_classifier(clf, net, info, {}, force=True)
+    msg = error_text(invoke(runner, args))
+    assert f"{clf}: tensor 'body.0.weight' holds NaN or infinite values" in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.safetensors"]
 
 

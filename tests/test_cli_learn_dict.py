@@ -141,3 +141,63 @@ def test_unreadable_folder(runner, tmp_path):
     (folder / "broken.png").write_bytes(b"not a png")
     res = _run(runner, ["learn-dict", str(folder), "--out", str(tmp_path / "d.safetensors")])
     assert res.exit_code == 2 and "cannot read the image" in " ".join(res.stderr.split())
+
+
+def test_identical_images_are_refused_not_learned(runner, tmp_path):
+    """50 identical black images used to give 64 atoms of one direction, 'sparsity 0.0000
+    achieved (target 0.1)', exit 0."""
+    from PIL import Image
+
+    folder = tmp_path / "black"
+    folder.mkdir()
+    for i in range(50):
+        Image.new("L", (8, 8)).save(folder / f"{i:03d}.png")
+    out = tmp_path / "d.safetensors"
+    res = runner.invoke(app, ["learn-dict", str(folder), "--out", str(out)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    msg = " ".join(res.stderr.split())
+    assert f"the 50 signals of {folder} are all the same (once their mean is removed)" in msg
+    assert not out.exists() and not (tmp_path / "d_atoms.png").exists()
+    # without the mean term they are one direction: learned, with a warning that says so
+    res = runner.invoke(app, ["learn-dict", str(folder), "--no-mean", "--atoms", "4", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "the data cannot support 4 atoms: 1 distinct signal for 4 atoms" in " ".join(res.stderr.split())
+
+
+def test_too_few_signals_are_warned_about_and_figures_say_what_they_measure(runner, tmp_path):
+    """``--limit 3 --atoms 64`` reported 'signals 3 (3 held out)' and a held-out PSNR of 131 dB
+    when nothing was held out."""
+    out = tmp_path / "d.safetensors"
+    res = _run(runner, ["learn-dict", "digits", "--limit", "3", "--atoms", "64", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    warning = " ".join(res.stderr.split())
+    assert "Warning: the data cannot support 64 atoms: 3 distinct signals for 64 atoms" in warning
+    assert summary["warnings"] and "3 distinct signals" in summary["warnings"][0]
+    assert summary["n_signals"] == 3 and summary["n_heldout"] == 0 and summary["measured_on"] == "training"
+    assert load_dictionary(out).file.meta["measured_on"] == "training"
+    res = _run(runner, ["learn-dict", "digits", "--limit", "3", "--atoms", "64", "--out", str(out), "--force"])
+    table = " ".join(res.stdout.split())
+    assert "3 (none held out)" in table and "dB (training signals: none held out)" in table
+    assert "(held out)" not in table
+    # enough distinct signals: no warning, figures of held-out signals
+    res = _run(runner, ["learn-dict", "digits", "--atoms", "16", "--out", str(out), "--force", "--json"])
+    assert "Warning" not in res.stderr and json.loads(res.stdout)["measured_on"] == "held-out"
+
+
+def test_check_signals_on_closed_cases():
+    """Equal signals (their float32 mean off by an ulp), one image at many brightnesses (rank
+    1), and varied signals with an over-complete dictionary (no warning)."""
+    import torch
+
+    from sgan_cli.dictionary import centre_signals, check_signals
+    from sgan_cli.errors import SganError
+
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(SganError, match="are all the same"):
+        check_signals(centre_signals(torch.full((50, 64), 0.3137))[0], 64, True, "gray")
+    brightness = torch.rand(500, 1, generator=gen) * torch.rand(1, 64, generator=gen)
+    (warning,) = check_signals(brightness, 64, False, "ramp")
+    assert "the signals span only 1 of their 64 dimensions (as they are)" in warning and "--atoms 1" in warning
+    varied = centre_signals(torch.rand(2000, 64, generator=gen) * 2 - 1)[0]
+    assert check_signals(varied, 256, True, "noise") == []  # 4× over-complete on full-rank data: fine

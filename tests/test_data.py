@@ -94,3 +94,38 @@ def test_mnist_layout_is_read(tmp_path):
         idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)), 8)
     data = load_data(DataConfig(name="mnist", root=str(tmp_path), split="test", download=False))
     assert data.images.shape == (4, 1, 28, 28) and data.labels.shape == (4,)
+
+
+def test_a_folder_is_checked_at_its_decoded_size_and_decoded_one_image_at_a_time(tmp_path, monkeypatch):
+    """Twelve RGB photos of 4096² at --image-size 8 passed a 100 MB budget (only the kept 8×8
+    images were counted) and peaked at 1.3 GB, every image held decoded at full size before
+    resizing. Here twelve of 1024² (3 MB decoded each, 36 MB together)."""
+    import tracemalloc
+
+    for i in range(12):
+        Image.new("RGB", (1024, 1024), (20 * i, 5, 9)).save(tmp_path / f"{i:02d}.png")
+    cfg = DataConfig(name=str(tmp_path), image_size=8)
+    monkeypatch.setenv("SGAN_MAX_MEMORY", "5000000")  # the kept 12×3×8×8 bytes fit, one decoded image does not
+    with pytest.raises(SganError, match=r"12 images of 8×8 \(decoded one at a time, the largest 1024×1024 at full"):
+        load_data(cfg)
+    monkeypatch.setenv("SGAN_MAX_MEMORY", "40000000")  # one decoded image fits, not twelve
+    tracemalloc.start()
+    try:
+        data = load_data(cfg)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data.images.shape == (12, 3, 8, 8) and data.images[3, :, 0, 0].tolist() == [60, 5, 9]
+    assert peak < 3 * 3 * 1024 * 1024  # at most a couple of decoded arrays alive at once, not twelve
+
+
+def test_hidden_files_and_temp_files_in_a_folder_are_not_data(tmp_path):
+    """What a killed writer leaves (``.000001.png.<host>-<pid>-x.tmp``) and ``._x.png``
+    companions are never read as images."""
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8), mode="L").save(tmp_path / f"{i}.png")
+    (tmp_path / "._0.png").write_bytes(b"\0\5\x16\7 AppleDouble")
+    Image.new("L", (9, 9)).save(tmp_path / ".hidden.png")
+    (tmp_path / ".3.png.0a1b2c3d-999999-x.tmp").write_bytes(b"\x89PNG torn")
+    assert load_data(DataConfig(name=str(tmp_path))).images.shape == (3, 1, 6, 6)

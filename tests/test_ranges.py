@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import error_text, invoke
 
-from sgan_cli.config import load_config
+from sgan_cli.config import ModelConfig, load_config, to_dict
 from sgan_cli.contracts import DICTIONARY, load_dictionary, write_file
 from sgan_cli.errors import SganError
 from sgan_cli.run_files import GENERATOR, load_generator
@@ -24,9 +24,10 @@ def _dictionary(path, atoms, **meta):
 
 
 def _dense_generator(path, model):
-    """A (weightless) dense generator file whose config has this model section."""
+    """A (weightless) dense generator file whose config has this model section (the rest of
+    the section as defaults: a generator file records every model key)."""
     meta = {"channels": "1", "image_size": "8", "sparse": "false"}
-    write_file(path, GENERATOR, {}, config={"model": model}, meta=meta, force=True)
+    write_file(path, GENERATOR, {}, config={"model": {**to_dict(ModelConfig()), **model}}, meta=meta, force=True)
     return path
 
 

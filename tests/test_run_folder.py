@@ -218,6 +218,9 @@ def test_killed_sample_force_keeps_the_old_samples(runner, tmp_path, monkeypatch
 
 
 def test_a_swap_killed_half_way_reads_as_incomplete_and_is_finished_later(runner, tmp_path, monkeypatch):
+    """Where the one-step exchange is not available (another OS or file system), the swap is
+    several renames guarded by a marker."""
+    monkeypatch.setattr(outputs, "_may_exchange", lambda folder: False)
     run, folder = tmp_path / "run", tmp_path / "samples"
     assert train(runner, run, "--steps", "2").exit_code == 0
     assert runner.invoke(app, ["sample", str(run), "-n", "5", "--out", str(folder)]).exit_code == 0
@@ -511,3 +514,72 @@ def test_resume_and_force_together_are_refused(runner, tmp_path):
     msg = error_text(invoke(runner, ["train", "--resume", str(out), "--force", "--steps", "2"]))
     assert "--resume continues the run and --force starts it over: they cannot go together" in msg
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ issue 25: nothing left behind
+
+
+def test_a_refused_resume_leaves_the_folder_as_it_was(runner, tmp_path):
+    """``--resume`` of a folder that is not a run was refused, but left a new .sgan.lock in it."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    msg = error_text(resume(runner, folder, 5))
+    assert f"there is no run to resume in {folder}" in msg
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    assert "there is no run to resume" in error_text(resume(runner, tmp_path / "absent", 5))
+    assert not (tmp_path / "absent").exists()
+
+
+def test_readers_remove_what_killed_writers_left_and_never_read_it(runner, tmp_path):
+    out = tmp_path / "run"
+    assert train(runner, out, "--steps", "2").exit_code == 0
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    stale = out / f".generator.safetensors.{outputs._HOST_TAG}-{dead}-abc123.tmp"
+    stale.write_bytes(b"\0" * 100)  # a torn generator: never to be read
+    res = runner.invoke(app, ["sample", str(out), "-n", "3", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert not stale.exists()  # the next command that touched the folder (a reader) removed it
+
+
+def test_a_swapped_folder_keeps_its_mode_its_other_files_and_a_link_stays_a_link(runner, tmp_path):
+    run, folder = tmp_path / "run", tmp_path / "samples"
+    assert train(runner, run, "--steps", "2").exit_code == 0
+    assert runner.invoke(app, ["sample", str(run), "-n", "3", "--out", str(folder)]).exit_code == 0
+    (folder / "notes").mkdir()
+    (folder / "notes" / "a.txt").write_text("mine")
+    os.chmod(folder, 0o750)
+    inode = folder.stat().st_ino
+    assert runner.invoke(app, ["sample", str(run), "-n", "2", "--out", str(folder), "--force"]).exit_code == 0
+    assert folder.stat().st_ino != inode  # a new folder, exchanged in whole
+    assert folder.stat().st_mode & 0o777 == 0o750 and (folder / "notes" / "a.txt").read_text() == "mine"
+    assert sorted(p.name for p in folder.glob("0*.png")) == ["000000.png", "000001.png"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    assert runner.invoke(app, ["sample", str(run), "-n", "1", "--out", str(link), "--force"]).exit_code == 0
+    assert link.is_symlink() and sorted(p.name for p in folder.glob("0*.png")) == ["000000.png"]
+
+
+def test_readers_remove_an_abandoned_staging_folder_beside_but_not_a_live_one(runner, tmp_path, digits_dict):
+    import fcntl
+
+    run, folder = tmp_path / "run", tmp_path / "samples"
+    assert train(runner, run, "--steps", "2", "--dict", str(digits_dict)).exit_code == 0
+    assert runner.invoke(app, ["sample", str(run), "-n", "3", "--out", str(folder)]).exit_code == 0
+    dead, live = tmp_path / ".samples.sgan-staging-dead0000", tmp_path / ".samples.sgan-staging-live0000"
+    for staging in (dead, live):  # as a killed sample (dead) and a running one (live) leave them
+        staging.mkdir()
+        (staging / outputs.LOCK_NAME).touch()
+        (staging / "000000.png").write_bytes(b"new")
+    fd = os.open(live / outputs.LOCK_NAME, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert runner.invoke(app, ["score", str(folder), "--metric", "sparsity"]).exit_code == 0
+        assert not dead.exists() and live.exists()
+    finally:
+        os.close(fd)
+    assert runner.invoke(app, ["score", str(folder), "--metric", "sparsity"]).exit_code == 0
+    assert not live.exists()

@@ -113,15 +113,19 @@ def test_interpolation_endpoints_are_the_samples_latents():
 
 @pytest.mark.parametrize("kind", ["whole", "patch", "dense"])
 def test_samples_do_not_depend_on_batch_size(runs, kind):
+    """Bit for bit, codes included: a product's rounding depends on its number of rows, so G
+    always runs on the same blocks (run with batches of 5 and 256, 6 of 20,000 images once
+    differed by a grey level, and every code in its last bits)."""
     g = load_generator(runs[kind])
-    z = draw_latents(0, 0, 50, g.z_dim)
-    ref_images, ref_codes, ref_support, _ = generate(g, z, 50)
-    for bs in (1, 7):
+    n = 600 if kind == "whole" else 50
+    z = draw_latents(0, 0, n, g.z_dim)
+    ref_images, ref_codes, ref_support, _ = generate(g, z, 256)
+    for bs in (1, 5, 7) if kind == "whole" else (1, 7):
         images, codes, support, _ = generate(g, z, bs)
         assert torch.equal(images, ref_images), bs
         if ref_codes is not None:
-            assert torch.allclose(codes, ref_codes, atol=1e-6, rtol=0)
-            assert support == pytest.approx(ref_support, abs=1e-6)
+            assert torch.equal(codes, ref_codes), bs
+            assert support == ref_support
     if kind == "dense":
         assert ref_codes is None and math.isnan(ref_support)
     else:
@@ -166,9 +170,8 @@ def test_cli_sample_same_seed_same_images_any_batch_size(runner, runs, tmp_path)
     _, b = sample("b", "--seed", "3", "--batch-size", "6")
     _, c = sample("c", "--seed", "4")
     assert summary["n"] == 40 and summary["pngs"] == 40 and summary["codes"] == "stored"
-    for name in ("images", "z"):
+    for name in ("images", "z", "codes"):
         assert torch.equal(a.tensors[name], b.tensors[name])
-    assert torch.allclose(a.tensors["codes"], b.tensors["codes"], atol=1e-6, rtol=0)
     assert not torch.equal(a.tensors["images"], c.tensors["images"])
     assert a.tensors["images"].dtype == torch.uint8 and a.tensors["images"].shape == (40, 1, 8, 8)
     assert a.tensors["codes"].shape == (40, 32) and a.tensors["z"].shape == (40, 8)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
-from ..errors import SganError
+from ..errors import SganError, printable
 
 try:  # typer ≥ 0.2x carries its own copy of click
     from typer._click.exceptions import ClickException, UsageError
@@ -29,8 +29,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
-out = Console()  # results (stdout)
-err = Console(stderr=True)  # progress and messages (stderr)
+
+class _Console(Console):
+    """A Rich console whose text never fails to encode: a path that is not UTF-8 (its bytes
+    held as surrogates) shows its bytes as \\xNN (:func:`sgan_cli.errors.printable`)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+out = _Console()  # results (stdout)
+err = _Console(stderr=True)  # progress and messages (stderr)
 
 # words a user may type after a flag, meaning it as the flag's value (`--json true`)
 BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f"})
@@ -221,11 +230,11 @@ def print_fields(title: str, rows: list[tuple[str, str]]) -> None:
     """A two-column field/value table on stdout: every command's human-readable summary."""
     from rich.table import Table
 
-    table = Table(title=title, show_header=False)
+    table = Table(title=printable(title), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     for field, value in rows:
-        table.add_row(field, value)
+        table.add_row(field, printable(value))  # a path that is not UTF-8 shows its bytes as \xNN
     out.print(table)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ._common import (
     DataRootOpt,
@@ -18,6 +19,7 @@ from ._common import (
     SeedOpt,
     SplitOpt,
     coders_text,
+    err,
     handle_errors,
     print_fields,
     print_json,
@@ -140,22 +142,27 @@ def learn_dict(
     with progress_bar("learn-dict") as progress:
         run = run_learn_dict(cfg, out_path, force, progress)
     summary = learn_dict_summary(run)
+    for text in run.job.warnings:  # on stderr, also with --json (where the summary lists them too)
+        err.print(f"[yellow]Warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
     if json_out:
         print_json(summary)
         return
     job, r = run.job, run.job.learned
+    on = "held out" if r.n_heldout else "training signals: none held out"
     geometry = "whole images" if job.patch is None else f"{job.patch}×{job.patch} patches, stride {job.stride}"
     rows = [
         ("data", f"{job.dataset}: {job.channels}×{job.image_size}×{job.image_size}, {geometry}"),
         ("atoms", f"{summary['n_atoms']} × {summary['dim']}"),
-        ("signals", f"{job.n_signals} ({r.n_heldout} held out)"),
+        ("signals", f"{job.n_signals} ({r.n_heldout} held out)" if r.n_heldout else f"{job.n_signals} (none held out)"),
         (
             "sparsity",
-            f"{r.achieved_sparsity:.4f} achieved" + (f" (target {r.target_sparsity:g})" if r.target_sparsity else ""),
+            f"{r.achieved_sparsity:.4f} achieved"
+            + (f" (target {r.target_sparsity:g})" if r.target_sparsity else "")
+            + ("" if r.n_heldout else " on the training signals"),
         ),
         ("alpha", f"{r.alpha:.5g}"),
-        ("objective", f"{r.objective:.5g}  (½‖y − aD‖² + α‖a‖₁ per held-out signal)"),
-        ("PSNR", f"{r.psnr:.2f} dB (held out)"),
+        ("objective", f"{r.objective:.5g}  (½‖y − aD‖² + α‖a‖₁ per signal; {on})"),
+        ("PSNR", f"{r.psnr:.2f} dB ({on})"),
         ("mean", "learned on centred signals, mean stored" if run.job.mean is not None else "none (atoms alone)"),
         ("solver", f"{r.solver}, {r.steps} steps on {job.device}, {run.seconds:.1f} s"),
         ("coders", coders_text(summary)),

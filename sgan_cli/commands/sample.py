@@ -37,7 +37,10 @@ def sample(
         int,
         typer.Option(
             "--batch-size",
-            help="Samples per forward pass (memory); the images do not depend on it. (default: 256)",
+            help=(
+                "Samples per step (PNG writes, progress, each rank's share under torchrun); the generator "
+                "runs on fixed blocks of latents, so the images do not depend on it. (default: 256)"
+            ),
             show_default=False,
         ),
     ] = 256,
@@ -86,7 +89,8 @@ def sample(
     """Sample a generator: N images as PNGs, samples.safetensors (images, z, codes) and grid.png.
 
     The same --seed gives the same images whatever --batch-size: sample i's latent depends
-    only on (seed, i).
+    only on (seed, i), and the generator runs on fixed, aligned blocks of latents (bit-identical
+    on one machine; another device or BLAS may round differently).
 
     Examples:
       sgan sample runs/quickstart -n 1000 --out samples/
