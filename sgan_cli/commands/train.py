@@ -142,10 +142,10 @@ def train(
         int | None,
         typer.Option(
             "--pack",
-            metavar="M",
+            metavar="N",
             help=(
-                "Packing (PacGAN, Lin et al. 2018): the critic scores M samples at once, concatenated "
-                "along channels; the batch must be a multiple of M (× ranks). (default: 1, off)"
+                "Packing (PacGAN, Lin et al. 2018): the critic scores N samples at once, concatenated "
+                "along channels; the batch must be a multiple of N (× ranks). (default: 1, off)"
             ),
             show_default=False,
         ),
