@@ -757,6 +757,21 @@ def test_the_estimate_is_near_the_measured_pace(tmp_path):
     assert one.steps_timed == 1 and one.seconds_per_step > 0
 
 
+def test_dry_run_estimates_nothing_that_cannot_fit(runner, monkeypatch):
+    """The estimate runs the nets, so it is refused by the run's own memory checks: here the
+    pairwise distances of minibatch discrimination (64² × 4096 × 8 floats, four copies: 2.1 GB)
+    on a machine said to have 1 GB. The dry run still prints the configuration (exit 0)."""
+    import sgan_cli.validation as validation
+
+    monkeypatch.setattr(validation, "available_memory", lambda: 1e9)
+    res = invoke(runner, ["train", "--minibatch-disc", "4096", "--dry-run"])
+    assert res.exit_code == 0 and "minibatch_disc: 4096" in res.stdout
+    assert (
+        "no time estimate: minibatch discrimination over 64 critic inputs with 4096 kernels of 8 would need about"
+        in " ".join(res.stderr.split())
+    )
+
+
 # --- issue 24: getting data -----------------------------------------------------------------------
 
 
