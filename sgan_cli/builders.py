@@ -289,3 +289,12 @@ def check_training_fits(cfg: SganConfig, geometry: Geometry, dictionary: Diction
         f"{geometry.channels}×{geometry.size}×{geometry.size} training images",
         "train.batch_size",
     )
+    if cfg.model.minibatch_disc:  # its pairwise distances grow with the batch squared: [n, n, kernels, dim]
+        n = max(1, cfg.train.batch_size // cfg.model.pack)
+        kernels, dim = cfg.model.minibatch_disc, cfg.model.mbd_dim
+        check_memory(
+            4 * n * n * kernels * dim * 4,  # float32, kept with its absolute value and both gradients
+            f"minibatch discrimination over {n} critic inputs with {kernels} kernels of {dim}",
+            "model.minibatch_disc / --minibatch-disc",
+            "use fewer kernels (--minibatch-disc), a smaller model.mbd_dim, or a smaller --batch-size",
+        )

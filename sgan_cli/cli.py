@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
-from .commands import classifier, encode, learn_dict, plot, sample, score, train
+from .commands import classifier, data, encode, learn_dict, plot, sample, score, train
 from .commands._common import SganCommand, SganGroup
 from .version import __version__
 
 app = typer.Typer(
     name="sgan",
     cls=SganGroup,
-    help="Sparse GANs from the command line: learn a dictionary, train, sample, encode, score.",
+    help="Sparse GANs from the command line: get data, learn a dictionary, train, sample, encode, score.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -38,6 +38,7 @@ def root(
     """Sparse GANs: generators that emit sparse codes over a dictionary learned from the data."""
 
 
+app.command("data", cls=SganCommand)(data.data)
 app.command("learn-dict", cls=SganCommand)(learn_dict.learn_dict)
 app.command("train", cls=train.TrainCommand)(train.train)
 app.command("sample", cls=SganCommand)(sample.sample)

@@ -405,3 +405,15 @@ def load_config(recipe: str | Path | None = None, sets: list[str] | None = None)
         key, value = parse_set(expr)
         set_value(cfg, key, value, f"--set {expr}")
     return cfg
+
+
+def given_keys(recipe: str | Path | None = None, sets: list[str] | None = None) -> set[str]:
+    """The dotted keys a recipe and ``--set`` values give (whatever their values), so a
+    command can tell a value the user chose from a default (call after :func:`load_config`,
+    which has checked them)."""
+    keys = set()
+    if recipe is not None:
+        data = read_recipe(Path(recipe))
+        if isinstance(data, dict):
+            keys |= {f"{sec}.{key}" for sec, values in data.items() if isinstance(values, dict) for key in values}
+    return keys | {parse_set(expr)[0] for expr in sets or []}

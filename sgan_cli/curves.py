@@ -25,6 +25,7 @@ from typing import Any
 
 from .contracts import atomic_write_bytes
 from .errors import SganError, printable
+from .outputs import STAGING_PREFIX
 
 PLOTS_EXTRA = "pip install 'sgan[plots]' (or pip install matplotlib)"
 
@@ -108,23 +109,33 @@ def _series(entries: Sequence[dict[str, Any]], key: str) -> tuple[list[float], l
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def _draw_panel(ax: Any, entries: Sequence[dict[str, Any]], title: str, legend: bool) -> None:
+def _draw_panel(ax: Any, entries: Sequence[dict[str, Any]], title: str) -> int:
+    """One panel's lines; returns how many it drew."""
     keys, targets, ylabel = PANELS[title]
+    drawn = 0
     for key in keys:
         xs, ys = _series(entries, key)
         if xs:
             ax.plot(xs, ys, label=LABELS[key], linewidth=1.2, marker="." if len(xs) < 3 else None)
+            drawn += 1
     for key in targets:
         xs, ys = _series(entries, key)
         if xs:
             ax.plot(xs, ys, "--", color="black", label=LABELS[key], linewidth=1.0)
+            drawn += 1
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("generator step", fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
-    if legend and ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper right")
+    return drawn
+
+
+def _legend(ax: Any) -> None:
+    """The key of a panel with several lines, below its axes: inside them it covered the lines
+    it names (a panel of one line is named by its title)."""
+    handles = ax.get_legend_handles_labels()[0]
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(3, len(handles)), frameon=False)
 
 
 def draw_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path) -> Path:
@@ -134,6 +145,13 @@ def draw_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path
 
     Raises SganError when matplotlib is missing or no run has a drawable value.
     """
+    fig = curves_figure(runs)
+    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    return path
+
+
+def curves_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> Any:
+    """The matplotlib Figure :func:`draw_curves` writes."""
     if not have_matplotlib():
         raise SganError(
             "drawing training curves needs matplotlib, which is not installed", where="matplotlib", fix=PLOTS_EXTRA
@@ -153,19 +171,23 @@ def draw_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path
         fig = Figure(figsize=(4.2 * cols, 3.0 * rows), layout="constrained")
         axes = fig.subplots(rows, cols, squeeze=False).ravel()
         for ax, title in zip(axes, titles):
-            _draw_panel(ax, runs[0][1], title, legend=True)
+            if _draw_panel(ax, runs[0][1], title) > 1:
+                _legend(ax)
         for ax in axes[len(titles) :]:
             ax.set_visible(False)
         fig.suptitle(printable(runs[0][0]), fontsize=10)  # a folder name that is not UTF-8: its bytes as \xNN
     else:
         fig = Figure(figsize=(3.6 * len(runs), 2.6 * len(titles)), layout="constrained")
         axes = fig.subplots(len(titles), len(runs), squeeze=False, sharey="row")
-        for c, (label, entries) in enumerate(runs):
-            for r, title in enumerate(titles):
-                _draw_panel(axes[r, c], entries, title, legend=c == 0)
+        for r, title in enumerate(titles):
+            drawn = [_draw_panel(axes[r, c], entries, title) for c, (_, entries) in enumerate(runs)]
+            # one key per row, under the first run with several lines in it
+            keyed = next((c for c, n in enumerate(drawn) if n > 1), None)
+            if keyed is not None:
+                _legend(axes[r, keyed])
+        for c, (label, _) in enumerate(runs):
             axes[0, c].set_title(f"{printable(label)}\n{titles[0]}", fontsize=9)
-    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    return path
+    return fig
 
 
 @dataclass
@@ -205,12 +227,19 @@ class CurvesHook:
         if metrics.is_file():
             entries = read_metrics(metrics)
             if entries and panels_for([entries]):
-                draw_curves([(str(folder), entries)], folder / self.name)
+                draw_curves([(str(run_folder_of(folder)), entries)], folder / self.name)
         self.last_draw, self.dirty = time.perf_counter(), False
 
     def close(self, folder: Path) -> None:
         if self.dirty or not self.available:
             self.draw(folder)
+
+
+def run_folder_of(folder: Path) -> Path:
+    """The run folder a metrics folder belongs to: a new run writes into a hidden staging
+    folder inside it (``RUN/.sgan-staging-…``, :class:`sgan_cli.outputs.Staging`) until its
+    first checkpoint, and its curves are titled with the run, not the staging folder."""
+    return folder.parent if folder.name.startswith(STAGING_PREFIX) else folder
 
 
 def tensorboard_available() -> bool:

@@ -98,6 +98,18 @@ def default_root() -> Path:
     return Path(cache) / "sgan" / "data"
 
 
+def absolute_paths(cfg: DataConfig) -> DataConfig:
+    """A copy of ``cfg`` whose data root, and data name when it is a folder or file, are
+    absolute paths: what a file records, so it is read back from any working folder."""
+    import dataclasses
+
+    root = str(Path(cfg.root).expanduser().resolve()) if cfg.root else cfg.root
+    name = cfg.name
+    if name not in DATASET_NAMES and Path(name).exists():
+        name = str(Path(name).resolve())
+    return dataclasses.replace(cfg, root=root, name=name)
+
+
 def load_data(cfg: DataConfig) -> ImageData:
     """Load the data set ``cfg.name`` (see module doc), then apply resize and limit."""
     if cfg.split not in ("train", "test"):
@@ -294,9 +306,10 @@ def _merge_into(src: Path, dst: Path) -> None:
             shutil.move(str(item), str(target))
 
 
-def _load_torchvision(name: str, root: Path, split: str, download: bool) -> ImageData:
-    import numpy as np
-    import torch
+def open_torchvision(name: str, root: Path, split: str, download: bool) -> tuple[object, Path]:
+    """torchvision's data set object for ``name`` and its folder, downloaded into ``root``
+    first when it is missing and ``download`` (offline: the SganError naming the files
+    expected and the folder)."""
     import torchvision.datasets as tvd
 
     cls_name, sub, files = _TORCHVISION[name]
@@ -322,6 +335,14 @@ def _load_torchvision(name: str, root: Path, split: str, download: bool) -> Imag
             ds = build(str(root), False)
         except Exception as exc:
             raise _missing_data_error(name, folder, files, f"{type(exc).__name__}: {exc}") from None
+    return ds, folder
+
+
+def _load_torchvision(name: str, root: Path, split: str, download: bool) -> ImageData:
+    import numpy as np
+    import torch
+
+    ds, folder = open_torchvision(name, root, split, download)
     if name in ("mnist", "fashion-mnist"):
         images = ds.data[:, None].clone()  # uint8 [N, 1, 28, 28]
         labels = ds.targets.clone().long()

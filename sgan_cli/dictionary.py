@@ -45,7 +45,7 @@ from torch import Tensor
 from . import native
 from .config import DictConfig, SganConfig, check_section, to_dict
 from .contracts import check_writable, save_dictionary
-from .data import ImageData, load_data
+from .data import ImageData, absolute_paths, load_data
 from .devices import resolve_device
 from .errors import SganError
 from .images import save_atoms_png
@@ -793,8 +793,14 @@ def check_signals(Y: Tensor, n_atoms: int, centred: bool, source: str) -> list[s
     ]
 
 
-def learn_from_config(data: ImageData, cfg: DictConfig, progress: ProgressFn | None = None) -> DictionaryJob:
-    """Validate the settings, cut the signals and learn the dictionary they describe."""
+def learn_from_config(
+    data: ImageData,
+    cfg: DictConfig,
+    progress: ProgressFn | None = None,
+    note: Callable[[str], None] | None = None,
+) -> DictionaryJob:
+    """Validate the settings, cut the signals and learn the dictionary they describe.
+    ``note`` gets one line, before learning starts, saying what is learned (:func:`plan_text`)."""
     check_dict_config(cfg, data.channels, data.image_size, len(data))
     device = resolve_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -805,6 +811,8 @@ def learn_from_config(data: ImageData, cfg: DictConfig, progress: ProgressFn | N
         Y, mean = centre_signals(Y)
     warnings = check_signals(Y, n_atoms, cfg.mean, data.source)
     target = None if cfg.alpha is not None else target_sparsity_for(cfg, int(Y.shape[1]), n_atoms)
+    if note is not None:
+        note(plan_text(data, cfg, int(Y.shape[0]), int(Y.shape[1]), n_atoms, target, str(device)))
     learned = learn_dictionary(
         Y,
         n_atoms,
@@ -832,6 +840,24 @@ def learn_from_config(data: ImageData, cfg: DictConfig, progress: ProgressFn | N
     )
 
 
+def plan_text(
+    data: ImageData, cfg: DictConfig, n_signals: int, dim: int, n_atoms: int, target: float | None, device: str
+) -> str:
+    """What learn-dict is about to do, in one line: atoms (and why that many), signals, target."""
+    if cfg.atoms is not None:
+        atoms = f"{n_atoms} atoms"
+    else:  # the default that made MNIST take minutes: say it, and the knob
+        atoms = f"{n_atoms} atoms (square: K = {dim} values per signal; --atoms K for fewer, and faster)"
+    shape = f"{data.channels}×{data.image_size}×{data.image_size}"
+    signals = (
+        f"{n_signals:,} whole {shape} images of {data.name}"
+        if cfg.patch is None
+        else f"{n_signals:,} {cfg.patch}×{cfg.patch} patches of {len(data):,} {shape} {data.name} images"
+    )
+    aim = f"target support {target:g}" if target is not None else f"α = {cfg.alpha:g}"
+    return f"learning {atoms} from {signals}, {aim}, on {device}; the time left shows once the first steps are timed"
+
+
 # --- the `sgan learn-dict` pipeline, as named stages ---------------------------------------------
 
 
@@ -852,9 +878,16 @@ def atoms_png_path(out_path: Path) -> Path:
 
 
 def run_learn_dict(
-    cfg: SganConfig, out_path: Path, force: bool = False, progress: ProgressFn | None = None
+    cfg: SganConfig,
+    out_path: Path,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> LearnDictRun:
-    """``sgan learn-dict``: check outputs and device → load images → learn → dictionary file → atoms.png."""
+    """``sgan learn-dict``: check outputs and device → load images → learn → dictionary file → atoms.png.
+
+    The file records the data it was learned on (the ``data`` section, its paths made absolute),
+    which ``sgan train`` reads to train on the same data. ``note``: see :func:`learn_from_config`."""
     import time
 
     png_path = atoms_png_path(out_path)
@@ -864,15 +897,15 @@ def run_learn_dict(
     images = load_data(cfg.data)
     native.library()  # loading the compiled kernels is not learning time
     start = time.perf_counter()
-    job = learn_from_config(images, cfg.dict, progress)
+    job = learn_from_config(images, cfg.dict, progress, note)
     seconds = time.perf_counter() - start
     side = job.image_size if job.patch is None else job.patch
     # both written first, then renamed in: the picture, then the dictionary (a new dictionary
     # never sits beside the old picture; a kill between the renames leaves the old dictionary)
     with AtomicGroup() as group:
         save_atoms_png(job.learned.atoms, job.channels, side, png_path, group)
-        config = {"data": to_dict(cfg.data), "dict": to_dict(cfg.dict)}
-        digest = save_dictionary(out_path, job, config, force=force, group=group)
+        record = {"data": to_dict(absolute_paths(cfg.data)), "dict": to_dict(cfg.dict)}  # train reads "data"
+        digest = save_dictionary(out_path, job, record, force=force, group=group)
     return LearnDictRun(job, out_path, png_path, digest, seconds)
 
 

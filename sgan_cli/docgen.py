@@ -132,8 +132,9 @@ def _placeholder(param: Any) -> str:
 
 def _text(text: str) -> str:
     """Help text in running Markdown: outside `code spans`, the characters Markdown would read
-    as markup (backslash, ``*``, ``<``, and ``_`` at the edge of a word) escaped."""
-    parts = text.split("`")
+    as markup (backslash, ``*``, ``<``, and ``_`` at the edge of a word) escaped. A ``\\[``
+    (a bracket escaped from Rich markup, as in ``sgan\\[plots]``) is a plain bracket here."""
+    parts = text.replace("\\[", "[").split("`")
     for i in range(0, len(parts), 2):  # even pieces lie outside code spans
         piece = parts[i].replace("\\", "\\\\").replace("*", "\\*").replace("<", "\\<")
         parts[i] = re.sub(r"(?<!\w)_|_(?!\w)", r"\\_", piece)

@@ -301,8 +301,9 @@ def _missing(detail: str) -> SganError:
         f"the Inception weights file {WEIGHTS_NAME} is not available and could not be downloaded ({detail})",
         where=str(target),
         fix=(
-            f"download {WEIGHTS_URL} and put it at {target} (or anywhere, "
-            "and pass --weights PATH); or use --features classifier:FILE"
+            f"download {WEIGHTS_URL} and put it at {target} (or anywhere, and pass --weights PATH); "
+            "or, with no network, score with a classifier trained on the data: sgan classifier DATA "
+            "--out classifier.safetensors, then --features classifier:classifier.safetensors"
         ),
     )
 

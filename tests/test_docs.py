@@ -11,7 +11,7 @@ from helpers import invoke
 from sgan_cli.docgen import REGENERATE, _text, cli_markdown
 
 CLI_MD = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
-COMMANDS = ["learn-dict", "train", "sample", "encode", "score", "classifier", "plot"]
+COMMANDS = ["data", "learn-dict", "train", "sample", "encode", "score", "classifier", "plot"]
 
 
 def _sections(markdown: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ SMALL = [
     "--set",
     "gan.critic_steps=1",
 ]
-COMMANDS = ["learn-dict", "train", "sample", "encode", "score", "classifier", "plot"]
+COMMANDS = ["data", "learn-dict", "train", "sample", "encode", "score", "classifier", "plot"]
 
 
 def _json(res) -> dict:
@@ -263,9 +263,9 @@ def test_dictionary_size_fix_is_a_real_option(runner, tmp_path, dicts):
 
 def test_help_shows_flags_as_flags_one_default_style_and_usage_names(runner, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")  # one line per option
-    usage = {"learn-dict": "[OPTIONS] [DATA]", "train": "[OPTIONS]", "sample": "[OPTIONS] RUN_OR_GENERATOR",
-             "encode": "[OPTIONS] INPUT", "score": "[OPTIONS] [SAMPLES]", "classifier": "[OPTIONS] DATA",
-             "plot": "[OPTIONS] RUN..."}  # fmt: skip
+    usage = {"data": "[OPTIONS] NAME", "learn-dict": "[OPTIONS] [DATA]", "train": "[OPTIONS]",
+             "sample": "[OPTIONS] RUN_OR_GENERATOR", "encode": "[OPTIONS] INPUT", "score": "[OPTIONS] [SAMPLES]",
+             "classifier": "[OPTIONS] DATA", "plot": "[OPTIONS] RUN..."}  # fmt: skip
     for cmd in COMMANDS:
         text = invoke(runner, [cmd, "--help"]).stdout
         assert "<bool>" not in text and "[default:" not in text, cmd
@@ -299,6 +299,7 @@ def test_a_flag_given_a_value_is_an_error(runner):
         (["score", "--json"], "no SAMPLES to score"),
         (["classifier", "nothing-here", "--json"], "unknown data set 'nothing-here'"),
         (["plot", "no-such-run", "--json"], "no-such-run holds no metrics.jsonl"),
+        (["data", "nothing-here", "--json"], "'nothing-here' is not one of them"),
     ],
 )
 def test_json_errors_are_one_object_on_stdout(runner, args, what, tmp_path, monkeypatch):
@@ -613,3 +614,254 @@ def test_tests_run_in_an_empty_folder_outside_the_checkout():
     here = Path.cwd().resolve()
     assert list(here.iterdir()) == []
     assert checkout not in (here, *here.parents)
+
+
+# --- issue 24: the card's pipeline as written -----------------------------------------------------
+
+
+def test_the_card_pipeline_runs_in_order_and_says_what_it_chose(runner, tmp_path, monkeypatch, offline_root):
+    """learn-dict → train (no --dict) → sample → score, in one folder, as the card has them:
+    train picks up ./dictionary.safetensors and its data and says so up front; score with
+    Inception offline names the weights file and the classifier route, which then works."""
+    from sgan_cli.inception import WEIGHTS_NAME
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no Inception weights, no network
+    res = invoke(runner, ["learn-dict", "digits", "--sparsity", "0.1", "--set", "dict.passes=2"])
+    assert res.exit_code == 0, res.output
+    assert "learning 64 atoms (square: K = 64 values per signal; --atoms K for fewer" in res.stderr
+    res = invoke(runner, ["train", "--gan", "wgan-gp", "--recon", *SMALL, "--steps", "4"])
+    assert res.exit_code == 0, res.output
+    first = res.stderr.splitlines()[0]
+    assert first == (
+        "sparse generator over dictionary.safetensors (digits, 8×8, 64 atoms); "
+        "found in this folder (--dict none for the dense baseline)"
+    )
+    assert "trained 4 steps: sparse, mlp" in res.stdout and Path("runs/default/generator.safetensors").is_file()
+    assert invoke(runner, ["sample", "runs/default", "--out", "samples/", "-n", "30"]).exit_code == 0
+    for args in (["score", "samples/", "--metric", "inception"], ["score", "samples/", "-m", "fid", "--ref", "digits"]):
+        msg = error_text(invoke(runner, args))
+        assert WEIGHTS_NAME in msg and str(tmp_path / "torch-home" / "hub" / "checkpoints") in msg
+        assert "sgan classifier DATA --out classifier.safetensors" in msg
+        assert "--features classifier:classifier.safetensors" in msg
+    assert invoke(runner, ["classifier", "digits", "--epochs", "1", "--limit", "400"]).exit_code == 0
+    res = invoke(
+        runner,
+        ["score", "samples/", "--metric", "inception", "--features", "classifier:classifier.safetensors", "--json"],
+    )
+    assert res.exit_code == 0 and 1 <= _json(res)["metrics"]["inception"] <= 10  # IS over 10 classes
+
+
+def test_train_says_dense_up_front_and_how_to_make_it_sparse(runner, tmp_path):
+    res = invoke(runner, ["train", *SMALL, "--steps", "1", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0 and "dense" in res.stdout
+    assert res.stderr.splitlines()[0] == (
+        "dense baseline (no --dict, and no dictionary.safetensors in this folder): the generator paints pixels; "
+        "for a sparse one, learn a dictionary first (sgan learn-dict DATA) or pass --dict FILE"
+    )
+
+
+def test_train_takes_the_data_the_dictionary_was_learned_on(runner, tmp_path, monkeypatch):
+    """The dictionary's record (data name, split, image size) fills what the user did not give;
+    --dict none, a recipe, or other data keep ./dictionary.safetensors out."""
+    monkeypatch.setenv("SGAN_DATA", str(tmp_path / "data"))
+    learned = [
+        "learn-dict",
+        "digits",
+        "--split",
+        "test",
+        "--image-size",
+        "6",
+        "--atoms",
+        "12",
+        "--set",
+        "dict.passes=2",
+    ]
+    assert invoke(runner, learned).exit_code == 0  # ./dictionary.safetensors
+    res = invoke(runner, ["train", *SMALL, "--dry-run", "--json"])
+    data = _json(res)["data"]
+    assert (data["name"], data["split"], data["image_size"], _json(res)["train"]["dict"]) == (
+        "digits",
+        "test",
+        6,
+        "dictionary.safetensors",
+    )
+    assert res.stderr.splitlines()[0] == (
+        "sparse generator over dictionary.safetensors (digits, 6×6, 12 atoms); data as the dictionary was "
+        "learned: digits, test split, --image-size 6; found in this folder (--dict none for the dense baseline)"
+    )
+    res = invoke(runner, ["train", *SMALL, "--split", "train", "--dry-run", "--json"])  # a given key wins
+    assert (_json(res)["data"]["split"], _json(res)["data"]["image_size"]) == ("train", 6)
+    # and the run trains on it: 6×6 test digits
+    res = invoke(runner, ["train", *SMALL, "--steps", "2", "--out", str(tmp_path / "r"), "--json"])
+    assert res.exit_code == 0 and _json(res)["sparse"]
+    assert "split: test" in (tmp_path / "r" / "config.yaml").read_text()
+    res = invoke(runner, ["train", *SMALL, "--dict", "none", "--dry-run", "--json"])
+    assert _json(res)["train"]["dict"] is None and _json(res)["data"]["image_size"] is None
+    assert res.stderr.splitlines()[0] == "dense baseline (--dict none): the generator paints pixels"
+    res = invoke(runner, ["train", *SMALL, "--data", "mnist", "--dry-run", "--json"])
+    assert _json(res)["train"]["dict"] is None and _json(res)["data"]["name"] == "mnist"
+    assert res.stderr.splitlines()[0].startswith(
+        "dense baseline: dictionary.safetensors in this folder was learned on digits, not mnist"
+    )
+    recipe = tmp_path / "dense.yaml"
+    recipe.write_text("data:\n  name: digits\ntrain:\n  steps: 3\n")
+    res = invoke(runner, ["train", "--recipe", str(recipe), *SMALL, "--dry-run", "--json"])
+    assert _json(res)["train"]["dict"] is None and _json(res)["data"]["split"] == "train"
+    assert res.stderr.splitlines()[0].startswith("dense baseline (the recipe names no dictionary)")
+    res = invoke(runner, ["train", "--recipe", str(recipe), "--dict", "dictionary.safetensors", *SMALL, "--dry-run"])
+    assert res.stderr.splitlines()[0].startswith("sparse generator over dictionary.safetensors (digits, 6×6, 12 atoms)")
+    assert "split: test" in res.stdout  # the recipe names the data set, not the split: the record gives it
+
+
+def test_dry_run_names_missing_inputs_and_estimates_the_time(runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("SGAN_DATA", str(tmp_path / "data"))
+    recipe = tmp_path / "spgan.yaml"
+    recipe.write_text(
+        "data:\n  name: cifar10\ndict:\n  atoms: 16\n  patch: 3\nmodel:\n  arch: dcgan\n  g_width: 16\n"
+        "  d_width: 8\n  z_dim: 8\ngan:\n  critic_steps: 1\ntrain:\n  dict: dicts/c10.safetensors\n"
+        "  steps: 100000\n  batch_size: 8\n"
+    )
+    res = invoke(runner, ["train", "--recipe", str(recipe), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stderr.split())
+    assert "sparse generator over dicts/c10.safetensors (not there yet)" in text
+    assert "missing: the dictionary dicts/c10.safetensors does not exist: make it with sgan learn-dict" in text
+    assert f"missing: the cifar10 data set is not in {tmp_path / 'data' / 'cifar-10-batches-py'}" in text
+    assert f"sgan data cifar10 --data-root {tmp_path / 'data'}" in text
+    m = re.search(r"estimate: about (.+?) for 100,000 steps on cpu \(([\d.e+-]+) s a step, timed over 2 steps", text)
+    assert m and "random atoms standing in for the missing dictionary" in text, text
+    unit = {"days": 86400, "h": 3600, "min": 60, "s": 1}
+    parts = re.findall(r"(\d+) (days|h|min|s)\b", m.group(1))
+    total = sum(int(n) * unit[u] for n, u in parts)
+    # the step time is shown to 3 digits, the total to its last unit
+    assert total == pytest.approx(float(m.group(2)) * 100_000, rel=0.006, abs=unit[parts[-1][1]])
+    assert not (tmp_path / "data").exists() and not Path("runs").exists()  # a dry run writes nothing
+
+
+def test_the_estimate_is_near_the_measured_pace(tmp_path):
+    """Time per step estimated from 2 timed steps (after a warm-up step), against a 40-step
+    training run of the same nets (within a factor of 6: this machine is shared; the estimate
+    is of the order)."""
+    from sgan_cli.config import load_config
+    from sgan_cli.train_estimate import estimate_run
+    from sgan_cli.training import run_training
+
+    cfg = load_config(None, [s for s in SMALL if "=" in s] + ["train.batch_size=16", "train.steps=40"])
+    est = estimate_run(cfg)
+    assert est.steps_timed == 2 and est.total_seconds == pytest.approx(est.seconds_per_step * 40)
+    assert (est.channels, est.size, est.stand_in_dictionary) == (1, 8, False) and cfg.model.arch == "auto"
+    result = run_training(cfg, tmp_path / "r")
+    measured = result.seconds / 40
+    assert measured / 6 < est.seconds_per_step < measured * 6, (est.seconds_per_step, measured)
+    one = estimate_run(cfg, budget_s=0.0)  # past its budget after the first step: that step alone
+    assert one.steps_timed == 1 and one.seconds_per_step > 0
+
+
+def test_dry_run_estimates_nothing_that_cannot_fit(runner, monkeypatch):
+    """The estimate runs the nets, so it is refused by the run's own memory checks: here the
+    pairwise distances of minibatch discrimination (64² × 4096 × 8 floats, four copies: 2.1 GB)
+    on a machine said to have 1 GB. The dry run still prints the configuration (exit 0)."""
+    import sgan_cli.validation as validation
+
+    monkeypatch.setattr(validation, "available_memory", lambda: 1e9)
+    res = invoke(runner, ["train", "--minibatch-disc", "4096", "--dry-run"])
+    assert res.exit_code == 0 and "minibatch_disc: 4096" in res.stdout
+    assert (
+        "no time estimate: minibatch discrimination over 64 critic inputs with 4096 kernels of 8 would need about"
+        in " ".join(res.stderr.split())
+    )
+
+
+# --- issue 24: getting data -----------------------------------------------------------------------
+
+
+def test_sgan_data_offline_names_the_files_and_the_folder(runner, offline_root):
+    msg = error_text(invoke(runner, ["data", "mnist", "--data-root", str(offline_root)]))
+    raw = offline_root / "MNIST" / "raw"
+    assert f"the mnist data set is not in {raw} and could not be downloaded" in msg
+    assert f"Fix: put these files in {raw}: train-images-idx3-ubyte, train-labels-idx1-ubyte" in msg
+    assert list(offline_root.iterdir()) == []
+
+
+def test_sgan_data_shows_a_prepared_folder(runner, tmp_path, offline_root):
+    root = tmp_path / "prepared"
+    _tiny_mnist(root / "MNIST" / "raw")
+    res = invoke(runner, ["data", "mnist", "--data-root", str(root), "--json"])
+    assert res.exit_code == 0, res.output
+    out = _json(res)
+    assert out["images"] == {"train": 6, "test": 4} and out["downloaded"] is False
+    assert out["folder"] == str(root / "MNIST" / "raw") and out["data_root"] == str(root)
+    raw = root / "MNIST" / "raw"
+    assert {f["name"]: f["size"] for f in out["files"]} == {p.name: p.stat().st_size for p in raw.iterdir()}
+    res = invoke(runner, ["data", "stacked-mnist", "--data-root", str(raw)])  # the raw folder itself, as elsewhere
+    text = " ".join(res.stdout.split())
+    assert res.exit_code == 0 and "6 train, 4 test" in text and "(already there)" in text
+    assert f"train-images-idx3-ubyte ({(16 + 6 * 784) / 1000:.1f} KB)" in text  # an idx header and 6 images
+    res = invoke(runner, ["data", "digits", "--json"])
+    counts = {split: len(load_data(DataConfig(split=split))) for split in ("train", "test")}
+    assert _json(res)["images"] == counts and _json(res)["folder"] is None
+
+
+# --- issue 24: help, curves, progress -------------------------------------------------------------
+
+
+def test_help_metavars_are_one_style(runner, monkeypatch):
+    import typer
+
+    from sgan_cli.cli import app
+
+    monkeypatch.setenv("COLUMNS", "300")
+    group = typer.main.get_command(app)
+    values = {"N", "FLOAT", "PATH", "NAME", "FILE", "DIR", "DATA", "RUN", "[RUN]", "KEY=VALUE", "METRIC=VALUE"}
+    values.add("[latent|vae]")
+    for name in COMMANDS:
+        cmd = group.commands[name]
+        cmd.__init__  # noqa: B018 (the command is built: its params hold their metavars)
+        for p in cmd.params:
+            if p.param_type_name == "option":
+                assert (p.metavar == "") if p.is_flag else (p.metavar in values), (name, p.opts, p.metavar)
+        text = invoke(runner, [name, "--help"]).stdout
+        assert not re.search(r"<\w", text), (name, re.findall(r"<[^>]*>", text))
+    text = invoke(runner, ["--help"]).stdout
+    assert not re.search(r"<\w", text) and re.search(r"--version\s+Print the version", text)
+    panel = [line for line in text[text.index("Commands") :].splitlines() if line.startswith("│")]
+    assert [line.split()[1] for line in panel] == COMMANDS  # one line each: no description broken over lines
+    assert all(line.rstrip(" │").endswith(".") for line in panel)
+    assert "pip install 'sgan[plots]'" in " ".join(invoke(runner, ["plot", "--help"]).stdout.split())
+
+
+def test_curves_are_titled_with_the_run_and_keys_sit_outside_the_lines(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import sgan_cli.curves as curves
+
+    staging = tmp_path / "run" / ".sgan-staging-9xyiitzh"
+    staging.mkdir(parents=True)
+    entries = [
+        {"step": s, "loss_d": 1.0 / s, "loss_g": -1.0, "gp": 0.1, "recon_e": 1.0, "recon_g": 0.5, "images_per_s": 1e3}
+        for s in (10, 20, 30)
+    ]
+    (staging / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    drawn = []
+    monkeypatch.setattr(curves, "draw_curves", lambda runs, path: drawn.append([label for label, _ in runs]))
+    curves.CurvesHook().draw(staging)
+    assert drawn == [[str(tmp_path / "run")]]
+    for runs in ([("run", entries)], [("a", entries), ("b", entries)]):
+        fig = curves.curves_figure(runs)
+        fig.draw_without_rendering()
+        keyed = {ax.get_title().splitlines()[-1] for ax in fig.axes if ax.get_legend() is not None}
+        assert keyed == {"losses", "third player"}  # panels of one line (gp, speed) are named by their title
+        for ax in fig.axes:
+            if ax.get_legend() is not None:
+                assert not ax.get_legend().get_window_extent().overlaps(ax.get_window_extent()), ax.get_title()
+    assert fig._suptitle is None and curves.curves_figure([("runs/x", entries)])._suptitle.get_text() == "runs/x"
+
+
+def test_plain_progress_shows_logged_values_once():
+    lines: list[str] = []
+    t = [0.0]
+    p = PlainProgress("train", lambda text, **kw: lines.append(text), every=10.0, clock=lambda: t[0])
+    for step, loss in ((1, 0.5), (100, 0.5), (200, 0.5), (300, 0.25)):
+        t[0] = step / 10 + (10 if step > 1 else 0) * step / 100
+        p(step, 1000, {"loss_d": loss})
+    shown = [line.split("  ", 1)[1] if "  " in line else "" for line in lines if not line.startswith("train:")]
+    assert shown == ["loss_d=0.5", "", "", "loss_d=0.25"]

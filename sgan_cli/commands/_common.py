@@ -8,8 +8,10 @@ import json
 import math
 import sys
 import time
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -102,11 +104,11 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except SganError as exc:
             exc.where = cli_where(exc.where, names)  # the library names arguments and keys; say the option
-            if _rank0():  # under torchrun every rank meets the same error: rank 0 says it once
+            if rank0():  # under torchrun every rank meets the same error: rank 0 says it once
                 report_error(exc, json_mode)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
-            if _rank0():
+            if rank0():
                 err.print("[yellow]Interrupted.[/]")
                 if json_mode:
                     print_json(error_payload("interrupted (Ctrl-C)", exit_code=EXIT_INTERRUPTED))
@@ -115,7 +117,7 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _rank0() -> bool:
+def rank0() -> bool:
     """Rank 0 under torchrun, or the only process (read from the environment: no torch import)."""
     import os
 
@@ -142,10 +144,42 @@ def refuse_torchrun(command: str) -> None:
 # --- the command classes ------------------------------------------------------------------------
 
 
+# the value placeholder an option shows in --help when its declaration names none, by type
+_TYPE_METAVARS = {int: "N", float: "FLOAT", Path: "PATH", str: "NAME"}
+
+
+def tidy_params(params: Sequence[Any]) -> None:
+    """One metavar style in every help page: a flag shows no value (not ``<bool>``), a value
+    its placeholder (``N``, ``FLOAT``, ``PATH``, ``NAME``, or the one its declaration names,
+    such as ``FILE``), an argument its name alone (not ``<str>`` or ``<list[Path]>``)."""
+    for param in params:
+        param.show_default = False
+        if param.param_type_name == "argument":
+            param.display_type_rich = lambda ctx: None  # the name column already shows its metavar
+        elif getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif param.metavar is None:
+            annotation = param.type_descriptor.annotation
+            args = typing.get_args(annotation)
+            element = args[0] if typing.get_origin(annotation) is list and args else annotation
+            param.metavar = _TYPE_METAVARS.get(element, "VALUE")
+
+
 class SganGroup(TyperGroup):
     """The ``sgan`` group. With ``--json`` anywhere on the command line, a parse error (unknown
     option, missing argument, a flag given a value) is one JSON object on stdout as well,
-    with the same exit code (errors raised while a command runs go through handle_errors)."""
+    with the same exit code (errors raised while a command runs go through handle_errors).
+    Its own options (``--version``, ``--help``) read as flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        tidy_params(self.params)
+
+    def get_help_option(self, ctx: typer.Context) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
 
     def main(
         self,
@@ -172,16 +206,14 @@ class SganGroup(TyperGroup):
 
 
 class SganCommand(TyperCommand):
-    """Every subcommand's click command: flags are shown as flags (no ``<bool>`` value), one
-    default style (``(default: …)`` in the help text), and a flag followed by a value such
-    as ``--json true`` is an error instead of a silently misread argument."""
+    """Every subcommand's click command: flags are shown as flags (no ``<bool>`` value), values
+    with one placeholder style (:func:`tidy_params`), one default style (``(default: …)`` in
+    the help text), and a flag followed by a value such as ``--json true`` is an error
+    instead of a silently misread argument."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for param in self.params:
-            param.show_default = False
-            if param.param_type_name == "option" and getattr(param, "is_flag", False):
-                param.metavar = ""
+        tidy_params(self.params)
 
     def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
         """The usage line in the usual convention: ``[OPTIONS] NAME`` for a required argument,
@@ -313,13 +345,16 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A time span in words: '48 s', '4 min 35 s', '3 h 05 min', '2 days 7 h'."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 86400} days {seconds % 86400 // 3600} h"
 
 
 class Estimate:
@@ -350,12 +385,13 @@ class Estimate:
             return None
         self.done = True
         left = (total - done) * seconds / steps
-        return f"{self.description}: about {_duration(left)} to go ({done}/{total} done, {seconds / steps:.3g} s each)"
+        return f"{self.description}: about {duration(left)} to go ({done}/{total} done, {seconds / steps:.3g} s each)"
 
 
 class PlainProgress:
     """Progress as plain lines (for logs): the first update, then one line at most every
-    ``every`` seconds, and the last; each with elapsed and remaining time."""
+    ``every`` seconds, and the last; each with elapsed and remaining time, and the values
+    (losses, …) when they changed since the line before."""
 
     def __init__(
         self,
@@ -370,6 +406,7 @@ class PlainProgress:
         self.last: float | None = None
         self.estimate = Estimate(description, clock=clock)
         self.finished = False
+        self.shown = ""  # the values on the last line written
 
     def __call__(self, done: int, total: int, info: dict[str, Any]) -> None:
         now = self.clock()
@@ -392,6 +429,10 @@ class PlainProgress:
         else:
             head = f"{self.description} {done}/? {_clock(elapsed)} elapsed"
         text = info_text(info)
+        if text == self.shown:  # values logged once (a loss logged every 50 steps) are not repeated
+            text = ""
+        else:
+            self.shown = text
         self.write(head + (f"  {text}" if text else ""), highlight=False, markup=False, soft_wrap=True)
 
 

@@ -58,7 +58,11 @@ def classifier(
     out_path: Annotated[
         Path,
         typer.Option(
-            "--out", "-o", help="Output classifier file. (default: classifier.safetensors)", show_default=False
+            "--out",
+            "-o",
+            metavar="FILE",
+            help="Output classifier file. (default: classifier.safetensors)",
+            show_default=False,
         ),
     ] = Path("classifier.safetensors"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,

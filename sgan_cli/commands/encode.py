@@ -35,6 +35,7 @@ def encode(
         str | None,
         typer.Option(
             "--reconstructor",
+            metavar="PATH",
             help=(
                 "A run folder (with reconstructor.safetensors) or a "
                 "reconstructor file: z = E(x), reconstruction G(E(x))."
@@ -46,6 +47,7 @@ def encode(
         str | None,
         typer.Option(
             "--generator",
+            metavar="FILE",
             help=(
                 "With --reconstructor: the generator for G(E(x)). "
                 "Default: generator.safetensors beside the reconstructor."
@@ -58,6 +60,7 @@ def encode(
         str | None,
         typer.Option(
             "--dict",
+            metavar="FILE",
             help="A dictionary file: sparse codes of the images (every patch position for patch atoms).",
             show_default=False,
         ),
@@ -112,6 +115,7 @@ def encode(
         typer.Option(
             "--out",
             "-o",
+            metavar="FILE",
             help="Output latents file; the comparison grid goes beside it. (default: latents.safetensors)",
             show_default=False,
         ),

@@ -118,7 +118,8 @@ def learn_dict(
     """Learn a dictionary: min ½‖Y − AD‖² + α‖A‖₁ with unit-norm atoms, α tuned to hit --sparsity.
 
     Writes the atoms (float32 [K, dim]) and their metadata to --out, and a picture of the
-    atoms beside it (atoms.png).
+    atoms beside it (atoms.png). The file records the data it was learned on: sgan train over
+    it trains on the same data.
 
     Examples:
       sgan learn-dict digits --sparsity 0.1
@@ -140,7 +141,9 @@ def learn_dict(
         },
     )  # fmt: skip
     with progress_bar("learn-dict") as progress:
-        run = run_learn_dict(cfg, out_path, force, progress)
+        run = run_learn_dict(
+            cfg, out_path, force, progress, note=lambda line: err.print(line, highlight=False, soft_wrap=True)
+        )
     summary = learn_dict_summary(run)
     for text in run.job.warnings:  # on stderr, also with --json (where the summary lists them too)
         err.print(f"[yellow]Warning:[/] {escape(text)}", highlight=False, soft_wrap=True)

@@ -29,10 +29,11 @@ def plot(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Draw the training curves of one or more runs side by side: one column per run, one row
-    per quantity (losses, gradient penalty, support fraction and its target, λ, the third
-    player's losses, images/s), rows sharing their y axis. Needs matplotlib
-    (pip install 'sgan[plots]').
+    """Draw the training curves of one or more runs side by side.
+
+    One column per run, one row per quantity (losses, gradient penalty, support fraction and
+    its target, λ, the third player's losses, images/s), rows sharing their y axis. Needs
+    matplotlib (pip install 'sgan\\[plots]').
 
     Examples:
       sgan plot runs/quickstart

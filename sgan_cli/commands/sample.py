@@ -30,7 +30,7 @@ def sample(
         ),
     ] = None,
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder. (default: samples)", show_default=False)
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder. (default: samples)", show_default=False)
     ] = Path("samples"),
     seed: SeedOpt = None,
     batch_size: Annotated[
@@ -50,14 +50,17 @@ def sample(
     dict_path: Annotated[
         str | None,
         typer.Option(
-            "--dict", help="Swap in another dictionary of the same shape (sparse generators).", show_default=False
+            "--dict",
+            metavar="FILE",
+            help="Swap in another dictionary of the same shape (sparse generators).",
+            show_default=False,
         ),
     ] = None,
     interpolate: Annotated[
         int | None,
         typer.Option(
             "--interpolate",
-            help="Write interpolation.png: K points (ends included) between the latents of samples 2r and 2r+1.",
+            help="Write interpolation.png: N points (ends included) between the latents of samples 2r and 2r+1.",
             show_default=False,
         ),
     ] = None,

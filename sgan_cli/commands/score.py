@@ -74,6 +74,7 @@ def score(
         str | None,
         typer.Option(
             "--ref",
+            metavar="DATA",
             help="Real images: a data set name, a folder, a samples file, or a stats file from --save-stats.",
             show_default=False,
         ),
@@ -93,6 +94,7 @@ def score(
         str | None,
         typer.Option(
             "--weights",
+            metavar="FILE",
             help=(
                 "Inception weights file pt_inception-2015-12-05-6726825d.pth. "
                 "Default: the torch hub cache, downloaded when missing."
@@ -169,8 +171,8 @@ def score(
         int,
         typer.Option(
             "--pr-k",
-            metavar="K",
-            help="Precision/recall: the k-th neighbour's distance is each image's ball radius. (default: 3)",
+            metavar="N",
+            help="Precision/recall: the N-th neighbour's distance is each image's ball radius. (default: 3)",
             show_default=False,
         ),
     ] = 3,
@@ -189,6 +191,7 @@ def score(
         Path | None,
         typer.Option(
             "--save-stats",
+            metavar="FILE",
             help="Save the reference's features and statistics to FILE, for later use as --ref FILE.",
             show_default=False,
         ),
@@ -198,6 +201,7 @@ def score(
         list[str] | None,
         typer.Option(
             "--fail-above",
+            metavar="METRIC=VALUE",
             help="Exit with code 1 when a result exceeds a bound, e.g. fid=30 (repeatable).",
             show_default=False,
         ),
@@ -206,6 +210,7 @@ def score(
         list[str] | None,
         typer.Option(
             "--fail-below",
+            metavar="METRIC=VALUE",
             help="Exit with code 1 when a result is under a bound, e.g. inception=8 (repeatable).",
             show_default=False,
         ),

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+from ..errors import SganError
 from ._common import (
     DataRootOpt,
     DeviceOpt,
@@ -20,12 +22,14 @@ from ._common import (
     SganCommand,
     SplitOpt,
     TrainSetOpt,
+    duration,
     err,
     flag_name,
     handle_errors,
     out,
     print_json,
     progress_bar,
+    rank0,
     resolve_config,
 )  # fmt: skip
 
@@ -80,13 +84,19 @@ def train(
         typer.Option(
             "--dict",
             metavar="FILE",
-            help="Dictionary file: a sparse generator. Omit for the dense baseline.",
+            help=(
+                "Dictionary file: a sparse generator over its atoms, on the data it was learned from "
+                "(unless --data and the other data options say otherwise); none: the dense baseline. "
+                "(default: ./dictionary.safetensors when it exists and no --recipe is given, else none)"
+            ),
             show_default=False,
         ),
     ] = None,
     data: Annotated[
         str | None,
-        typer.Option("--data", help="Data set (as for learn-dict). (default: digits)", show_default=False),
+        typer.Option(
+            "--data", metavar="DATA", help="Data set (as for learn-dict). (default: digits)", show_default=False
+        ),
     ] = None,
     data_root: DataRootOpt = None,
     split: SplitOpt = None,
@@ -123,7 +133,7 @@ def train(
         int | None,
         typer.Option(
             "--minibatch-disc",
-            metavar="B",
+            metavar="N",
             help="Minibatch discrimination with this many kernels in the critic. (default: 0, off)",
             show_default=False,
         ),
@@ -132,10 +142,10 @@ def train(
         int | None,
         typer.Option(
             "--pack",
-            metavar="M",
+            metavar="N",
             help=(
-                "Packing (PacGAN, Lin et al. 2018): the critic scores M samples at once, concatenated "
-                "along channels; the batch must be a multiple of M (× ranks). (default: 1, off)"
+                "Packing (PacGAN, Lin et al. 2018): the critic scores N samples at once, concatenated "
+                "along channels; the batch must be a multiple of N (× ranks). (default: 1, off)"
             ),
             show_default=False,
         ),
@@ -144,7 +154,7 @@ def train(
         float | None,
         typer.Option(
             "--feature-matching",
-            metavar="W",
+            metavar="FLOAT",
             help="Add feature matching on the critic's features, with this weight. (default: 0, off)",
             show_default=False,
         ),
@@ -153,7 +163,7 @@ def train(
         float | None,
         typer.Option(
             "--ema",
-            metavar="DECAY",
+            metavar="FLOAT",
             help="Keep an EMA of the generator weights with this decay, e.g. 0.999. (default: 0, off)",
             show_default=False,
         ),
@@ -215,7 +225,16 @@ def train(
             ),
         ),
     ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved configuration and exit.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help=(
+                "Print the resolved configuration, the input files still missing and an estimate "
+                "of the run's time on this device (from a few timed steps), and exit."
+            ),
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a GAN whose generator emits sparse codes over --dict (or pixels, without it).
@@ -224,8 +243,12 @@ def train(
     checkpoint.safetensors, config.yaml, metrics.jsonl, curves.png (with matplotlib),
     grids/step-NNNNNN.png and, with --recon, reconstructor.safetensors.
 
+    Without --dict, a dictionary.safetensors in this folder (what sgan learn-dict writes) is
+    used, with the data it was learned from; the first line says what was chosen.
+
     Examples:
       sgan train --gan wgan-gp --dict dictionary.safetensors --data digits --steps 300 --out runs/digits
+      sgan train --dict none --data mnist --out runs/dense
       sgan train --resume runs/digits --steps 600
       torchrun --standalone --nproc-per-node 2 -m sgan_cli train --data digits --out runs/ddp
 
@@ -235,8 +258,10 @@ def train(
     import yaml
 
     from ..auto import resolve_auto
+    from ..config import given_keys
     from ..curves import CurvesHook, TensorBoardHook
     from ..run_folder import config_json, refuse_ignored_on_resume
+    from ..train_inputs import choose_inputs
     from ..training import run_training
 
     flags = {
@@ -251,6 +276,11 @@ def train(
     run_dir = resume_folder(resume, out_dir)
     if run_dir is None:
         run_dir = out_dir if out_dir is not None else DEFAULT_OUT
+        # the dictionary (./dictionary.safetensors by default) and the data it was learned on
+        given = {k for k, v in flags.items() if v is not None} | given_keys(recipe, set_)
+        chosen_inputs = choose_inputs(cfg, given, recipe is not None).line
+        if rank0():  # under torchrun every rank decides the same; rank 0 says it
+            err.print(chosen_inputs, highlight=False, markup=False, soft_wrap=True)
     else:
         # with --resume the run's own configuration holds; only its length and device may change
         ignored = [flag_name(k) for k, v in flags.items() if v is not None and k not in ("train.steps", "train.device")]
@@ -265,6 +295,8 @@ def train(
             if chosen:
                 arrow = "" if cfg.model.arch == "auto" else f" → {cfg.model.arch}"
                 err.print(f"arch auto{arrow}: {chosen}", highlight=False, soft_wrap=True)
+        if resume is None:
+            _report_dry_run(cfg)
         return
     from ..distributed import session
     from ..interrupt import StopRequest
@@ -359,3 +391,27 @@ def train(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _report_dry_run(cfg: object) -> None:
+    """What a new run of ``cfg`` still lacks on disk, and how long it would take here (stderr)."""
+    from ..train_estimate import estimate_run
+    from ..train_inputs import missing_inputs
+
+    for line in missing_inputs(cfg):
+        err.print(f"[yellow]missing:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    try:
+        est = estimate_run(cfg)
+    except SganError as exc:
+        err.print(f"no time estimate: {exc.message}", highlight=False, markup=False, soft_wrap=True)
+        return
+    timed = f"{est.steps_timed} step{'s' if est.steps_timed > 1 else ''}"
+    stand_in = ", random atoms standing in for the missing dictionary" if est.stand_in_dictionary else ""
+    err.print(
+        f"estimate: about {duration(est.total_seconds)} for {est.steps:,} steps on {est.device} "
+        f"({est.seconds_per_step:.3g} s a step, timed over {timed} on random {est.channels}×{est.size}×{est.size} "
+        f"images{stand_in}; data loading, checkpoints, grids and other work on this machine are not counted)",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
