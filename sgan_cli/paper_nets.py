@@ -38,7 +38,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .nets import _norm2d, up_sampling_plan
+from .nets import MLPBody, _norm2d, up_sampling_plan
 
 GOYAL, GANZ_BLAU = "goyal", "ganz-blau"
 KERAS_SLOPE = 0.3  # Keras' LeakyReLU default (the report's nets are Keras layers)
@@ -217,22 +217,14 @@ class GoyalFeatures(nn.Module):
         return self.net(x)
 
 
-class GanzBlauBody(nn.Module):
+class GanzBlauBody(MLPBody):
     """Ganz & Blau's generator: four fully connected layers, BatchNorm + ReLU after the first
     three (z → width → 2·width → 4·width → ``out_dim``); the soft threshold follows in the
-    head. ``out_dim`` is the number of atoms K (sparse) or C·H·W pixels (dense baseline)."""
+    head. ``out_dim`` is the number of atoms K (sparse) or C·H·W pixels (dense baseline).
+    The layers are sgan's MLP body's (``MLPBody`` with hidden = 2·width)."""
 
     def __init__(self, z_dim: int, out_dim: int, width: int = 256) -> None:
-        super().__init__()
-        widths = [z_dim, width, 2 * width, 4 * width]
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
-        layers.append(nn.Linear(widths[-1], out_dim))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
+        super().__init__(z_dim, out_dim, hidden=2 * width)
 
 
 class GanzBlauFeatures(nn.Module):
