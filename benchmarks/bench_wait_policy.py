@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--busy", choices=["spin", "torch"], default="spin", help="the competing process")
     ap.add_argument("--spins", type=int, nargs="*", default=[1000, 10000, 30000])
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--jobs", nargs="*", default=None, help="only these commands (learn-dict, train-mlp, …)")
     ap.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     args = ap.parse_args()
     base = {k: v for k, v in os.environ.items() if k not in OMP_VARS and k != "SGAN_OPENMP"}
@@ -94,6 +95,8 @@ def main() -> None:
     if args.smoke:
         table = {k: table[k] for k in ("sgan", "passive")}
     jobs = workloads(args.smoke)
+    if args.jobs:
+        jobs = {k: v for k, v in jobs.items() if k in args.jobs}
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="sgan-bench-wait-") as tmp:
         work = Path(tmp)

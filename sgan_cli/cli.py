@@ -51,7 +51,7 @@ app.command("plot", cls=SganCommand)(plot.plot)
 # GNU OpenMP spins this many times after a parallel region before its threads sleep (libgomp's
 # own default is 300,000; OMP_WAIT_POLICY=PASSIVE is 0). Chosen by benchmarks/bench_wait_policy.py
 # (docs/benchmarks.md): near the spinning default on a quiet machine, near PASSIVE beside a busy one.
-SPIN_COUNT = 10_000
+SPIN_COUNT = 2_000
 
 
 def openmp_environment(env: dict[str, str]) -> dict[str, str]:
