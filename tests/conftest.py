@@ -14,6 +14,25 @@ import torch
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _empty_session_directory(tmp_path_factory):
+    """Session- and module-scoped fixtures run before function-scoped ones: they get an empty
+    folder of their own too (a module's run made in the checkout picked up the demo's
+    ./dictionary.safetensors and trained sparse)."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("session-cwd"))
+    yield
+    os.chdir(before)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _empty_module_directory(tmp_path_factory):
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("module-cwd"))
+    yield
+    os.chdir(before)
+
+
 @pytest.fixture(autouse=True)
 def _empty_working_directory(tmp_path_factory, monkeypatch):
     """Every test runs in a fresh empty folder: default output paths (dictionary.safetensors,

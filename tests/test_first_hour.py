@@ -865,3 +865,15 @@ def test_plain_progress_shows_logged_values_once():
         p(step, 1000, {"loss_d": loss})
     shown = [line.split("  ", 1)[1] if "  " in line else "" for line in lines if not line.startswith("train:")]
     assert shown == ["loss_d=0.5", "", "", "loss_d=0.25"]
+
+
+@pytest.fixture(scope="module")
+def _module_cwd():
+    return Path.cwd().resolve()
+
+
+def test_module_fixtures_run_outside_the_checkout_too(_module_cwd):
+    """A module-scoped fixture (a shared run, a classifier) is made before the function's own
+    empty folder exists; it must not run in the checkout either."""
+    checkout = Path(__file__).resolve().parents[1]
+    assert checkout not in (_module_cwd, *_module_cwd.parents)
