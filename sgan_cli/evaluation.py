@@ -4,7 +4,8 @@ As StyleGAN2-ADA's ``--metrics`` and StudioGAN do, a training run can score its 
 while it trains: the reference (the run's own training images) is extracted once, then every
 ``train.eval_every`` steps ``train.eval_samples`` images are generated from fixed latents (the
 latents ``sgan sample --seed`` draws; ``sgan sample`` runs G on its own fixed blocks, so its
-images of the same generator agree with the evaluation's up to float rounding in rare pixels) and scored with the features ``sgan score --features`` takes
+images of the same generator agree with the evaluation's up to float rounding in rare pixels)
+and scored with the features ``sgan score --features`` takes
 (``classifier:FILE`` or ``inception``). Evaluation draws no random numbers from the training
 streams and leaves the generator's mode as it found it, so a run with evaluation trains
 bit-identically to one without.
