@@ -96,12 +96,16 @@ def written_by(kind: str) -> str:
     return f"written by sgan {__version__}, {kind} schema {SCHEMAS[kind]}"
 
 
-def atomic_write_bytes(path: Path, write: Callable[[Path], None], group: AtomicGroup | None = None) -> None:
+def atomic_write_bytes(
+    path: Path, write: Callable[[Path], None], group: AtomicGroup | None = None, *, companion: bool = False
+) -> None:
     """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place (at the end
-    of ``group`` when given). A crash or Ctrl-C leaves either the old file or none, never a
-    truncated one; the file's mode follows the umask (sgan_cli.outputs)."""
+    of ``group`` when given; ``companion``: a picture of the group's data files, removed before
+    them and renamed in after them, see :class:`sgan_cli.outputs.AtomicGroup`). A crash or Ctrl-C
+    leaves either the old file or none, never a truncated one; the file's mode follows the umask
+    (sgan_cli.outputs)."""
     if group is not None:
-        group.add(Path(path), write)
+        group.add(Path(path), write, companion=companion)
     else:
         atomic_write(Path(path), write)
 

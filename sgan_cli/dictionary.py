@@ -900,8 +900,8 @@ def run_learn_dict(
     job = learn_from_config(images, cfg.dict, progress, note)
     seconds = time.perf_counter() - start
     side = job.image_size if job.patch is None else job.patch
-    # both written first, then renamed in: the picture, then the dictionary (a new dictionary
-    # never sits beside the old picture; a kill between the renames leaves the old dictionary)
+    # both written first, then renamed in as one group: the old picture removed, the dictionary
+    # renamed in, then the new picture (AtomicGroup): a kill leaves no picture of other atoms
     with AtomicGroup() as group:
         save_atoms_png(job.learned.atoms, job.channels, side, png_path, group)
         record = {"data": to_dict(absolute_paths(cfg.data)), "dict": to_dict(cfg.dict)}  # train reads "data"

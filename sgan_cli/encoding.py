@@ -518,8 +518,9 @@ def run_encode(req: EncodeRequest, progress: ProgressFn | None = None) -> Encode
         )
     else:
         settings.update(reconstructor=meta["reconstructor"], generator=meta["generator"], ema=req.ema)
-    with AtomicGroup() as group:  # the grid renamed in first, then the latents (as learn-dict)
-        save_png(comparison_grid(enc), req.grid_path, group)
+    # the old grid removed, the latents renamed in, then the new grid (AtomicGroup, as learn-dict)
+    with AtomicGroup() as group:
+        save_png(comparison_grid(enc), req.grid_path, group, companion=True)
         digest = save_latents(
             req.out,
             enc,

@@ -46,16 +46,17 @@ def grid_scale(size: int) -> int:
     return max(1, math.ceil(32 / size))
 
 
-def save_png(image: Tensor, path: str | Path, group: AtomicGroup | None = None) -> None:
+def save_png(image: Tensor, path: str | Path, group: AtomicGroup | None = None, *, companion: bool = False) -> None:
     """Write a uint8 [C, H, W] image (C = 1 or 3) as PNG, atomically (renamed in at the end of
-    ``group`` when given)."""
+    ``group`` when given; ``companion``: the image pictures the group's data files, so the old
+    one is removed before they are renamed in and the new one renamed in after them)."""
     from PIL import Image
 
     arr = image.cpu().numpy()
     pic = (
         Image.fromarray(arr[0], mode="L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")
     )
-    atomic_write_bytes(Path(path), lambda tmp: pic.save(tmp, format="PNG"), group)
+    atomic_write_bytes(Path(path), lambda tmp: pic.save(tmp, format="PNG"), group, companion=companion)
 
 
 def atoms_to_images(atoms: Tensor, channels: int, side: int) -> Tensor:
@@ -71,7 +72,9 @@ def atoms_to_images(atoms: Tensor, channels: int, side: int) -> Tensor:
 
 
 def save_atoms_png(atoms: Tensor, channels: int, side: int, path: str | Path, group: AtomicGroup | None = None) -> None:
-    """The dictionary as a grid of atoms on grey; small patches are enlarged to ≥ 24 pixels."""
+    """The dictionary as a grid of atoms on grey; small patches are enlarged to ≥ 24 pixels.
+    In a ``group`` it is the companion of the dictionary file (renamed in after it, the old
+    picture removed before it)."""
     pics = atoms_to_images(atoms, channels, side)
     scale = max(1, math.ceil(24 / side))
-    save_png(make_grid(pics, scale=scale, pad=2, pad_value=128), path, group)
+    save_png(make_grid(pics, scale=scale, pad=2, pad_value=128), path, group, companion=True)

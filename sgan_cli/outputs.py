@@ -6,7 +6,9 @@ Three guarantees every command that writes relies on (README "Outputs, --force, 
   and renamed into place, so a reader sees the old file or the new one, never a torn one. The
   file gets the permissions the umask allows (0666 & ~umask), not ``mkstemp``'s 0600. Temp files
   left by a killed process (its pid is gone on this host) are removed the next time sgan writes
-  that output or locks that folder; readers never look at them.
+  that output or locks that folder; readers never look at them. A picture of a data file
+  (``atoms.png``, ``reconstructions.png``) is a companion in its :class:`AtomicGroup`: the old
+  one goes before the data file is renamed in, the new one comes after it.
 * **Locked folders.** ``sgan train`` holds an OS lock (``fcntl.flock``) on ``OUT/.sgan.lock`` for
   its whole run, ``sgan sample`` on its output folder: a second process is refused with a message
   naming the holder (pid, host, command, start time). The kernel drops the lock when its holder
@@ -146,21 +148,44 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 class AtomicGroup:
-    """Several files written to temp files first, then renamed into place in the order added
-    (so the first one added — a checkpoint — is never behind the others). Leaving the block
-    with an exception removes the temp files and renames nothing."""
+    """Several files written to temp files first, then renamed into place together when the
+    block ends. Leaving the block with an exception removes the temp files and changes nothing.
+
+    Data files (``companion=False``, the default) are renamed in in the order added, so the
+    first one added — a checkpoint — is never behind the others. Companions (a picture of a
+    data file: ``atoms.png``, ``reconstructions.png``) describe the data files of the group,
+    so their renames bracket the data files' renames:
+
+    1. every companion already in place is removed;
+    2. the data files are renamed in, in the order added;
+    3. the companions are renamed in.
+
+    At every moment of a kill -9 a reader therefore finds the old data with its old picture,
+    the old data with no picture (after 1), the new data with no picture (after 2), or the
+    new data with its new picture: a missing picture is truthful, a picture of other contents
+    than the file beside it never exists, and the data file is never missing or torn.
+    Renaming the picture in first (as sgan once did) let a kill leave a new picture beside
+    the old data. Recording the data's hash in the picture would only let readers that check
+    it notice the mismatch; removing the old picture first keeps every reader (an image viewer
+    included) truthful. SIGINT and SIGTERM wait until the renames are done; an OS error part
+    way leaves one of the states above and is raised as one SganError naming the file.
+    """
 
     def __init__(self) -> None:
         self.pending: list[tuple[Path, Path]] = []
+        self.companions: list[tuple[Path, Path]] = []
 
-    def add(self, path: Path, write: Callable[[Path], None]) -> None:
+    def add(self, path: Path, write: Callable[[Path], None], *, companion: bool = False) -> None:
+        """Write ``path``'s new contents: ``write(tmp)`` on a temp file beside it, renamed in when
+        the block ends. ``companion``: the file is a picture of the group's data files (see the
+        class). Raises SganError when the temp file cannot be made or written."""
         path = Path(path)
         try:
             ensure_folder(path.parent)
             tmp = temp_path(path)
         except OSError as exc:
             raise _os_error(exc, path) from None
-        self.pending.append((tmp, path))
+        (self.companions if companion else self.pending).append((tmp, path))
         try:
             write(tmp)
             os.chmod(tmp, file_mode())  # after writing: some writers (safetensors) replace the file
@@ -171,18 +196,24 @@ class AtomicGroup:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            try:
-                for tmp, path in self.pending:
-                    os.replace(tmp, path)
-            except OSError as err:
-                self._discard()
-                raise _os_error(err, path) from None
-        else:
+        if exc_type is not None:
             self._discard()
+            return
+        path = None
+        try:
+            with _signals_held():  # Ctrl-C waits for the renames (each state between them is truthful, but partial)
+                for _, path in self.companions:
+                    path.unlink(missing_ok=True)  # 1: no old picture outlives the old data
+                for tmp, path in self.pending:  # 2: the data files, in the order added
+                    os.replace(tmp, path)
+                for tmp, path in self.companions:  # 3: the pictures of the data now in place
+                    os.replace(tmp, path)
+        except OSError as err:
+            self._discard()
+            raise _os_error(err, path if path is not None else Path(err.filename or ".")) from None
 
     def _discard(self) -> None:
-        for tmp, _ in self.pending:
+        for tmp, _ in (*self.pending, *self.companions):
             tmp.unlink(missing_ok=True)
 
 
