@@ -117,3 +117,79 @@ def test_no_project_module_is_imported_by_name_at_run_time():
                 if not literal or arg.value.startswith(("sgan_cli", ".")):
                     found.append(f"{module}: {ast.unparse(node)}")
     assert found == []
+
+
+# --- sizes: one concept per module, one step per function ------------------------------------------
+
+MAX_FUNCTION_LINES = 80  # def line to last line; Typer command declarations (option lists) are exempt
+MAX_MODULE_LINES = 500  # beyond it, the module docstring says why in a line starting "Length:"
+
+
+def typer_commands() -> set[tuple[str, str]]:
+    """(module, function) of every Typer command declaration, read from sgan_cli/cli.py: the
+    functions registered by ``app.command(…)(module.function)`` and those decorated with an
+    ``@app.command``/``@app.callback`` there. Their length is their option declarations."""
+    cli = PACKAGE / "cli.py"
+    found = set()
+    for node in ast.walk(ast.parse(cli.read_text())):
+        if isinstance(node, ast.FunctionDef) and any(
+            isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr in ("command", "callback")
+            for d in node.decorator_list
+        ):
+            found.add(("sgan_cli.cli", node.name))
+        registers = isinstance(node, ast.Call) and isinstance(node.func, ast.Call)
+        if registers and isinstance(node.func.func, ast.Attribute) and node.func.func.attr == "command":
+            (target,) = node.args
+            assert isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name), ast.unparse(node)
+            found.add((f"sgan_cli.commands.{target.value.id}", target.attr))
+    return found
+
+
+def long_functions(exempt: set[tuple[str, str]], limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
+    """'module.function' (nested names joined by dots) → lines, for every function longer than
+    ``limit`` lines that is not one of ``exempt`` (module, function)."""
+    found = {}
+
+    def visit(node: ast.AST, module: str, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = prefix
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}.{child.name}" if prefix else child.name
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = child.end_lineno - child.lineno + 1
+                if lines > limit and (module, name) not in exempt:
+                    found[f"{module}.{name}"] = lines
+            visit(child, module, name)
+
+    for module, path in _modules().items():
+        visit(ast.parse(path.read_text()), module, "")
+    return found
+
+
+def test_typer_command_declarations_are_read_from_the_cli():
+    commands = typer_commands()
+    assert {("sgan_cli.commands.train", "train"), ("sgan_cli.commands.score", "score")} <= commands
+    assert ("sgan_cli.cli", "root") in commands  # the @app.callback()
+    measured = long_functions(exempt=set())
+    assert measured["sgan_cli.commands.train.train"] > 200  # what the exemption covers, measured
+    assert not {f"{m}.{f}" for m, f in commands} & set(long_functions(exempt=commands))
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A function does one thing; a longer one is steps waiting for names. Typer command
+    declarations are exempt: their length is their options' help."""
+    assert long_functions(exempt=typer_commands()) == {}
+
+
+def test_every_long_module_states_its_reason():
+    """A module over 500 lines holds one concept that does not split (its docstring says why,
+    in a line starting with "Length:"), or it is two concepts sharing a file."""
+    unexplained = {}
+    for module, path in _modules().items():
+        n_lines = len(path.read_text().splitlines())
+        if n_lines <= MAX_MODULE_LINES:
+            continue
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if not any(line.strip().startswith("Length:") for line in doc.splitlines()):
+            unexplained[module] = n_lines
+    assert unexplained == {}
