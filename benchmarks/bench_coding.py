@@ -38,7 +38,8 @@ import torch
 
 from sgan_cli import native
 from sgan_cli.dictionary import learn_dictionary
-from sgan_cli.sparse_coding import lasso_lars, lasso_objective, omp
+from sgan_cli.lars import lasso_lars
+from sgan_cli.sparse_coding import lasso_objective, omp
 
 HERE = Path(__file__).resolve().parent
 

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def held_out_psnr(Y: torch.Tensor, variant: str, n_atoms: int, sparsity: float, seed: int = 0) -> dict:
     from sgan_cli.dictionary import centre_signals, learn_dictionary
-    from sgan_cli.sparse_coding import lasso_lars, psnr
+    from sgan_cli.lars import lasso_lars
+    from sgan_cli.sparse_coding import psnr
 
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(Y.shape[0], generator=gen)

@@ -48,7 +48,8 @@ except ImportError:  # pragma: no cover - depends on the machine
 
 from sgan_cli import native
 from sgan_cli.dictionary import extract_signals, learn_dictionary
-from sgan_cli.sparse_coding import lasso_lars, lasso_objective, support_fraction
+from sgan_cli.lars import lasso_lars
+from sgan_cli.sparse_coding import lasso_objective, support_fraction
 
 HERE = Path(__file__).resolve().parent
 

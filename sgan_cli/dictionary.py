@@ -49,18 +49,10 @@ from .data import ImageData, absolute_paths, load_data
 from .devices import resolve_device
 from .errors import SganError
 from .images import save_atoms_png
+from .lars import LarsPath, lars_path, lasso_lars
 from .outputs import AtomicGroup
 from .progress import ProgressFn
-from .sparse_coding import (
-    LarsPath,
-    lars_path,
-    lasso_fista,
-    lasso_lars,
-    lasso_objective,
-    lipschitz,
-    psnr,
-    support_fraction,
-)
+from .sparse_coding import lasso_fista, lasso_objective, lipschitz, psnr, support_fraction
 from .validation import check_memory
 
 

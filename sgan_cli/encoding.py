@@ -46,12 +46,13 @@ from .data import ImageData, load_data
 from .devices import resolve_device
 from .errors import SganError
 from .images import grid_scale, make_grid, save_png, to_uint8
+from .lars import lasso_lars
 from .outputs import AtomicGroup
 from .progress import ProgressFn
 from .ranges import range_of
 from .run_files import LoadedReconstructor, load_reconstructor
 from .sampling import check_batch_size
-from .sparse_coding import lasso_lars, omp, psnr, support_fraction
+from .sparse_coding import omp, psnr, support_fraction
 from .validation import check_number
 
 METHODS = ("omp", "lasso")

@@ -7,13 +7,14 @@ Benchmarks). ``pip install`` compiles the C source (setup.py: an optional extens
 ``-O3 -march=native`` for a local install) into a shared library beside this module, which
 is loaded here with ctypes. Where it was not built (no C compiler at install time), does not
 load, or was built from another version of the source, or where ``SGAN_NATIVE=0`` is set,
-:func:`library` returns None and the batched torch engine of :mod:`sgan_cli.sparse_coding`
-runs instead (it is also what runs on GPUs); :func:`reason` says why, in one line.
+:func:`library` returns None and the batched torch engines of :mod:`sgan_cli.lars` and
+:mod:`sgan_cli.sparse_coding` run instead (they are also what runs on GPUs); :func:`reason`
+says why, in one line.
 
 The signals are split between ``torch.get_num_threads()`` Python threads; a ctypes call
 releases the GIL, so the shares run in parallel, and each signal's result is the same
 whatever the split (bit-reproducible for a seed). Units and shapes are those of
-:func:`sgan_cli.sparse_coding.lasso_lars` and :func:`~sgan_cli.sparse_coding.omp`; all
+:func:`sgan_cli.lars.lasso_lars` and :func:`sgan_cli.sparse_coding.omp`; all
 arithmetic is in float64.
 """
 

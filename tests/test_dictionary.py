@@ -12,7 +12,8 @@ from sgan_cli.config import DataConfig, DictConfig
 from sgan_cli.data import load_data
 from sgan_cli.dictionary import extract_signals, find_alpha, learn_dictionary, learn_from_config, predict_alpha
 from sgan_cli.errors import SganError
-from sgan_cli.sparse_coding import lasso_lars, lasso_objective, support_fraction
+from sgan_cli.lars import lasso_lars
+from sgan_cli.sparse_coding import lasso_objective, support_fraction
 
 
 @pytest.fixture(scope="module")

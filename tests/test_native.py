@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sgan_cli import native
-from sgan_cli.sparse_coding import lars_path, lasso_lars, lasso_objective, omp
+from sgan_cli.lars import lars_path, lasso_lars
+from sgan_cli.sparse_coding import lasso_objective, omp
 
 needs_kernels = pytest.mark.skipif(native.library() is None, reason=f"compiled kernels unavailable: {native.reason()}")
 

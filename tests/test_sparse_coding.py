@@ -11,7 +11,8 @@ from sklearn.decomposition import sparse_encode
 from sklearn.linear_model import orthogonal_mp_gram
 
 from sgan_cli import native
-from sgan_cli.sparse_coding import lasso_fista, lasso_lars, lasso_objective, omp, psnr, soft_threshold, support_fraction
+from sgan_cli.lars import lasso_lars
+from sgan_cli.sparse_coding import lasso_fista, lasso_objective, omp, psnr, soft_threshold, support_fraction
 
 
 @pytest.fixture(autouse=True, params=["native", "torch"])
@@ -82,7 +83,7 @@ def test_fista_reaches_the_lars_objective_and_support():
 
 
 def test_lars_path_predicts_support_at_any_alpha():
-    from sgan_cli.sparse_coding import lars_path
+    from sgan_cli.lars import lars_path
 
     Y, atoms = _problem(seed=5)
     _, path = lars_path(Y, atoms, 0.0)
@@ -119,7 +120,7 @@ def test_psnr_closed_form():
 def test_lars_with_leaving_atoms_matches_sklearn():
     # coherent overcomplete atoms and a small α: many paths drop an atom (the lasso
     # modification), which refactorises the Cholesky factors of those signals
-    from sgan_cli.sparse_coding import lars_path
+    from sgan_cli.lars import lars_path
 
     g = torch.Generator().manual_seed(7)
     base = torch.randn(6, 10, generator=g, dtype=torch.float64)
@@ -144,7 +145,7 @@ def test_lars_lets_a_dropped_atom_re_enter_with_the_opposite_sign(alpha):
     # further down, must take it back with the other sign (full support at α → 0 on a
     # square dictionary); blocking a dropped atom for a whole step used to end such paths
     # at α with it missing (objective 0.0197 against 2e-30 on a 4 × 4 case)
-    from sgan_cli.sparse_coding import lars_path
+    from sgan_cli.lars import lars_path
 
     worst, dropped = 0.0, 0
     for seed in range(10):
@@ -176,7 +177,7 @@ def test_lars_codes_do_not_depend_on_the_batch():
         * torch.rand(300, 1, generator=g, dtype=torch.float64)
         * 3
     )
-    from sgan_cli.sparse_coding import lars_path
+    from sgan_cli.lars import lars_path
 
     alpha = 0.02
     whole, path = lars_path(Y, atoms, alpha)
@@ -273,11 +274,11 @@ def test_omp_on_duplicated_atoms_matches_sklearn_and_stops_at_full_rank(dtype):
 
 
 def test_active_set_rejects_dependent_atoms_and_refactors_a_singular_remainder():
-    from sgan_cli.sparse_coding import _CholeskyActiveSet
+    from sgan_cli.active_set import CholeskyActiveSet
 
     gram = torch.eye(4, dtype=torch.float64)
     gram[3, 3], gram[1, 3], gram[3, 1] = 2.0, math.sqrt(2.0), math.sqrt(2.0)  # atom 3 = √2 · atom 1
-    sets = _CholeskyActiveSet(2, gram, 4)
+    sets = CholeskyActiveSet(2, gram, 4)
     both, first = torch.tensor([True, True]), torch.tensor([True, False])
     assert not bool(sets.add(both, torch.tensor([0, 0]))[0])
     assert not bool(sets.add(first, torch.tensor([1, 1])).any())
