@@ -5,6 +5,12 @@ resolved configuration as JSON) and ``lineage`` (JSON: content hashes of the fil
 derives from, e.g. ``{"dictionary": "sha256:…"}``), plus kind-specific fields. Readers check
 kind, schema and tensor shapes before use; writes are atomic (temp file + rename) and never
 overwrite an existing file unless asked to.
+
+Length: one contract, one module. The write protocol (:func:`write_file`), the read protocol
+(:func:`read_file`: its checks in the order docs/files.md lists them), the metadata field
+checks and the kinds several modules read (dictionary, checkpoint, samples, latents) are the
+rules docs/files.md states; kept together, every rule of every shared kind is read in one
+place, and a kind read by one module only is declared beside that reader instead.
 """
 
 from __future__ import annotations
@@ -235,12 +241,39 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
     program's safetensors, another sgan kind, a newer schema, tensors of the wrong shape —
     gives one SganError that names the file and says how to fix it.
     """
-    from safetensors import SafetensorError
-
     path = Path(path)
     expected = {k.name: k for k in map(_kind, kind if isinstance(kind, tuple) else (kind,))}
-    kinds = tuple(expected)
-    wanted = " or ".join(kinds)
+    wanted = " or ".join(expected)
+    _check_is_file(path, what, wanted)
+    remove_stale_temps(path.parent)  # what killed writers left beside it (never read: exact names only)
+    metadata, tensors = _read_safetensors(path, wanted)
+    found = _check_kind(path, metadata, tuple(expected), wanted)
+    writer = metadata.get("sgan_version", "")
+    by = f"sgan {writer[:40]}" if writer else "an sgan that did not record its version"
+    schema = _check_schema(path, metadata, found, by)
+    config, lineage = _decode_config(path, metadata)
+    _check_config_keys(path, found, schema, config, by)
+    meta = {k: v for k, v in metadata.items() if k not in _RESERVED}
+    check = expected[found].check
+    if check is not None:
+        check(tensors, meta, path)
+    _check_tensors(tensors, path)
+    f = SganFile(
+        path=path,
+        kind=found,
+        schema=schema,
+        tensors=tensors,
+        config=config,
+        lineage=lineage,
+        meta=meta,
+        sgan_version=writer,
+    )
+    _check_parts_agree(f)
+    return f
+
+
+def _check_is_file(path: Path, what: str, wanted: str) -> None:
+    """The path names a regular file: it exists, and is not a folder, pipe, socket or device."""
     if not path.exists():
         raise SganError(
             f"the {what} file {path} does not exist", where=str(path), fix=f"give the path of a {wanted} file"
@@ -255,7 +288,12 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
             where=str(path),
             fix=f"give the path of a {wanted} file",
         )
-    remove_stale_temps(path.parent)  # what killed writers left beside it (never read: exact names only)
+
+
+def _read_safetensors(path: Path, wanted: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """The file's metadata and tensors, or an SganError for a file safetensors cannot read."""
+    from safetensors import SafetensorError
+
     try:
         with open_safetensors(path) as f:
             metadata = dict(f.metadata() or {})
@@ -266,6 +304,11 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
             where=str(path),
             fix=f"give a {wanted} file written by sgan, or write it again",
         ) from None
+    return metadata, tensors
+
+
+def _check_kind(path: Path, metadata: dict[str, str], kinds: tuple[str, ...], wanted: str) -> str:
+    """The file's ``kind``, which must be one of ``kinds``."""
     found = metadata.get("kind")
     if found is None or not found.startswith("sgan."):
         raise SganError(
@@ -279,8 +322,12 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
             where=str(path),
             fix=f"give a {wanted} file",
         )
-    writer = metadata.get("sgan_version", "")
-    by = f"sgan {writer[:40]}" if writer else "an sgan that did not record its version"
+    return found
+
+
+def _check_schema(path: Path, metadata: dict[str, str], found: str, by: str) -> int:
+    """The file's schema number, which this sgan must read for its kind ``found``; ``by``
+    names the sgan that wrote it."""
     raw_schema = metadata.get("schema", "")
     schema = int(raw_schema) if re.fullmatch(r"[0-9]{1,9}", raw_schema) else -1
     readable = sorted({SCHEMAS[found], *OLDER_SCHEMAS.get(found, ())})
@@ -297,6 +344,11 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
                 else "write the file again with this version of sgan, or use the sgan version that wrote it"
             ),
         )
+    return schema
+
+
+def _decode_config(path: Path, metadata: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``config`` (a JSON object) and ``lineage`` (a JSON object of strings) metadata."""
     try:
         config = json.loads(metadata.get("config", "{}"))
         lineage = json.loads(metadata.get("lineage", "{}"))
@@ -315,6 +367,11 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
             where=str(path),
             fix="write the file again with sgan",
         )
+    return config, lineage
+
+
+def _check_config_keys(path: Path, found: str, schema: int, config: dict[str, Any], by: str) -> None:
+    """Every configuration key the file records is one this sgan knows for its kind and schema."""
     unknown = unknown_config_keys(found, schema, config)
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
@@ -324,23 +381,6 @@ def read_file(path: str | Path, kind: FileKind | str | tuple[FileKind | str, ...
             where=str(path),
             fix=f"read it with {by} or a newer one, or write it again with this version of sgan",
         )
-    meta = {k: v for k, v in metadata.items() if k not in _RESERVED}
-    check = expected[found].check
-    if check is not None:
-        check(tensors, meta, path)
-    _check_tensors(tensors, path)
-    f = SganFile(
-        path=path,
-        kind=found,
-        schema=schema,
-        tensors=tensors,
-        config=config,
-        lineage=lineage,
-        meta=meta,
-        sgan_version=writer,
-    )
-    _check_parts_agree(f)
-    return f
 
 
 def _check_tensors(tensors: Mapping[str, Any], path: Path) -> None:
