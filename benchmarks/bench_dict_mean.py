@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def held_out_psnr(Y: torch.Tensor, variant: str, n_atoms: int, sparsity: float, seed: int = 0) -> dict:
-    from sgan_cli.dictionary import centre_signals, learn_dictionary
+    from sgan_cli.dictionary import learn_dictionary
+    from sgan_cli.dictionary_job import centre_signals
     from sgan_cli.lars import lasso_lars
     from sgan_cli.sparse_coding import psnr
 
@@ -58,7 +59,7 @@ def held_out_psnr(Y: torch.Tensor, variant: str, n_atoms: int, sparsity: float, 
 def main() -> None:
     from sgan_cli.config import DataConfig
     from sgan_cli.data import load_data
-    from sgan_cli.dictionary import extract_signals
+    from sgan_cli.dictionary_job import extract_signals
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(

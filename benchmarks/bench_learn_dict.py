@@ -47,7 +47,8 @@ except ImportError:  # pragma: no cover - depends on the machine
     spams = None
 
 from sgan_cli import native
-from sgan_cli.dictionary import extract_signals, learn_dictionary
+from sgan_cli.dictionary import learn_dictionary
+from sgan_cli.dictionary_job import extract_signals
 from sgan_cli.lars import lasso_lars
 from sgan_cli.sparse_coding import lasso_objective, support_fraction
 

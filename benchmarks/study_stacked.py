@@ -57,7 +57,7 @@ def patch_dictionary(work: Path, root: str, smoke: bool) -> Path:
     from sgan_cli.config import DataConfig, DictConfig
     from sgan_cli.contracts import save_dictionary
     from sgan_cli.data import load_data
-    from sgan_cli.dictionary import learn_from_config
+    from sgan_cli.dictionary_job import learn_from_config
 
     path = work / "dict-stacked-patch.safetensors"
     if not path.exists():

@@ -33,7 +33,7 @@ from .contracts import DICTIONARY, DictionaryFile, check_dictionary_fits, save_d
 from .contracts import load_dictionary as _load_dictionary_file
 from .data import ImageData, load_data, resize
 from .devices import resolve_device
-from .dictionary import DictionaryJob, learn_from_config
+from .dictionary_job import DictionaryJob, learn_from_config
 from .encoding import Encoded, encode_dictionary, resolve_coder
 from .errors import SganError
 from .features import Extractor, check_images, class_predictions, extract, load_extractor

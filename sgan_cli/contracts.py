@@ -638,7 +638,7 @@ def load_dictionary(path: str | Path) -> DictionaryFile:
 def save_dictionary(
     path: str | Path, job: Any, config: Mapping[str, Any], force: bool = False, group: AtomicGroup | None = None
 ) -> str:
-    """Write a learned dictionary (a :class:`sgan_cli.dictionary.DictionaryJob`), renamed in at the
+    """Write a learned dictionary (a :class:`sgan_cli.dictionary_job.DictionaryJob`), renamed in at the
     end of ``group`` when given; returns its hash."""
     r = job.learned
     meta = {

@@ -295,7 +295,7 @@ def omp(gram: Tensor, corr: Tensor, n_nonzero: int, pivot_tol: float) -> Tensor:
 
 
 def update_atoms(atoms: Tensor, stat_aa: Tensor, stat_ay: Tensor, use: Tensor, sweeps: int) -> Tensor:
-    """The block-coordinate sweeps of :func:`sgan_cli.dictionary.update_atoms` (one thread:
+    """The block-coordinate sweeps of :func:`sgan_cli.dictionary_atoms.update_atoms` (one thread:
     each atom's update depends on the previous one's): new atoms [K, dim] (float64) from
     atoms [K, dim], stat_aa [K, K], stat_ay [K, dim] and the mask ``use`` [K] of atoms to
     update."""

@@ -190,7 +190,7 @@ def test_check_signals_on_closed_cases():
     1), and varied signals with an over-complete dictionary (no warning)."""
     import torch
 
-    from sgan_cli.dictionary import centre_signals, check_signals
+    from sgan_cli.dictionary_job import centre_signals, check_signals
     from sgan_cli.errors import SganError
 
     gen = torch.Generator().manual_seed(0)

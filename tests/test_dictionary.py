@@ -8,9 +8,11 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.decomposition import MiniBatchDictionaryLearning
 
+from sgan_cli.alpha_search import find_alpha, predict_alpha
 from sgan_cli.config import DataConfig, DictConfig
 from sgan_cli.data import load_data
-from sgan_cli.dictionary import extract_signals, find_alpha, learn_dictionary, learn_from_config, predict_alpha
+from sgan_cli.dictionary import learn_dictionary
+from sgan_cli.dictionary_job import extract_signals, learn_from_config
 from sgan_cli.errors import SganError
 from sgan_cli.lars import lasso_lars
 from sgan_cli.sparse_coding import lasso_objective, support_fraction
@@ -135,7 +137,7 @@ def test_config_errors():
 
 
 def test_default_sparsity_adapts_to_reachable_support():
-    from sgan_cli.dictionary import target_sparsity_for
+    from sgan_cli.dictionary_job import target_sparsity_for
 
     assert target_sparsity_for(DictConfig(), dim=64, n_atoms=64) == 0.1
     assert target_sparsity_for(DictConfig(), dim=27, n_atoms=100) == 0.1  # 3×3 RGB, as in Mahdizadehaghdam et al. 2019
@@ -162,7 +164,7 @@ def test_blocked_atom_sweep_equals_atom_by_atom(block, engine):
     import contextlib
 
     from sgan_cli import native
-    from sgan_cli.dictionary import _sweep_block_torch, update_atoms
+    from sgan_cli.dictionary_atoms import _sweep_block_torch, update_atoms
 
     if engine == "native" and native.library() is None:
         pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
@@ -176,11 +178,11 @@ def test_blocked_atom_sweep_equals_atom_by_atom(block, engine):
     aa, ay = A.T @ A, A.T @ Y
     ref = _reference_sweep(atoms, aa, ay)
     numpy_calls = []
-    import sgan_cli.dictionary as dictionary
+    import sgan_cli.dictionary_atoms as dictionary_atoms
 
-    numpy_sweep = dictionary._sweep_block_numpy
+    numpy_sweep = dictionary_atoms._sweep_block_numpy
     with native.disabled() if engine == "numpy" else contextlib.nullcontext(), pytest.MonkeyPatch.context() as mp:
-        mp.setattr(dictionary, "_sweep_block_numpy", lambda *a: numpy_calls.append(1) or numpy_sweep(*a))
+        mp.setattr(dictionary_atoms, "_sweep_block_numpy", lambda *a: numpy_calls.append(1) or numpy_sweep(*a))
         ours = update_atoms(atoms, aa, ay, block=block)
     assert bool(numpy_calls) == (engine == "numpy")
     assert torch.allclose(ours, ref, atol=1e-10)
@@ -197,7 +199,7 @@ def test_passes_coder_switches_to_exact_codes_where_they_are_sparse(digits, monk
     # the passes schedule's 256-signal steps code by FISTA; once a trial minibatch's exact
     # codes average at most EXACT_MAX_SUPPORT non-zeros they are coded exactly (LARS), and a
     # failed trial is not repeated
-    import sgan_cli.dictionary as dictionary
+    import sgan_cli.dictionary_schedules as schedules
 
     lars_calls = []
 
@@ -205,12 +207,12 @@ def test_passes_coder_switches_to_exact_codes_where_they_are_sparse(digits, monk
         lars_calls.append(1)
         return lasso_lars(*args, **kwargs)
 
-    monkeypatch.setattr(dictionary, "lasso_lars", counting_lars)
+    monkeypatch.setattr(schedules, "lasso_lars", counting_lars)
     atoms = F.normalize(digits[:64].clone(), dim=1)
     alpha, Yb, Yc = 0.5, digits[:256], digits[256:512]
     exact_codes = lasso_lars(Yb, atoms, alpha)
 
-    coder = dictionary._PassCoder(100, exact_allowed=True)
+    coder = schedules.PassCoder(100, exact_allowed=True)
     first = coder.code(Yb, atoms, alpha, torch.zeros(256, 64), first=True)
     assert not lars_calls and (first != 0).sum() > (exact_codes != 0).sum()  # FISTA's spurious non-zeros
     coder.end_pass(first)
@@ -222,9 +224,9 @@ def test_passes_coder_switches_to_exact_codes_where_they_are_sparse(digits, monk
     assert torch.equal(coder.code(Yc, atoms, alpha, first, first=False), lasso_lars(Yc, atoms, alpha))
     assert len(lars_calls) == 2
 
-    monkeypatch.setattr(dictionary, "EXACT_MAX_SUPPORT", 5)  # too dense now: one trial only
+    monkeypatch.setattr(schedules, "EXACT_MAX_SUPPORT", 5)  # too dense now: one trial only
     lars_calls.clear()
-    coder = dictionary._PassCoder(100, exact_allowed=True)
+    coder = schedules.PassCoder(100, exact_allowed=True)
     coder.end_pass(torch.zeros(256, 64))
     assert coder.trial
     assert torch.equal(coder.code(Yb, atoms, alpha, first, first=True), exact_codes)
@@ -234,32 +236,32 @@ def test_passes_coder_switches_to_exact_codes_where_they_are_sparse(digits, monk
     coder.code(Yb, atoms, alpha, first, first=True)
     assert len(lars_calls) == 1
 
-    coder = dictionary._PassCoder(30, exact_allowed=False)  # full-batch epochs: FISTA only
+    coder = schedules.PassCoder(30, exact_allowed=False)  # full-batch epochs: FISTA only
     coder.end_pass(exact_codes)
     assert not coder.trial
-    coder = dictionary._PassCoder(100, exact_allowed=True)  # FISTA's codes too dense for a trial
+    coder = schedules.PassCoder(100, exact_allowed=True)  # FISTA's codes too dense for a trial
     coder.end_pass(torch.ones(256, 100))  # 100 non-zeros a code > 3 × 32
     assert not coder.trial
 
 
 @pytest.mark.parametrize("engine", ["native", "torch"])
 def test_passes_schedule_codes_exactly_where_exact_codes_are_cheap(digits, monkeypatch, engine):
-    # the wiring in _run_passes: with the compiled kernels every step codes a minibatch by
+    # the wiring in run_passes: with the compiled kernels every step codes a minibatch by
     # LARS (256 signals by default); with the torch engine minibatch steps (batch_size
     # given) code by FISTA in the first pass, then by LARS from the second pass's first
     # minibatch on (digits at α = 0.5: about 11 non-zeros of 64), and the default
     # full-batch epochs never code exactly
     import contextlib
 
-    import sgan_cli.dictionary as dictionary
+    import sgan_cli.dictionary_schedules as schedules
     from sgan_cli import native
 
     if engine == "native" and native.library() is None:
         pytest.skip(f"compiled kernels unavailable here: {native.reason()}")
     calls = []
-    monkeypatch.setattr(dictionary, "lasso_lars", lambda *a, **k: calls.append("lars") or lasso_lars(*a, **k))
-    fista = dictionary.lasso_fista
-    monkeypatch.setattr(dictionary, "lasso_fista", lambda *a, **k: calls.append("fista") or fista(*a, **k))
+    monkeypatch.setattr(schedules, "lasso_lars", lambda *a, **k: calls.append("lars") or lasso_lars(*a, **k))
+    fista = schedules.lasso_fista
+    monkeypatch.setattr(schedules, "lasso_fista", lambda *a, **k: calls.append("fista") or fista(*a, **k))
     with native.disabled() if engine == "torch" else contextlib.nullcontext():
         learn_dictionary(
             digits, 64, alpha=0.5, target_sparsity=None, batch_size=256, passes=3, heldout_fraction=0.0, evaluate=False
@@ -272,7 +274,7 @@ def test_passes_schedule_codes_exactly_where_exact_codes_are_cheap(digits, monke
 
 
 def test_init_atoms_patches_from_principal_directions_images_from_signals():
-    from sgan_cli.dictionary import PCA_INIT_MAX_DIM, init_atoms
+    from sgan_cli.dictionary_atoms import PCA_INIT_MAX_DIM, init_atoms
 
     g = torch.Generator().manual_seed(0)
     for dim in (27, PCA_INIT_MAX_DIM):

@@ -46,7 +46,7 @@ def ddp(tmp_path_factory):
     from sgan_cli.config import DataConfig, DictConfig
     from sgan_cli.contracts import save_dictionary
     from sgan_cli.data import load_data
-    from sgan_cli.dictionary import learn_from_config
+    from sgan_cli.dictionary_job import learn_from_config
 
     work = tmp_path_factory.mktemp("ddp")
     dictionary = work / "dictionary.safetensors"

@@ -209,7 +209,7 @@ def dict28(tmp_path_factory):
     from sgan_cli.config import DataConfig, DictConfig
     from sgan_cli.contracts import save_dictionary
     from sgan_cli.data import load_data
-    from sgan_cli.dictionary import learn_from_config
+    from sgan_cli.dictionary_job import learn_from_config
 
     path = tmp_path_factory.mktemp("dict28") / "dictionary.safetensors"
     data = load_data(DataConfig(name="digits", image_size=28, limit=300))

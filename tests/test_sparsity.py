@@ -10,7 +10,7 @@ import torch
 from sgan_cli.config import DataConfig, DictConfig, load_config
 from sgan_cli.contracts import load_dictionary, save_dictionary
 from sgan_cli.data import load_data
-from sgan_cli.dictionary import learn_from_config
+from sgan_cli.dictionary_job import learn_from_config
 from sgan_cli.errors import SganError
 from sgan_cli.nets import PatchSynthesis, SoftThreshold, SupportController, TopK, WholeImageSynthesis
 from sgan_cli.sparsity import DEFAULT_SPARSITY_CONTROL
@@ -86,7 +86,7 @@ def test_learn_dict_stores_the_mean_of_the_signals(digits_dicts):
         whole.mean, data.floats().reshape(len(data), -1).mean(0), atol=0.05
     )  # subset of 1438 of the images
     patch = load_dictionary(digits_dicts["patch"])
-    from sgan_cli.dictionary import extract_signals
+    from sgan_cli.dictionary_job import extract_signals
 
     all_patches = extract_signals(data.floats(), 3, 1)  # the dictionary saw a random 5,000 of them
     assert patch.mean.shape == (9,) and torch.allclose(patch.mean, all_patches.mean(0), atol=0.05)

@@ -32,7 +32,7 @@ def digits_dict(tmp_path_factory):
     from sgan_cli.config import DataConfig, DictConfig
     from sgan_cli.contracts import save_dictionary
     from sgan_cli.data import load_data
-    from sgan_cli.dictionary import learn_from_config
+    from sgan_cli.dictionary_job import learn_from_config
 
     path = tmp_path_factory.mktemp("dict") / "dictionary.safetensors"
     job = learn_from_config(load_data(DataConfig(name="digits")), DictConfig(atoms=32, passes=2))

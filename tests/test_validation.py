@@ -318,7 +318,7 @@ def test_library_errors_name_the_key_and_the_cli_adds_the_option(runner, tmp_pat
     from sgan_cli.config import DataConfig, DictConfig
     from sgan_cli.data import load_data
     from sgan_cli.devices import resolve_device
-    from sgan_cli.dictionary import learn_from_config
+    from sgan_cli.dictionary_job import learn_from_config
     from sgan_cli.errors import SganError
 
     with pytest.raises(SganError) as err:

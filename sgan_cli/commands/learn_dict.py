@@ -128,7 +128,7 @@ def learn_dict(
     Runs in one process (one GPU with --device cuda); under torchrun it refuses to start.
     """
     refuse_torchrun("learn-dict")
-    from ..dictionary import learn_dict_summary, run_learn_dict
+    from ..learn_dict_run import learn_dict_summary, run_learn_dict
 
     cfg = resolve_config(
         recipe,
