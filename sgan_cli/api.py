@@ -41,10 +41,12 @@ from .images import to_uint8
 from .metrics import canonical_order, feature_stats
 from .progress import ProgressFn
 from .ranges import CHANNELS, option_range, range_of
+from .reference_stats import Reference
 from .run_files import LoadedGenerator
 from .run_files import load_generator as _load_generator
 from .sampling import block_size, draw_latents, run_block
-from .scoring import Reference, ScoreOptions, feature_metrics
+from .score_metrics import feature_metrics
+from .score_options import ScoreOptions
 from .training import TrainResult, run_training
 from .validation import check_number
 

@@ -17,509 +17,36 @@ samples' size, of the reference data set's other split (train ↔ test), against
 reference. A model cannot be expected to beat it. It needs REF to be a data set name (or
 its statistics file); for a folder or samples file as REF there is no held-out split, and
 the result says so.
+
+This module is the run (:func:`score`, in stages); the options and thresholds are
+:mod:`sgan_cli.score_options`, the images read :mod:`sgan_cli.score_inputs`, the reference and
+its statistics file :mod:`sgan_cli.reference_stats`, the metrics of one image set
+:mod:`sgan_cli.score_metrics`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from .config import DataConfig
-from .contracts import (
-    LATENTS,
-    SAMPLES,
-    check_writable,
-    file_kind,
-    open_safetensors,
-    peek_kind,
-    read_file,
-    require_tensor,
-    write_file,
-)
-from .data import DATASET_NAMES, ImageData, load_data, resize, sample_folder_file
+from .contracts import peek_kind
 from .devices import resolve_device
 from .distributed import is_main, local_device
 from .errors import SganError
-from .features import Extractor, Features, check_images, class_predictions, extract, load_extractor
-from .metrics import (
-    FeatureStats,
-    canonical_order,
-    feature_stats,
-    frechet_distance,
-    inception_score,
-    kernel_distance,
-    mean_psnr,
-    mode_coverage,
-    precision_recall,
-)
+from .features import Extractor, check_images, class_predictions, extract, load_extractor
+from .metrics import feature_stats, mean_psnr
 from .progress import ProgressFn
-from .ranges import option_range, range_of
+from .reference_stats import STATS, Reference, load_stats, resolve_features, save_stats
+from .score_inputs import ImageSet, load_images, load_samples
+from .score_metrics import ceiling_pick, ceiling_subset, feature_metrics
+from .score_options import NEEDS_FEATURES, NEEDS_REF, OTHER_SPLIT, ScoreOptions, check_options, resolve_metrics
 from .sparse_coding import support_fraction
-from .validation import check_batch_memory, check_number
-
-# metric → the result keys it produces (the keys --fail-above / --fail-below may name)
-METRIC_KEYS: dict[str, tuple[str, ...]] = {
-    "inception": ("inception", "inception_std"),
-    "fid": ("fid",),
-    "kid": ("kid", "kid_std"),
-    "pr": ("precision", "recall"),
-    "modes": ("modes", "modes_kl"),
-    "sparsity": ("sparsity",),
-    "psnr": ("psnr", "psnr_std"),
-}
-NEEDS_REF = ("fid", "kid", "pr")
-NEEDS_FEATURES = ("inception", "fid", "kid", "pr", "modes")
-OTHER_SPLIT = {"train": "test", "test": "train"}
-
-
-@dataclass
-class ScoreOptions:
-    """Everything ``sgan score`` can be told (see the command's --help for each)."""
-
-    samples: str | None
-    metrics: list[str] = field(default_factory=list)  # empty: inception, plus fid when ref is given
-    ref: str | None = None
-    features: str | None = (
-        None  # "inception" or "classifier:FILE"; None: the --ref stats file's extractor, else inception
-    )
-    weights: str | None = None  # inception weights file; None: torch hub cache, else download
-    custom_weights: bool = False  # accept inception weights with another SHA-256 (labelled non-standard)
-    data_root: str | None = None
-    split: str = "test"  # split of SAMPLES when it is a data set name
-    ref_split: str = "train"  # split of REF when it is a data set name
-    limit: int | None = None  # first N samples
-    ref_limit: int | None = None  # first N reference images
-    image_size: int | None = None  # resize samples and reference images to N×N
-    batch_size: int | None = None  # None: 50 (inception) or 500 (classifier)
-    device: str = "auto"
-    seed: int = 0  # IS split permutation, KID subsets, ceiling subset
-    splits: int = 10  # IS splits
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    k: int = 3  # precision/recall neighbours
-    ceiling: bool | None = None  # None: with a classifier yes, with inception no
-    save_stats: str | None = None  # write the reference's features and statistics here
-    force: bool = False
-    download: bool = True  # inception weights and torchvision data sets
-
-
-@dataclass
-class Threshold:
-    key: str
-    bound: float
-    above: bool  # True: fail when value > bound (--fail-above); False: fail when value < bound
-
-    def failed(self, value: float) -> bool:
-        """True unless ``value`` meets the bound; NaN (or None) never meets one."""
-        if value is None or value != value:
-            return True
-        return not (value <= self.bound) if self.above else not (value >= self.bound)
-
-    def __str__(self) -> str:
-        return f"{self.key} {'≤' if self.above else '≥'} {self.bound:g}"
-
-
-def resolve_metrics(opts: ScoreOptions) -> list[str]:
-    """The metrics to compute, in canonical order; unknown names are errors."""
-    if not opts.metrics:
-        return [] if opts.samples is None else (["inception", "fid"] if opts.ref else ["inception"])
-    unknown = [m for m in opts.metrics if m not in METRIC_KEYS]
-    if unknown:
-        raise SganError(f"unknown metric {unknown[0]!r}", where="--metric", fix=f"use one of: {', '.join(METRIC_KEYS)}")
-    return [m for m in METRIC_KEYS if m in opts.metrics]
-
-
-def parse_thresholds(above: list[str], below: list[str], metrics: list[str]) -> list[Threshold]:
-    """``fid=30`` style bounds; each must name a result key of a requested metric."""
-    allowed = [k for m in metrics for k in METRIC_KEYS[m]]
-    out = []
-    for flag, items, is_above in (("--fail-above", above, True), ("--fail-below", below, False)):
-        for item in items:
-            key, sep, raw = item.partition("=")
-            key = key.strip()
-            try:
-                bound = float(raw)
-            except ValueError:
-                bound = None  # type: ignore[assignment]
-            if not sep or bound is None or not key:
-                raise SganError(
-                    f"{flag} {item!r} is not of the form metric=value", where=flag, fix=f"write e.g. {flag} fid=30"
-                )
-            if not math.isfinite(bound):
-                raise SganError(
-                    f"{flag} {item!r}: the bound must be a finite number, got {bound}",
-                    where=flag,
-                    fix=f"write e.g. {flag} {key}=30",
-                )
-            if key not in allowed:
-                raise SganError(
-                    f"{flag} {item!r} names {key!r}, which this run does not compute",
-                    where=flag,
-                    fix=(
-                        f"use one of: {', '.join(allowed) or '(none: add --metric)'}; "
-                        "or add the --metric that produces it"
-                    ),
-                )
-            out.append(Threshold(key, bound, is_above))
-    return out
-
-
-def check_thresholds(values: dict[str, float], thresholds: list[Threshold]) -> list[str]:
-    """The bounds that the values miss, as readable strings (empty: all met)."""
-    return [
-        f"{t.key} = {values.get(t.key, float('nan')):.6g}, required {t}"
-        for t in thresholds
-        if t.failed(values.get(t.key, float("nan")))
-    ]
-
-
-# --- inputs --------------------------------------------------------------------------------
-
-
-@dataclass
-class ImageSet:
-    """Images in canonical order, with what came beside them."""
-
-    images: Tensor  # uint8 [N, C, H, W]
-    source: str
-    kind: str  # "folder", "samples", "latents", "dataset" or "stats"
-    name: str
-    split: str | None = None  # data sets: the split loaded
-    codes: Tensor | None = None  # sgan.samples of a sparse generator
-    originals: Tensor | None = None  # sgan.latents: uint8 originals, same order as images
-    recorded_support: float | None = None  # sgan.samples: support fraction `sgan sample` measured over all codes
-
-
-def _nonempty(images: Tensor, path: Path) -> Tensor:
-    """uint8 [N, C, H, W] as read_file's kind checks left it; N ≥ 1 is scoring's own need."""
-    if images.shape[0] == 0:
-        raise SganError(f"{path} holds no images", where=str(path), fix="give a file with images")
-    return images
-
-
-def _finish(images: Tensor, opts_size: int | None, limit: int | None, **kw: Any) -> ImageSet:
-    """Resize, limit, then sort into canonical order (every companion tensor alike)."""
-    if limit is not None:
-        check_number(limit, "limit", range_of("limit"))
-        images = images[:limit]
-        for key in ("codes", "originals"):
-            if kw.get(key) is not None:
-                kw[key] = kw[key][:limit]
-    if opts_size is not None:
-        images = resize(ImageData(images, None, "", ""), opts_size).images
-        if kw.get("originals") is not None:
-            kw["originals"] = resize(ImageData(kw["originals"], None, "", ""), opts_size).images
-    order = canonical_order(images)
-    for key in ("codes", "originals"):
-        if kw.get(key) is not None:
-            kw[key] = kw[key][order]
-    return ImageSet(images=images[order].contiguous(), **kw)
-
-
-def load_images(spec: str, split: str, opts: ScoreOptions, limit: int | None, what: str) -> ImageSet:
-    """A folder, data set name, samples or latents file → :class:`ImageSet` (not stats)."""
-    path = Path(spec)
-    path = sample_folder_file(path) or path  # a folder written by `sgan sample`: its samples file, codes included
-    if path.suffix == ".safetensors" and spec not in DATASET_NAMES:
-        f = read_file(path, (SAMPLES, LATENTS), what=what)  # its kind's checks: dtypes, rows, shapes
-        if f.kind == "sgan.samples":
-            images = _nonempty(f.tensors["images"], path)
-            codes = f.tensors.get("codes")
-            recorded = None
-            if codes is None and limit is None:  # codes left out for size: the sampler's own measurement
-                try:
-                    recorded = float(f.meta.get("support_fraction", "nan"))
-                except ValueError:
-                    recorded = None
-                if recorded is not None and recorded != recorded:  # NaN: a dense generator
-                    recorded = None
-            return _finish(
-                images,
-                opts.image_size,
-                limit,
-                source=str(path),
-                kind="samples",
-                name=path.stem,
-                codes=codes,
-                recorded_support=recorded,
-            )
-        recon = _nonempty(f.tensors["reconstructions"], path)
-        orig = f.tensors["originals"]
-        return _finish(recon, opts.image_size, limit, source=str(path), kind="latents", name=path.stem, originals=orig)
-    data = load_data(
-        DataConfig(name=spec, root=opts.data_root, split=split, image_size=opts.image_size, download=opts.download)
-    )
-    if len(data) == 0:
-        raise SganError(f"the {what} {spec} holds no images", where=spec, fix="give a non-empty data set or folder")
-    kind = "dataset" if spec in DATASET_NAMES else "folder"
-    return _finish(
-        data.images,
-        None,
-        limit,
-        source=data.source,
-        kind=kind,
-        name=data.name,
-        split=split if kind == "dataset" else None,
-    )
-
-
-# --- reference statistics (sgan.stats) --------------------------------------------------------
-
-
-@dataclass
-class Reference:
-    """Reference features under one extractor, in canonical image order."""
-
-    description: str
-    features: Features
-    stats: FeatureStats
-    from_stats_file: bool
-    dataset: str | None  # a data set name: a held-out split exists
-    split: str | None
-    heldout: Features | None = None  # the other split's features (ceiling), when computed
-    heldout_description: str = ""
-
-
-def _validate_stats(tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> None:
-    feats = require_tensor(tensors, "features", 2, path)
-    logits = require_tensor(tensors, "logits", 2, path)
-    mean = require_tensor(tensors, "mean", 1, path)
-    cov = require_tensor(tensors, "cov", 2, path)
-    d = feats.shape[1]
-    ok = logits.shape[0] == feats.shape[0] and mean.shape[0] == d and tuple(cov.shape) == (d, d)
-    if "heldout_features" in tensors:
-        hf = require_tensor(tensors, "heldout_features", 2, path)
-        hl = require_tensor(tensors, "heldout_logits", 2, path)
-        ok = ok and hf.shape[1] == d and hl.shape[0] == hf.shape[0] and hl.shape[1] == logits.shape[1]
-    if not ok:
-        raise SganError(
-            f"{path}: the statistics tensors have inconsistent shapes",
-            where=str(path),
-            fix="write them again with sgan score --save-stats",
-        )
-    if "extractor" not in meta:
-        raise SganError(
-            f"{path} does not record its feature extractor",
-            where=str(path),
-            fix="write it again with sgan score --save-stats",
-        )
-    if any(not bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
-        raise SganError(
-            f"{path} holds non-finite (NaN or inf) statistics",
-            where=str(path),
-            fix="write them again with sgan score --save-stats and a working extractor",
-        )
-
-
-STATS = file_kind("sgan.stats", _validate_stats)
-
-
-def load_stats(path: Path, extractor: Extractor) -> Reference:
-    """A stats file as the reference; its extractor must be the one in use."""
-    f = read_file(path, STATS, what="reference statistics")
-    if f.meta["extractor"] != extractor.identity:
-        raise SganError(
-            f"{path} holds statistics made with {f.meta['extractor']}, but this score uses {extractor.identity}",
-            where=str(path),
-            fix=(
-                "compute the reference again with --features "
-                f"{'inception' if extractor.kind == 'inception' else 'classifier:' + extractor.source} "
-                "--save-stats, or use the extractor the file was made with"
-            ),
-        )
-    t = f.tensors
-    heldout = Features(t["heldout_features"], t["heldout_logits"]) if "heldout_features" in t else None
-    n = int(t["features"].shape[0])
-    return Reference(
-        description=f"{path} ({f.meta.get('description', 'statistics')})",
-        features=Features(t["features"], t["logits"]),
-        stats=FeatureStats(t["mean"].double(), t["cov"].double(), n, t["features"].double() - t["mean"].double()),
-        from_stats_file=True,
-        dataset=f.meta.get("dataset") or None,
-        split=f.meta.get("split") or None,
-        heldout=heldout,
-        heldout_description=f.meta.get("heldout_description", ""),
-    )
-
-
-def save_stats(path: Path, ref: Reference, extractor: Extractor, force: bool) -> str:
-    """Write the reference's features, logits and float64 statistics (kind ``sgan.stats``)."""
-    tensors = {
-        "features": ref.features.features,
-        "logits": ref.features.logits,
-        "mean": ref.stats.mean,
-        "cov": ref.stats.cov,
-    }
-    if ref.heldout is not None:
-        tensors |= {"heldout_features": ref.heldout.features, "heldout_logits": ref.heldout.logits}
-    meta = {
-        "extractor": extractor.identity,
-        "extractor_kind": extractor.kind,
-        "extractor_source": extractor.source,
-        "standard": json.dumps(extractor.standard),
-        "description": ref.description,
-        "dataset": ref.dataset or "",
-        "split": ref.split or "",
-        "heldout_description": ref.heldout_description,
-        "n": str(ref.stats.n),
-    }
-    return write_file(path, STATS, tensors, meta=meta, force=force)
-
-
-# --- metrics -------------------------------------------------------------------------------
-
-
-def feature_metrics(
-    feats: Features | None,
-    ref: Reference | None,
-    metrics: list[str],
-    opts: ScoreOptions,
-    modes: tuple[Tensor, int] | None,
-) -> dict[str, float]:
-    """The feature-based metrics of one image set (samples, or the ceiling's real images).
-
-    ``feats`` may be None only when ``modes`` is the one metric (stacked data: modes come
-    from per-channel predictions).
-    """
-    out: dict[str, float] = {}
-    if feats is None:
-        metrics = []
-    if "inception" in metrics:
-        s = inception_score(feats.logits, opts.splits, opts.seed)
-        out |= {"inception": s.mean, "inception_std": s.std}
-    if ref is not None and "fid" in metrics:
-        out["fid"] = frechet_distance(feature_stats(feats.features), ref.stats)
-    if ref is not None and "kid" in metrics:
-        s = kernel_distance(ref.features.features, feats.features, opts.kid_subsets, opts.kid_subset_size, opts.seed)
-        out |= {"kid": s.mean, "kid_std": s.std}
-    if ref is not None and "pr" in metrics:
-        pr = precision_recall(ref.features.features, feats.features, opts.k)
-        out |= {"precision": pr.precision, "recall": pr.recall}
-    if modes is not None:
-        mc = mode_coverage(*modes)
-        out |= {"modes": mc.covered, "modes_total": mc.total, "modes_kl": mc.kl}
-    return out
-
-
-@dataclass
-class ScoreResult:
-    metrics: list[str]
-    values: dict[str, float]
-    samples: dict[str, Any] | None
-    ref: dict[str, Any] | None
-    extractor: dict[str, Any] | None
-    ceiling: dict[str, float] | None
-    ceiling_note: str
-    settings: dict[str, Any]
-    stats_file: str | None
-    stats_hash: str | None
-    seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "metrics": self.values,
-            "requested": self.metrics,
-            "samples": self.samples,
-            "ref": self.ref,
-            "extractor": self.extractor,
-            "ceiling": self.ceiling,
-            "ceiling_note": self.ceiling_note,
-            "settings": self.settings,
-            "stats_file": self.stats_file,
-            "stats_hash": self.stats_hash,
-            "seconds": self.seconds,
-        }
-
-
-def _stats_meta(ref: str | None) -> dict[str, str] | None:
-    """The metadata of ``ref`` when it is an ``sgan.stats`` file, else None (header only)."""
-    if ref is None or not ref.endswith(".safetensors") or not Path(ref).is_file() or peek_kind(ref) != STATS.name:
-        return None
-    with open_safetensors(Path(ref)) as f:
-        return dict(f.metadata() or {})
-
-
-def resolve_features(opts: ScoreOptions) -> str:
-    """``--features`` as given; without it, the extractor a ``--ref`` statistics file was made
-    with (its classifier file, which must still be where it was; or inception); else inception.
-
-    Raises SganError naming the classifier when the statistics need one that is not there.
-    """
-    if opts.features is not None:
-        return opts.features
-    meta = _stats_meta(opts.ref)
-    if meta is None or meta.get("extractor_kind") != "classifier":
-        return "inception"
-    source = meta.get("extractor_source", "")
-    if source and Path(source).is_file():
-        return f"classifier:{source}"
-    raise SganError(
-        f"the statistics in {opts.ref} were made with the classifier "
-        f"{source or '(unrecorded)'} ({meta.get('extractor', '')}), which is not at that path",
-        where=f"--ref {opts.ref}",
-        fix="pass --features classifier:FILE with that classifier file",
-    )
-
-
-def _check_options(opts: ScoreOptions, metrics: list[str]) -> None:
-    if opts.samples is None and opts.save_stats is None:
-        raise SganError(
-            "no SAMPLES to score",
-            where="SAMPLES",
-            fix="give a folder or samples.safetensors, or only --ref with --save-stats to cache reference statistics",
-        )
-    if opts.samples is None and metrics:
-        raise SganError("--metric needs SAMPLES to score", where="SAMPLES", fix="give a folder or samples.safetensors")
-    if opts.save_stats is not None and opts.ref is None:
-        raise SganError(
-            "--save-stats saves the reference's statistics, but no --ref was given",
-            where="--save-stats",
-            fix="add --ref DATASET|FOLDER",
-        )
-    if "modes" in metrics and not opts.features.startswith("classifier:"):
-        raise SganError(
-            "--metric modes counts a classifier's classes",
-            where="--metric modes",
-            fix="add --features classifier:FILE (train one with sgan classifier)",
-        )
-    missing_ref = [m for m in metrics if m in NEEDS_REF]
-    if missing_ref and opts.ref is None:
-        raise SganError(
-            f"--metric {missing_ref[0]} compares with reference images, but no --ref was given",
-            where="--ref",
-            fix="add --ref mnist (a data set name), a folder of real images, or a stats file from --save-stats",
-        )
-    for name in ("splits", "kid_subsets", "kid_subset_size", "k"):
-        check_number(getattr(opts, name), name, option_range("score", name))
-    for name, split in (("--split", opts.split), ("--ref-split", opts.ref_split)):
-        if split not in OTHER_SPLIT:
-            raise SganError(f"unknown split {split!r}", where=name, fix="use train or test")
-    if opts.save_stats is not None:
-        check_writable(Path(opts.save_stats), opts.force)
-
-
-def _ceiling_pick(m: int, n: int, seed: int) -> Tensor:
-    """Indices of a seeded subset of n of m held-out rows (all, in order, if n ≥ m)."""
-    if n >= m:
-        return torch.arange(m)
-    return torch.randperm(m, generator=torch.Generator().manual_seed(seed))[:n]
-
-
-def _ceiling_subset(heldout: Features, n: int, seed: int) -> Features:
-    """A seeded subset of n held-out rows (all if fewer), so the ceiling has the samples' size."""
-    m = int(heldout.features.shape[0])
-    if n >= m:
-        return heldout
-    pick = _ceiling_pick(m, n, seed)
-    return Features(heldout.features[pick], heldout.logits[pick])
+from .validation import check_batch_memory
 
 
 @dataclass
@@ -542,30 +69,6 @@ def _stage_progress(progress: ProgressFn | None) -> Callable[[str], ProgressFn |
         return lambda done, total, info: progress(done, total, {"stage": name, **info})
 
     return stage
-
-
-def load_samples(opts: ScoreOptions, metrics: list[str]) -> ImageSet | None:
-    """Stage 1: the images to score, checked against what the metrics need from them."""
-    if opts.samples is None:
-        return None
-    samples = load_images(opts.samples, opts.split, opts, opts.limit, "samples")
-    if "sparsity" in metrics and samples.codes is None and samples.recorded_support is None:
-        raise SganError(
-            "--metric sparsity reads the codes stored with samples (or the support fraction "
-            f"`sgan sample` recorded over all of them), and {samples.source} has neither",
-            where=samples.source,
-            fix=(
-                "score a samples.safetensors written by `sgan sample` from a "
-                "sparse generator (without --limit when its codes were left out)"
-            ),
-        )
-    if "psnr" in metrics and samples.originals is None:
-        raise SganError(
-            f"--metric psnr compares reconstructions with originals, and {samples.source} is not a latents file",
-            where=samples.source,
-            fix="score a latents.safetensors written by `sgan encode`",
-        )
-    return samples
 
 
 def plan_extraction(opts: ScoreOptions, metrics: list[str], samples: ImageSet | None) -> ExtractionPlan:
@@ -650,9 +153,9 @@ def build_reference(
         check_images(extractor, held.images, "held-out reference")
         held_images = held.images
         if opts.save_stats is None and samples is not None:
-            # only the rows the ceiling will use (_ceiling_subset's seeded pick, applied to
+            # only the rows the ceiling will use (ceiling_subset's seeded pick, applied to
             # the images): a stats file keeps them all, a plain score need not extract them
-            held_images = held_images[_ceiling_pick(len(held_images), len(samples.images), opts.seed)]
+            held_images = held_images[ceiling_pick(len(held_images), len(samples.images), opts.seed)]
         ref.heldout = extract(extractor, held_images, plan.batch, device, stage("held-out"))
         ref.heldout_description = f"{held.name} {held_split} split ({len(held.images)} images)"
     return ref
@@ -713,7 +216,7 @@ def real_data_value(
         )
     extractor = plan.extractor
     assert extractor is not None
-    real = _ceiling_subset(ref.heldout, len(samples.images), opts.seed)
+    real = ceiling_subset(ref.heldout, len(samples.images), opts.seed)
     real_modes = (real.logits.argmax(dim=1), extractor.n_classes) if modes and not plan.stacked else None
     ceiling_metrics = [m for m in metrics if m in NEEDS_FEATURES and (m != "modes" or real_modes is not None)]
     ceiling = feature_metrics(real, ref, ceiling_metrics, opts, real_modes)
@@ -722,6 +225,36 @@ def real_data_value(
         f"{len(real.features)} real images of the {ref.heldout_description or 'held-out split'}, "
         "scored like the samples against the reference",
     )
+
+
+@dataclass
+class ScoreResult:
+    metrics: list[str]
+    values: dict[str, float]
+    samples: dict[str, Any] | None
+    ref: dict[str, Any] | None
+    extractor: dict[str, Any] | None
+    ceiling: dict[str, float] | None
+    ceiling_note: str
+    settings: dict[str, Any]
+    stats_file: str | None
+    stats_hash: str | None
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metrics": self.values,
+            "requested": self.metrics,
+            "samples": self.samples,
+            "ref": self.ref,
+            "extractor": self.extractor,
+            "ceiling": self.ceiling,
+            "ceiling_note": self.ceiling_note,
+            "settings": self.settings,
+            "stats_file": self.stats_file,
+            "stats_hash": self.stats_hash,
+            "seconds": self.seconds,
+        }
 
 
 def result_record(
@@ -773,7 +306,7 @@ def score(opts: ScoreOptions, progress: ProgressFn | None = None) -> ScoreResult
     start = time.perf_counter()
     opts = replace(opts, features=resolve_features(opts))  # without --features: a stats file's extractor
     metrics = resolve_metrics(opts)
-    _check_options(opts, metrics)
+    check_options(opts, metrics)
     device = local_device(resolve_device(opts.device))  # under torchrun: this rank's GPU; each rank extracts its share
     stage = _stage_progress(progress)
     samples = load_samples(opts, metrics)

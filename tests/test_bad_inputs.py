@@ -152,7 +152,7 @@ def test_classifier_mismatch_fix_names_what_differs():
 
 
 def test_nan_never_meets_a_bound():
-    from sgan_cli.scoring import Threshold, check_thresholds
+    from sgan_cli.score_options import Threshold, check_thresholds
 
     for above in (True, False):
         assert Threshold("fid", 30.0, above).failed(float("nan"))
@@ -247,6 +247,7 @@ def test_recipe_over_one_megabyte_is_refused(runner, tmp_path):
 
 def test_statistics_file_with_nan_is_refused(tmp_path):
     from sgan_cli.contracts import read_file, write_file
+    from sgan_cli.reference_stats import STATS
 
     feats = torch.randn(5, 3, dtype=torch.float64)
     tensors = {
@@ -258,4 +259,4 @@ def test_statistics_file_with_nan_is_refused(tmp_path):
     path = tmp_path / "stats.safetensors"
     write_file(path, "sgan.stats", tensors, meta={"extractor": "x"})
     with pytest.raises(SganError, match="holds non-finite \\(NaN or inf\\) statistics"):
-        read_file(path, "sgan.stats")
+        read_file(path, STATS)

@@ -78,6 +78,7 @@ def load(kind: str, path: Path) -> object:
     from sgan_cli.config import DataConfig
     from sgan_cli.contracts import load_dictionary, read_file
     from sgan_cli.data import load_data
+    from sgan_cli.reference_stats import STATS
     from sgan_cli.run_files import load_generator
 
     if kind == "sgan.dictionary":
@@ -88,6 +89,8 @@ def load(kind: str, path: Path) -> object:
         return load_data(DataConfig(name=str(path)))
     if kind == "sgan.classifier":
         return load_classifier(path)
+    if kind == STATS.name:  # load_stats needs an extractor too; the checks are the kind's
+        return read_file(path, STATS)
     return read_file(path, kind)
 
 

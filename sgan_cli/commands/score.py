@@ -234,7 +234,7 @@ def score(
       sgan score samples/ -m fid --ref mnist-stats.safetensors --features classifier:clf.safetensors --fail-above fid=30
       torchrun --standalone --nproc-per-node 2 -m sgan_cli score samples/ -m inception -m fid --ref cifar10
     """
-    from ..scoring import ScoreOptions, check_thresholds, parse_thresholds, resolve_metrics
+    from ..score_options import ScoreOptions, check_thresholds, parse_thresholds, resolve_metrics
     from ..scoring import score as run_score
 
     opts = ScoreOptions(
@@ -283,7 +283,7 @@ def score(
 def _print_table(result: Any, thresholds: list[Any]) -> None:
     from rich.table import Table
 
-    from ..scoring import METRIC_KEYS
+    from ..score_options import METRIC_KEYS
 
     info = Table(title="sgan score", show_header=False)
     info.add_column("field", style="bold")
