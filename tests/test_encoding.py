@@ -15,11 +15,11 @@ from sgan_cli.config import DataConfig, DictConfig, load_config
 from sgan_cli.contracts import load_dictionary, save_dictionary, write_file
 from sgan_cli.data import load_data
 from sgan_cli.dictionary_job import learn_from_config
+from sgan_cli.encode_run import load_latents
 from sgan_cli.encoding import (
     DictionaryCoder,
     encode_dictionary,
     encode_reconstructor,
-    load_latents,
     patch_codes,
     resolve_coder,
 )

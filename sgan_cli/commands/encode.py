@@ -134,7 +134,7 @@ def encode(
       sgan encode digits --reconstructor runs/digits --out runs/digits/latents.safetensors
     """
     refuse_torchrun("encode")
-    from ..encoding import EncodeRequest, encode_summary, run_encode
+    from ..encode_run import EncodeRequest, encode_summary, run_encode
 
     req = EncodeRequest(
         data=data, reconstructor=reconstructor, generator=generator, ema=ema, dictionary=dict_path, method=method,
