@@ -25,6 +25,13 @@ Three guarantees every command that writes relies on (README "Outputs, --force, 
   the swap is a handful of renames inside ``OUT`` guarded by a marker file
   (``OUT/.sgan-publishing``): while it exists, readers refuse the folder as incomplete, and the
   next sgan process that locks the folder finishes the swap.
+
+Length: the three guarantees are one protocol. Temp files, the lock file, staging and trash
+folders and the publishing marker are told apart by the names declared at the top; locking a
+folder removes what killed writers of the other two left (:func:`remove_stale_temps`,
+:func:`remove_staging_beside`, :func:`recover`), a staging folder holds its own lock, and a
+swap's plan is replayed under the lock. Split, each part would have to know the others' names
+and leftovers; together, every rule about what may be left on disk is read in one place.
 """
 
 from __future__ import annotations
