@@ -14,7 +14,7 @@ import pytest
 from helpers import error_text, invoke
 
 from sgan_cli.auto import resolve_arch
-from sgan_cli.commands._common import Estimate, PlainProgress
+from sgan_cli.commands._progress import Estimate, PlainProgress
 from sgan_cli.config import DataConfig, SganConfig
 from sgan_cli.data import load_data
 

@@ -16,9 +16,9 @@ from ._common import (
     handle_errors,
     print_fields,
     print_json,
-    progress_bar,
     refuse_torchrun,
 )
+from ._progress import progress_bar
 
 
 @handle_errors

@@ -23,10 +23,10 @@ from ._common import (
     handle_errors,
     print_fields,
     print_json,
-    progress_bar,
     refuse_torchrun,
     resolve_config,
 )
+from ._progress import progress_bar
 
 
 @handle_errors

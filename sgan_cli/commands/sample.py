@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._common import DeviceOpt, JsonOpt, SeedOpt, handle_errors, print_fields, print_json, progress_bar
+from ._common import DeviceOpt, JsonOpt, SeedOpt, handle_errors, print_fields, print_json
+from ._progress import progress_bar
 
 
 @handle_errors

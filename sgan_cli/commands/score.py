@@ -17,8 +17,8 @@ from ._common import (
     handle_errors,
     out,
     print_json,
-    progress_bar,
 )
+from ._progress import progress_bar
 
 EXIT_THRESHOLD = 1
 

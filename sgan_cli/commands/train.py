@@ -22,16 +22,15 @@ from ._common import (
     SganCommand,
     SplitOpt,
     TrainSetOpt,
-    duration,
     err,
     flag_name,
     handle_errors,
     out,
     print_json,
-    progress_bar,
     rank0,
     resolve_config,
 )  # fmt: skip
+from ._progress import duration, progress_bar
 
 RECON_VALUES = ("latent", "vae", "none")
 DEFAULT_OUT = Path("runs/default")
