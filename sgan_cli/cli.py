@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Annotated
 
 import typer
@@ -54,23 +55,45 @@ app.command("plot", cls=SganCommand)(plot.plot)
 SPIN_COUNT = 2_000
 
 
-def openmp_environment(env: dict[str, str]) -> dict[str, str]:
+def openmp_environment(env: dict[str, str], others_running: int = 0) -> dict[str, str]:
     """The OpenMP variables sgan sets for this process (before torch loads libgomp).
 
-    A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins, and SGAN_OPENMP=keep leaves OpenMP's
-    defaults alone. Several torchrun ranks on one host wait passively (their threads share the
-    cores); one process gets a bounded spin (``SPIN_COUNT``)."""
+    ``others_running``: how many other processes were running on this machine's CPUs when sgan
+    started (:func:`others_running`). A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins, and
+    SGAN_OPENMP=keep leaves OpenMP's defaults alone. Several torchrun ranks on one host, or one
+    process beside other running ones, wait passively (a spinning thread would hold a core that
+    another thread of the same parallel region, or the other process, needs); one process on
+    an otherwise idle machine gets a bounded spin (``SPIN_COUNT``), which saves the wake-up.
+    The thread count is left alone: it changes floating-point sums, so a resumed run would not
+    be bit-exact."""
     if env.get("SGAN_OPENMP") == "keep" or "OMP_WAIT_POLICY" in env or "GOMP_SPINCOUNT" in env:
         return {}
-    if _ranks_on_this_host(env) > 1:
+    if _ranks_on_this_host(env) > 1 or others_running > 0:
         return {"OMP_WAIT_POLICY": "PASSIVE"}
     return {"GOMP_SPINCOUNT": str(SPIN_COUNT)}
+
+
+def others_running(samples: int = 5, gap_s: float = 0.001, stat: str = "/proc/loadavg") -> int:
+    """Other processes running (or ready to run) on the CPUs now: the fewest over ``samples``
+    reads of the kernel's count ``gap_s`` apart, less this process (a busy job is counted in
+    every read, a short-lived one in few). 0 where the count cannot be read (not Linux)."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open(stat, encoding="ascii") as f:
+                running = int(f.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+        counts.append(running - 1)
+        if i + 1 < samples:
+            time.sleep(gap_s)
+    return max(0, min(counts))
 
 
 def main() -> None:
     # before torch loads OpenMP: spinning threads beside other busy processes made every small op
     # stall (3–28× slower commands, docs/benchmarks.md)
-    os.environ.update(openmp_environment(dict(os.environ)))
+    os.environ.update(openmp_environment(dict(os.environ), others_running()))
     # a path that is not UTF-8 (its bytes held as surrogates) is printed as its bytes, as ls
     # would, instead of failing at the end of the work (stdout's default handler is strict
     # under a UTF-8 locale; stderr's already writes \xNN)

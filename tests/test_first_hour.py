@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -579,32 +580,73 @@ def test_tensorboard_logs_scalars_and_grids(runner, tmp_path):
     assert "train/images_per_s" in acc.Tags()["scalars"] and [e.step for e in acc.Images("samples")] == [2, 4]
 
 
-def test_main_bounds_openmp_spinning_and_waits_passively_for_several_ranks_unless_the_user_chose(monkeypatch):
+def test_main_bounds_openmp_spinning_and_waits_passively_beside_other_work_unless_the_user_chose(monkeypatch):
     import sys
 
     from sgan_cli import cli
 
-    # (environment) → what sgan adds before torch loads OpenMP
-    spin = {"GOMP_SPINCOUNT": str(cli.SPIN_COUNT)}
-    for env, expected in (
-        ({}, spin),
-        ({"LOCAL_WORLD_SIZE": "1"}, spin),
-        ({"LOCAL_WORLD_SIZE": "x"}, spin),
-        ({"LOCAL_WORLD_SIZE": "2"}, {"OMP_WAIT_POLICY": "PASSIVE"}),
-        ({"WORLD_SIZE": "4"}, {"OMP_WAIT_POLICY": "PASSIVE"}),
-        ({"LOCAL_WORLD_SIZE": "2", "OMP_WAIT_POLICY": "ACTIVE"}, {}),
-        ({"OMP_WAIT_POLICY": "PASSIVE"}, {}),
-        ({"GOMP_SPINCOUNT": "0"}, {}),
-        ({"SGAN_OPENMP": "keep"}, {}),
+    # (environment, other processes running) → what sgan adds before torch loads OpenMP
+    spin, passive = {"GOMP_SPINCOUNT": str(cli.SPIN_COUNT)}, {"OMP_WAIT_POLICY": "PASSIVE"}
+    for env, others, expected in (
+        ({}, 0, spin),
+        ({}, 1, passive),
+        ({}, 7, passive),
+        ({"OMP_NUM_THREADS": "1"}, 0, spin),
+        ({"LOCAL_WORLD_SIZE": "1"}, 0, spin),
+        ({"LOCAL_WORLD_SIZE": "x"}, 0, spin),
+        ({"LOCAL_WORLD_SIZE": "2"}, 0, passive),
+        ({"WORLD_SIZE": "4"}, 0, passive),
+        ({"LOCAL_WORLD_SIZE": "2", "OMP_WAIT_POLICY": "ACTIVE"}, 0, {}),
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, 3, {}),
+        ({"GOMP_SPINCOUNT": "0"}, 0, {}),
+        ({"GOMP_SPINCOUNT": "50000"}, 2, {}),
+        ({"SGAN_OPENMP": "keep"}, 2, {}),
     ):
-        assert cli.openmp_environment(env) == expected, env
+        assert cli.openmp_environment(env, others) == expected, (env, others)
     for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SGAN_OPENMP"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(sys, "argv", ["sgan", "--version"])
-    with pytest.raises(SystemExit):
-        cli.main()
-    assert cli.os.environ.get("GOMP_SPINCOUNT") == str(cli.SPIN_COUNT)
-    assert "OMP_WAIT_POLICY" not in cli.os.environ
+    for others, variable, value in ((0, "GOMP_SPINCOUNT", str(cli.SPIN_COUNT)), (2, "OMP_WAIT_POLICY", "PASSIVE")):
+        monkeypatch.setattr(cli, "others_running", lambda n=others: n)
+        for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert cli.os.environ.get(variable) == value
+        (other,) = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} - {variable}
+        assert other not in cli.os.environ
+
+
+def test_others_running_counts_a_busy_process_and_ignores_short_lived_ones(tmp_path):
+    import subprocess
+    import sys
+
+    from sgan_cli import cli
+
+    # the kernel's "running/total" field, read several times: the fewest, less this process
+    stat = tmp_path / "loadavg"
+    reads = iter(["0.5 0.4 0.3 4/200 99", "0.5 0.4 0.3 2/200 99", "0.5 0.4 0.3 3/200 99"])
+
+    class Reads:
+        def __fspath__(self) -> str:
+            stat.write_text(next(reads))
+            return str(stat)
+
+    assert cli.others_running(samples=3, gap_s=0, stat=Reads()) == 1
+    stat.write_text("0.00 0.00 0.00 1/90 12")
+    assert cli.others_running(samples=2, gap_s=0, stat=str(stat)) == 0
+    stat.write_text("garbled")
+    assert cli.others_running(stat=str(stat)) == 0
+    assert cli.others_running(stat=str(tmp_path / "absent")) == 0
+    if not Path("/proc/loadavg").exists():
+        return
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert cli.others_running() >= 1  # the busy loop is running in every read
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def test_tests_run_in_an_empty_folder_outside_the_checkout():
