@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sgan_cli.critics import Critic, DCGANFeatures, MLPFeatures, ResNetFeatures
 from sgan_cli.input_grad import input_gradient
-from sgan_cli.nets import Critic, DCGANFeatures, MLPFeatures, ResNetFeatures
 
 HERE = Path(__file__).resolve().parent
 

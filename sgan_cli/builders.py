@@ -20,20 +20,10 @@ from torch import nn
 
 from .config import GanConfig, ModelConfig, SganConfig, check_range, check_ranges
 from .contracts import DictionaryFile
+from .critics import FEATURES, Critic, Encoder
 from .errors import SganError
 from .losses import OBJECTIVES
-from .nets import (
-    FEATURES,
-    Critic,
-    DCGANBody,
-    Encoder,
-    Generator,
-    MLPBody,
-    PatchSynthesis,
-    ResNetBody,
-    TinyBody,
-    WholeImageSynthesis,
-)
+from .nets import DCGANBody, Generator, MLPBody, PatchSynthesis, ResNetBody, TinyBody, WholeImageSynthesis
 from .paper_nets import CONV_BODIES, PAPER_ARCHS, PAPER_FEATURES, VECTOR_BODIES, no_dropout
 from .precision import PRECISIONS
 from .sparsity import ResolvedSparsity, check_sparsity_config, resolve_sparsity, sparse_head

@@ -33,8 +33,9 @@ from .builders import (
 )
 from .config import SganConfig
 from .contracts import DictionaryFile, SganFile, meta_int
+from .critics import Critic, Encoder
 from .errors import SganError
-from .nets import Critic, Encoder, Generator, SupportController
+from .nets import Generator, SupportController
 from .precision import preferred_layout
 from .run_files import GENERATOR, generator_dictionary
 from .sparsity import make_controller

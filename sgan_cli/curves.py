@@ -194,8 +194,9 @@ def curves_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> Any:
 class CurvesHook:
     """A training hook (see :func:`sgan_cli.training.run_training`): redraws ``curves.png``
     beside the run's metrics.jsonl (so a resumed run's curves start at step 1) at a log
-    interval — at most every ``min_interval_s`` seconds, so a fast run does not spend its time
-    drawing — and always at the end. Without matplotlib it draws nothing and calls ``note``
+    interval — at most every ``min_interval_s`` seconds, the first time ``min_interval_s`` after
+    the hook was made, so a fast run does not spend its time drawing (a draw takes about a
+    second) — and always at the end. Without matplotlib it draws nothing and calls ``note``
     once with what to install. Only the process that writes metrics.jsonl (rank 0 under
     torchrun) should be given one."""
 
@@ -204,14 +205,14 @@ class CurvesHook:
     name: str = "curves.png"
 
     def __post_init__(self) -> None:
-        self.last_draw: float | None = None
+        self.last_draw = time.perf_counter()  # the first draw waits too: a short run draws once, at the end
         self.available = have_matplotlib()
         self.dirty = False
 
     def log(self, entry: dict[str, Any], folder: Path) -> None:
         """``folder``: where metrics.jsonl is (the run folder, or its staging folder)."""
         self.dirty = True
-        if self.last_draw is None or time.perf_counter() - self.last_draw >= self.min_interval_s:
+        if time.perf_counter() - self.last_draw >= self.min_interval_s:
             self.draw(folder)
 
     def grid(self, step: int, grid: Any, folder: Path) -> None:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from sgan_cli.nets import (
+from sgan_cli.critics import (
     Critic,
     DCGANFeatures,
     MLPFeatures,
@@ -126,7 +126,7 @@ def _sequential(m: nn.Sequential, x: Tensor) -> tuple[Tensor, Pullback]:
 
 
 def _custom(m: nn.Module, x: Tensor) -> tuple[Tensor, Pullback]:
-    """sgan's own critic modules (nets.py), by the structure of their ``forward``."""
+    """sgan's own critic modules (critics.py), by the structure of their ``forward``."""
     if isinstance(
         m, (MLPFeatures, DCGANFeatures, TinyFeatures, GoyalFeatures, GanzBlauFeatures)
     ):  # forward = self.net(x)

@@ -12,7 +12,7 @@ Conv 5×5 stride 2 → 64, LeakyReLU, Dropout 0.3 → Conv 5×5 stride 2 → 128
 What the report's table does not show is taken from that TensorFlow source: LeakyReLU slope
 0.3 and BatchNorm ε = 10⁻³, momentum 0.01 (Keras' defaults), Glorot-uniform weights and zero
 biases in the generator body and the critic's convolutions (the critic's last Linear is
-sgan's :class:`~sgan_cli.nets.Critic` head, PyTorch's default initialisation).
+sgan's :class:`~sgan_cli.critics.Critic` head, PyTorch's default initialisation).
 
 **ganz-blau** — R. Ganz, T. Blau, *Sparse GAN* (course project): the whole-image sparse
 generator "of four fully connected layers with batch normalisation and non-linear activation",
@@ -38,7 +38,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .nets import MLPBody, _norm2d, up_sampling_plan
+from .critics import norm2d
+from .nets import MLPBody, up_sampling_plan
 
 GOYAL, GANZ_BLAU = "goyal", "ganz-blau"
 KERAS_SLOPE = 0.3  # Keras' LeakyReLU default (the report's nets are Keras layers)
@@ -205,7 +206,7 @@ class GoyalFeatures(nn.Module):
             nn.LeakyReLU(KERAS_SLOPE),
             SeededDropout(dropout),
             nn.Conv2d(width, 2 * width, 5, 2, 2),
-            _norm2d(norm, 2 * width),
+            norm2d(norm, 2 * width),
             nn.LeakyReLU(KERAS_SLOPE),
             SeededDropout(dropout),
             nn.Flatten(),
@@ -238,7 +239,7 @@ class GanzBlauFeatures(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 5, 2, 2), nn.LeakyReLU(0.2)]
         c = width
         for _ in range(2):
-            layers += [nn.Conv2d(c, 2 * c, 5, 2, 2), _norm2d(norm, 2 * c), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(c, 2 * c, 5, 2, 2), norm2d(norm, 2 * c), nn.LeakyReLU(0.2)]
             c *= 2
         layers.append(nn.Flatten())
         self.net = nn.Sequential(*layers)

@@ -7,14 +7,14 @@ third player, the reconstructor or VAE phase. Every random draw (minibatch indic
 gradient penalty's ε) comes from one explicit ``torch.Generator`` whose state is checkpointed
 with the nets and optimisers, so a resumed run continues bit for bit on CPU.
 
-The nets are built in :mod:`sgan_cli.builders`, the state and its checkpoint tensors live in
-:mod:`sgan_cli.checkpoint`, and the run folder (opening, saving) in :mod:`sgan_cli.run_folder`.
+The third player is :mod:`sgan_cli.reconstructor`; the nets are built in :mod:`sgan_cli.builders`,
+the state and its checkpoint tensors live in :mod:`sgan_cli.checkpoint`, and the run folder
+(opening, saving) in :mod:`sgan_cli.run_folder`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +30,6 @@ from .auto import resolve_auto
 from .builders import (
     Geometry,
     ResolvedGan,
-    adam,
     check_pack,
     check_training_fits,
     critic_arch,
@@ -40,6 +39,7 @@ from .builders import (
 from .checkpoint import TrainState, check_checkpoint_fits, check_world_size, checkpoint_dictionary, new_state
 from .config import ModelConfig, SganConfig, check_ranges
 from .contracts import DictionaryFile, check_dictionary_fits, content_hash, load_dictionary
+from .critics import Critic
 from .data import ImageData, load_data
 from .devices import resolve_device
 from .errors import SganError
@@ -50,15 +50,13 @@ from .losses import (
     feature_matching_loss,
     generator_loss,
     gradient_penalty,
-    image_recon_loss,
     l1_code_penalty,
-    latent_recon_loss,
-    vae_loss,
 )
-from .nets import Critic, Generator, SoftThreshold
+from .nets import Generator, SoftThreshold
 from .outputs import Staging, locked_folder
 from .precision import autocast, preferred_layout, resolve_precision
 from .progress import ProgressFn
+from .reconstructor import reconstructor_gap, reconstructor_phase
 from .run_folder import RunWriter, open_run, run_dir_paths, save_best, save_outputs, trim_log
 from .sparsity import head_lambda, record_sparsity
 
@@ -206,102 +204,6 @@ def _update_ema(ema: Generator, G: Generator, decay: float) -> None:
                 me.lam_value = m.lam_value
 
 
-def _recon_phase(state: TrainState, cfg: SganConfig, real: Tensor, amp: torch.dtype | None = None) -> dict[str, float]:
-    """The third player, after the generator's adversarial step.
-
-    latent (Mahdizadehaghdam et al., Algorithm 1 lines 14–19): ``recon.steps`` encoder updates
-    on ‖E(G(z)) − z‖² over fresh z (G frozen), then one generator update on
-    recon.weight·‖G(E(x)) − x‖² over real x with E frozen.
-    vae (Ganz & Blau): ``recon.steps`` joint updates of E and G on the VAE loss of real x,
-    z = μ + σ·ε.
-    """
-    G, E, rc = state.generator, state.encoder, cfg.recon
-    assert E is not None and state.opt_e is not None
-    device, n, B, z_dim = real.device, real.shape[0], cfg.train.batch_size, cfg.model.z_dim
-    out: dict[str, float] = {}
-    if rc.mode == "latent":
-        for _ in range(rc.steps):
-            z = distributed.shard(torch.randn(B, z_dim, generator=state.rng)).to(device)
-            with autocast(device, amp):
-                with torch.no_grad():  # E learns to invert the current G; G is not updated here
-                    xg = G(z)
-                loss_e = latent_recon_loss(E(xg), z)
-            state.opt_e.zero_grad(set_to_none=True)
-            loss_e.backward()
-            distributed.step(state.opt_e)
-            out["recon_e"] = loss_e.item()
-        x = real[distributed.shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
-        with autocast(device, amp):
-            with torch.no_grad():  # E frozen: z_x = E*(x) is data for the generator step
-                zx = E(x)
-            loss_r = image_recon_loss(G(zx), x)
-        state.opt_g.zero_grad(set_to_none=True)
-        (rc.weight * loss_r).backward()
-        distributed.step(state.opt_g)
-        out["recon_g"] = loss_r.item()
-        return out
-    for _ in range(rc.steps):  # vae
-        x = real[distributed.shard(torch.randint(0, n, (B,), generator=state.rng)).to(device)]
-        with autocast(device, amp):
-            mu, logvar = E.stats(x)
-            eps = distributed.shard(torch.randn(B, mu.shape[1], generator=state.rng)).to(device)
-            x_hat = G(mu.float() + torch.exp(0.5 * logvar.float()) * eps)
-            loss, kl = vae_loss(x_hat, x, mu, logvar, rc.kl_weight)
-        state.opt_e.zero_grad(set_to_none=True)
-        state.opt_g.zero_grad(set_to_none=True)
-        (rc.weight * loss).backward()
-        distributed.step(state.opt_e)
-        distributed.step(state.opt_g)
-        out["vae"], out["kl"] = loss.item(), kl.item()
-    return out
-
-
-GAP_STEPS = 25  # extra encoder steps of the copy that measures recon_gap
-
-
-def _recon_gap(state: TrainState, cfg: SganConfig, device: torch.device, amp: torch.dtype | None) -> dict[str, float]:
-    """How far the reconstructor is from the best encoder of the current generator, at a log step.
-
-    A copy of E, with a copy of its optimiser state, takes :data:`GAP_STEPS` more encoder steps
-    on the frozen G (Mahdizadehaghdam et al. ask for E* ∈ argmin ‖E(G(z)) − z‖², an encoder
-    kept near-optimal for the current G). Logged: ``recon_heldout``, ‖E(G(z)) − z‖² of E on
-    4·B held-out z, and ``recon_gap``, how much the copy lowered it — near 0 when E keeps up
-    with G, large when E lags (E ≡ 0 scores 1). The loop's state is left as it was: E and its
-    optimiser untouched, G's BatchNorm buffers restored, the draws from a generator of their
-    own (seeded by train.seed and the step), so a resumed run stays bit-exact.
-    """
-    G, E, rc = state.generator, state.encoder, cfg.recon
-    assert E is not None and state.opt_e is not None
-    B, z_dim = cfg.train.batch_size, cfg.model.z_dim
-    gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + state.step)
-    held = distributed.shard(torch.randn(4 * B, z_dim, generator=gen)).to(device)
-    buffers = [b.clone() for b in G.buffers()]
-    copy_e = copy.deepcopy(E)
-    opt = adam(copy_e.parameters(), rc.lr, (0.5, 0.9))
-    opt.load_state_dict(copy.deepcopy(state.opt_e.state_dict()))  # load_state_dict would share its tensors
-
-    def error(enc: nn.Module) -> float:
-        with torch.no_grad(), autocast(device, amp):
-            return float(latent_recon_loss(enc(G(held)), held))
-
-    before = error(copy_e)
-    for _ in range(GAP_STEPS):
-        z = distributed.shard(torch.randn(B, z_dim, generator=gen)).to(device)
-        with autocast(device, amp):
-            with torch.no_grad():
-                xg = G(z)
-            loss = latent_recon_loss(copy_e(xg), z)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.step(opt)
-    after = error(copy_e)
-    with torch.no_grad():
-        for b, saved in zip(G.buffers(), buffers):
-            b.copy_(saved)
-    _, (before, after) = distributed.any_rank(False, [before, after])  # the global batch's means
-    return {"recon_heldout": before, "recon_gap": before - after}
-
-
 def _iteration(state: TrainState, cfg: SganConfig, gan: ResolvedGan, draws: _Draws, joint: bool) -> dict[str, float]:
     """One generator step with its critic steps, then the third player and the EMA; returns
     this rank's logged values. Advances ``state.step``."""
@@ -319,7 +221,7 @@ def _iteration(state: TrainState, cfg: SganConfig, gan: ResolvedGan, draws: _Dra
         values.update(_support_record(state, cfg.model, codes))
     state.step += 1
     if state.encoder is not None and cfg.recon.steps > 0 and state.step % cfg.recon.every == 0:
-        values.update(_recon_phase(state, cfg, draws.real, draws.amp))
+        values.update(reconstructor_phase(state, cfg, draws.real, draws.amp))
     if state.ema is not None:
         _update_ema(state.ema, state.generator, cfg.train.ema)
     return values
@@ -417,7 +319,7 @@ def train_steps(
         ):
             entry = window.entry(state.step)
             if state.encoder is not None and cfg.recon.mode == "latent" and cfg.recon.steps > 0:
-                entry.update(_recon_gap(state, cfg, device, amp))
+                entry.update(reconstructor_gap(state, cfg, device, amp))
             on_log(entry)
 
 

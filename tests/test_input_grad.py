@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from sgan_cli.critics import Critic, DCGANFeatures, MLPFeatures, ResNetFeatures
 from sgan_cli.input_grad import input_gradient, traceable
 from sgan_cli.losses import gradient_penalty
-from sgan_cli.nets import Critic, DCGANFeatures, MLPFeatures, ResNetFeatures
 
 
 def _autograd_gp(critic: nn.Module, x_hat: torch.Tensor) -> torch.Tensor:

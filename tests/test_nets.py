@@ -6,18 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sgan_cli.critics import Critic, DCGANFeatures, Encoder, MinibatchDiscrimination, MLPFeatures, ResNetFeatures
 from sgan_cli.nets import (
-    Critic,
     DCGANBody,
-    DCGANFeatures,
-    Encoder,
     Generator,
-    MinibatchDiscrimination,
     MLPBody,
-    MLPFeatures,
     PatchSynthesis,
     ResNetBody,
-    ResNetFeatures,
     SoftThreshold,
     WholeImageSynthesis,
     up_sampling_plan,

@@ -13,10 +13,10 @@ from torch import nn
 
 from sgan_cli.builders import Geometry, build_critic, build_generator, check_pack
 from sgan_cli.config import ModelConfig, load_config
+from sgan_cli.critics import Critic, DCGANFeatures, MLPFeatures, PackedFeatures, TinyFeatures, pack_samples
 from sgan_cli.errors import SganError
 from sgan_cli.input_grad import traceable
 from sgan_cli.losses import gradient_penalty
-from sgan_cli.nets import Critic, DCGANFeatures, MLPFeatures, PackedFeatures, TinyFeatures, pack_samples
 from sgan_cli.training import run_training
 
 

@@ -462,13 +462,13 @@ def test_recon_gap_measures_how_far_the_encoder_lags_and_leaves_the_run_alone(di
     from sgan_cli.checkpoint import new_state, state_tensors
     from sgan_cli.contracts import load_dictionary
     from sgan_cli.losses import latent_recon_loss
-    from sgan_cli.training import _recon_gap
+    from sgan_cli.reconstructor import reconstructor_gap
 
     cfg = _cfg(f"train.dict={digits_dict}", "model.arch=mlp", "model.z_dim=4", "recon.mode=latent")
     cpu = torch.device("cpu")
     state = new_state(cfg, Geometry(1, 8), load_dictionary(digits_dict), cpu)
     snapshot = {k: v.clone() for k, v in state_tensors(state)[0].items()}
-    fresh = _recon_gap(state, cfg, cpu, None)
+    fresh = reconstructor_gap(state, cfg, cpu, None)
     for k, v in state_tensors(state)[0].items():
         assert torch.equal(v, snapshot[k]), k
     held = torch.randn(4 * 16, 4, generator=torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + state.step))
@@ -485,6 +485,6 @@ def test_recon_gap_measures_how_far_the_encoder_lags_and_leaves_the_run_alone(di
         state.opt_e.zero_grad()
         loss.backward()
         state.opt_e.step()
-    fitted = _recon_gap(state, cfg, cpu, None)
+    fitted = reconstructor_gap(state, cfg, cpu, None)
     assert fitted["recon_heldout"] < 0.7 * fresh["recon_heldout"]
     assert fresh["recon_gap"] > 0.03 and abs(fitted["recon_gap"]) < 0.5 * fresh["recon_gap"], (fresh, fitted)
