@@ -15,6 +15,9 @@ collective per step), not a speed-up. On GPUs each rank has its own device.
     python benchmarks/bench_ddp.py                         # quickstart and dense-dcgan, 1 and 2 ranks
     python benchmarks/bench_ddp.py --ranks 1 2 4 --steps 120
     python benchmarks/bench_ddp.py --device cuda --ranks 1 2 --batch-size 256
+    python benchmarks/bench_ddp.py --smoke                 # seconds: dense-dcgan, 2 ranks, 4 steps
+
+Results: ``benchmarks/results/ddp.json`` (``--out``; none with ``--smoke`` unless given).
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from harness import work_folder  # noqa: E402
 
 CASES = {
     "quickstart": (
@@ -88,29 +93,26 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64, help="the global batch")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS per process (default: cores / ranks)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON results (default results/ddp.json; none with --smoke)")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds: the dense-dcgan case as 2 ranks (the torchrun path), 4 steps at batch 16, 1 thread per rank",
+    )
     args = ap.parse_args()
+    if args.smoke:
+        args.cases, args.ranks, args.steps, args.log_every, args.batch_size, args.threads = (
+            ["dense-dcgan"], [2], 4, 2, 16, 1
+        )  # fmt: skip
+    elif args.out is None:
+        args.out = HERE / "results" / "ddp.json"
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+    with work_folder(None, "bench-ddp") as work:
         dictionary = work / "dictionary.safetensors"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sgan_cli",
-                "learn-dict",
-                "digits",
-                "--atoms",
-                "64",
-                "--out",
-                str(dictionary),
-                "--json",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        if any(CASES[case][2] for case in args.cases):  # a sparse case: `sgan learn-dict digits --atoms 64`
+            import sgan_cli  # in this process: one command fewer to start
+
+            sgan_cli.learn_dictionary("digits", atoms=64).save(dictionary)
         for case in args.cases:
             row: dict[str, object] = {
                 "case": case,
@@ -132,10 +134,10 @@ def main() -> None:
         "device": args.device,
         "steps": args.steps,
     }
-    out = HERE / "results" / "ddp.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"env": env_info, "results": results}, indent=2))
-    print(f"wrote {out}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"env": env_info, "results": results}, indent=2))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

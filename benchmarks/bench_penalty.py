@@ -7,6 +7,9 @@ the NCHW layout, alternating, best of ``--repeats``. Also prints the largest rel
 difference of the two parameter gradients (float32).
 
     python benchmarks/bench_penalty.py
+    python benchmarks/bench_penalty.py --smoke      # seconds: every critic at batch 2, one step, no results written
+
+Results: ``benchmarks/results/penalty.json`` (``--out``; none with ``--smoke`` unless given).
 """
 
 from __future__ import annotations
@@ -66,13 +69,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=10, help="penalty steps per timed block")
     ap.add_argument("--repeats", type=int, default=3, help="alternating blocks; the best is kept")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="JSON results (default results/penalty.json; none with --smoke)"
+    )
+    ap.add_argument("--smoke", action="store_true", help="seconds: every critic at batch 2, one step, once")
     args = ap.parse_args()
+    if args.smoke:
+        args.iters, args.repeats = 1, 1
+    elif args.out is None:
+        args.out = HERE / "results" / "penalty.json"
     print(f"{'critic':<32} {'double bwd ms':>13} {'first-order ms':>15} {'speed-up':>9} {'max rel Δgrad':>14}")
     rows = []
     for name, (make, shape) in CASES.items():
         torch.manual_seed(0)
         critic = make()
-        x_hat = torch.randn(shape)
+        x_hat = torch.randn((2, *shape[1:]) if args.smoke else shape)
         ref, ours = _grads(critic, _double_backward, x_hat), _grads(critic, _first_order, x_hat)
         rel = max(float((a - b).abs().max() / a.abs().max().clamp_min(1e-30)) for a, b in zip(ref, ours))
         t_ref = t_ours = float("inf")
@@ -89,10 +100,10 @@ def main() -> None:
             }
         )
         print(f"{name:<32} {t_ref * 1e3:>13.2f} {t_ours * 1e3:>15.2f} {t_ref / t_ours:>8.2f}× {rel:>14.1e}", flush=True)
-    out = HERE / "results" / "penalty.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ buffers restored after each pass (as the loop sees it). E ≡ 0 scores ≈ 1.
 
     python benchmarks/bench_recon.py --recipe recipes/quickstart.yaml --set train.dict=dictionary.safetensors
     python benchmarks/bench_recon.py ... --set recon.steps=5 --set recon.lr=1e-3 --json
+    python benchmarks/bench_recon.py --smoke    # seconds: the quick start over a 16-atom dictionary, 4 + 2 steps
+
+Prints its result; writes nothing (``--smoke`` learns its dictionary in a temporary folder).
 """
 
 from __future__ import annotations
@@ -16,10 +19,17 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness
+
+import sgan_cli
 from sgan_cli.builders import Geometry, adam
 from sgan_cli.checkpoint import new_state
 from sgan_cli.config import load_config
@@ -27,6 +37,8 @@ from sgan_cli.contracts import load_dictionary
 from sgan_cli.data import load_data
 from sgan_cli.losses import latent_recon_loss
 from sgan_cli.training import train_steps
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def held_out_error(G: torch.nn.Module, E: torch.nn.Module, z: torch.Tensor) -> float:
@@ -66,7 +78,27 @@ def main() -> None:
     ap.add_argument("--opt-steps", type=int, default=2000, help="encoder steps on the frozen generator")
     ap.add_argument("--opt-lr", type=float, default=1e-3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds: recipes/quickstart.yaml over a 16-atom dictionary (learned in a temp folder), 4 steps, "
+        "2 encoder steps (checks the script)",
+    )
     args = ap.parse_args()
+    if not args.smoke:
+        run(args)
+        return
+    with harness.work_folder(None, "bench-recon") as work:
+        dictionary = work / "dictionary.safetensors"
+        sgan_cli.learn_dictionary("digits", atoms=16, alpha=0.5).save(dictionary)
+        args.recipe = args.recipe or str(RECIPES / "quickstart.yaml")
+        args.sets = [f"train.dict={dictionary}", "train.steps=4", "train.log_every=2", *args.sets]
+        args.opt_steps = 2
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train the run in memory, fit the encoders on its frozen generator, print the result."""
     cfg = load_config(args.recipe, args.sets)
     data = load_data(cfg.data)
     dictionary = load_dictionary(cfg.train.dict) if cfg.train.dict else None

@@ -13,8 +13,11 @@ Agreement is reported too: FID between two halves of the images under each imple
     python benchmarks/bench_score.py --mnist-root ../shared/data/mnist-5k --classifier mnist-clf.safetensors
     python benchmarks/bench_score.py --weights pt_inception-2015-12-05-6726825d.pth
 
+    python benchmarks/bench_score.py --smoke                           # seconds: 200 digits, 4 Inception images
+
 Without --weights, a random state dict in the published layout is written to a temp file:
-throughput does not depend on the values. Results: benchmarks/results/score.json.
+throughput does not depend on the values. Results: benchmarks/results/score.json (``--out``;
+none with ``--smoke`` unless given).
 """
 
 from __future__ import annotations
@@ -38,19 +41,21 @@ from sgan_cli.metrics import feature_stats, frechet_distance
 HERE = Path(__file__).resolve().parent
 
 
-def race(a, b, repeats: int) -> tuple[float, float]:
-    """Minimum wall times of a() and b(), called alternately ``repeats`` times after a warm-up each.
+def race(a, b, repeats: int, warm_up: bool = True) -> tuple[float, float, object, object]:
+    """Minimum wall times of a() and b(), called alternately ``repeats`` (≥ 1) times after a
+    warm-up each (unless not ``warm_up``), and what each returned last.
 
     Alternating keeps a busy machine's load from favouring whichever side ran second.
     """
-    a(), b()
-    ta, tb = [], []
+    if warm_up:
+        a(), b()
+    ta, tb, last = [], [], [None, None]
     for _ in range(repeats):
-        for fn, times in ((a, ta), (b, tb)):
+        for i, (fn, times) in enumerate(((a, ta), (b, tb))):
             t = time.perf_counter()
-            fn()
+            last[i] = fn()
             times.append(time.perf_counter() - t)
-    return min(ta), min(tb)
+    return min(ta), min(tb), last[0], last[1]
 
 
 class Penultimate(torch.nn.Module):
@@ -76,7 +81,7 @@ def torchmetrics_fid(feature, images: torch.Tensor, batch: int, **kw):
     return metric
 
 
-def case_classifier(images: torch.Tensor, clf_path: Path, batch: int, repeats: int) -> list[dict]:
+def case_classifier(images: torch.Tensor, clf_path: Path, batch: int, repeats: int, warm_up: bool = True) -> list[dict]:
     rows = []
     ext = load_extractor(f"classifier:{clf_path}")
     device = torch.device("cpu")
@@ -93,8 +98,7 @@ def case_classifier(images: torch.Tensor, clf_path: Path, batch: int, repeats: i
             with torch.inference_mode():
                 return torchmetrics_fid(Penultimate(ext.net, ext.dim), images, batch)
 
-        t_sgan, t_tm = race(sgan_run, tm_run, repeats)
-        a, b = sgan_run()
+        t_sgan, t_tm, (a, b), tm_metric = race(sgan_run, tm_run, repeats, warm_up)
         rows.append(
             {
                 "case": f"classifier {str(dtype).replace('torch.', '')}",
@@ -104,7 +108,7 @@ def case_classifier(images: torch.Tensor, clf_path: Path, batch: int, repeats: i
                 "torchmetrics_img_s": images.shape[0] / t_tm,
                 "ratio": t_tm / t_sgan,
                 "fid_sgan": frechet_distance(b, a),
-                "fid_torchmetrics": float(tm_run().compute()),
+                "fid_torchmetrics": float(tm_metric.compute()),
             }
         )
     return rows
@@ -130,7 +134,9 @@ def random_inception_weights(folder: Path) -> Path:
     return path
 
 
-def case_inception(images: torch.Tensor, weights: Path, custom: bool, batch: int, repeats: int) -> dict:
+def case_inception(
+    images: torch.Tensor, weights: Path, custom: bool, batch: int, repeats: int, warm_up: bool = True
+) -> dict:
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     ext = load_extractor("inception", weights=str(weights), custom_weights=custom)
@@ -141,15 +147,6 @@ def case_inception(images: torch.Tensor, weights: Path, custom: bool, batch: int
     def sgan_run():
         feats = extract(ext, rgb, batch, device).features
         return feature_stats(feats[:half]), feature_stats(feats[half:])
-
-    def tm_run():
-        metric = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(weights), antialias=False)
-        with torch.inference_mode():
-            for chunk in rgb[:half].split(batch):
-                metric.update(chunk, real=True)
-            for chunk in rgb[half:].split(batch):
-                metric.update(chunk, real=False)
-        return metric
 
     # model construction is excluded on both sides: time only the passes over the images
     # antialias=False: torchmetrics then resizes like TF1 (torch-fidelity's function), as sgan does;
@@ -163,9 +160,9 @@ def case_inception(images: torch.Tensor, weights: Path, custom: bool, batch: int
                 tm_metric.update(chunk, real=True)
             for chunk in rgb[half:].split(batch):
                 tm_metric.update(chunk, real=False)
+        return tm_metric
 
-    t_sgan, t_tm = race(sgan_run, tm_update, repeats)
-    a, b = sgan_run()
+    t_sgan, t_tm, (a, b), _ = race(sgan_run, tm_update, repeats, warm_up)  # tm_metric holds the last update
     from torchmetrics.image.fid import _compute_fid
 
     return {
@@ -177,7 +174,7 @@ def case_inception(images: torch.Tensor, weights: Path, custom: bool, batch: int
         "torchmetrics_img_s": rgb.shape[0] / t_tm,
         "ratio": t_tm / t_sgan,
         "fid_sgan": frechet_distance(b, a),
-        "fid_torchmetrics": float(tm_run().compute()),
+        "fid_torchmetrics": float(tm_metric.compute()),
         # torchmetrics' formula (eigenvalues of the non-symmetric Σ₁Σ₂) on sgan's features: separates formula from
         # features
         "fid_torchmetrics_formula_sgan_features": float(_compute_fid(b.mean, b.cov, a.mean, a.cov)),
@@ -193,30 +190,47 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50, help="batch size for both sides (pytorch-fid's default 50)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-inception", action="store_true")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="JSON results (default results/score.json; none with --smoke)"
+    )
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds: 200 digits, a one-epoch classifier of 300, 4 Inception images, once without warm-up",
+    )
     args = ap.parse_args()
-
-    torch.set_num_threads(os.cpu_count() or 1)
+    epochs = 2
+    if args.smoke:  # the thread count as the caller set it (OMP_NUM_THREADS)
+        args.n_inception, args.repeats, args.batch, epochs = 4, 1, 2, 1
+    else:
+        torch.set_num_threads(os.cpu_count() or 1)
+        if args.out is None:
+            args.out = HERE / "results" / "score.json"
     cfg = (
         DataConfig(name="mnist", root=str(args.mnist_root), split="test", download=False)
         if args.mnist_root
         else DataConfig(name="digits", split="test")
     )
     data = load_data(cfg)
-    images = data.images
+    images = data.images[:200] if args.smoke else data.images
     with tempfile.TemporaryDirectory() as tmp:
         clf = args.classifier
         if clf is None:
             from sgan_cli.classifier import save_classifier
 
-            train = load_data(DataConfig(name=cfg.name, root=cfg.root, split="train", download=False))
-            net, info, _ = train_from_data(train, data, ClassifierConfig(epochs=2))
+            limit = 300 if args.smoke else None
+            train = load_data(DataConfig(name=cfg.name, root=cfg.root, split="train", download=False, limit=limit))
+            net, info, _ = train_from_data(train, data, ClassifierConfig(epochs=epochs))
             clf = Path(tmp) / "clf.safetensors"
             save_classifier(clf, net, info, {})
-        rows = case_classifier(images, clf, args.batch, args.repeats)
+        warm_up = not args.smoke
+        rows = case_classifier(images, clf, args.batch, args.repeats, warm_up)
         if not args.skip_inception:
             weights = args.weights or random_inception_weights(Path(tmp))
             rows.append(
-                case_inception(images[: args.n_inception], weights, args.weights is None, args.batch, args.repeats)
+                case_inception(
+                    images[: args.n_inception], weights, args.weights is None, args.batch, args.repeats, warm_up
+                )
             )
 
     print(
@@ -234,16 +248,16 @@ def main() -> None:
                 f"{r['case']}: torchmetrics' FID formula on sgan's features "
                 f"gives {r['fid_torchmetrics_formula_sgan_features']:.6g}"
             )
-    out = HERE / "results" / "score.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "data": cfg.name,
     }
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ process's CPU time, which other processes on a shared machine inflate far less (
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py            # five recipes, fp32 and bf16
     python benchmarks/bench_train.py --cases wgan-gp-mnist --precision bf16 --blocks 6
     python benchmarks/bench_train.py --mnist-root ../shared/data/mnist-5k
-    python benchmarks/bench_train.py --smoke                       # every case, a few seconds
+    python benchmarks/bench_train.py --smoke                       # seconds: each objective once, no results
 
 MNIST cases use random stand-in images when no root is given (the time of an iteration does
 not depend on pixel values), and sparse cases a random unit-norm 784-atom whole-image
@@ -118,9 +118,17 @@ def _config(case: str, precision: str, batch: int | None):
 
 
 def run_case(
-    case: str, blocks: int, steps: int, mnist_root: Path | None, precision: str, batch: int | None = None, n: int = 4000
+    case: str,
+    blocks: int,
+    steps: int,
+    mnist_root: Path | None,
+    precision: str,
+    batch: int | None = None,
+    n: int = 4000,
+    warm_up: int = 2,
 ) -> dict:
-    """Time ``blocks`` alternating blocks of ``steps`` generator iterations of each loop."""
+    """Time ``blocks`` alternating blocks of ``steps`` generator iterations of each loop, after
+    ``warm_up`` untimed iterations of each."""
     cfg = _config(case, precision, batch)
     kind = CASES[case][2]
     real = _real(kind, mnist_root, n)
@@ -142,8 +150,8 @@ def run_case(
     def plain_block(k: int) -> tuple[float, float]:
         return timed(lambda: eager_steps(ref, cfg, real, k, ref_opts, amp))
 
-    sgan_block(2)  # warm-up (allocator, oneDNN primitive caches, the penalty's traceability probe), untimed
-    plain_block(2)
+    sgan_block(warm_up)  # warm-up (allocator, oneDNN primitive caches, the penalty's traceability probe), untimed
+    plain_block(warm_up)
     t_sgan: list[tuple[float, float]] = []
     t_plain: list[tuple[float, float]] = []
     for b in range(blocks):
@@ -199,24 +207,28 @@ def machine() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", nargs="+", default=list(MNIST_RECIPES), choices=list(CASES))
+    ap.add_argument("--cases", nargs="+", default=None, choices=list(CASES), help="default: the MNIST recipes")
     ap.add_argument("--blocks", type=int, default=8, help="alternating timed blocks per loop")
     ap.add_argument("--steps", type=int, default=2, help="generator iterations per block")
     ap.add_argument("--batch-size", type=int, default=None, help="override the recipes' batch size")
     ap.add_argument(
         "--mnist-root", type=Path, default=None, help="torchvision MNIST root (e.g. ../shared/data/mnist-5k)"
     )
-    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    ap.add_argument("--precision", nargs="+", default=None, choices=["fp32", "bf16"], help="default: fp32 bf16")
     ap.add_argument("--out", type=Path, default=None, help="JSON results (default benchmarks/results/train.json)")
     ap.add_argument(
         "--smoke",
         action="store_true",
-        help="every case at batch 8, one block of one iteration, 64 images: shows the script runs; writes no results",
+        help="seconds: dcgan-, wgan-, wgan-gp- and sparse-mnist (each objective and the VAE), fp32 and bf16 in "
+        "turn, batch 8, one block of one iteration after one warm-up, 64 images; writes no results",
     )
     args = ap.parse_args()
-    n = 4000
+    n, warm_up = 4000, 2
+    runs = [(c, p) for c in args.cases or MNIST_RECIPES for p in args.precision or ["fp32", "bf16"]]
     if args.smoke:
-        args.blocks, args.steps, args.batch_size, n = 1, 1, args.batch_size or 8, 64
+        args.blocks, args.steps, args.batch_size, n, warm_up = 1, 1, args.batch_size or 8, 64, 1
+        if args.cases is None and args.precision is None:  # sparse-fashion is sparse-mnist on other images
+            runs = list(zip(MNIST_RECIPES[:4], ["fp32", "bf16"] * 2))
     info = machine()
     print(
         f"machine: {info['cpu']} (AMX: {'yes' if info['amx'] else 'no'}), {info['cpus']} CPUs, "
@@ -228,19 +240,18 @@ def main() -> None:
         f"{'plain ms/it':>16} {'sgan ms/it':>16} {'sgan/plain CPU':>25} {'wall':>6}"
     )
     rows = []
-    for case in args.cases:
-        for precision in args.precision:
-            r = run_case(case, args.blocks, args.steps, args.mnist_root, precision, args.batch_size, n)
-            rows.append(r)
-            print(
-                f"{case:<15} {r['arch']:<10} {r['objective']:<8} {precision:<5} {r['batch_size']:>5} "
-                f"{r['plain_ms_per_iter_cpu']:>7.1f} ({r['plain_ms_per_iter_wall']:>6.1f}) "
-                f"{r['sgan_ms_per_iter_cpu']:>7.1f} ({r['sgan_ms_per_iter_wall']:>6.1f}) "
-                f"{r['ratio_cpu']:>6.2f}× {r['ratio_cpu_median']:.2f} "
-                f"{r['ratio_cpu_min']:.2f}–{r['ratio_cpu_max']:.2f} "
-                f"{r['ratio_wall']:>5.2f}×",
-                flush=True,
-            )
+    for case, precision in runs:
+        r = run_case(case, args.blocks, args.steps, args.mnist_root, precision, args.batch_size, n, warm_up)
+        rows.append(r)
+        print(
+            f"{case:<15} {r['arch']:<10} {r['objective']:<8} {precision:<5} {r['batch_size']:>5} "
+            f"{r['plain_ms_per_iter_cpu']:>7.1f} ({r['plain_ms_per_iter_wall']:>6.1f}) "
+            f"{r['sgan_ms_per_iter_cpu']:>7.1f} ({r['sgan_ms_per_iter_wall']:>6.1f}) "
+            f"{r['ratio_cpu']:>6.2f}× {r['ratio_cpu_median']:.2f} "
+            f"{r['ratio_cpu_min']:.2f}–{r['ratio_cpu_max']:.2f} "
+            f"{r['ratio_wall']:>5.2f}×",
+            flush=True,
+        )
     out = args.out or (None if args.smoke else HERE / "results" / "train.json")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

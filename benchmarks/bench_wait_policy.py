@@ -15,7 +15,7 @@ Settings: ``sgan`` (what the ``sgan`` command does when the user sets nothing), 
 ``spin-N`` (GOMP_SPINCOUNT=N) and ``threads-1`` (OMP_NUM_THREADS=1).
 
     python benchmarks/bench_wait_policy.py              # full table (minutes)
-    python benchmarks/bench_wait_policy.py --smoke      # seconds: the harness runs
+    python benchmarks/bench_wait_policy.py --smoke      # seconds: one tiny learn-dict, quiet, sgan's setting
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def sgan(*args: str, env: dict[str, str], cwd: Path) -> float:
 
 def workloads(smoke: bool) -> dict[str, list[str]]:
     steps_mlp, steps_conv = ("4", "2") if smoke else ("80", "12")
+    target = ["--atoms", "16", "--alpha", "0.5"] if smoke else ["--sparsity", "0.1"]
     return {
-        "learn-dict": ["learn-dict", "digits", "--sparsity", "0.1", "--out", "d.safetensors", "--force"],
+        "learn-dict": ["learn-dict", "digits", *target, "--out", "d.safetensors", "--force"],
         "train-mlp": ["train", "--dict", "dict.safetensors", "--data", "digits", "--arch", "mlp", "--gan", "wgan-gp"]
         + ["--steps", steps_mlp, "--out", "runs/mlp", "--force"],
         "train-conv": ["train", "--data", "digits", "--arch", "dcgan", "--gan", "wgan-gp", "--steps", steps_conv]
@@ -60,13 +61,18 @@ def workloads(smoke: bool) -> dict[str, list[str]]:
     }
 
 
-def prepare(work: Path, env: dict[str, str], smoke: bool) -> None:
-    sgan("learn-dict", "digits", "--sparsity", "0.1", "--out", "dict.safetensors", "--force", env=env, cwd=work)
-    sgan(
-        "train", "--dict", "dict.safetensors", "--data", "digits", "--steps", "2", "--out", "runs/s", env=env, cwd=work
-    )
-    sgan("sample", "runs/s", "-n", "200" if smoke else "1000", "--out", "samples", env=env, cwd=work)
-    sgan("classifier", "digits", "--epochs", "1", "--out", "clf.safetensors", env=env, cwd=work)
+def prepare(work: Path, env: dict[str, str], smoke: bool, jobs: list[str]) -> None:
+    """The inputs of ``jobs`` in ``work``: the dictionary the MLP training and the sampled run
+    use, the samples and the classifier that ``score`` reads."""
+    if "train-mlp" in jobs or "score" in jobs:
+        sgan("learn-dict", "digits", "--sparsity", "0.1", "--out", "dict.safetensors", "--force", env=env, cwd=work)
+    if "score" in jobs:
+        sgan(
+            "train", "--dict", "dict.safetensors", "--data", "digits", "--steps", "2", "--out", "runs/s",
+            env=env, cwd=work,
+        )  # fmt: skip
+        sgan("sample", "runs/s", "-n", "200" if smoke else "1000", "--out", "samples", env=env, cwd=work)
+        sgan("classifier", "digits", "--epochs", "1", "--out", "clf.safetensors", env=env, cwd=work)
 
 
 def competitor(kind: str) -> subprocess.Popen | None:
@@ -83,8 +89,15 @@ def competitor(kind: str) -> subprocess.Popen | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true", help="tiny workloads, one round, two settings")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds: a tiny learn-dict (unless --jobs), one round, quiet only (unless --loads), sgan's setting only",
+    )
     ap.add_argument("--busy", choices=["spin", "torch"], default="spin", help="the competing process")
+    ap.add_argument(
+        "--loads", nargs="+", choices=["quiet", "busy"], default=None, help="default: both (--smoke: quiet)"
+    )
     ap.add_argument("--spins", type=int, nargs="*", default=[1000, 10000, 30000])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--jobs", nargs="*", default=None, help="only these commands (learn-dict, train-mlp, …)")
@@ -92,16 +105,18 @@ def main() -> None:
     args = ap.parse_args()
     base = {k: v for k, v in os.environ.items() if k not in OMP_VARS and k != "SGAN_OPENMP"}
     table = settings(args.spins)
-    if args.smoke:
-        table = {k: table[k] for k in ("sgan", "passive")}
     jobs = workloads(args.smoke)
+    if args.smoke:
+        table = {"sgan": table["sgan"]}
+        args.jobs = args.jobs or ["learn-dict"]
+    loads = args.loads or (["quiet"] if args.smoke else ["quiet", "busy"])
     if args.jobs:
         jobs = {k: v for k, v in jobs.items() if k in args.jobs}
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="sgan-bench-wait-") as tmp:
         work = Path(tmp)
-        prepare(work, {**base, "OMP_WAIT_POLICY": "PASSIVE"}, args.smoke)
-        for load in ("quiet", "busy"):
+        prepare(work, {**base, "OMP_WAIT_POLICY": "PASSIVE"}, args.smoke, list(jobs))
+        for load in loads:
             proc = competitor(args.busy if load == "busy" else "none")
             try:
                 for _ in range(1 if args.smoke else args.repeats):

@@ -8,13 +8,24 @@ precision and recall at the end)::
 
     python benchmarks/plot_mnist_runs.py --sgan runs/dcgan-s0 --reference results/reference/gan-s0 \
         --out docs/results/mnist-curves.png
+    python benchmarks/plot_mnist_runs.py --smoke     # seconds: made-up runs, the figure in a temp folder
+
+``--smoke`` writes one made-up run of each kind (the lines sgan train and reference_goyal.py
+write, with made-up scores) into a temporary folder, prints their table and draws the figure
+there (or at the ``--out`` given). ``reference_goyal.py --smoke`` reads its own output the
+same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness
 
 KEYS = ("fid", "inception", "precision", "recall", "modes")
 
@@ -67,12 +78,45 @@ def plot(runs: dict[str, list[dict[str, float]]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def made_up_runs(folder: Path) -> tuple[Path, Path]:
+    """An sgan run folder and a reference_goyal.py output folder, each with a metrics.jsonl of
+    three evaluations (made-up scores, the real lines' layout). Returns (sgan run, reference)."""
+    run, ref = folder / "sgan-run", folder / "reference-run"
+    for path in (run, ref):
+        path.mkdir(parents=True, exist_ok=True)
+    with open(run / "metrics.jsonl", "w") as f:
+        for i, step in enumerate((50, 100, 150)):
+            f.write(json.dumps({"step": step - 25, "loss_d": -1.0, "loss_g": 2.0}) + "\n")  # a training line
+            scores = {"fid": 30.0 / (i + 1), "inception": 5.0 + i, "precision": 0.5, "recall": 0.1 * i, "modes": 10}
+            f.write(json.dumps({"step": step, "loss_d": -1.0, **scores, "inception_std": 0.1, "eval_s": 1.0}) + "\n")
+    with open(ref / "metrics.jsonl", "w") as f:
+        for i, step in enumerate((50, 100, 150)):
+            scores = {"fid": 40.0 / (i + 1), "inception": 4.0 + i, "precision": 0.6, "recall": 0.2, "modes": 9}
+            f.write(json.dumps({"step": step, "train_s": 1.0, "loss_d": 1.3, "scores": {"metrics": scores}}) + "\n")
+    return run, ref
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sgan", type=Path, nargs="*", default=[], help="sgan run folders (train.eval_every)")
     ap.add_argument("--reference", type=Path, nargs="*", default=[], help="reference_goyal.py output folders")
     ap.add_argument("--out", type=Path, default=None, help="write the curves here (PNG)")
+    ap.add_argument("--smoke", action="store_true", help="seconds: made-up runs and figure in a temp folder")
     args = ap.parse_args()
+    if args.smoke:
+        with harness.work_folder(None, "plot-mnist-runs") as tmp:
+            run, ref = made_up_runs(tmp)
+            args.sgan, args.reference = [*args.sgan, run], [*args.reference, ref]
+            args.out = args.out or tmp / "curves.png"
+            report(args)
+            if not args.out.is_file():
+                raise SystemExit(f"no figure at {args.out}")
+        return
+    report(args)
+
+
+def report(args: argparse.Namespace) -> None:
+    """The table of ``args.sgan`` and ``args.reference``, and the figure at ``args.out`` (if given)."""
     runs = {f"sgan {p.name}": sgan_evals(p) for p in args.sgan}
     runs |= {f"plain loop {p.name}": reference_evals(p) for p in args.reference}
     print(table(runs))

@@ -16,12 +16,19 @@ compared with it at equal iterations:
 - batch 50, images in [−1, 1], shuffled epochs.
 
 Every ``--eval-every`` iterations it writes ``--eval-samples`` samples as PNGs, scores them
-with ``sgan score`` (classifier features, against the training images) and appends one JSON
-line to ``metrics.jsonl``; a checkpoint (safetensors, no pickle) is written at the same time,
-and ``--resume`` continues bit for bit. Example (mnist-5k, 15,000 iterations)::
+as ``sgan score`` does (``sgan_cli.score``: classifier features, against the training images)
+and appends one JSON line to ``metrics.jsonl`` (the scores under ``scores.metrics``, which
+``plot_mnist_runs.py`` reads); a checkpoint (safetensors, no pickle) is written at the same
+time, and ``--resume`` continues bit for bit. Example (mnist-5k, 15,000 iterations)::
 
     python benchmarks/reference_goyal.py --objective gan --data-root DATA \
         --classifier mnist-classifier.safetensors --out results/reference/gan-s0 --seed 0
+    python benchmarks/reference_goyal.py --smoke      # seconds: 1 iteration, resumed for a 2nd, scored
+
+``--smoke`` trains at batch 8 on 200 images, one iteration unscored, then resumed for a second
+one whose 50 samples it scores, in a temporary folder (or the ``--out`` given); without
+``--data-root`` on stand-in MNIST images (digits upscaled to 28×28), without ``--classifier``
+with a one-epoch classifier of them.
 """
 
 from __future__ import annotations
@@ -29,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +44,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness
 
 HYPER = {  # objective → (critic steps, optimiser, lr, betas)
     "gan": (1, "adam", 2e-4, (0.5, 0.999)),
@@ -128,8 +138,11 @@ def load_state(path: Path, nets: dict, opts: dict, g_z: torch.Generator) -> int:
 
 
 def evaluate(G: nn.Module, n: int, seed: int, folder: Path, args: argparse.Namespace) -> dict:
-    """n samples as PNGs in ``folder``, scored by ``sgan score`` (classifier features)."""
+    """n samples as PNGs in ``folder``, scored as ``sgan score FOLDER -m inception -m fid -m pr
+    -m modes --ref mnist`` scores them (classifier features): ``{"metrics": {name: value}}``."""
     from PIL import Image
+
+    import sgan_cli
 
     G.eval()
     g = torch.Generator().manual_seed(10_000 + seed)
@@ -141,13 +154,14 @@ def evaluate(G: nn.Module, n: int, seed: int, folder: Path, args: argparse.Names
             for j, img in enumerate(u8):
                 Image.fromarray(img).save(folder / f"{i + j:05d}.png")
     G.train()
-    cmd = [sys.executable, "-m", "sgan_cli", "score", str(folder), "-m", "inception", "-m", "fid", "-m", "pr"]
-    cmd += ["-m", "modes", "--ref", "mnist", "--data-root", str(args.data_root), "--json"]
-    cmd += ["--features", f"classifier:{args.classifier}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"sgan score failed: {out.stderr.strip()}")
-    return json.loads(out.stdout)
+    metrics = sgan_cli.score(
+        folder,
+        "mnist",
+        metrics=["inception", "fid", "pr", "modes"],
+        features=f"classifier:{args.classifier}",
+        data_root=args.data_root,
+    )
+    return {"metrics": metrics}
 
 
 def train(args: argparse.Namespace) -> None:
@@ -231,9 +245,9 @@ def train(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objective", choices=list(HYPER), default="gan")
-    ap.add_argument("--data-root", type=Path, required=True, help="folder holding MNIST/raw (torchvision layout)")
+    ap.add_argument("--data-root", type=Path, default=None, help="folder holding MNIST/raw (torchvision layout)")
     ap.add_argument("--classifier", type=Path, default=None, help="sgan classifier file for scoring (else no scores)")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=None, help="output folder (--smoke: a temp folder by default)")
     ap.add_argument("--iters", type=int, default=15_000, help="generator iterations")
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
@@ -242,7 +256,35 @@ def main() -> None:
     ap.add_argument("--eval-samples", type=int, default=2000)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     ap.add_argument("--resume", action="store_true")
-    train(ap.parse_args())
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds: 1 iteration, then resumed for a 2nd, batch 8, 200 images, 50 samples scored at the end",
+    )
+    args = ap.parse_args()
+    if not args.smoke:
+        if args.data_root is None or args.out is None:
+            ap.error("--data-root and --out are needed")
+        train(args)
+        return
+    with harness.work_folder(None, "reference-goyal") as tmp:
+        args.out = args.out or tmp / "run"
+        args.data_root = args.data_root or harness.stand_in_mnist(tmp / "mnist", n_train=300, n_test=100)
+        classifier = args.classifier
+        if classifier is None:
+            classifier = tmp / "classifier.safetensors"
+            harness.sgan(
+                "classifier", "mnist", "--data-root", str(args.data_root), "--epochs", "1", "--out", str(classifier),
+                in_process=True,
+            )  # fmt: skip
+        args.batch_size, args.limit, args.eval_every, args.eval_samples = 8, 200, 1, 50
+        args.iters, args.resume, args.classifier = 1, False, None  # a checkpoint and an unscored line
+        train(args)
+        args.iters, args.resume, args.classifier = 2, True, classifier  # continued from it, scored
+        train(args)
+        from plot_mnist_runs import reference_evals, table
+
+        print(table({args.out.name: reference_evals(args.out)}))
 
 
 if __name__ == "__main__":

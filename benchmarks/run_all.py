@@ -5,7 +5,8 @@ its JSON under benchmarks/results/).
     python benchmarks/run_all.py --mnist-root ../shared/data/mnist-5k
 
 Run it on a quiet machine: the scripts time two implementations side by side, and another
-busy process on the same cores distorts small-op timings (docs/benchmarks.md).
+busy process on the same cores distorts small-op timings (docs/benchmarks.md). Each script's
+``--smoke`` checks in seconds that it still runs (``tests/test_benchmarks.py`` runs them all).
 """
 
 from __future__ import annotations
@@ -18,25 +19,29 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def runs(mnist_root: Path | None) -> list[list[str]]:
+    """Each benchmark it runs: [script, arguments…]."""
+    mnist = ["--mnist-root", str(mnist_root)] if mnist_root else []
+    return [
+        ["bench_learn_dict.py", *(mnist if mnist else ["--cases", "a", "b"])],
+        ["bench_coding.py", *mnist],
+        ["bench_train.py", *mnist],
+        ["bench_penalty.py"],
+        ["bench_precision.py"],
+        ["bench_sample.py", *mnist],
+        ["bench_score.py", *mnist],
+        ["bench_ddp.py"],
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--mnist-root", type=Path, default=None, help="torchvision MNIST root for the MNIST cases (mnist-5k)"
     )
     args = ap.parse_args()
-    mnist = ["--mnist-root", str(args.mnist_root)] if args.mnist_root else []
-    runs = [
-        ["bench_learn_dict.py", *(mnist if mnist else ["--cases", "a", "b"])],
-        ["bench_coding.py", *mnist],
-        ["bench_train.py", *mnist],
-        ["bench_penalty.py"],
-        ["bench_precision.py"],
-        ["bench_sample.py"],
-        ["bench_score.py", *mnist],
-        ["bench_ddp.py"],
-    ]
     failed = []
-    for script, *rest in runs:
+    for script, *rest in runs(args.mnist_root):
         print(f"\n=== {script} {' '.join(rest)}", flush=True)
         if subprocess.run([sys.executable, str(HERE / script), *rest]).returncode != 0:
             failed.append(script)

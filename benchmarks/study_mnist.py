@@ -11,7 +11,7 @@ run in pieces (``--seeds 0`` today, ``--seeds 1 2`` tomorrow) without losing any
     python benchmarks/study_mnist.py                       # everything (about 3 h on 2 quiet cores)
     python benchmarks/study_mnist.py --seeds 0 --methods dense whole-controller
     python benchmarks/study_mnist.py --summary             # table and figures only
-    python benchmarks/study_mnist.py --smoke --work /tmp/smoke   # every method, 4 steps, small dictionaries
+    python benchmarks/study_mnist.py --smoke               # seconds: 1 method, 4 steps, stand-in MNIST, temp folder
 
 Methods (equal generator steps, batch, critic and latent size; see docs/results.md):
   dense              dense WGAN-GP, MLP generator (z → 784 pixels, tanh)
@@ -34,6 +34,11 @@ main comparisons, method by method:
     python benchmarks/study_mnist.py --steps 500 --seeds 0
     for m in dense patch-topk patch-recon stacked-dense stacked-patch stacked-patch-recon whole-topk patch-fixed; do
         python benchmarks/study_mnist.py --steps 500 --seeds 1 2 --methods $m; done
+
+``--smoke`` runs whole-topk (or the ``--methods`` given) end to end at 4
+steps with 200 samples and a one-epoch classifier, the commands in this process, on stand-in
+MNIST images (digits upscaled to 28×28; or ``--mnist-root``), in a temporary folder (or the
+``--work`` given, whose ``docs/`` then gets the figures).
 """
 
 from __future__ import annotations
@@ -44,13 +49,15 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import harness  # noqa: E402
 
 # the same critic (MLP), latent size, batch and steps for every method; generator bodies:
 # an MLP for pixels or whole-image codes (identical parameter counts), a DCGAN body for
@@ -77,20 +84,25 @@ METHODS: dict[str, list[str]] = {
 }
 METRICS = ["fid", "kid", "inception", "modes", "pr"]
 STACKED_METRICS = ["modes"]  # the 1-channel classifier reads each channel: modes of 1,000
+SMOKE_METHODS = ["whole-topk"]  # a dictionary, the reference statistics, every metric
+IN_PROCESS = False  # --smoke: the commands run in this process (one torch import for all of them)
 
 
-def sgan(*args: str, json_out: bool = True) -> dict:
-    """Run one sgan command (same interpreter), return its JSON stdout; stderr passes through."""
-    cmd = [sys.executable, "-m", "sgan_cli", *args] + (["--json"] if json_out else [])
-    print("$ sgan " + " ".join(args), flush=True)
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    if res.returncode != 0:
-        raise SystemExit(f"sgan {' '.join(args)} failed with exit code {res.returncode}")
-    return json.loads(res.stdout) if json_out else {}
+def sgan(*args: str) -> dict:
+    """Run one sgan command (:func:`harness.sgan`: the same interpreter, from the checkout), return its JSON."""
+    return harness.sgan(*args, in_process=IN_PROCESS, cwd=ROOT)
 
 
-def setup(work: Path, root: Path, limit: int | None, dict_samples: int | None, smoke: bool = False) -> dict[str, Path]:
-    """Classifier, dictionaries and reference statistics, made once and reused."""
+def setup(
+    work: Path,
+    root: Path,
+    limit: int | None,
+    dict_samples: int | None,
+    smoke: bool = False,
+    methods: list[str] | None = None,
+) -> dict[str, Path]:
+    """Classifier, the dictionaries ``methods`` use (default: all) and the reference
+    statistics, made once and reused."""
     paths = {
         "classifier": work / "classifier.safetensors",
         "whole": work / "dict-whole.safetensors",
@@ -100,14 +112,17 @@ def setup(work: Path, root: Path, limit: int | None, dict_samples: int | None, s
         "stacked": work / "dict-stacked.safetensors",
         "stats": work / "ref-stats.safetensors",
     }
+    methods = list(METHODS) if methods is None else methods
+    used = {a[1:-1] for m in methods for a in METHODS[m] if a.startswith("{")}  # the "{whole}" … placeholders
     data = ["--data-root", str(root), *(["--limit", str(limit)] if limit else [])]
     few = ["--max-samples", str(dict_samples)] if dict_samples else []
     if not paths["classifier"].exists():
-        sgan("classifier", "mnist", *data, "--out", str(paths["classifier"]))
-    # smoke runs: one pass at a fixed α for whole images (the α search is what takes minutes)
-    target = ["--alpha", "1.0", "--set", "dict.passes=1"] if smoke else ["--sparsity", "0.1"]
+        sgan("classifier", "mnist", *data, *(["--epochs", "1"] if smoke else []), "--out", str(paths["classifier"]))
+    target = ["--sparsity", "0.1"]
+    if smoke:  # a tenth of a pass at a fixed α for whole images (the α search is what takes minutes)
+        target = ["--alpha", "1.0", "--set", "dict.solver=online", "--set", "dict.passes=0.1"]
     for name, atoms in (("whole", None), ("whole392", 392), ("whole1568", 1568)):
-        if not paths[name].exists():
+        if name in used and not paths[name].exists():
             sgan(
                 "learn-dict",
                 "mnist",
@@ -118,13 +133,13 @@ def setup(work: Path, root: Path, limit: int | None, dict_samples: int | None, s
                 "--out",
                 str(paths[name]),
             )
-    if not paths["patch"].exists():
+    if "patch" in used and not paths["patch"].exists():
         sgan("learn-dict", "mnist", *data, *few, "--patch", "3", "--atoms", "100", "--out", str(paths["patch"]))
-    if not paths["stacked"].exists():
+    if "stacked" in used and not paths["stacked"].exists():
         sgan(
             "learn-dict", "stacked-mnist", *data, *few, "--patch", "3", "--atoms", "100", "--out", str(paths["stacked"])
         )
-    if not paths["stats"].exists():
+    if any(not m.startswith("stacked-") for m in methods) and not paths["stats"].exists():
         sgan(
             "score",
             "--ref",
@@ -360,11 +375,13 @@ def plot_support(groups: dict[tuple[str, str], list[dict]], path: Path, levels: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mnist-root", type=Path, default=ROOT.parent / "shared" / "data" / "mnist-5k")
-    ap.add_argument("--work", type=Path, default=HERE / "results" / "study")
-    ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "study")
+    ap.add_argument(
+        "--mnist-root", type=Path, default=None, help="MNIST root (default ../shared/data/mnist-5k; --smoke: stand-ins)"
+    )
+    ap.add_argument("--work", type=Path, default=None, help="default benchmarks/results/study (--smoke: a temp folder)")
+    ap.add_argument("--docs", type=Path, default=None, help="figures (default docs/study; --smoke: WORK/docs)")
     ap.add_argument("--objectives", nargs="+", default=["wgan-gp"], choices=["gan", "wgan", "wgan-gp", "hinge"])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), help="default: all")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=700, help="generator steps per run")
     ap.add_argument("--samples", type=int, default=2000, help="samples scored per run")
@@ -373,20 +390,39 @@ def main() -> None:
     ap.add_argument(
         "--smoke",
         action="store_true",
-        help="every method at 4 steps, 200 samples, 300 images, seed 0: shows the study runs end to end",
+        help="seconds: whole-topk (unless --methods) at 4 steps, 200 samples, 300 stand-in "
+        "images, seed 0, in this process and a temp folder: shows the study runs end to end",
     )
     ap.add_argument("--summary", action="store_true", help="only rebuild the table and figures")
     args = ap.parse_args()
-    if args.smoke:
-        args.steps, args.samples, args.limit, args.dict_samples, args.seeds = 4, 200, 300, 2000, [0]
-        COMMON.extend(["--set", "train.log_every=2", "--set", "model.d_width=32", "--set", "model.e_width=32"])
-        if args.docs == ROOT / "docs" / "study":
-            args.docs = args.work / "docs"  # a smoke run never replaces the study's figures
+    if not args.smoke:
+        # absolute: the commands run in the checkout (harness.sgan's cwd)
+        args.mnist_root = (args.mnist_root or ROOT.parent / "shared" / "data" / "mnist-5k").resolve()
+        args.work = (args.work or HERE / "results" / "study").resolve()
+        args.methods = args.methods or list(METHODS)
+        run_study(args)
+        return
+    global IN_PROCESS
+    IN_PROCESS = True
+    args.steps, args.samples, args.limit, args.dict_samples, args.seeds = 4, 200, 300, 2000, [0]
+    args.methods = args.methods or SMOKE_METHODS
+    COMMON.extend(["--set", "train.log_every=4", "--set", "train.batch_size=8"])  # one log line: one curves.png
+    COMMON.extend(["--set", "model.d_width=32", "--set", "model.e_width=32"])
+    with harness.work_folder(args.work, "study-mnist") as work:
+        args.work = work
+        args.docs = args.docs or work / "docs"  # a smoke run never replaces the study's figures
+        args.mnist_root = args.mnist_root or harness.stand_in_mnist(work / "mnist", n_train=300, n_test=100)
+        run_study(args)
+
+
+def run_study(args: argparse.Namespace) -> None:
+    """Every (objective, seed, method) not yet in WORK/results.jsonl, then the summary."""
+    args.docs = args.docs or ROOT / "docs" / "study"
     args.work.mkdir(parents=True, exist_ok=True)
     results = args.work / "results.jsonl"
     if not args.summary:
         machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
-        paths = setup(args.work, args.mnist_root, args.limit, args.dict_samples, args.smoke)
+        paths = setup(args.work, args.mnist_root, args.limit, args.dict_samples, args.smoke, args.methods)
         for objective in args.objectives:
             for seed in args.seeds:
                 for method in args.methods:

@@ -12,7 +12,7 @@ there is skipped, so the study runs in pieces and continues in later sessions.
     python benchmarks/study_stacked.py --data-root DATA --classifier mnist-classifier.safetensors --seeds 0
     python benchmarks/study_stacked.py ... --seeds 1 2 3 4 --methods dense dense-pac2
     python benchmarks/study_stacked.py --summary --work WORK
-    python benchmarks/study_stacked.py --smoke --work /tmp/smoke --data-root DATA --classifier FILE
+    python benchmarks/study_stacked.py --smoke             # seconds: 1 method, 2 steps, stand-in MNIST, temp folder
 
 Methods (¼ critic: 2-4-8 channels):
   dense            PacGAN's DCGAN baseline (recipes/stacked-mnist-quarter.yaml)
@@ -27,6 +27,11 @@ Methods (¼ critic: 2-4-8 channels):
 
 PacGAN's published Table 3 (¼ critic): DCGAN 30.6 ± 20.7 modes (KL 5.99), PacDCGAN2 484.5
 (KL 2.61), PacDCGAN4 667.4 (KL 1.81).
+
+``--smoke`` runs patch-recon-pac2 (or the ``--methods`` given) for 2 steps on 300
+images, scored at step 1 and 2 on 50 samples, in a temporary folder (or the ``--work``
+given); without ``--data-root`` on stand-in MNIST images (digits upscaled to 28×28), without
+``--classifier`` with a one-epoch classifier of them.
 """
 
 from __future__ import annotations
@@ -34,10 +39,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "stacked-mnist-quarter.yaml"
@@ -50,6 +60,7 @@ METHODS: dict[str, list[str]] = {
     "patch-recon": [*PATCH, "recon.mode=latent", "model.e_width=8"],
     "patch-recon-pac2": [*PATCH, "recon.mode=latent", "model.e_width=8", "model.pack=2"],
 }
+SMOKE_METHODS = ["patch-recon-pac2"]  # the dictionary, the reconstructor and packing at once
 
 
 def patch_dictionary(work: Path, root: str, smoke: bool) -> Path:
@@ -90,7 +101,7 @@ def run_one(args: argparse.Namespace, method: str, seed: int, patch: Path | None
     sets = [s.format(patch=patch) for s in METHODS[method]]
     sets += [f"data.root={args.data_root}", "data.download=false", f"train.seed={seed}", "train.log_every=100"]
     if args.smoke:
-        sets += ["data.limit=300", "train.batch_size=16", "train.log_every=2"]
+        sets += ["data.limit=300", "train.batch_size=8", "train.log_every=1"]
     curve, seconds = [], 0.0
     stops = sorted({s for s in args.eval_at if s < args.steps} | {args.steps})
     for i, stop in enumerate(stops):
@@ -152,26 +163,51 @@ def summary(results: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", type=Path, default=Path("study-stacked"))
+    ap.add_argument("--work", type=Path, default=None, help="default ./study-stacked (--smoke: a temp folder)")
     ap.add_argument("--data-root", default=None, help="folder holding MNIST/raw (e.g. mnist-5k)")
     ap.add_argument("--classifier", default=None, help="a 1-channel MNIST classifier (sgan classifier)")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), help="default: all")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--steps", type=int, default=2000, help="generator steps, the same for every method")
     ap.add_argument("--eval-at", nargs="*", type=int, default=[500, 1000], help="also score modes at these steps")
     ap.add_argument("--samples", type=int, default=10000, help="samples scored (PacGAN: ≥ 10,000)")
-    ap.add_argument("--smoke", action="store_true", help="every method, 4 steps, 300 images, 200 samples")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds: patch-recon-pac2 (unless --methods), 2 steps, 300 images, 50 samples, a temp "
+        "folder; stand-in MNIST and a one-epoch classifier unless --data-root and --classifier are given",
+    )
     ap.add_argument("--summary", action="store_true", help="print the table of results.jsonl and exit")
     args = ap.parse_args()
+    if not args.smoke:
+        args.work = args.work or Path("study-stacked")
+        args.methods = args.methods or list(METHODS)
+        if not args.summary and (args.data_root is None or args.classifier is None):
+            ap.error("--data-root and --classifier are needed to run")
+        run_study(args)
+        return
+    args.steps, args.eval_at, args.samples, args.seeds = 2, [1], 50, args.seeds[:1]
+    args.methods = args.methods or SMOKE_METHODS
+    with harness.work_folder(args.work, "study-stacked") as work:
+        args.work = work
+        if args.data_root is None:
+            args.data_root = str(harness.stand_in_mnist(work / "mnist", n_train=300, n_test=100))
+        if args.classifier is None:
+            args.classifier = str(work / "classifier.safetensors")
+            harness.sgan(
+                "classifier", "mnist", "--data-root", args.data_root, "--epochs", "1", "--out", args.classifier,
+                in_process=True,
+            )  # fmt: skip
+        run_study(args)
+
+
+def run_study(args: argparse.Namespace) -> None:
+    """Every (method, seed) not yet in WORK/results.jsonl, then the table (``--summary``: only the table)."""
     args.work.mkdir(parents=True, exist_ok=True)
     results = args.work / "results.jsonl"
     if args.summary:
         print(summary(results))
         return
-    if args.data_root is None or args.classifier is None:
-        ap.error("--data-root and --classifier are needed to run")
-    if args.smoke:
-        args.steps, args.eval_at, args.samples, args.seeds = 4, [2], 200, args.seeds[:1]
     done = set()
     if results.exists():
         done = {(r["method"], r["seed"]) for r in map(json.loads, results.read_text().splitlines())}
