@@ -56,10 +56,12 @@ class RunEstimate:
         return self.seconds_per_step * self.steps
 
 
-def estimate_run(cfg: SganConfig, steps: int = 2, budget_s: float = 20.0) -> RunEstimate:
+def estimate_run(cfg: SganConfig, steps: int = 2, budget_s: float = 20.0, slow_s: float = 2.0) -> RunEstimate:
     """Time ``steps`` generator steps (each with its critic steps and third player) after one
     warm-up step, or as many as fit in ``budget_s`` seconds (at least one), of the run ``cfg``
-    describes. ``cfg`` is not changed. Raises SganError when the run's shape cannot be told
+    describes. A first step slower than ``slow_s`` seconds is the estimate on its own (its
+    warm-up, a fraction of a second, is small beside it), so a GPU recipe on a CPU times one
+    step, not two. ``cfg`` is not changed. Raises SganError when the run's shape cannot be told
     without its data (a folder that does not exist) or its nets do not fit in memory."""
     cfg = copy.deepcopy(cfg)
     device = resolve_device(cfg.train.device)
@@ -79,8 +81,10 @@ def estimate_run(cfg: SganConfig, steps: int = 2, budget_s: float = 20.0) -> Run
     stamps: list[float] = []
     start = time.perf_counter()
 
-    def stop() -> bool:  # at least one step; then until the budget is spent
-        return bool(stamps) and time.perf_counter() - start > budget_s
+    def stop() -> bool:  # at least one step; then until the budget is spent, or after one slow step
+        if not stamps:
+            return False
+        return time.perf_counter() - start > budget_s or (len(stamps) == 1 and stamps[0] - start > slow_s)
 
     def on_step(step: int) -> None:
         if device.type == "cuda":

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,7 @@ def test_run_all_names_existing_benchmarks():
     assert named and all(s in SMOKED for s in named), named
 
 
-@pytest.mark.parametrize("script", SMOKED)
-def test_benchmark_smoke(script, tmp_path):
-    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
-    cwd.mkdir()
-    tmp.mkdir()
+def _run_smoke(script: str, cwd: Path, tmp: Path) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -68,8 +65,7 @@ def test_benchmark_smoke(script, tmp_path):
         "TMPDIR": str(tmp),  # the smoke's temporary folders, under pytest's
         "MPLBACKEND": "Agg",
     }
-    before = _checkout_state()
-    res = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--smoke"],
         cwd=cwd,
         env=env,
@@ -78,9 +74,36 @@ def test_benchmark_smoke(script, tmp_path):
         text=True,
         timeout=300,
     )
+
+
+@pytest.fixture(scope="module")
+def smokes(tmp_path_factory):
+    """Every smoke, two at a time (one thread each, passive waiting: most of a smoke is starting
+    Python and importing torch, so two side by side take about half the time on two cores):
+    script → (its result, its working folder); and the checkout's files before and after all."""
+    folders = {}
+    for script in SMOKED:
+        base = tmp_path_factory.mktemp(script.removesuffix(".py"))
+        (base / "cwd").mkdir()
+        (base / "tmp").mkdir()
+        folders[script] = base
+    before = _checkout_state()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {s: pool.submit(_run_smoke, s, folders[s] / "cwd", folders[s] / "tmp") for s in SMOKED}
+        results = {s: (f.result(), folders[s] / "cwd") for s, f in futures.items()}
+    return results, before, _checkout_state()
+
+
+@pytest.mark.parametrize("script", SMOKED)
+def test_benchmark_smoke(script, smokes):
+    results, _, _ = smokes
+    res, cwd = results[script]
     assert res.returncode == 0, f"{script} --smoke exited {res.returncode}:\n{res.stdout[-5000:]}"
-    after = _checkout_state()
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    assert not changed, f"{script} --smoke wrote into the checkout: {changed}"
     left = sorted(p.name for p in cwd.iterdir())
     assert not left, f"{script} --smoke wrote into its working folder: {left}"
+
+
+def test_no_smoke_wrote_into_the_checkout(smokes):
+    _, before, after = smokes
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"a benchmark's --smoke wrote into the checkout: {changed}"

@@ -797,6 +797,19 @@ def test_the_estimate_is_near_the_measured_pace(tmp_path):
     assert measured / 6 < est.seconds_per_step < measured * 6, (est.seconds_per_step, measured)
     one = estimate_run(cfg, budget_s=0.0)  # past its budget after the first step: that step alone
     assert one.steps_timed == 1 and one.seconds_per_step > 0
+    slow = estimate_run(cfg, slow_s=0.0)  # a first step slower than slow_s is timed alone (no warm-up step)
+    assert slow.steps_timed == 1 and slow.seconds_per_step > 0
+
+
+def test_dry_run_without_estimate_times_nothing(runner, monkeypatch):
+    import sgan_cli.train_estimate as train_estimate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--no-estimate ran the nets")
+
+    monkeypatch.setattr(train_estimate, "estimate_run", refuse)
+    res = invoke(runner, ["train", "--data", "digits", "--dict", "none", "--dry-run", "--no-estimate"])
+    assert res.exit_code == 0 and "estimate" not in res.stderr and "objective:" in res.stdout
 
 
 def test_dry_run_estimates_nothing_that_cannot_fit(runner, monkeypatch):

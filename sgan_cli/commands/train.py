@@ -234,6 +234,13 @@ def train(
             ),
         ),
     ] = False,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate/--no-estimate",
+            help="With --dry-run: time a few steps for the estimate (a GPU recipe's step can take a minute on a CPU).",
+        ),
+    ] = True,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a GAN whose generator emits sparse codes over --dict (or pixels, without it).
@@ -295,7 +302,7 @@ def train(
                 arrow = "" if cfg.model.arch == "auto" else f" → {cfg.model.arch}"
                 err.print(f"arch auto{arrow}: {chosen}", highlight=False, soft_wrap=True)
         if resume is None:
-            _report_dry_run(cfg)
+            _report_dry_run(cfg, estimate)
         return
     from ..distributed import session
     from ..interrupt import StopRequest
@@ -392,13 +399,15 @@ def train(
         )
 
 
-def _report_dry_run(cfg: object) -> None:
-    """What a new run of ``cfg`` still lacks on disk, and how long it would take here (stderr)."""
+def _report_dry_run(cfg: object, estimate: bool) -> None:
+    """What a new run of ``cfg`` still lacks on disk, and (``estimate``) how long it would take here (stderr)."""
     from ..train_estimate import estimate_run
     from ..train_inputs import missing_inputs
 
     for line in missing_inputs(cfg):
         err.print(f"[yellow]missing:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if not estimate:
+        return
     try:
         est = estimate_run(cfg)
     except SganError as exc:
