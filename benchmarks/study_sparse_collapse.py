@@ -39,8 +39,10 @@ VARIANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "tanh-goyal-critic": ("sparse-mnist", "whole", "tanh", GOYAL),
     "identity-atoms-goyal-critic": ("sparse-mnist", "whole", "identity", GOYAL),
     "ste-fixed-goyal-critic": ("sparse-mnist", "whole", "ste", GOYAL),
+    "ste-fixed-goyal-critic-s1": ("sparse-mnist", "whole", "ste", [*GOYAL, "--set", "train.seed=1"]),
     "ste-topk-goyal-critic": ("sparse-mnist", "whole", "ste", [*GOYAL, "--set", "model.sparsity=topk"]),
     "dense-fc-goyal-critic": ("sparse-mnist", "none", "", GOYAL),
+    "dense-fc-goyal-critic-s1": ("sparse-mnist", "none", "", [*GOYAL, "--set", "train.seed=1"]),
     "patch-goyal": ("dcgan-mnist", "patch", "", []),
     "dense-dcgan-goyal": ("dcgan-mnist", "none", "", []),
 }
