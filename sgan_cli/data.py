@@ -132,6 +132,15 @@ def load_data(cfg: DataConfig) -> ImageData:
             where=name,
             fix="give a data set name, a folder of images, or a samples.safetensors file",
         )
+    elif os.sep in name or (os.altsep is not None and os.altsep in name):
+        raise SganError(
+            f"there is no folder or file {name}",
+            where=name,
+            fix=(
+                "check the path; to score a trained run's images, make them first with "
+                f"sgan sample RUN --out {name} (or give a data set name: {', '.join(DATASET_NAMES)})"
+            ),
+        )
     else:
         raise SganError(
             f"unknown data set {name!r} (not a known name, folder or .safetensors file)",

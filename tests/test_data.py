@@ -66,6 +66,9 @@ def test_samples_file_is_a_dataset(tmp_path):
 
 
 def test_unknown_dataset():
+    with pytest.raises(SganError, match="there is no folder or file samples/") as err:
+        load_data(DataConfig(name="samples/"))
+    assert "sgan sample RUN --out samples/" in err.value.fix
     with pytest.raises(SganError, match="unknown data set 'imagenet'"):
         load_data(DataConfig(name="imagenet"))
 
