@@ -250,6 +250,40 @@ def test_train_force(tmp_path, base):
     assert leftovers(out) == []
 
 
+def killer(step: int, os_calls: tuple[str, ...], arm: tuple[object, str], also: list[tuple[object, str]] = ()):
+    """A ``die`` for :func:`run`: in the child, count the calls of ``os_calls`` (on outputs' os)
+    and of ``also`` ((owner, name) pairs) once ``arm``'s method (owner, name) has been entered,
+    and SIGKILL the process at the ``step``-th."""
+
+    def die():
+        count = {"n": 0, "on": False}
+
+        def counted(fn):
+            def wrapper(*a, **k):
+                if count["on"]:
+                    count["n"] += 1
+                    if count["n"] == step:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                return fn(*a, **k)
+
+            return wrapper
+
+        for name in os_calls:
+            setattr(outputs.os, name, counted(getattr(os, name)))
+        for owner, name in also:
+            setattr(owner, name, counted(getattr(owner, name)))
+        owner, method = arm
+        original = getattr(owner, method)
+
+        def armed(self, *a, **k):
+            count["on"] = True
+            return original(self, *a, **k)
+
+        setattr(owner, method, armed)
+
+    return die
+
+
 def test_sample_force_killed_at_every_step_of_the_swap(tmp_path, base):
     """The moments a random kill rarely meets: each rename, link and removal while the new
     samples replace the old ones. The folder used to be left with the old samples gone and
@@ -260,33 +294,10 @@ def test_sample_force_killed_at_every_step_of_the_swap(tmp_path, base):
     before = visible(out)
     states = []
     for step in range(1, 60):
-
-        def die(step=step):
-            """SIGKILL this process at the step-th file system change after the swap starts."""
-            count = {"n": 0, "on": False}
-
-            def counted(fn):
-                def wrapper(*a, **k):
-                    if count["on"]:
-                        count["n"] += 1
-                        if count["n"] == step:
-                            os.kill(os.getpid(), signal.SIGKILL)
-                    return fn(*a, **k)
-
-                return wrapper
-
-            for name in ("replace", "rename", "link", "unlink", "rmdir", "mkdir"):
-                setattr(outputs.os, name, counted(getattr(os, name)))
-            outputs.shutil.rmtree = counted(outputs.shutil.rmtree)
-            if hasattr(outputs, "exchange"):
-                outputs.exchange = counted(outputs.exchange)
-            publish = outputs.Staging.publish
-
-            def armed(self, *a, **k):
-                count["on"] = True
-                return publish(self, *a, **k)
-
-            outputs.Staging.publish = armed
+        extra = [(outputs.shutil, "rmtree")] + ([(outputs, "exchange")] if hasattr(outputs, "exchange") else [])
+        die = killer(
+            step, ("replace", "rename", "link", "unlink", "rmdir", "mkdir"), (outputs.Staging, "publish"), extra
+        )
 
         code, _ = run([*args, "-n", "8", "--seed", "1", "--force"], die=die)
         states.append(visible(out))
@@ -311,30 +322,7 @@ def kill_at_every_rename(args: list[str], new: list[str], folder: Path, data: st
     before = visible(folder)
     states = []
     for step in range(1, 20):
-
-        def die(step=step):
-            """SIGKILL this process at the step-th rename or removal once a group is renamed in."""
-            count = {"n": 0, "on": False}
-
-            def counted(fn):
-                def wrapper(*a, **k):
-                    if count["on"]:
-                        count["n"] += 1
-                        if count["n"] == step:
-                            os.kill(os.getpid(), signal.SIGKILL)
-                    return fn(*a, **k)
-
-                return wrapper
-
-            for name in ("replace", "rename", "unlink", "remove"):
-                setattr(outputs.os, name, counted(getattr(os, name)))
-            leave = outputs.AtomicGroup.__exit__
-
-            def armed(self, *a, **k):
-                count["on"] = True
-                return leave(self, *a, **k)
-
-            outputs.AtomicGroup.__exit__ = armed
+        die = killer(step, ("replace", "rename", "unlink", "remove"), (outputs.AtomicGroup, "__exit__"))
 
         code, _ = run(new, die=die)
         states.append(visible(folder))

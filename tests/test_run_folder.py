@@ -139,12 +139,17 @@ def test_saves_never_put_the_generator_ahead_of_the_checkpoint(runner, tmp_path,
     assert step_of(out / "checkpoint.safetensors") == 10 and step_of(out / "generator.safetensors") == 5
 
 
+def _dead_pid() -> str:
+    """The pid of a process that has exited (a killed writer's, for its temp file names)."""
+    return subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+
+
 def test_stale_temp_files_of_killed_writers_are_removed(runner, tmp_path):
     out = tmp_path / "run"
     assert train(runner, out, "--steps", "2").exit_code == 0
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    ).stdout.strip()
+    dead = _dead_pid()
     stale = out / f".generator.safetensors.{outputs._HOST_TAG}-{dead}-abc123.tmp"
     live = out / f".critic.safetensors.{outputs._HOST_TAG}-{os.getpid()}-abc123.tmp"  # a writer still running
     legacy = out / ".checkpoint.safetensors.k2j4h5g1.tmp"  # mkstemp naming, from before
@@ -534,9 +539,7 @@ def test_a_refused_resume_leaves_the_folder_as_it_was(runner, tmp_path):
 def test_readers_remove_what_killed_writers_left_and_never_read_it(runner, tmp_path):
     out = tmp_path / "run"
     assert train(runner, out, "--steps", "2").exit_code == 0
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    ).stdout.strip()
+    dead = _dead_pid()
     stale = out / f".generator.safetensors.{outputs._HOST_TAG}-{dead}-abc123.tmp"
     stale.write_bytes(b"\0" * 100)  # a torn generator: never to be read
     res = runner.invoke(app, ["sample", str(out), "-n", "3", "--out", str(tmp_path / "s")])
