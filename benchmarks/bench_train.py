@@ -1,10 +1,11 @@
 """Training speed: sgan's loop against a plain PyTorch loop of the same nets, side by side.
 
-Each case is a recipe (by default the five MNIST recipes, with the papers' nets:
+Each case is a recipe (by default the six MNIST recipes, with the papers' nets:
 ``dcgan-mnist``, ``wgan-mnist``, ``wgan-gp-mnist`` with Goyal's, ``sparse-mnist``,
-``sparse-fashion`` with Ganz & Blau's). Both loops train the same nets from the same
-initial state, with the same losses, optimiser settings, batch size and random draws, at
-the same precision: fp32, or bf16 autocast on both sides (``--precision``).
+``sparse-fashion`` with Ganz & Blau's, ``sparse-patch-mnist`` with Goyal's emitting 36 code
+maps over 3×3 atoms; the stacked-MNIST recipes with PacGAN's tiny nets on request). Both
+loops train the same nets from the same initial state, with the same losses, optimiser
+settings, batch size and random draws, at the same precision: fp32, or bf16 autocast on both sides (``--precision``).
 ``eager_reference.py`` is the plain loop: per-tensor optimisers, two critic calls, the
 gradient penalty by autograd's double backward, NCHW layout, ``nn.Dropout``.
 
@@ -16,14 +17,15 @@ median and spread of the per-block ratios. Each block is timed twice: wall-clock
 process's CPU time, which other processes on a shared machine inflate far less (run with
 ``OMP_NUM_THREADS=1`` so that one thread does all the work and CPU time is its time).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_train.py            # five recipes, fp32 and bf16
+    OMP_NUM_THREADS=1 python benchmarks/bench_train.py            # six recipes, fp32 and bf16
     python benchmarks/bench_train.py --cases wgan-gp-mnist --precision bf16 --blocks 6
     python benchmarks/bench_train.py --mnist-root ../shared/data/mnist-5k
     python benchmarks/bench_train.py --smoke                       # seconds: each objective once, no results
 
 MNIST cases use random stand-in images when no root is given (the time of an iteration does
 not depend on pixel values), and sparse cases a random unit-norm 784-atom whole-image
-dictionary (the soft threshold's support changes no dense matmul). Extra cases:
+dictionary (the soft threshold's support changes no dense matmul); stacked-MNIST cases use
+random 3-channel images. Extra cases:
 ``quickstart`` (the README demo's config with a DCGAN critic) and ``mnist-patch`` (a DCGAN
 generator emitting 100 code maps over 3×3 patch atoms, WGAN-GP + reconstructor).
 """
@@ -55,10 +57,13 @@ from sgan_cli.contracts import DictionaryFile  # noqa: E402
 from sgan_cli.precision import resolve_precision  # noqa: E402
 from sgan_cli.training import train_steps  # noqa: E402
 
-MNIST_RECIPES = ("dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "sparse-mnist", "sparse-fashion")
-# case → (recipe or None, overrides, dictionary: None | "whole" | "patch" | "digits")
+MNIST_RECIPES = ("dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "sparse-mnist", "sparse-fashion", "sparse-patch-mnist")
+STACKED_RECIPES = ("stacked-mnist-quarter", "stacked-mnist-quarter-pac2", "stacked-mnist-half")
+# case → (recipe or None, overrides, dictionary: None | "whole" | "patch" | "patch36" | "digits")
 CASES: dict[str, tuple[str | None, list[str], str | None]] = {
     **{name: (name, [], "whole" if name.startswith("sparse") else None) for name in MNIST_RECIPES},
+    "sparse-patch-mnist": ("sparse-patch-mnist", [], "patch36"),
+    **{name: (name, [], None) for name in STACKED_RECIPES},
     "quickstart": (
         None,
         ["model.arch=dcgan", "model.threshold=0.3", "model.beta=0.5", "recon.mode=latent", "model.sparsity=fixed"],
@@ -78,7 +83,12 @@ def _dictionary(kind: str | None) -> DictionaryFile | None:
     if kind is None:
         return None
     g = torch.Generator().manual_seed(0)
-    shapes = {"digits": (64, 64, 8, None), "whole": (784, 784, 28, None), "patch": (100, 9, 28, 3)}
+    shapes = {
+        "digits": (64, 64, 8, None),
+        "whole": (784, 784, 28, None),
+        "patch": (100, 9, 28, 3),
+        "patch36": (36, 9, 28, 3),
+    }
     k, dim, size, patch = shapes[kind]
     atoms = torch.nn.functional.normalize(torch.randn(k, dim, generator=g), dim=1)
     return DictionaryFile(
@@ -95,18 +105,18 @@ def _dictionary(kind: str | None) -> DictionaryFile | None:
     )
 
 
-def _real(kind: str | None, mnist_root: Path | None, n: int) -> torch.Tensor:
+def _real(kind: str | None, mnist_root: Path | None, n: int, channels: int = 1) -> torch.Tensor:
     if kind == "digits":
         from sgan_cli.config import DataConfig
         from sgan_cli.data import load_data
 
         return load_data(DataConfig(name="digits")).floats()[:n]
-    if mnist_root is not None:
+    if mnist_root is not None and channels == 1:
         import torchvision
 
         ds = torchvision.datasets.MNIST(str(mnist_root), train=True, download=False)
         return ds.data[:n].unsqueeze(1).float() / 127.5 - 1.0
-    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return torch.rand(n, channels, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
 def _config(case: str, precision: str, batch: int | None):
@@ -131,7 +141,7 @@ def run_case(
     ``warm_up`` untimed iterations of each."""
     cfg = _config(case, precision, batch)
     kind = CASES[case][2]
-    real = _real(kind, mnist_root, n)
+    real = _real(kind, mnist_root, n, 3 if cfg.data.name == "stacked-mnist" else 1)
     device = torch.device("cpu")
     ours = new_state(cfg, Geometry(real.shape[1], real.shape[-1]), _dictionary(kind), device)
     ref = copy.deepcopy(ours)
@@ -236,7 +246,7 @@ def main() -> None:
     )
     print("ms per generator iteration, CPU time (wall-clock); sgan/plain: total, median and range over blocks")
     print(
-        f"{'case':<15} {'arch':<10} {'gan':<8} {'prec':<5} {'batch':>5} "
+        f"{'case':<26} {'arch':<10} {'gan':<8} {'prec':<5} {'batch':>5} "
         f"{'plain ms/it':>16} {'sgan ms/it':>16} {'sgan/plain CPU':>25} {'wall':>6}"
     )
     rows = []
@@ -244,7 +254,7 @@ def main() -> None:
         r = run_case(case, args.blocks, args.steps, args.mnist_root, precision, args.batch_size, n, warm_up)
         rows.append(r)
         print(
-            f"{case:<15} {r['arch']:<10} {r['objective']:<8} {precision:<5} {r['batch_size']:>5} "
+            f"{case:<26} {r['arch']:<10} {r['objective']:<8} {precision:<5} {r['batch_size']:>5} "
             f"{r['plain_ms_per_iter_cpu']:>7.1f} ({r['plain_ms_per_iter_wall']:>6.1f}) "
             f"{r['sgan_ms_per_iter_cpu']:>7.1f} ({r['sgan_ms_per_iter_wall']:>6.1f}) "
             f"{r['ratio_cpu']:>6.2f}× {r['ratio_cpu_median']:.2f} "

@@ -1,15 +1,17 @@
-"""Why the whole-image sparse GAN collapses: short runs of ``recipes/sparse-mnist.yaml`` with one
-change each (docs/results.md, "Why the whole-image sparse GAN collapses").
+"""Why the whole-image sparse GAN collapsed: short runs of ``recipes/sparse-mnist.yaml`` with one
+change each (docs/results.md, "Why the whole-image sparse GAN collapsed: unbounded images").
 
 Each variant is ``sgan train`` over the recipe for ``--steps`` iterations, scored every
 ``--steps/2`` iterations on ``--samples`` samples with ``--classifier`` features
 (``train.eval_every``), and summarised from its ``metrics.jsonl``: FID, recall and classes at
-each evaluation, the critic's loss at the end. Three variants change the sparse head inside
-``sgan_cli.nets`` for the run (they are diagnoses, not options of sgan): ``tanh`` squashes the
-synthesised images, ``identity`` replaces the atoms by the pixel basis (codes are pixels),
-``ste`` passes the gradient straight through T_λ or top-k (the forward pass unchanged). Each
-variant runs in a process of its own, so a change never leaks into the next; a finished
-variant (``generator.safetensors`` in its folder) is skipped, so the study resumes.
+each evaluation, the critic's loss at the end. The variants that reproduce the collapse train
+unclipped images (``model.clip_images=false``, sgan before the option); the ``clip-`` ones run
+sgan's default. Four variants change the generator inside ``sgan_cli.nets`` for the run (they
+are diagnoses, not options of sgan): ``tanh`` squashes the synthesised images, ``identity``
+replaces the atoms by the pixel basis (codes are pixels), ``ste`` passes the gradient straight
+through T_λ or top-k (the forward pass unchanged), ``bn`` puts a BatchNorm before the sparse
+head. Each variant runs in a process of its own, so a change never leaks into the next; a
+finished variant (``generator.safetensors`` in its folder) is skipped, so the study resumes.
 
     python benchmarks/study_sparse_collapse.py --data-root DATA --dict dicts/mnist-784.safetensors \\
         --patch-dict dicts/mnist-patch3.safetensors --classifier CLF --out results/collapse
@@ -28,23 +30,50 @@ from harness import ROOT, sgan, stand_in_mnist, work_folder
 
 RECIPES = ROOT / "recipes"
 GOYAL = ["--set", "model.critic_arch=goyal"]
+UNCLIPPED = ["--set", "model.clip_images=false"]  # sgan before model.clip_images (the collapse)
+FIXED_GOYAL, TOPK = [*UNCLIPPED, *GOYAL], ["--set", "model.sparsity=topk"]
+SEED1 = ["--set", "train.seed=1"]
+ST = ["--set", "model.straight_through=true"]
 # name → (recipe, dictionary: "whole", "patch" or "none", change to the sparse head, extra sgan train arguments)
 VARIANTS: dict[str, tuple[str, str, str, list[str]]] = {
-    "sparse-fixed": ("sparse-mnist", "whole", "", []),
-    "sparse-fixed-no-vae": ("sparse-mnist", "whole", "", ["--set", "recon.mode=none"]),
-    "sparse-topk": ("sparse-mnist", "whole", "", ["--set", "model.sparsity=topk"]),
+    "sparse-fixed": ("sparse-mnist", "whole", "", UNCLIPPED),
+    "sparse-fixed-no-vae": ("sparse-mnist", "whole", "", [*UNCLIPPED, "--set", "recon.mode=none"]),
+    "no-l1-fixed": ("sparse-mnist", "whole", "", [*UNCLIPPED, "--set", "model.beta=0"]),
+    "sparse-topk": ("sparse-mnist", "whole", "", [*UNCLIPPED, *TOPK]),
     "dense-fc": ("sparse-mnist", "none", "", []),
-    "sparse-fixed-goyal-critic": ("sparse-mnist", "whole", "", GOYAL),
-    "sparse-fixed-goyal-critic-s1": ("sparse-mnist", "whole", "", [*GOYAL, "--set", "train.seed=1"]),
-    "tanh-goyal-critic": ("sparse-mnist", "whole", "tanh", GOYAL),
-    "identity-atoms-goyal-critic": ("sparse-mnist", "whole", "identity", GOYAL),
-    "ste-fixed-goyal-critic": ("sparse-mnist", "whole", "ste", GOYAL),
-    "ste-fixed-goyal-critic-s1": ("sparse-mnist", "whole", "ste", [*GOYAL, "--set", "train.seed=1"]),
-    "ste-topk-goyal-critic": ("sparse-mnist", "whole", "ste", [*GOYAL, "--set", "model.sparsity=topk"]),
+    "sparse-fixed-goyal-critic": ("sparse-mnist", "whole", "", FIXED_GOYAL),
+    "sparse-fixed-goyal-critic-s1": ("sparse-mnist", "whole", "", [*FIXED_GOYAL, *SEED1]),
+    "no-l1-fixed-goyal-critic": ("sparse-mnist", "whole", "", [*FIXED_GOYAL, "--set", "model.beta=0"]),
+    "bn-fixed-goyal-critic": ("sparse-mnist", "whole", "bn", FIXED_GOYAL),
+    "lambda0-goyal-critic": ("sparse-mnist", "whole", "", [*FIXED_GOYAL, "--set", "model.threshold=0"]),
+    "identity-lambda0-goyal-critic": (
+        "sparse-mnist",
+        "whole",
+        "identity",
+        [*FIXED_GOYAL, "--set", "model.threshold=0"],
+    ),
+    "tanh-goyal-critic": ("sparse-mnist", "whole", "tanh", FIXED_GOYAL),
+    "identity-atoms-goyal-critic": ("sparse-mnist", "whole", "identity", FIXED_GOYAL),
+    "ste-fixed-goyal-critic": ("sparse-mnist", "whole", "ste", FIXED_GOYAL),
+    "ste-fixed-goyal-critic-s1": ("sparse-mnist", "whole", "ste", [*FIXED_GOYAL, *SEED1]),
+    "ste-topk-goyal-critic": ("sparse-mnist", "whole", "ste", [*FIXED_GOYAL, *TOPK]),
     "dense-fc-goyal-critic": ("sparse-mnist", "none", "", GOYAL),
-    "dense-fc-goyal-critic-s1": ("sparse-mnist", "none", "", [*GOYAL, "--set", "train.seed=1"]),
-    "patch-goyal": ("dcgan-mnist", "patch", "", []),
+    "dense-fc-goyal-critic-s1": ("sparse-mnist", "none", "", [*GOYAL, *SEED1]),
+    "patch-goyal": ("dcgan-mnist", "patch", "", UNCLIPPED),
     "dense-dcgan-goyal": ("dcgan-mnist", "none", "", []),
+    # sgan's default since: images clipped to [−1, 1]
+    "clip-fixed": ("sparse-mnist", "whole", "", []),
+    "clip-fixed-goyal-critic": ("sparse-mnist", "whole", "", GOYAL),
+    "clip-fixed-goyal-critic-s1": ("sparse-mnist", "whole", "", [*GOYAL, *SEED1]),
+    "clip-topk-goyal-critic": ("sparse-mnist", "whole", "", [*GOYAL, *TOPK]),
+    "clip-controller-goyal-critic": ("sparse-mnist", "whole", "", [*GOYAL, "--set", "model.sparsity=controller"]),
+    "clip-controller": ("sparse-mnist", "whole", "", ["--set", "model.sparsity=controller"]),
+    "clip-patch-goyal": ("dcgan-mnist", "patch", "", []),
+    # clipped, with the straight-through gradient of the sparse head (model.straight_through)
+    "st-fixed": ("sparse-mnist", "whole", "", ST),
+    "st-topk": ("sparse-mnist", "whole", "", [*ST, *TOPK]),
+    "st-topk-goyal-critic": ("sparse-mnist", "whole", "", [*ST, *GOYAL, *TOPK]),
+    "st-patch-goyal": ("dcgan-mnist", "patch", "", ST),
 }
 
 
@@ -68,6 +97,14 @@ def change_head(kind: str) -> None:
             init(self, torch.eye(atoms.shape[1])[: atoms.shape[0]], channels, size, mean)
 
         nets.WholeImageSynthesis.__init__ = identity_init
+    elif kind == "bn":  # BatchNorm over the batch on the FC body's output, before the sparse head
+        body_init = nets.MLPBody.__init__
+
+        def bn_init(self, z_dim, out_dim, hidden=512):  # type: ignore[no-untyped-def]
+            body_init(self, z_dim, out_dim, hidden)
+            self.net.append(torch.nn.BatchNorm1d(out_dim))
+
+        nets.MLPBody.__init__ = bn_init
     elif kind:
         raise SystemExit(f"unknown change {kind!r}")
 

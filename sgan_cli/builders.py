@@ -120,7 +120,8 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
     if dictionary.patch is None:
         # whole-image codes are one vector per image: a fully connected body whatever model.arch
         # (Ganz & Blau's for ganz-blau, sgan's MLP otherwise)
-        return Generator(_vector_body(model, K), threshold, WholeImageSynthesis(dictionary.atoms, C, S, mean))
+        synthesis = WholeImageSynthesis(dictionary.atoms, C, S, mean, clip=model.clip_images)
+        return Generator(_vector_body(model, K), threshold, synthesis)
     if model.arch in ("mlp", *VECTOR_BODIES):
         raise SganError(
             "a patch dictionary needs a convolutional generator",
@@ -128,7 +129,7 @@ def build_generator(model: ModelConfig, geometry: Geometry, dictionary: Dictiona
             fix="use --arch dcgan (or goyal, resnet) with patch dictionaries",
         )
     stride = dictionary.stride if dictionary.stride == dictionary.patch else 1
-    synth = PatchSynthesis(dictionary.atoms, C, dictionary.patch, S, stride=stride, mean=mean)
+    synth = PatchSynthesis(dictionary.atoms, C, dictionary.patch, S, stride=stride, mean=mean, clip=model.clip_images)
     return Generator(_conv_body(model, K, synth.code_size), threshold, synth)
 
 

@@ -91,6 +91,13 @@ class ModelConfig:
     minibatch_disc: int = 0  # minibatch-discrimination kernels B in the critic (Kitov's GAN lecture); 0: off
     mbd_dim: int = 8  # minibatch discrimination: dimension C of each kernel's rows
     pack: int = 1  # PacGAN packing: the critic scores m samples at once, concatenated along channels; 1: off
+    # sparse generators: clip codes × atoms (+ mean) to the data's range [−1, 1], as a dense generator's tanh bounds
+    # its images; unclipped, a whole-image sparse generator collapses (docs/results.md). Files from before: false
+    clip_images: bool = True
+    # the sparse head's backward: true passes the gradient to every code, also those T_λ or top-k zeroed (the
+    # straight-through estimator), so an atom that is off can learn to turn on; false: only the kept codes learn
+    # (without it a whole-image generator at the dictionary's support collapses: docs/results.md); older files: false
+    straight_through: bool = True
 
 
 @dataclass

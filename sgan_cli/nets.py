@@ -20,17 +20,27 @@ def _sync_lam_value(module: nn.Module, incompatible_keys: object) -> None:
     module.lam_value = float(module.lam)
 
 
+def straight_through(codes: Tensor, u: Tensor) -> Tensor:
+    """``codes`` (a sparse head's output for its input ``u``) with the gradient of the codes it
+    zeroed passed straight through to ``u``: the value is unchanged, ∂codes/∂u = 1 everywhere
+    (the straight-through estimator, Bengio, Léonard & Courville 2013). A code that is off then
+    still learns whether to turn on; without it T_λ and top-k give it zero gradient. A learned
+    λ keeps its own gradient."""
+    return codes + (u - u.detach()) * (codes == 0)
+
+
 class SoftThreshold(nn.Module):
     """T_λ(u) = sign(u)·max(|u| − λ, 0) with λ ≥ 0 fixed or learnable (Ganz & Blau, Sparse GAN, eq. 2).
 
-    A learnable λ is stored as log λ so it stays positive under gradient steps.
+    A learnable λ is stored as log λ so it stays positive under gradient steps. With
+    ``straight_through``, codes below λ pass u's gradient (:func:`straight_through`).
     """
 
-    def __init__(self, lam: float = 0.1, learnable: bool = False) -> None:
+    def __init__(self, lam: float = 0.1, learnable: bool = False, straight_through: bool = False) -> None:
         super().__init__()
         if lam < 0:
             raise ValueError("λ must be ≥ 0")
-        self.learnable = learnable
+        self.learnable, self.straight_through = learnable, straight_through
         if learnable:
             self.log_lam = nn.Parameter(torch.tensor(math.log(max(lam, 1e-8))))
         else:
@@ -54,10 +64,11 @@ class SoftThreshold(nn.Module):
         if not self.learnable:
             # one fused kernel (softshrink is T_λ) instead of four passes over code maps that
             # are large for patch generators ([B, K, H, W])
-            return F.softshrink(u, self.lam_value)
-        # written with relu so the gradient w.r.t. a learnable λ flows (−sign(u) where active)
-        lam = self.threshold()
-        return torch.sign(u) * F.relu(u.abs() - lam)
+            codes = F.softshrink(u, self.lam_value)
+        else:
+            # written with relu so the gradient w.r.t. a learnable λ flows (−sign(u) where active)
+            codes = torch.sign(u) * F.relu(u.abs() - self.threshold())
+        return straight_through(codes, u) if self.straight_through and torch.is_grad_enabled() else codes
 
 
 class TopK(nn.Module):
@@ -66,20 +77,23 @@ class TopK(nn.Module):
 
     Whole-image codes [B, K]: k per image; patch code maps [B, K, h, w]: k per position.
     The kept entries pass unchanged (so do their gradients); the others are zero with zero
-    gradient. Exactly k non-zeros per vector unless the input itself holds zeros.
+    gradient, or with ``straight_through`` with u's gradient (:func:`straight_through`).
+    Exactly k non-zeros per vector unless the input itself holds zeros.
     """
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, straight_through: bool = False) -> None:
         super().__init__()
         if k < 1:
             raise ValueError("top-k needs k ≥ 1")
-        self.k = k
+        self.k, self.straight_through = k, straight_through
 
     def forward(self, u: Tensor) -> Tensor:
         if self.k >= u.shape[1]:
             return u
         idx = u.detach().abs().topk(self.k, dim=1).indices
         mask = torch.zeros_like(u).scatter_(1, idx, 1.0)
+        if self.straight_through and torch.is_grad_enabled():
+            return u * mask + (u - u.detach()) * (1.0 - mask)
         return u * mask
 
 
@@ -121,12 +135,24 @@ def _default_mean(module: nn.Module, state_dict: dict, prefix: str) -> None:
         state_dict[key] = torch.zeros_like(module.mean)
 
 
+def clip_to_range(images: Tensor, clip: bool) -> Tensor:
+    """The synthesised images clipped to the data's pixel range [−1, 1] when ``clip``.
+
+    Real images fill that range and sit on its edge (MNIST's background is exactly −1); codes ×
+    atoms are unbounded, and a fully connected sparse generator whose images may leave the range
+    collapses under a conv critic where the same generator ending in tanh does not (the study in
+    docs/results.md; ``model.clip_images``). Pixels outside pass no gradient, as a saturated tanh."""
+    return images.clamp(-1.0, 1.0) if clip else images
+
+
 class WholeImageSynthesis(nn.Module):
     """Codes [B, K] → images [B, C, H, W] = (a·D + m) reshaped; D = atoms [K, C·H·W] and the
-    dictionary's mean image m [C·H·W] (zeros without a mean term) fixed."""
+    dictionary's mean image m [C·H·W] (zeros without a mean term) fixed; with ``clip``, clipped
+    to [−1, 1] (:func:`clip_to_range`)."""
 
-    def __init__(self, atoms: Tensor, channels: int, size: int, mean: Tensor | None = None) -> None:
+    def __init__(self, atoms: Tensor, channels: int, size: int, mean: Tensor | None = None, clip: bool = False) -> None:
         super().__init__()
+        self.clip = clip
         if atoms.shape[1] != channels * size * size:
             raise ValueError(f"atoms of dim {atoms.shape[1]} do not make {channels}×{size}×{size} images")
         self.register_buffer("atoms", atoms.float().clone())
@@ -138,7 +164,8 @@ class WholeImageSynthesis(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, codes: Tensor) -> Tensor:
-        return torch.addmm(self.mean, codes, self.atoms).view(-1, self.channels, self.size, self.size)
+        images = torch.addmm(self.mean, codes, self.atoms).view(-1, self.channels, self.size, self.size)
+        return clip_to_range(images, self.clip)
 
 
 class PatchSynthesis(nn.Module):
@@ -148,13 +175,21 @@ class PatchSynthesis(nn.Module):
     o = ⌊(P − 1)/2⌋ (clipped at the border), so h = H. Overlapping patches are summed by
     ``conv_transpose2d(codes, atoms.view(K, C, P, P), padding=o)`` and divided by the
     number of patches covering each pixel (precomputed). stride P: non-overlapping tiles,
-    h = H / P, nothing to average.
+    h = H / P, nothing to average. With ``clip``, the image is clipped to [−1, 1] (:func:`clip_to_range`).
     """
 
     def __init__(
-        self, atoms: Tensor, channels: int, patch: int, size: int, stride: int = 1, mean: Tensor | None = None
+        self,
+        atoms: Tensor,
+        channels: int,
+        patch: int,
+        size: int,
+        stride: int = 1,
+        mean: Tensor | None = None,
+        clip: bool = False,
     ) -> None:
         super().__init__()
+        self.clip = clip
         if atoms.shape[1] != channels * patch * patch:
             raise ValueError(f"atoms of dim {atoms.shape[1]} are not {channels}×{patch}×{patch} patches")
         if stride not in (1, patch):
@@ -192,7 +227,7 @@ class PatchSynthesis(nn.Module):
         out = out[:, :, : self.size, : self.size] * self.inv_count
         if self.has_mean:
             out = out + self.offset()
-        return out
+        return clip_to_range(out, self.clip)
 
 
 def up_sampling_plan(size: int) -> tuple[int, int]:

@@ -39,6 +39,7 @@ from .contracts import (
 )
 from .errors import SganError
 from .outputs import check_folder_complete
+from .schemas import legacy_model_keys
 from .sparsity import legacy_sparsity
 
 M = TypeVar("M", bound=nn.Module)
@@ -203,6 +204,7 @@ def model_config(config: dict[str, Any], path: Path) -> ModelConfig:
     """The ``model`` section of a file's config as a ModelConfig (keys this sgan lacks are refused)."""
     model = section_from_file(config, "model", ModelConfig, path)
     legacy_sparsity(model, config.get("model") or {})
+    legacy_model_keys(model, config.get("model") or {})
     return model
 
 

@@ -31,6 +31,7 @@ from .images import grid_scale, make_grid, save_png, to_uint8
 from .outputs import AtomicGroup, Staging, atomic_write
 from .progress import ProgressFn
 from .run_files import GENERATOR
+from .schemas import legacy_model_keys
 from .sparsity import legacy_sparsity
 
 # the logged values a progress bar shows
@@ -89,6 +90,7 @@ def _resume_config(cfg: SganConfig, saved: dict[str, Any], path: Path) -> None:
         setattr(cfg, section, section_from_file(saved, section, type(getattr(cfg, section)), path))
     cfg.train.steps = steps
     legacy_sparsity(cfg.model, saved.get("model", {}))
+    legacy_model_keys(cfg.model, saved.get("model", {}))
     if device_name != "auto":  # an explicit --device moves the run (CPU ↔ CUDA)
         cfg.train.device = device_name
 

@@ -16,9 +16,10 @@ from collections.abc import Mapping
 # kind → current schema version
 SCHEMAS: dict[str, int] = {
     "sgan.dictionary": 2,  # 2: tensor "mean" (the mean image / mean patch of the centred signals)
-    "sgan.generator": 2,  # 2: synthesis.mean always held; train.sync_bn, precision, eval_*, model.sparsity, pack
-    "sgan.checkpoint": 2,  # 2: as the generator (the options above were added while it said 1)
-    "sgan.samples": 1,
+    "sgan.generator": 3,  # 2: synthesis.mean always held; train.sync_bn, precision, eval_*, model.sparsity, pack
+    # 3: model.clip_images, model.straight_through (older files: unclipped images, sparse gradients)
+    "sgan.checkpoint": 3,  # 2: as the generator (the options above were added while it said 1); 3: as the generator
+    "sgan.samples": 2,  # 2: the run's model.clip_images and model.straight_through
     "sgan.latents": 1,
     "sgan.stats": 1,
     "sgan.classifier": 1,
@@ -27,8 +28,9 @@ SCHEMAS: dict[str, int] = {
 # older schemas a reader still accepts (its validator and loader fill in what they lack)
 OLDER_SCHEMAS: dict[str, tuple[int, ...]] = {
     "sgan.dictionary": (1,),  # 1: no mean (mean = 0)
-    "sgan.generator": (1,),  # 1: synthesis.mean may be absent (mean = 0)
-    "sgan.checkpoint": (1,),
+    "sgan.generator": (1, 2),  # 1: synthesis.mean may be absent (mean = 0); 1, 2: the schema-3 keys false
+    "sgan.checkpoint": (1, 2),
+    "sgan.samples": (1,),
 }
 
 # --- the configuration keys, section by section, as each schema recorded them ----------------
@@ -47,6 +49,7 @@ _MODEL = frozenset(
         "z_dim",
     }
 )  # fmt: skip
+_MODEL_3 = _MODEL | {"clip_images", "straight_through"}
 _GAN = frozenset(
     {"beta1", "beta2", "clip", "critic_steps", "feature_matching", "gp_lambda", "lr_d", "lr_g", "objective"}
 )
@@ -64,18 +67,28 @@ _CLASSIFIER = frozenset(
 FREE = None  # a section of free-form settings (what a command was asked), not read back as configuration
 
 _RUN = {"data": _DATA, "model": _MODEL, "gan": _GAN, "recon": _RECON, "train": _TRAIN}
+_RUN_3 = {**_RUN, "model": _MODEL_3}
 
 # kind → schema → section → its keys (FREE: any). Schema-1 files were written while keys were
 # being added under the same number, so they may hold any key of the first schema after them.
 CONFIG_KEYS: dict[str, dict[int, Mapping[str, frozenset[str] | None]]] = {
     "sgan.dictionary": {1: {"data": _DATA, "dict": _DICT}, 2: {"data": _DATA, "dict": _DICT}},
-    "sgan.generator": {1: _RUN, 2: _RUN},
-    "sgan.checkpoint": {1: _RUN, 2: _RUN},
-    "sgan.samples": {1: {**_RUN, "sample": FREE}},
+    "sgan.generator": {1: _RUN, 2: _RUN, 3: _RUN_3},
+    "sgan.checkpoint": {1: _RUN, 2: _RUN, 3: _RUN_3},
+    "sgan.samples": {1: {**_RUN, "sample": FREE}, 2: {**_RUN_3, "sample": FREE}},
     "sgan.latents": {1: {"data": _DATA, "encode": FREE}},
     "sgan.stats": {1: {}},
     "sgan.classifier": {1: {"data": _DATA, "classifier": _CLASSIFIER}},
 }
+
+
+def legacy_model_keys(model: object, saved_section: Mapping[str, object]) -> None:
+    """Model keys a file from before them lacks take the value that reproduces it (generator and
+    checkpoint files of schema ≤ 2): images unclipped (``clip_images`` false), the sparse head's
+    gradient only through kept codes (``straight_through`` false)."""
+    for key in ("clip_images", "straight_through"):
+        if key not in saved_section:
+            setattr(model, key, False)
 
 
 def unknown_config_keys(kind: str, schema: int, config: Mapping[str, object]) -> list[str]:

@@ -131,8 +131,10 @@ def sparse_head(model: ModelConfig, resolved: ResolvedSparsity) -> nn.Module:
     """The generator's last layer: T_λ (fixed, learned or controlled λ) or top-k."""
     if resolved.control == "topk":
         assert resolved.k is not None
-        return TopK(resolved.k)
-    return SoftThreshold(model.threshold, learnable=resolved.control == "learn")
+        return TopK(resolved.k, straight_through=model.straight_through)
+    return SoftThreshold(
+        model.threshold, learnable=resolved.control == "learn", straight_through=model.straight_through
+    )
 
 
 def make_controller(head: nn.Module, model: ModelConfig, resolved: ResolvedSparsity) -> SupportController | None:

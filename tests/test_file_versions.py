@@ -63,6 +63,12 @@ def files(tmp_path_factory):
     return {"root": root, "dict": d, "run": root / "run"}
 
 
+def drop_schema_3_keys(config):
+    """The configuration as a generator or checkpoint of schema 1 or 2 recorded it."""
+    keys = ("clip_images", "straight_through")
+    return {**config, "model": {k: v for k, v in config["model"].items() if k not in keys}}
+
+
 def copy(src, dst):
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(src.read_bytes())
@@ -92,9 +98,9 @@ def test_files_say_which_sgan_and_schema_wrote_them(files):
     run = files["run"]
     for name in ("checkpoint.safetensors", "generator.safetensors", "critic.safetensors"):
         f = read_file(run / name, ("sgan.checkpoint", "sgan.generator"))
-        assert f.sgan_version == __version__ and f.schema == SCHEMAS[f.kind] == 2
+        assert f.sgan_version == __version__ and f.schema == SCHEMAS[f.kind] == 3
     first = (run / "config.yaml").read_text().splitlines()[0]
-    assert first == f"# written by sgan {__version__}, sgan.checkpoint schema 2"
+    assert first == f"# written by sgan {__version__}, sgan.checkpoint schema 3"
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["steps"] == 2
 
 
@@ -122,7 +128,7 @@ def test_a_config_key_of_a_newer_sgan_is_refused_not_dropped(runner, files, tmp_
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     msg = error_text(invoke(runner, ["train", "--out", str(run), "--resume", "--steps", "4"]))
     assert f"{ckpt} holds configuration this sgan ({__version__}) does not know (train.cosine_lr)" in msg
-    assert "written by sgan 9.1.0 under schema 2 of sgan.checkpoint" in msg
+    assert "written by sgan 9.1.0 under schema 3 of sgan.checkpoint" in msg
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     # sample refuses such a generator too (a new section counts as well)
     gen = run / "generator.safetensors"
@@ -136,10 +142,42 @@ def test_an_older_checkpoint_schema_still_resumes(runner, files, tmp_path):
     for p in files["run"].iterdir():
         if p.is_file():
             copy(p, run / p.name)
-    rewrite(run / "checkpoint.safetensors", meta={"schema": "1", "sgan_version": "0.0.9"})
+    rewrite(
+        run / "checkpoint.safetensors",
+        meta={"schema": "1", "sgan_version": "0.0.9"},
+        config=drop_schema_3_keys,
+    )
     res = invoke(runner, ["train", "--out", str(run), "--resume", "--steps", "3"])
     assert res.exit_code == 0, res.output
-    assert read_file(run / "checkpoint.safetensors", "sgan.checkpoint").schema == 2  # rewritten by this sgan
+    f = read_file(run / "checkpoint.safetensors", "sgan.checkpoint")
+    assert f.schema == 3  # rewritten by this sgan
+    assert f.config["model"]["clip_images"] is False  # and still the unclipped run it was
+
+
+def test_generators_from_before_clip_images_synthesise_unclipped_images(files, tmp_path):
+    """Schema-2 files lack model.clip_images: they load with it false and give the images they
+    gave before; files of this sgan clip codes × atoms to [−1, 1]."""
+    from sgan_cli.api import load_generator, sample
+
+    new = files["run"] / "generator.safetensors"
+    assert read_file(new, "sgan.generator").config["model"]["clip_images"] is True
+    old = copy(new, tmp_path / "old.safetensors")
+
+    rewrite(old, meta={"schema": "2"}, config=drop_schema_3_keys)
+    g_new, g_old = load_generator(new), load_generator(old)
+    assert g_new.module.synthesis.clip and not g_old.module.synthesis.clip
+    z = torch.randn(256, g_new.z_dim, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        clipped, unclipped = g_new.module(z), g_old.module(z)
+    assert clipped.min() >= -1 and clipped.max() <= 1
+    assert unclipped.min() < -1 or unclipped.max() > 1  # codes × atoms + mean leave the range
+    assert torch.equal(unclipped.clamp(-1, 1), clipped)
+    assert torch.equal(sample(g_old, n=8, seed=3), sample(g_new, n=8, seed=3))  # samples were always clipped
+    # a schema-3 file must record the key (it would otherwise fall back to a default unnoticed)
+    bad = copy(new, tmp_path / "bad.safetensors")
+    rewrite(bad, config=drop_schema_3_keys)
+    with pytest.raises(Exception, match=r"its configuration lacks model\.clip_images"):
+        read_file(bad, "sgan.generator")
 
 
 # ------------------------------------------------------------------ kind 4: parts that disagree
@@ -159,11 +197,11 @@ def test_a_dictionary_that_promises_a_mean_it_lacks_is_refused(runner, files, tm
     assert "learned without a mean (dict.mean), but it holds one" in msg
 
 
-def test_a_sparse_generator_of_schema_2_without_its_mean_is_refused(runner, files, tmp_path):
+def test_a_sparse_generator_of_schema_3_without_its_mean_is_refused(runner, files, tmp_path):
     gen = copy(files["run"] / "generator.safetensors", tmp_path / "g.safetensors")
     rewrite(gen, drop=("synthesis.mean",))
     msg = error_text(invoke(runner, ["sample", str(gen), "-n", "4", "--out", str(tmp_path / "s")]))
-    assert "a sparse generator of schema 2 without its dictionary's mean (synthesis.mean)" in msg
+    assert "a sparse generator of schema 3 without its dictionary's mean (synthesis.mean)" in msg
     assert not (tmp_path / "s").exists()
 
 

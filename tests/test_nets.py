@@ -14,6 +14,7 @@ from sgan_cli.nets import (
     PatchSynthesis,
     ResNetBody,
     SoftThreshold,
+    TopK,
     WholeImageSynthesis,
     up_sampling_plan,
 )
@@ -83,6 +84,60 @@ def test_whole_image_synthesis_is_matmul():
     codes = torch.randn(3, 10)
     img = WholeImageSynthesis(atoms, 1, 8)(codes)
     assert img.shape == (3, 1, 8, 8) and torch.allclose(img.flatten(1), codes @ atoms)
+
+
+@pytest.mark.parametrize("head", ["fixed", "learn", "topk"])
+def test_straight_through_heads_keep_their_codes_and_pass_every_gradient(head):
+    """Forward: the same codes. Backward: ∂/∂u of Σ w·codes is w everywhere (the kept codes'
+    and the zeroed ones'); a learned λ gets the same gradient as without."""
+    g = torch.Generator().manual_seed(1)
+    u0, w = torch.randn(6, 20, generator=g), torch.randn(6, 20, generator=g)
+
+    def make(st: bool) -> torch.nn.Module:
+        if head == "topk":
+            return TopK(3, straight_through=st)
+        return SoftThreshold(0.5, learnable=head == "learn", straight_through=st)
+
+    plain, through = make(False), make(True)
+    u1, u2 = u0.clone().requires_grad_(True), u0.clone().requires_grad_(True)
+    a, b = plain(u1), through(u2)
+    assert torch.equal(a, b) and (a == 0).any()
+    (a * w).sum().backward()
+    (b * w).sum().backward()
+    assert torch.equal(u2.grad, w)
+    assert torch.equal(u1.grad, w * (a != 0))  # without: the zeroed codes get nothing
+    if head == "learn":
+        assert torch.allclose(plain.log_lam.grad, through.log_lam.grad)
+    with torch.no_grad():
+        assert torch.equal(through(u0), a.detach())
+
+
+@pytest.mark.parametrize("kind", ["whole", "patch"])
+def test_clipped_synthesis_bounds_images_like_a_saturated_tanh(kind):
+    """clip=True: the unclipped image clamped to [−1, 1]; pixels inside pass the gradient
+    unchanged, pixels outside pass none."""
+    g = torch.Generator().manual_seed(0)
+    dim, code_shape = (64, (5, 12)) if kind == "whole" else (9, (5, 12, 8, 8))
+    atoms, mean = F.normalize(torch.randn(12, dim, generator=g), dim=1), torch.randn(dim, generator=g)
+    codes = 3 * torch.randn(code_shape, generator=g)
+
+    def make(clip: bool) -> torch.nn.Module:
+        if kind == "whole":
+            return WholeImageSynthesis(atoms, 1, 8, mean, clip=clip)
+        return PatchSynthesis(atoms, 1, 3, 8, stride=1, mean=mean, clip=clip)
+
+    free, clipped = make(False), make(True)
+    c = codes.clone().requires_grad_(True)
+    raw = free(codes)
+    out = clipped(c)
+    inside = (raw > -1) & (raw < 1)
+    assert (~inside).any() and inside.any()  # the case has pixels on both sides
+    assert torch.equal(out, raw.clamp(-1, 1))
+    weights = torch.randn(out.shape, generator=g)
+    (out * weights).sum().backward()
+    c2 = codes.clone().requires_grad_(True)
+    (free(c2) * weights * inside).sum().backward()
+    assert torch.allclose(c.grad, c2.grad)
 
 
 @pytest.mark.parametrize("size, plan", [(8, (4, 1)), (28, (7, 2)), (32, (4, 3)), (64, (4, 4))])
