@@ -5,11 +5,12 @@ Each variant is ``sgan train`` over the recipe for ``--steps`` iterations, score
 ``--steps/2`` iterations on ``--samples`` samples with ``--classifier`` features
 (``train.eval_every``), and summarised from its ``metrics.jsonl``: FID, recall and classes at
 each evaluation, the critic's loss at the end. The variants that reproduce the collapse train
-unclipped images (``model.clip_images=false``, sgan before the option); the ``clip-`` ones run
-sgan's default. Four variants change the generator inside ``sgan_cli.nets`` for the run (they
-are diagnoses, not options of sgan): ``tanh`` squashes the synthesised images, ``identity``
-replaces the atoms by the pixel basis (codes are pixels), ``ste`` passes the gradient straight
-through T_λ or top-k (the forward pass unchanged), ``bn`` puts a BatchNorm before the sparse
+unclipped images (``model.clip_images=false``, sgan before the option); the ``clip-`` ones clip
+with ``model.straight_through=false``; the ``st-`` ones run sgan's defaults. Four variants
+change the generator inside ``sgan_cli.nets`` for the run (they are diagnoses, not options of
+sgan): ``tanh`` squashes the synthesised images, ``identity`` replaces the atoms by the pixel
+basis (codes are pixels), ``ste`` passes the gradient straight through T_λ or top-k (the
+forward pass unchanged), ``bn`` puts a BatchNorm before the sparse
 head. Each variant runs in a process of its own, so a change never leaks into the next; a
 finished variant (``generator.safetensors`` in its folder) is skipped, so the study resumes.
 
@@ -30,7 +31,8 @@ from harness import ROOT, sgan, stand_in_mnist, work_folder
 
 RECIPES = ROOT / "recipes"
 GOYAL = ["--set", "model.critic_arch=goyal"]
-UNCLIPPED = ["--set", "model.clip_images=false"]  # sgan before model.clip_images (the collapse)
+NO_ST = ["--set", "model.straight_through=false"]  # gradients through the kept codes only
+UNCLIPPED = ["--set", "model.clip_images=false", *NO_ST]  # sgan before model.clip_images (the collapse)
 FIXED_GOYAL, TOPK = [*UNCLIPPED, *GOYAL], ["--set", "model.sparsity=topk"]
 SEED1 = ["--set", "train.seed=1"]
 ST = ["--set", "model.straight_through=true"]
@@ -61,15 +63,20 @@ VARIANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "dense-fc-goyal-critic-s1": ("sparse-mnist", "none", "", [*GOYAL, *SEED1]),
     "patch-goyal": ("dcgan-mnist", "patch", "", UNCLIPPED),
     "dense-dcgan-goyal": ("dcgan-mnist", "none", "", []),
-    # sgan's default since: images clipped to [−1, 1]
-    "clip-fixed": ("sparse-mnist", "whole", "", []),
-    "clip-fixed-goyal-critic": ("sparse-mnist", "whole", "", GOYAL),
-    "clip-fixed-goyal-critic-s1": ("sparse-mnist", "whole", "", [*GOYAL, *SEED1]),
-    "clip-topk-goyal-critic": ("sparse-mnist", "whole", "", [*GOYAL, *TOPK]),
-    "clip-controller-goyal-critic": ("sparse-mnist", "whole", "", [*GOYAL, "--set", "model.sparsity=controller"]),
-    "clip-controller": ("sparse-mnist", "whole", "", ["--set", "model.sparsity=controller"]),
-    "clip-patch-goyal": ("dcgan-mnist", "patch", "", []),
-    # clipped, with the straight-through gradient of the sparse head (model.straight_through)
+    # images clipped to [−1, 1] (model.clip_images), gradients through the kept codes only
+    "clip-fixed": ("sparse-mnist", "whole", "", NO_ST),
+    "clip-fixed-goyal-critic": ("sparse-mnist", "whole", "", [*GOYAL, *NO_ST]),
+    "clip-fixed-goyal-critic-s1": ("sparse-mnist", "whole", "", [*GOYAL, *SEED1, *NO_ST]),
+    "clip-topk-goyal-critic": ("sparse-mnist", "whole", "", [*GOYAL, *TOPK, *NO_ST]),
+    "clip-controller-goyal-critic": (
+        "sparse-mnist",
+        "whole",
+        "",
+        [*GOYAL, "--set", "model.sparsity=controller", *NO_ST],
+    ),
+    "clip-controller": ("sparse-mnist", "whole", "", ["--set", "model.sparsity=controller", *NO_ST]),
+    "clip-patch-goyal": ("dcgan-mnist", "patch", "", NO_ST),
+    # clipped, with the straight-through gradient of the sparse head (model.straight_through): sgan's defaults
     "st-fixed": ("sparse-mnist", "whole", "", ST),
     "st-topk": ("sparse-mnist", "whole", "", [*ST, *TOPK]),
     "st-topk-goyal-critic": ("sparse-mnist", "whole", "", [*ST, *GOYAL, *TOPK]),
