@@ -26,7 +26,7 @@ def straight_through(codes: Tensor, u: Tensor) -> Tensor:
     (the straight-through estimator, Bengio, Léonard & Courville 2013). A code that is off then
     still learns whether to turn on; without it T_λ and top-k give it zero gradient. A learned
     λ keeps its own gradient."""
-    return codes + (u - u.detach()) * (codes == 0)
+    return torch.where(codes == 0, codes + (u - u.detach()), codes)  # where: an infinite u stays infinite
 
 
 class SoftThreshold(nn.Module):
@@ -93,7 +93,7 @@ class TopK(nn.Module):
         idx = u.detach().abs().topk(self.k, dim=1).indices
         mask = torch.zeros_like(u).scatter_(1, idx, 1.0)
         if self.straight_through and torch.is_grad_enabled():
-            return u * mask + (u - u.detach()) * (1.0 - mask)
+            return torch.where(mask.bool(), u, u - u.detach())  # dropped entries: value 0, gradient 1
         return u * mask
 
 
@@ -291,9 +291,10 @@ class DCGANBody(nn.Module):
 class Generator(nn.Module):
     """A body followed by a sparse head (T_λ → dictionary synthesis) or a dense tanh head.
 
-    ``forward(z)`` returns images [B, C, H, W] in [−1, 1] (dense) or in the dictionary's span
-    (sparse); ``forward_codes(z)`` also returns the codes (None for dense), which the L1
-    penalty β·mean|a| and the support fraction are computed from.
+    ``forward(z)`` returns images [B, C, H, W] in [−1, 1] (dense, and sparse with a clipping
+    synthesis) or in the dictionary's span (sparse, unclipped); ``forward_codes(z)`` also
+    returns the codes (None for dense), which the L1 penalty β·mean|a| and the support
+    fraction are computed from.
     """
 
     def __init__(

@@ -19,7 +19,7 @@ SCHEMAS: dict[str, int] = {
     "sgan.generator": 3,  # 2: synthesis.mean always held; train.sync_bn, precision, eval_*, model.sparsity, pack
     # 3: model.clip_images, model.straight_through (older files: unclipped images, sparse gradients)
     "sgan.checkpoint": 3,  # 2: as the generator (the options above were added while it said 1); 3: as the generator
-    "sgan.samples": 2,  # 2: the run's model.clip_images and model.straight_through
+    "sgan.samples": 2,  # 2: its config may hold the schema-3 model keys (absent when sampled from an older generator)
     "sgan.latents": 1,
     "sgan.stats": 1,
     "sgan.classifier": 1,

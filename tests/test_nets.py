@@ -110,6 +110,9 @@ def test_straight_through_heads_keep_their_codes_and_pass_every_gradient(head):
         assert torch.allclose(plain.log_lam.grad, through.log_lam.grad)
     with torch.no_grad():
         assert torch.equal(through(u0), a.detach())
+    inf = u0.clone()
+    inf[0, 0] = float("inf")  # the same forward for a value that is kept: no inf − inf = NaN
+    assert torch.equal(through(inf.requires_grad_(True)), plain(inf))
 
 
 @pytest.mark.parametrize("kind", ["whole", "patch"])
