@@ -182,18 +182,21 @@ def check_range(key: str, value: Any, source: str) -> None:
 
 
 def check_ranges(cfg: Any, sections: tuple[str, ...], source: str) -> None:
-    """Every configuration key of ``RANGES`` in these sections of ``cfg`` (a built config, e.g.
-    one made in Python rather than read from a recipe) is finite and in range — the same rule
-    recipes, ``--set`` values and files get."""
+    """Every key in these sections of ``cfg`` (a built config, e.g. one made in Python rather
+    than read from a recipe) has its field's type, and every key of ``RANGES`` is finite and in
+    range — the same rules recipes, ``--set`` values and files get."""
     for section in sections:
         check_section(section, getattr(cfg, section), source)
 
 
 def check_section(section: str, values: Any, source: str) -> None:
-    """Every key of one section (a :class:`DictConfig`, …) with a row in ``RANGES``, in range."""
-    for name in _hints(type(values)):
-        if f"{section}.{name}" in RANGES:
-            check_range(f"{section}.{name}", getattr(values, name), source)
+    """Every key of one section (a :class:`DictConfig`, …) of its field's type (a bool is a
+    bool, not a truthy string) and, with a row in ``RANGES``, in range."""
+    for name, hint in _hints(type(values)).items():
+        key, value = f"{section}.{name}", getattr(values, name)
+        _coerce(value, hint, key, source)
+        if key in RANGES:
+            check_range(key, value, source)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

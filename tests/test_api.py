@@ -112,4 +112,8 @@ def test_errors_name_the_argument_or_key(trained):
     bad.gan.lr_g = -1.0
     with pytest.raises(sgan_cli.SganError, match=r"gan.lr_g must be in \(0, 10\], got -1.0"):
         sgan_cli.train(bad, root / "bad")
+    bad = sgan_cli.SganConfig()
+    bad.model.clip_images = "no"  # truthy: it trained clipped and wrote a file no reader accepted
+    with pytest.raises(sgan_cli.SganError, match="model.clip_images must be bool, got 'no'"):
+        sgan_cli.train(bad, root / "bad")
     assert not (root / "bad").exists() and not (root / "other").exists()
