@@ -6,11 +6,11 @@ Each variant is ``sgan train`` over the recipe for ``--steps`` iterations, score
 (``train.eval_every``), and summarised from its ``metrics.jsonl``: FID, recall and classes at
 each evaluation, the critic's loss at the end. The variants that reproduce the collapse train
 unclipped images (``model.clip_images=false``, sgan before the option); the ``clip-`` ones clip
-with ``model.straight_through=false``; the ``st-`` ones run sgan's defaults. Four variants
-change the generator inside ``sgan_cli.nets`` for the run (they are diagnoses, not options of
-sgan): ``tanh`` squashes the synthesised images, ``identity`` replaces the atoms by the pixel
-basis (codes are pixels), ``ste`` passes the gradient straight through T_λ or top-k (the
-forward pass unchanged), ``bn`` puts a BatchNorm before the sparse
+with ``model.straight_through=false``; the ``ste-`` ones pass the gradient straight through
+unclipped images; the ``st-`` ones run sgan's defaults. Three variants change the generator
+inside ``sgan_cli.nets`` for the run (they are diagnoses, not options of sgan): ``tanh``
+squashes the synthesised images, ``identity`` replaces the atoms by the pixel basis (codes are
+pixels), ``bn`` puts a BatchNorm before the sparse
 head. Each variant runs in a process of its own, so a change never leaks into the next; a
 finished variant (``generator.safetensors`` in its folder) is skipped, so the study resumes.
 
@@ -36,6 +36,7 @@ UNCLIPPED = ["--set", "model.clip_images=false", *NO_ST]  # sgan before model.cl
 FIXED_GOYAL, TOPK = [*UNCLIPPED, *GOYAL], ["--set", "model.sparsity=topk"]
 SEED1 = ["--set", "train.seed=1"]
 ST = ["--set", "model.straight_through=true"]
+UNCLIPPED_ST = ["--set", "model.clip_images=false", *ST, *GOYAL]  # the straight-through gradient alone
 # name → (recipe, dictionary: "whole", "patch" or "none", change to the sparse head, extra sgan train arguments)
 VARIANTS: dict[str, tuple[str, str, str, list[str]]] = {
     "sparse-fixed": ("sparse-mnist", "whole", "", UNCLIPPED),
@@ -56,9 +57,9 @@ VARIANTS: dict[str, tuple[str, str, str, list[str]]] = {
     ),
     "tanh-goyal-critic": ("sparse-mnist", "whole", "tanh", FIXED_GOYAL),
     "identity-atoms-goyal-critic": ("sparse-mnist", "whole", "identity", FIXED_GOYAL),
-    "ste-fixed-goyal-critic": ("sparse-mnist", "whole", "ste", FIXED_GOYAL),
-    "ste-fixed-goyal-critic-s1": ("sparse-mnist", "whole", "ste", [*FIXED_GOYAL, *SEED1]),
-    "ste-topk-goyal-critic": ("sparse-mnist", "whole", "ste", [*FIXED_GOYAL, *TOPK]),
+    "ste-fixed-goyal-critic": ("sparse-mnist", "whole", "", UNCLIPPED_ST),
+    "ste-fixed-goyal-critic-s1": ("sparse-mnist", "whole", "", [*UNCLIPPED_ST, *SEED1]),
+    "ste-topk-goyal-critic": ("sparse-mnist", "whole", "", [*UNCLIPPED_ST, *TOPK]),
     "dense-fc-goyal-critic": ("sparse-mnist", "none", "", GOYAL),
     "dense-fc-goyal-critic-s1": ("sparse-mnist", "none", "", [*GOYAL, *SEED1]),
     "patch-goyal": ("dcgan-mnist", "patch", "", UNCLIPPED),
@@ -90,18 +91,14 @@ def change_head(kind: str) -> None:
 
     from sgan_cli import nets
 
-    if kind == "ste":
-        threshold, topk = nets.SoftThreshold.forward, nets.TopK.forward
-        nets.SoftThreshold.forward = lambda self, u: u + (threshold(self, u) - u).detach()
-        nets.TopK.forward = lambda self, u: u + (topk(self, u) - u).detach()
-    elif kind == "tanh":
+    if kind == "tanh":
         synthesis = nets.WholeImageSynthesis.forward
         nets.WholeImageSynthesis.forward = lambda self, codes: torch.tanh(synthesis(self, codes))
     elif kind == "identity":
         init = nets.WholeImageSynthesis.__init__
 
-        def identity_init(self, atoms, channels, size, mean=None):  # type: ignore[no-untyped-def]
-            init(self, torch.eye(atoms.shape[1])[: atoms.shape[0]], channels, size, mean)
+        def identity_init(self, atoms, channels, size, mean=None, clip=False):  # type: ignore[no-untyped-def]
+            init(self, torch.eye(atoms.shape[1])[: atoms.shape[0]], channels, size, mean, clip)
 
         nets.WholeImageSynthesis.__init__ = identity_init
     elif kind == "bn":  # BatchNorm over the batch on the FC body's output, before the sparse head
@@ -154,7 +151,7 @@ def main() -> None:
         return
     with work_folder(args.out, "collapse") as out:
         if args.smoke:
-            args.steps, args.samples, args.variants = 2, 20, ["ste-fixed-goyal-critic"]
+            args.steps, args.samples, args.variants = 2, 20, ["identity-atoms-goyal-critic"]
             args.data_root = stand_in_mnist(out / "data")
             args.dict = out / "dict.safetensors"
             learn = ["learn-dict", "mnist", "--data-root", str(args.data_root), "--atoms", "32", "--limit", "200"]
