@@ -59,11 +59,10 @@ from sgan_cli.training import train_steps  # noqa: E402
 
 MNIST_RECIPES = ("dcgan-mnist", "wgan-mnist", "wgan-gp-mnist", "sparse-mnist", "sparse-fashion", "sparse-patch-mnist")
 STACKED_RECIPES = ("stacked-mnist-quarter", "stacked-mnist-quarter-pac2", "stacked-mnist-half")
+RECIPE_DICTIONARIES = {"sparse-mnist": "whole", "sparse-fashion": "whole", "sparse-patch-mnist": "patch36"}
 # case → (recipe or None, overrides, dictionary: None | "whole" | "patch" | "patch36" | "digits")
 CASES: dict[str, tuple[str | None, list[str], str | None]] = {
-    **{name: (name, [], "whole" if name.startswith("sparse") else None) for name in MNIST_RECIPES},
-    "sparse-patch-mnist": ("sparse-patch-mnist", [], "patch36"),
-    **{name: (name, [], None) for name in STACKED_RECIPES},
+    **{name: (name, [], RECIPE_DICTIONARIES.get(name)) for name in (*MNIST_RECIPES, *STACKED_RECIPES)},
     "quickstart": (
         None,
         ["model.arch=dcgan", "model.threshold=0.3", "model.beta=0.5", "recon.mode=latent", "model.sparsity=fixed"],
