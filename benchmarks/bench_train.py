@@ -36,7 +36,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -48,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 RECIPES = HERE.parent / "recipes"
 sys.path.insert(0, str(HERE))
 
+import harness  # noqa: E402
 from eager_reference import eager_steps, plain_nets, plain_optimizers  # noqa: E402
 
 from sgan_cli.builders import Geometry  # noqa: E402
@@ -195,14 +195,7 @@ def run_case(
 
 def machine() -> dict:
     """The CPU (model, AMX), torch and its thread count, the load when the run started."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = harness.cpu_name()
     amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
     return {
         "cpu": model,

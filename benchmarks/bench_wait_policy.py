@@ -29,6 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness
+
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
 
 
@@ -129,7 +133,7 @@ def main() -> None:
                 if proc is not None:
                     proc.kill()
                     proc.wait()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    cpu = harness.cpu_name()
     print(f"CPU: {cpu}; {os.cpu_count()} cores; busy = --busy {args.busy}; seconds (fastest of rounds)")
     names = list(table)
     print("| load | command | " + " | ".join(names) + " | sgan / best |")

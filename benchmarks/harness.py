@@ -23,6 +23,19 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def sgan(*args: str, in_process: bool = False, cwd: Path | None = None, echo: bool = True) -> dict:
     """Run ``sgan ARGS --json`` and return its JSON output; stderr (progress) passes through.
 

@@ -7,6 +7,11 @@ its JSON under benchmarks/results/).
 Run it on a quiet machine: the scripts time two implementations side by side, and another
 busy process on the same cores distorts small-op timings (docs/benchmarks.md). Each script's
 ``--smoke`` checks in seconds that it still runs (``tests/test_benchmarks.py`` runs them all).
+
+Not run here, each by its own command (docs/benchmarks.md, docs/results.md): the studies, which
+train many runs for many minutes each and resume (``study_*.py``, ``bench_sparsity.py``,
+``bench_arch_quality.py``), the plain-loop quality references (``reference_*.py``), and
+``bench_recon.py``, which measures one recipe's reconstructor given on its command line.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ def runs(mnist_root: Path | None) -> list[list[str]]:
         ["bench_sample.py", *mnist],
         ["bench_score.py", *mnist],
         ["bench_ddp.py"],
+        ["bench_arch.py"],
+        ["bench_dict_mean.py", *mnist],
+        ["bench_wait_policy.py"],
     ]
 
 

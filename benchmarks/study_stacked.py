@@ -80,14 +80,21 @@ def patch_dictionary(work: Path, root: str, smoke: bool) -> Path:
 
 
 def mode_scores(run: Path, classifier: str, n: int, seed: int) -> tuple[int, float]:
-    """(modes covered of 1,000, KL to uniform) of n samples of the run's generator."""
+    """(modes covered of 1,000, KL to uniform) of n samples of the run's generator, drawn as
+    PacGAN's evaluation draws them: the generator in training mode (BatchNorm on each batch's
+    own statistics) over batches of 128 latents. ``sgan sample`` uses the running statistics
+    instead (eval mode); the two agree once training has settled, not early on."""
     from sgan_cli.features import class_predictions, load_extractor
+    from sgan_cli.images import to_uint8
     from sgan_cli.metrics import mode_coverage
     from sgan_cli.run_files import load_generator
-    from sgan_cli.sampling import draw_latents, generate
+    from sgan_cli.sampling import draw_latents
 
     g = load_generator(run)
-    images, _, _, _ = generate(g, draw_latents(seed, 0, n, g.z_dim), 500, keep_codes=False)
+    z = draw_latents(seed, 0, n, g.z_dim)
+    g.module.train()
+    with torch.no_grad():
+        images = torch.cat([to_uint8(g.module(z[i : i + 128]).float()) for i in range(0, n, 128)])
     modes, total = class_predictions(load_extractor(f"classifier:{classifier}"), images, 1000, torch.device("cpu"))
     mc = mode_coverage(modes, total)
     return mc.covered, mc.kl
@@ -102,16 +109,25 @@ def run_one(args: argparse.Namespace, method: str, seed: int, patch: Path | None
     sets += [f"data.root={args.data_root}", "data.download=false", f"train.seed={seed}", "train.log_every=100"]
     if args.smoke:
         sets += ["data.limit=300", "train.batch_size=8", "train.log_every=1"]
-    curve, seconds = [], 0.0
+    # the points measured so far: a run stopped between them (a session's end) goes on from its
+    # last checkpoint; scored points are not measured again
+    done = out / "study-curve.jsonl"
+    curve = [json.loads(line) for line in done.read_text().splitlines()] if done.exists() else []
+    seconds = curve[-1]["train_s"] if curve else 0.0
     stops = sorted({s for s in args.eval_at if s < args.steps} | {args.steps})
-    for i, stop in enumerate(stops):
+    for stop in stops:
+        if any(point["step"] == stop for point in curve):
+            continue
         cfg = load_config(
-            RECIPE, [*sets, f"train.steps={stop}", f"train.save_every={stop}", f"train.grid_every={stop}"]
+            RECIPE, [*sets, f"train.steps={stop}", f"train.save_every={min(stop, 1000)}", f"train.grid_every={stop}"]
         )
-        res = run_training(cfg, out, resume=i > 0, force=i == 0)
+        resume = bool(curve) and (out / "checkpoint.safetensors").exists()
+        res = run_training(cfg, out, resume=resume, force=not resume)
         seconds += res.seconds
         modes, kl = mode_scores(out, args.classifier, args.samples, 1000 + seed)
         curve.append({"step": stop, "modes": modes, "kl": round(kl, 4), "train_s": round(seconds, 1)})
+        with done.open("a") as f:
+            f.write(json.dumps(curve[-1]) + "\n")
         print(json.dumps({"method": method, "seed": seed, **curve[-1]}), flush=True)
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     return {
@@ -129,19 +145,9 @@ def run_one(args: argparse.Namespace, method: str, seed: int, patch: Path | None
         },
         "sets": sets,
         "smoke": args.smoke,
-        "cpu": _cpu(),
+        "cpu": harness.cpu_name(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def summary(results: Path) -> str:

@@ -254,7 +254,13 @@ def load_generator(
     """The generator of a run folder or a ``generator.safetensors``, ready to sample (eval mode,
     on ``device``): ``ema`` its EMA weights; ``dictionary`` swaps in the atoms of another
     dictionary file of the same shape. ``.module`` is the ``nn.Module`` z [B, z_dim] → images
-    [B, C, H, W] in [−1, 1]; ``.z_dim``, ``.geometry``, ``.dictionary`` describe it."""
+    [B, C, H, W] in [−1, 1]; ``.z_dim``, ``.geometry``, ``.dictionary`` describe it.
+
+    Gradients through a sparse generator trained with ``model.straight_through`` (the default
+    since generator schema 3) are the straight-through surrogate the loop trained with: codes
+    the sparsity head set to zero still pass u's gradient, the forward values are exact. For
+    the true gradient of the thresholded codes (latent inversion, say), set
+    ``.module.threshold.straight_through = False`` (the sparsity head: soft threshold or top-k)."""
     dev = resolve_device(device) if isinstance(device, str) else device
     return _load_generator(path, ema=ema, dictionary=dictionary, device=dev)
 

@@ -1,18 +1,25 @@
-"""``--arch auto``: the architecture that fits the dictionary and the device.
+"""``--arch auto``: the architecture that gives the best samples per minute on the device.
 
-Measured on a 2-core CPU (issue 15; docs/benchmarks.md): a whole-image dictionary makes the
-generator an MLP (Ganz & Blau, Sparse GAN), and a convolutional critic and encoder beside it turned a
-1,200-step MNIST run from 88 s into more than two hours. So:
+On a CPU the choice is measured (``benchmarks/bench_arch_quality.py``; docs/benchmarks.md,
+"Architectures on a CPU"): each candidate trained with ``sgan train``'s defaults on mnist-5k for
+2, 5 and 10 CPU-minutes of one thread, scored by FID with an MNIST classifier; the table below
+keeps, per kind of generator, the candidate with the lowest FID reached within 10 minutes:
 
-* whole-image dictionary → ``mlp`` everywhere (the generator is an MLP whatever the choice);
-* patch dictionary → ``dcgan`` generator (a code map needs a convolutional body), with an MLP
-  critic and encoder on the CPU and convolutional ones on a GPU;
-* dense baseline → ``mlp`` on the CPU, ``dcgan`` on a GPU.
+* dense generator → ``mlp`` (FID 4.1 at 10 minutes; Goyal's DCGAN nets 31.4);
+* whole-image dictionary → ``mlp`` (17.0 at 2 minutes, then worse; an MLP generator under
+  Goyal's critic 23.4 at 10; the generator is fully connected whatever the choice);
+* patch dictionary → a ``dcgan`` generator (a code map needs a convolutional body) with an
+  ``mlp`` critic and encoder (27.9 at 10 minutes; Goyal's nets 31.6).
 
-An explicit ``--arch`` (or ``model.critic_arch``) is never changed. The papers' own nets
-(``sgan_cli.paper_nets``: ``goyal``, the DCGAN nets of Goyal's EE5239 report; ``ganz-blau``,
-those of Ganz & Blau's *Sparse GAN*) are chosen by name only: they reproduce a paper rather
-than fit a device.
+Measured under WGAN-GP, ``sgan train``'s default objective; under BCE the dense MLP GAN
+diverged there (FID 127 → 280); the BCE recipes use Goyal's nets (``recipes/dcgan-mnist.yaml``:
+FID 3.6 after 15,000 iterations), and ``--gan gan`` runs should name ``--arch goyal``.
+
+On a GPU nothing was measured (none was available): convolutional nets there (``dcgan``
+generator and critic, a whole-image dictionary's generator stays fully connected), where they
+cost little more than an MLP. An explicit ``--arch`` (or ``model.critic_arch``) is never
+changed. The papers' own nets (``sgan_cli.paper_nets``: ``goyal``, ``ganz-blau``) are chosen
+by name only: they reproduce a paper rather than fit a device.
 """
 
 from __future__ import annotations
@@ -26,24 +33,39 @@ from .devices import resolve_device
 AUTO = "auto"
 
 
+# (kind of generator, device type) → (generator arch, critic arch or None for the same); see the module doc
+CHOICE: dict[tuple[str, str], tuple[str, str | None]] = {
+    ("dense", "cpu"): ("mlp", None),
+    ("whole", "cpu"): ("mlp", None),
+    ("patch", "cpu"): ("dcgan", "mlp"),
+    ("dense", "cuda"): ("dcgan", None),
+    ("whole", "cuda"): ("mlp", None),
+    ("patch", "cuda"): ("dcgan", "dcgan"),
+}
+WHY = {
+    "dense": "dense generator",
+    "whole": "whole-image dictionary",
+    "patch": "patch dictionary",
+}
+MEASURED = {"cpu": "best FID per CPU-minute measured on MNIST", "cuda": "not measured on a GPU"}
+
+
 def resolve_arch(cfg: SganConfig, patch: int | None, sparse: bool, device_type: str) -> str | None:
-    """Replace ``model.arch = "auto"`` in place by a concrete choice; returns why, or None
+    """Replace ``model.arch = "auto"`` in place by :data:`CHOICE`'s entry; returns why, or None
     when nothing was automatic. ``patch``: the dictionary's patch size (None: whole images);
-    ``sparse``: whether there is a dictionary; ``device_type``: "cpu" or "cuda"."""
+    ``sparse``: whether there is a dictionary; ``device_type``: "cpu" or "cuda" (any other
+    device type is treated as "cuda")."""
     model = cfg.model
     if model.arch != AUTO:
         return None
-    gpu = device_type == "cuda"
-    if sparse and patch is None:
-        model.arch = "mlp"
-        return "whole-image dictionary: MLP generator, critic and encoder"
-    if sparse:
-        model.arch = "dcgan"
-        if model.critic_arch is None:
-            model.critic_arch = "dcgan" if gpu else "mlp"
-        return f"patch dictionary: DCGAN generator, {model.critic_arch} critic and encoder on {device_type}"
-    model.arch = "dcgan" if gpu else "mlp"
-    return f"dense generator on {device_type}: {model.arch}"
+    kind = "dense" if not sparse else ("whole" if patch is None else "patch")
+    device = "cpu" if device_type == "cpu" else "cuda"
+    arch, critic = CHOICE[(kind, device)]
+    model.arch = arch
+    if critic is not None and model.critic_arch is None:
+        model.critic_arch = critic
+    critic_note = "" if model.critic_arch in (None, arch) else f", {model.critic_arch} critic and encoder"
+    return f"{WHY[kind]} on {device_type}{critic_note} ({MEASURED[device]})"
 
 
 def resolve_auto(cfg: SganConfig, dry_run: bool = False, dictionary: Any = None) -> str | None:

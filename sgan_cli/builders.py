@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -23,11 +23,22 @@ from .contracts import DictionaryFile
 from .critics import FEATURES, Critic, Encoder
 from .errors import SganError
 from .losses import OBJECTIVES
-from .nets import DCGANBody, Generator, MLPBody, PatchSynthesis, ResNetBody, TinyBody, WholeImageSynthesis
+from .nets import (
+    DCGANBody,
+    Generator,
+    MLPBody,
+    PatchSynthesis,
+    ResNetBody,
+    TinyBody,
+    WholeImageSynthesis,
+    dcgan_init,
+)
 from .paper_nets import CONV_BODIES, PAPER_ARCHS, PAPER_FEATURES, VECTOR_BODIES, no_dropout
 from .precision import PRECISIONS
 from .sparsity import ResolvedSparsity, check_sparsity_config, resolve_sparsity, sparse_head
 from .validation import check_batch_memory, check_memory
+
+N = TypeVar("N", Critic, Encoder)
 
 ARCHS = ("mlp", "dcgan", "resnet", "pacgan-tiny", *PAPER_ARCHS)  # paper_nets: the papers' own nets
 RECON_MODES = ("none", "latent", "vae")
@@ -160,7 +171,8 @@ def build_encoder(model: ModelConfig, geometry: Geometry, mode: str) -> Encoder:
     """
     if mode not in ("latent", "vae"):
         raise SganError(f"unknown reconstructor mode {mode!r}", where="recon.mode", fix="use latent or vae")
-    return Encoder(no_dropout(_features(critic_arch(model), geometry, model.e_width, "none")), model.z_dim, mode)
+    encoder = Encoder(no_dropout(_features(critic_arch(model), geometry, model.e_width, "none")), model.z_dim, mode)
+    return _tiny_head_init(model, encoder)
 
 
 def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Critic:
@@ -183,9 +195,18 @@ def build_critic(model: ModelConfig, objective: str, geometry: Geometry) -> Crit
     check_range("model.pack", model.pack, "the model configuration")
     # packing (PacGAN, Lin et al. 2018): the features read m samples concatenated along channels
     packed = Geometry(geometry.channels * model.pack, geometry.size)
-    return Critic(
+    critic = Critic(
         _features(critic_arch(model), packed, model.d_width, norm), model.minibatch_disc, model.mbd_dim, model.pack
     )
+    return _tiny_head_init(model, critic)
+
+
+def _tiny_head_init(model: ModelConfig, net: N) -> N:
+    """PacGAN's tiny critic draws its linear head as its convolutions (:func:`dcgan_init`);
+    other architectures keep PyTorch's defaults."""
+    if critic_arch(model) == "pacgan-tiny":
+        dcgan_init(net.head)
+    return net
 
 
 def check_pack(batch_size: int, pack: int, world_size: int) -> None:

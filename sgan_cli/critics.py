@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .nets import tiny_plan, up_sampling_plan
+from .nets import dcgan_init, tiny_plan, up_sampling_plan
 
 
 def norm2d(norm: str, c: int) -> nn.Module:
@@ -194,7 +194,10 @@ class Encoder(nn.Module):
 class TinyFeatures(nn.Module):
     """The stacked-MNIST critic of PacGAN (Lin et al. 2018, Table 3): 3×3 stride-2 convs with
     ``width``, 2·width and 4·width channels (width 2: "¼ of G", 2-4-8; width 4: "½ of G",
-    4-8-16), LeakyReLU 0.2, normalisation after the second and third; flattened for the linear head."""
+    4-8-16), each followed by the normalisation and LeakyReLU 0.3; flattened for the linear head.
+    As PacGAN's code (github.com/fjxmlzn/PacGAN, ``D=0.25G/model.py``) builds it: BatchNorm
+    after every conv, the first too, and weights drawn by :func:`~sgan_cli.nets.dcgan_init`
+    (the linear head too: :func:`sgan_cli.builders.build_critic`)."""
 
     def __init__(self, channels: int, size: int, width: int = 2, norm: str = "none") -> None:
         super().__init__()
@@ -203,11 +206,12 @@ class TinyFeatures(nn.Module):
         c_in = channels
         for i in range(len(sizes) - 1):
             c = width * 2**i
-            layers += [nn.Conv2d(c_in, c, 3, 2, 1), nn.Identity() if i == 0 else norm2d(norm, c), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(c_in, c, 3, 2, 1), norm2d(norm, c), nn.LeakyReLU(0.3)]
             c_in = c
         layers.append(nn.Flatten())
         self.net = nn.Sequential(*layers)
         self.out_dim = c_in * sizes[0] ** 2
+        dcgan_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

@@ -155,7 +155,7 @@ static void exact_corr(const double *G, i64 K, const double *corr, work_t *W, i6
 
 static inline double sgn(double x) { return (x > 0.0) - (x < 0.0); }
 
-/* One signal's LARS-lasso path from λ = max|corr| down to α (see _lars in sparse_coding.py).
+/* One signal's LARS-lasso path from λ = max|corr| down to α (see _lars in lars.py).
  * Writes its code [K]; with rec_lam non-NULL, λ and the active count at the start of each
  * of its first rec_width steps. Returns the number of steps taken; *lam_out, *cnt_out: λ
  * and the active count where it ended. */

@@ -366,6 +366,22 @@ class ResNetBody(nn.Module):
         return self.net(self.fc(z).view(-1, self.c0, self.base, self.base))
 
 
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN-tensorflow's initialisers, which PacGAN's stacked-MNIST code uses for its tiny nets
+    (Lin et al. 2018, github.com/fjxmlzn/PacGAN, ``ops.py``): convolution weights N(0, 0.02²)
+    truncated at 2σ, transposed-convolution and linear weights N(0, 0.02²), biases 0 (BatchNorm
+    keeps γ = 1, β = 0). In place, on every submodule; draws from torch's global generator."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.trunc_normal_(m.weight, std=0.02, a=-0.04, b=0.04)
+        elif isinstance(m, (nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, std=0.02)
+        else:
+            continue
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
 def tiny_plan(size: int) -> list[int]:
     """The sizes of the PacGAN/Unrolled-GAN tiny nets, from 4 up: 28 → [4, 7, 14, 28], 32 → [4, 8, 16, 32]
     (each ⌈s/2⌉ below ``size`` down to ≤ 4)."""
@@ -378,7 +394,8 @@ def tiny_plan(size: int) -> list[int]:
 class TinyBody(nn.Module):
     """The stacked-MNIST generator of Unrolled GAN (Metz et al. 2017) and PacGAN (Lin et al. 2018, Table 3):
     z → linear → [C₀, 4, 4] → 3×3 transposed convs, stride 2, channels halving (C₀ = 64: 32, 16, 8)
-    → a 3×3 stride-1 conv to ``out_channels``. BatchNorm + ReLU between.
+    → a 3×3 stride-1 conv to ``out_channels``. BatchNorm (per channel, the first on the reshaped
+    linear output) + ReLU between; weights drawn as PacGAN's code draws them (:func:`dcgan_init`).
 
     Each stride-2 transposed conv (padding 1) maps s to 2s − 1; output_padding 1 makes 2s where
     the target is even: 28×28 is 4 → 7 → 14 → 28 (output paddings 0, 1, 1).
@@ -388,10 +405,9 @@ class TinyBody(nn.Module):
         super().__init__()
         sizes = tiny_plan(out_size)
         self.base, self.c0 = sizes[0], width
-        self.fc = nn.Sequential(
-            nn.Linear(z_dim, width * self.base**2), nn.BatchNorm1d(width * self.base**2), nn.ReLU(inplace=True)
-        )
-        layers: list[nn.Module] = []
+        self.fc = nn.Linear(z_dim, width * self.base**2)
+        # PacGAN normalises the reshaped [C₀, 4, 4] map per channel (BatchNorm over the batch and the 4×4 positions)
+        layers: list[nn.Module] = [nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
         c = width
         for s_in, s_out in zip(sizes[:-1], sizes[1:]):
             c_next = max(c // 2, 1)
@@ -403,6 +419,7 @@ class TinyBody(nn.Module):
             c = c_next
         layers.append(nn.Conv2d(c, out_channels, 3, 1, 1))
         self.net = nn.Sequential(*layers)
+        dcgan_init(self)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(self.fc(z).view(-1, self.c0, self.base, self.base))

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from sgan_cli.builders import Geometry, build_critic, build_generator, check_pack
+from sgan_cli.builders import Geometry, build_critic, build_encoder, build_generator, check_pack
 from sgan_cli.config import ModelConfig, load_config
 from sgan_cli.critics import Critic, DCGANFeatures, MLPFeatures, PackedFeatures, TinyFeatures, pack_samples
 from sgan_cli.errors import SganError
@@ -134,6 +136,67 @@ def test_tiny_nets_have_pacgan_table_3_shapes():
         packed = build_critic(ModelConfig(arch="pacgan-tiny", d_width=width, pack=2), "gan", Geometry(3, 28))
         assert isinstance(packed.features, PackedFeatures)
         assert next(m for m in packed.modules() if isinstance(m, nn.Conv2d)).in_channels == 6
+
+
+def test_tiny_nets_are_built_and_drawn_as_pacgans_code():
+    """PacGAN's D=0.25G/model.py: conv → BatchNorm → LeakyReLU 0.3 for every layer (the first
+    too); every weight N(0, 0.02²) (convolutions truncated at 2σ), every bias 0; the linear
+    heads of critic and encoder drawn alike. Seeds' draws are checked by their statistics."""
+    torch.manual_seed(0)
+    D = build_critic(ModelConfig(arch="pacgan-tiny", d_width=4), "gan", Geometry(3, 28))
+    kinds = [type(m).__name__ for m in D.features.net]
+    assert kinds == ["Conv2d", "BatchNorm2d", "LeakyReLU"] * 3 + ["Flatten"]
+    assert all(m.negative_slope == 0.3 for m in D.modules() if isinstance(m, nn.LeakyReLU))
+    G = build_generator(ModelConfig(arch="pacgan-tiny", z_dim=256, g_width=64), Geometry(3, 28), None)
+    E = build_encoder(ModelConfig(arch="pacgan-tiny", e_width=8, z_dim=256), Geometry(3, 28), "latent")
+    truncated_std = 0.02 * 0.8796  # the std of N(0, 1) truncated at ±2
+    for net in (D, G, E):
+        layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+        assert all(m.bias is None or not m.bias.any() for m in layers)
+        conv = torch.cat([m.weight.detach().flatten() for m in layers if isinstance(m, nn.Conv2d)])
+        assert conv.abs().max() <= 0.04 and abs(conv.std().item() - truncated_std) < 0.002
+        rest = torch.cat([m.weight.detach().flatten() for m in layers if not isinstance(m, nn.Conv2d)])
+        assert abs(rest.std().item() - 0.02) < 0.002 and rest.abs().max() > 0.04  # not truncated
+    # the other architectures keep PyTorch's defaults
+    dcgan = build_critic(ModelConfig(arch="dcgan"), "gan", Geometry(1, 28))
+    assert dcgan.head.bias.abs().sum() > 0
+
+
+def _copy_weights(src: nn.Module, dst: nn.Module) -> None:
+    """Copy layer by layer, in order, between nets of the same layer sequence (biases a
+    BatchNorm cancels may be missing on one side)."""
+    kinds = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm1d, nn.BatchNorm2d)
+    a = [m for m in src.modules() if isinstance(m, kinds)]
+    b = [m for m in dst.modules() if isinstance(m, kinds)]
+    assert [type(m) for m in a] == [type(m) for m in b]
+    with torch.no_grad():
+        for m, n in zip(a, b):
+            n.weight.copy_(m.weight)
+            if n.bias is not None:
+                n.bias.copy_(m.bias)
+
+
+@pytest.mark.parametrize("width, pack", [(2, 1), (2, 2), (4, 1)])
+def test_tiny_nets_compute_what_pacgans_code_computes(width, pack):
+    """sgan's pacgan-tiny generator and critic against benchmarks/reference_pacgan.py, a plain
+    transcription of PacGAN's TensorFlow code: the same weights give the same images and scores
+    (training mode, so BatchNorm uses the batch's statistics as PacGAN's does)."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    import reference_pacgan as ref
+
+    torch.manual_seed(0)
+    G_ref, D_ref = ref.generator(), ref.critic(width, pack)
+    for m in G_ref.modules():  # sgan's transposed convolutions have no bias: the BatchNorm after them cancels it
+        if isinstance(m, nn.ConvTranspose2d):
+            nn.init.zeros_(m.bias)
+    model = ModelConfig(arch="pacgan-tiny", z_dim=256, g_width=64, d_width=width, pack=pack)
+    G, D = build_generator(model, Geometry(3, 28), None), build_critic(model, "gan", Geometry(3, 28))
+    _copy_weights(G_ref, G)
+    _copy_weights(D_ref, D)
+    z = torch.randn(16, 256)
+    x = G(z)
+    torch.testing.assert_close(x, G_ref(z), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(D(x), D_ref(ref.packed(x, pack)).view(-1), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(
