@@ -93,7 +93,7 @@ def run_one(args: argparse.Namespace, kind: str, name: str, dictionary: Path | N
     if args.smoke:
         sets += ["data.limit=300", "train.batch_size=8"]
     done = out / "budget-curve.jsonl"
-    curve = [json.loads(line) for line in done.read_text().splitlines()] if done.exists() else []
+    curve = harness.jsonl_rows(done)
     if curve:
         per_step, cpu, step = curve[-1]["cpu_per_step"], curve[-1]["cpu_s"], curve[-1]["step"]
     else:  # calibration: a first estimate of the CPU seconds of one iteration (start-up included)
@@ -146,7 +146,7 @@ def best_by_kind(rows: list[dict]) -> dict[str, dict]:
 
 
 def summary(results: Path) -> str:
-    rows = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    rows = harness.jsonl_rows(results)
     budgets = sorted({p["budget_min"] for r in rows for p in r["curve"]})
     head = " | ".join(f"FID at {b:g} min" for b in budgets)
     out = [f"| kind | candidate | s / iteration | {head} |", "|---|---|---|" + "---|" * len(budgets)]
@@ -170,8 +170,7 @@ def run(args: argparse.Namespace) -> None:
     if args.summary:
         print(summary(results))
         return
-    done = {(r["kind"], r["candidate"]) for r in map(json.loads, results.read_text().splitlines())} if (
-        results.exists()) else set()  # fmt: skip
+    done = {(r["kind"], r["candidate"]) for r in harness.jsonl_rows(results)}
     dicts = dictionaries(args.work, args.data_root, args.smoke)
     real = load_data(DataConfig(name="mnist", root=args.data_root, download=False, limit=300 if args.smoke else None))
     evaluator = make_evaluator(f"classifier:{args.classifier}", real.images, args.samples, torch.device("cpu"))
@@ -184,7 +183,7 @@ def run(args: argparse.Namespace) -> None:
                 f.write(json.dumps(record) + "\n")
     print(summary(results))
     if args.out is not None:
-        rows = [json.loads(line) for line in results.read_text().splitlines()]
+        rows = harness.jsonl_rows(results)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"best": best_by_kind(rows), "runs": rows}, indent=1))
         print(f"wrote {args.out}")
@@ -214,14 +213,8 @@ def main() -> None:
     args.budgets, args.calibrate, args.samples = [0.002, 0.004], 2, 50
     with harness.work_folder(args.work, "bench-arch-quality") as work:
         args.work = work
-        if args.data_root is None:
-            args.data_root = str(harness.stand_in_mnist(work / "mnist", n_train=300, n_test=100))
-        if args.classifier is None:
-            args.classifier = str(work / "classifier.safetensors")
-            harness.sgan(
-                "classifier", "mnist", "--data-root", args.data_root, "--epochs", "1", "--out", args.classifier,
-                in_process=True,
-            )  # fmt: skip
+        root, classifier = harness.smoke_mnist(work, args.data_root, args.classifier)
+        args.data_root, args.classifier = str(root), str(classifier)
         run(args)
 
 

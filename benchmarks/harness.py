@@ -76,6 +76,24 @@ def work_folder(given: Path | None, prefix: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def jsonl_rows(path: Path) -> list[dict]:
+    """The JSON objects of a results file (one per line) a resumable study appends to; [] when absent."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def smoke_mnist(work: Path, data_root: str | Path | None, classifier: str | Path | None) -> tuple[Path, Path]:
+    """The inputs of an MNIST benchmark's ``--smoke``: (data root, classifier file), the ones
+    given, else stand-in MNIST in ``work`` (:func:`stand_in_mnist`, 300 + 100 images) and a
+    one-epoch ``sgan classifier`` of it."""
+    root = Path(data_root) if data_root is not None else stand_in_mnist(work / "mnist", n_train=300, n_test=100)
+    if classifier is None:
+        classifier = work / "classifier.safetensors"
+        sgan(
+            "classifier", "mnist", "--data-root", str(root), "--epochs", "1", "--out", str(classifier), in_process=True
+        )
+    return root, Path(classifier)
+
+
 def stand_in_mnist(root: Path, n_train: int = 300, n_test: int = 100) -> Path:
     """A data root holding ``MNIST/raw/`` in torchvision's layout, made from the bundled digits
     (8×8, upscaled to 20×20 and centred in 28×28 as MNIST's digits are, labels kept): what

@@ -269,14 +269,7 @@ def main() -> None:
         return
     with harness.work_folder(None, "reference-goyal") as tmp:
         args.out = args.out or tmp / "run"
-        args.data_root = args.data_root or harness.stand_in_mnist(tmp / "mnist", n_train=300, n_test=100)
-        classifier = args.classifier
-        if classifier is None:
-            classifier = tmp / "classifier.safetensors"
-            harness.sgan(
-                "classifier", "mnist", "--data-root", str(args.data_root), "--epochs", "1", "--out", str(classifier),
-                in_process=True,
-            )  # fmt: skip
+        args.data_root, classifier = harness.smoke_mnist(tmp, args.data_root, args.classifier)
         args.batch_size, args.limit, args.eval_every, args.eval_samples = 8, 200, 1, 50
         args.iters, args.resume, args.classifier = 1, False, None  # a checkpoint and an unscored line
         train(args)

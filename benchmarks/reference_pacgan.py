@@ -171,13 +171,7 @@ def main() -> None:
         return
     with harness.work_folder(None, "reference-pacgan") as tmp:
         args.out = args.out or tmp / "run"
-        args.data_root = args.data_root or harness.stand_in_mnist(tmp / "mnist", n_train=300, n_test=100)
-        if args.classifier is None:
-            args.classifier = tmp / "classifier.safetensors"
-            harness.sgan(
-                "classifier", "mnist", "--data-root", str(args.data_root), "--epochs", "1",
-                "--out", str(args.classifier), in_process=True,
-            )  # fmt: skip
+        args.data_root, args.classifier = harness.smoke_mnist(tmp, args.data_root, args.classifier)
         args.batch_size, args.limit, args.steps, args.eval_at, args.samples, args.pack = 8, 300, 2, [1], 50, 2
         rows = train(args)
         assert [r["step"] for r in rows] == [1, 2] and all(1 <= r["modes"] <= 50 for r in rows), rows

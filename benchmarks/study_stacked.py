@@ -112,7 +112,7 @@ def run_one(args: argparse.Namespace, method: str, seed: int, patch: Path | None
     # the points measured so far: a run stopped between them (a session's end) goes on from its
     # last checkpoint; scored points are not measured again
     done = out / "study-curve.jsonl"
-    curve = [json.loads(line) for line in done.read_text().splitlines()] if done.exists() else []
+    curve = harness.jsonl_rows(done)
     seconds = curve[-1]["train_s"] if curve else 0.0
     stops = sorted({s for s in args.eval_at if s < args.steps} | {args.steps})
     for stop in stops:
@@ -152,8 +152,7 @@ def run_one(args: argparse.Namespace, method: str, seed: int, patch: Path | None
 
 def summary(results: Path) -> str:
     rows: dict[str, list[dict]] = {}
-    for line in results.read_text().splitlines() if results.exists() else []:
-        r = json.loads(line)
+    for r in harness.jsonl_rows(results):
         rows.setdefault(r["method"], []).append(r)
     out = ["| method | seeds | steps | modes (of 1,000) | KL | s/step |", "|---|---|---|---|---|---|"]
     for method, rs in rows.items():
@@ -196,14 +195,8 @@ def main() -> None:
     args.methods = args.methods or SMOKE_METHODS
     with harness.work_folder(args.work, "study-stacked") as work:
         args.work = work
-        if args.data_root is None:
-            args.data_root = str(harness.stand_in_mnist(work / "mnist", n_train=300, n_test=100))
-        if args.classifier is None:
-            args.classifier = str(work / "classifier.safetensors")
-            harness.sgan(
-                "classifier", "mnist", "--data-root", args.data_root, "--epochs", "1", "--out", args.classifier,
-                in_process=True,
-            )  # fmt: skip
+        root, classifier = harness.smoke_mnist(work, args.data_root, args.classifier)
+        args.data_root, args.classifier = str(root), str(classifier)
         run_study(args)
 
 
@@ -214,9 +207,7 @@ def run_study(args: argparse.Namespace) -> None:
     if args.summary:
         print(summary(results))
         return
-    done = set()
-    if results.exists():
-        done = {(r["method"], r["seed"]) for r in map(json.loads, results.read_text().splitlines())}
+    done = {(r["method"], r["seed"]) for r in harness.jsonl_rows(results)}
     patch = None
     if any(m.startswith("patch") for m in args.methods):
         patch = patch_dictionary(args.work, args.data_root, args.smoke)
