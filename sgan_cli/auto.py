@@ -3,17 +3,19 @@
 On a CPU the choice is measured (``benchmarks/bench_arch_quality.py``; docs/benchmarks.md,
 "Architectures on a CPU"): each candidate trained with ``sgan train``'s defaults on mnist-5k for
 2, 5 and 10 CPU-minutes of one thread, scored by FID with an MNIST classifier; the table below
-keeps, per kind of generator, the candidate with the lowest FID reached within 10 minutes:
+keeps, per kind of generator, the candidate with the lowest FID reached within 10 minutes
+(FIDs within 5 % of it tie, and the one that got there sooner wins):
 
-* dense generator → ``mlp`` (FID 4.1 at 10 minutes; Goyal's DCGAN nets 31.4);
-* whole-image dictionary → ``mlp`` (17.0 at 2 minutes, then worse; an MLP generator under
-  Goyal's critic 23.4 at 10; the generator is fully connected whatever the choice);
+* dense generator → ``mlp`` (FID 4.1 at 10 minutes; Goyal's DCGAN nets 31.4), ``goyal`` under BCE;
+* whole-image dictionary → ``mlp`` (17.0 at 2 minutes, then worse; Ganz & Blau's nets 17.0 at
+  10, an MLP generator under Goyal's critic 23.4; the generator is fully connected whatever
+  the choice);
 * patch dictionary → a ``dcgan`` generator (a code map needs a convolutional body) with an
   ``mlp`` critic and encoder (27.9 at 10 minutes; Goyal's nets 31.6).
 
-Measured under WGAN-GP, ``sgan train``'s default objective; under BCE the dense MLP GAN
-diverged there (FID 127 → 280); the BCE recipes use Goyal's nets (``recipes/dcgan-mnist.yaml``:
-FID 3.6 after 15,000 iterations), and ``--gan gan`` runs should name ``--arch goyal``.
+Measured under WGAN-GP, ``sgan train``'s default objective. Under BCE (``--gan gan``) a dense
+generator gets Goyal's DCGAN nets (:data:`BY_OBJECTIVE`): the dense MLP GAN diverged there (FID
+127 after 2 minutes, 284 after 10), Goyal's nets reached 12.0 after 10.
 
 On a GPU nothing was measured (none was available): convolutional nets there (``dcgan``
 generator and critic, a whole-image dictionary's generator stays fully connected), where they
@@ -42,6 +44,10 @@ CHOICE: dict[tuple[str, str], tuple[str, str | None]] = {
     ("whole", "cuda"): ("mlp", None),
     ("patch", "cuda"): ("dcgan", "dcgan"),
 }
+# where the objective changes the measured choice: (kind, device, objective) → as CHOICE
+BY_OBJECTIVE: dict[tuple[str, str, str], tuple[str, str | None]] = {
+    ("dense", "cpu", "gan"): ("goyal", None),
+}
 WHY = {
     "dense": "dense generator",
     "whole": "whole-image dictionary",
@@ -60,12 +66,14 @@ def resolve_arch(cfg: SganConfig, patch: int | None, sparse: bool, device_type: 
         return None
     kind = "dense" if not sparse else ("whole" if patch is None else "patch")
     device = "cpu" if device_type == "cpu" else "cuda"
-    arch, critic = CHOICE[(kind, device)]
+    objective = cfg.gan.objective
+    arch, critic = BY_OBJECTIVE.get((kind, device, objective), CHOICE[(kind, device)])
     model.arch = arch
     if critic is not None and model.critic_arch is None:
         model.critic_arch = critic
     critic_note = "" if model.critic_arch in (None, arch) else f", {model.critic_arch} critic and encoder"
-    return f"{WHY[kind]} on {device_type}{critic_note} ({MEASURED[device]})"
+    under = f" under {objective}" if (kind, device, objective) in BY_OBJECTIVE else ""
+    return f"{WHY[kind]}{under} on {device_type}{critic_note} ({MEASURED[device]})"
 
 
 def resolve_auto(cfg: SganConfig, dry_run: bool = False, dictionary: Any = None) -> str | None:

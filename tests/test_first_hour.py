@@ -90,6 +90,12 @@ def test_arch_auto_rules():
     cfg = SganConfig()
     cfg.model.arch = "dcgan"
     assert resolve_arch(cfg, None, False, "cpu") is None and cfg.model.arch == "dcgan"
+    # under BCE the measurement picked Goyal's nets for a dense generator on a CPU, and only there
+    for (patch, sparse, device), arch in (((None, False, "cpu"), "goyal"), ((None, True, "cpu"), "mlp")):
+        cfg = SganConfig()
+        cfg.gan.objective = "gan"
+        why = resolve_arch(cfg, patch, sparse, device)
+        assert cfg.model.arch == arch and ("under gan" in why) == (arch == "goyal")
 
 
 def test_dry_run_and_summary_name_the_chosen_arch(runner, tmp_path, dicts):
