@@ -98,6 +98,18 @@ def test_arch_auto_rules():
         assert cfg.model.arch == arch and ("under gan" in why) == (arch == "goyal")
 
 
+def test_dense_bce_run_on_cpu_trains_goyals_nets(runner, tmp_path):
+    """`sgan train --gan gan --dict none` on a CPU: auto picks Goyal's nets, says so, and they
+    train on 8×8 digits end to end."""
+    out = tmp_path / "bce"
+    res = invoke(
+        runner, ["train", "--data", "digits", "--gan", "gan", "--dict", "none", "--steps", "3", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "arch auto → goyal: dense generator under gan on cpu" in res.stderr
+    assert "arch: goyal" in (out / "config.yaml").read_text() and (out / "generator.safetensors").exists()
+
+
 def test_dry_run_and_summary_name_the_chosen_arch(runner, tmp_path, dicts):
     whole, patch = dicts
     res = invoke(runner, ["train", "--dict", str(whole), "--dry-run"])
